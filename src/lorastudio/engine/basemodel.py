@@ -1,0 +1,218 @@
+"""Load a base model (built-in tiny, diffusers folder, single .safetensors, or explicit hub id) and name its family.
+
+Families decide LoRA key names and compatibility: sd15 and sdxl are the real ones; tiny-sd15 and
+tiny-sdxl share their structure at a smaller width, so a LoRA for one never fits the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers.utils import logging as diffusers_logging
+from safetensors import safe_open
+
+from lorastudio.engine.tiny import TINY_NAMES, ensure_tiny_model
+from lorastudio.errors import Invalid, NotFound, Unsupported
+
+FAMILY_LABELS = {
+    "sd15": "SD1.5",
+    "sdxl": "SDXL",
+    "tiny-sd15": "tiny SD1.5-shaped test model",
+    "tiny-sdxl": "tiny SDXL-shaped test model",
+}
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+
+diffusers_logging.disable_progress_bar()
+logging.getLogger("diffusers").setLevel(logging.ERROR)
+
+
+def family_label(family: str) -> str:
+    """Human name of a family for messages."""
+    return FAMILY_LABELS.get(family, family)
+
+
+def is_sdxl_like(family: str) -> bool:
+    """SDXL-shaped families use kohya's SGM key names and two text encoders."""
+    return family.endswith("sdxl")
+
+
+def family_from_unet_config(config: dict) -> str:
+    """Name the family of a UNet from its config; SD2.x and unknown shapes are refused."""
+    cross = config.get("cross_attention_dim")
+    sdxl = config.get("addition_embed_type") == "text_time"
+    if sdxl:
+        return "sdxl" if cross == 2048 else "tiny-sdxl"
+    if cross == 768:
+        return "sd15"
+    if cross == 1024:
+        raise Unsupported("SD2.x base models are not supported yet; use an SD1.5- or SDXL-family model")
+    return "tiny-sd15"
+
+
+def family_from_checkpoint_keys(keys: list[str]) -> str:
+    """Name the family of a single-file (original/LDM layout) checkpoint from its tensor names."""
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return "sdxl"
+    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        return "sd15"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        raise Unsupported("this is an SD2.x checkpoint; SD2.x base models are not supported yet")
+    if any(k.startswith(("lora_unet_", "lora_te")) or ".lora_A." in k for k in keys):
+        raise Invalid("this file is a LoRA, not a base model; pass it with --lora, and a base model with --base")
+    raise Unsupported(
+        "not a Stable Diffusion checkpoint we recognise (no SD1.5 or SDXL text-encoder keys); "
+        "use an SD1.5- or SDXL-family .safetensors or a diffusers folder"
+    )
+
+
+@dataclass
+class BaseModel:
+    """A loaded base model: the pipeline (for its components) plus what we know about it."""
+
+    name: str
+    family: str
+    source: Path | str
+    pipe: DiffusionPipeline
+    _hash: str | None = field(default=None, repr=False)
+
+    @property
+    def unet(self) -> torch.nn.Module:
+        """The denoising UNet."""
+        return self.pipe.unet
+
+    @property
+    def text_encoders(self) -> list[torch.nn.Module]:
+        """One text encoder for SD1.5-like, two for SDXL-like."""
+        encoders = [self.pipe.text_encoder]
+        if getattr(self.pipe, "text_encoder_2", None) is not None:
+            encoders.append(self.pipe.text_encoder_2)
+        return encoders
+
+    @property
+    def tokenizers(self) -> list:
+        """Tokenizers matching text_encoders."""
+        toks = [self.pipe.tokenizer]
+        if getattr(self.pipe, "tokenizer_2", None) is not None:
+            toks.append(self.pipe.tokenizer_2)
+        return toks
+
+    @property
+    def model_hash(self) -> str:
+        """sha256 of the weights file (or of the UNet weights of a folder); A1111 shows its first 10 hex."""
+        if self._hash is None:
+            self._hash = weights_hash(self.source)
+        return self._hash
+
+
+def weights_hash(source: Path | str) -> str:
+    """sha256 of a single-file checkpoint, or of a diffusers folder's UNet weights."""
+    path = Path(source)
+    if path.is_dir():
+        candidates = sorted((path / "unet").glob("*.safetensors"))
+        if not candidates:
+            return "unknown"
+        path = candidates[0]
+    if not path.is_file():
+        return "unknown"
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_base_spec(spec: str, models_dir: Path) -> Path | str:
+    """Turn a --base value into a local path (building a tiny model on demand) or an 'hf:' id."""
+    if spec in TINY_NAMES:
+        return ensure_tiny_model(spec, models_dir)
+    if spec.startswith("hf:"):
+        return spec
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise NotFound(
+            f"base model {spec!r} not found: give a diffusers folder, a .safetensors file, "
+            f"a built-in name ({', '.join(TINY_NAMES)}), or 'hf:<org>/<repo>' to download"
+        )
+    return path
+
+
+def _refuse_pickle(path: Path) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise Unsupported(
+            f"{path.name} is a pickle checkpoint, which can run arbitrary code when opened, so LoRA Studio "
+            "never loads it. Convert it once to .safetensors in a tool you trust (for example kohya_ss "
+            "'Convert model', or diffusers' convert scripts) and use that file."
+        )
+
+
+def detect_family(source: Path | str) -> str:
+    """Family of a diffusers folder or single-file checkpoint, without loading weights."""
+    path = Path(source)
+    if path.is_dir():
+        config_path = path / "unet" / "config.json"
+        if not config_path.exists():
+            raise Invalid(f"{path} is a folder but not a diffusers model (no unet/config.json)")
+        return family_from_unet_config(json.loads(config_path.read_text()))
+    _refuse_pickle(path)
+    if path.suffix.lower() != ".safetensors":
+        raise Unsupported(f"{path.name}: base models must be a diffusers folder or a .safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            keys = list(fh.keys())
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise Invalid(f"{path.name} is not a readable .safetensors file ({exc}); re-download or re-export it")
+    return family_from_checkpoint_keys(keys)
+
+
+def load_base_model(
+    spec: str,
+    *,
+    models_dir: Path,
+    dtype: torch.dtype = torch.float32,
+    single_file_config: Path | None = None,
+    allow_downloads: bool = False,
+) -> BaseModel:
+    """Load a base model on CPU in `dtype`; the caller moves parts to its device."""
+    source = resolve_base_spec(spec, models_dir)
+    if isinstance(source, str):  # explicit hub id
+        if not allow_downloads:
+            raise Invalid(
+                f"{spec} would be downloaded from the Hugging Face hub; set LORASTUDIO_ALLOW_DOWNLOADS=1 "
+                "to allow it, or download it yourself and pass the local folder"
+            )
+        pipe = DiffusionPipeline.from_pretrained(source[3:], dtype=dtype)
+        family = family_from_unet_config(dict(pipe.unet.config))
+    elif source.is_dir():
+        family = detect_family(source)
+        cls = StableDiffusionXLPipeline if is_sdxl_like(family) else StableDiffusionPipeline
+        kwargs = {} if is_sdxl_like(family) else {"safety_checker": None, "requires_safety_checker": False}
+        pipe = cls.from_pretrained(source, dtype=dtype, local_files_only=True, **kwargs)
+    else:
+        family = detect_family(source)
+        pipe = _load_single_file(source, family, dtype, single_file_config)
+    pipe.set_progress_bar_config(disable=True)
+    name = spec if spec in TINY_NAMES else Path(str(source)).name
+    return BaseModel(name=name, family=family, source=source, pipe=pipe)
+
+
+def _load_single_file(path: Path, family: str, dtype: torch.dtype, config: Path | None) -> DiffusionPipeline:
+    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    kwargs: dict = {"dtype": dtype, "local_files_only": True}
+    if config is not None:
+        kwargs["config"] = str(config)
+    if family == "sd15":
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    try:
+        return cls.from_single_file(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise NotFound(
+            f"{path.name} looks like an {family_label(family)} checkpoint, but loading it offline needs that "
+            "family's diffusers configs and tokenizer. Set LORASTUDIO_SINGLE_FILE_CONFIG to a diffusers "
+            f"folder of the same family (any {family_label(family)} model saved by diffusers). Detail: {exc}"
+        ) from exc

@@ -1,0 +1,215 @@
+"""Tiny SD1.5-shaped and SDXL-shaped pipelines built from config with a fixed seed (tests, demo).
+
+Shapes follow the real architectures (same block types, cross-attention, SDXL's two text encoders
+and added time embeddings) at a fraction of the width, so every code path runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from lorastudio.engine.tokenizer import build_clip_tokenizer
+
+TINY_NAMES = ("tiny-sd15", "tiny-sdxl")
+
+# Words that get whole-word tokens; anything else still tokenizes (byte-level fallback).
+TINY_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "at",
+    "with",
+    "and",
+    "photo",
+    "portrait",
+    "character",
+    "person",
+    "man",
+    "woman",
+    "hero",
+    "villain",
+    "fighter",
+    "fighting",
+    "style",
+    "martial",
+    "arts",
+    "boxing",
+    "kungfu",
+    "mma",
+    "sword",
+    "pose",
+    "action",
+    "stance",
+    "punch",
+    "kick",
+    "jab",
+    "block",
+    "background",
+    "street",
+    "dojo",
+    "arena",
+    "forest",
+    "night",
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "black",
+    "white",
+    "orange",
+    "purple",
+    "johnhero",
+    "kanehero",
+    "boxingstyle",
+    "kungfustyle",
+    "mmastyle",
+    "swordstyle",
+    "square",
+    "circle",
+    "stripe",
+]
+
+
+def _scheduler() -> EulerDiscreteScheduler:
+    return EulerDiscreteScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        timestep_spacing="leading",
+        steps_offset=1,
+    )
+
+
+def _vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(16, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+
+
+def _text_config(vocab_size: int, hidden: int, projection: int | None = None) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        projection_dim=projection or hidden,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+        hidden_act="quick_gelu",
+    )
+
+
+def build_tiny_sd15(seed: int = 0) -> StableDiffusionPipeline:
+    """An SD1.5-shaped pipeline: CrossAttn down/up blocks, one CLIP text encoder (hidden 32)."""
+    torch.manual_seed(seed)
+    tokenizer = build_clip_tokenizer(TINY_WORDS)
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    text_encoder = CLIPTextModel(_text_config(len(tokenizer), 32))
+    return StableDiffusionPipeline(
+        vae=_vae(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
+    """An SDXL-shaped pipeline: two text encoders, pooled embeddings and added time ids."""
+    torch.manual_seed(seed)
+    tokenizer = build_clip_tokenizer(TINY_WORDS)
+    text_encoder = CLIPTextModel(_text_config(len(tokenizer), 16))
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer), 16, projection=16))
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2),
+        cross_attention_dim=32,  # text_encoder (16) + text_encoder_2 (16), concatenated
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 16,
+        norm_num_groups=16,
+    )
+    return StableDiffusionXLPipeline(
+        vae=_vae(),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=_scheduler(),
+        force_zeros_for_empty_prompt=True,
+    )
+
+
+def ensure_tiny_model(name: str, models_dir: Path) -> Path:
+    """Build the named tiny model into models_dir once (atomically) and return its diffusers folder."""
+    if name not in TINY_NAMES:
+        raise ValueError(f"unknown tiny model {name!r}; choose one of {', '.join(TINY_NAMES)}")
+    target = models_dir / name
+    if (target / "model_index.json").exists():
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    pipe = build_tiny_sd15() if name == "tiny-sd15" else build_tiny_sdxl()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=models_dir))
+    try:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another process finished first; its copy is as good as ours.
+            if not (target / "model_index.json").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,414 @@
+"""train_lora: images + trigger word + preset -> a kohya-format LoRA file. Reads top to bottom."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from diffusers.optimization import get_scheduler
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
+
+from lorastudio import __version__
+from lorastudio.config import Settings
+from lorastudio.engine.basemodel import BaseModel, is_sdxl_like, load_base_model
+from lorastudio.engine.buckets import fit_to_bucket
+from lorastudio.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from lorastudio.engine.dataset import scan_dataset
+from lorastudio.engine.device import peak_memory_mb, resolve_device, resolve_precision, weight_dtype
+from lorastudio.engine.lorafile import SS_BASE_VERSION, LoraFile, peft_to_kohya, save_lora
+from lorastudio.engine.lorakeys import te_kohya_prefix, text_encoder_targets, unet_kohya_name, unet_targets
+from lorastudio.engine.presets import get_preset
+from lorastudio.engine.textenc import Conditioning, encode_text, sdxl_time_ids
+from lorastudio.engine.trainconfig import ProgressEvent, TrainConfig, TrainResult
+from lorastudio.engine.trainparts import (
+    Sample,
+    encode_latents,
+    epoch_batches,
+    make_optimizer,
+    snr_weights,
+    step_noise,
+    tag_frequency,
+    to_pixels,
+)
+from lorastudio.errors import Invalid, NaNLoss, OutOfMemory
+
+RECOMMENDED_STRENGTH = {"character": 0.8, "fighting_style": 0.6, "pose": 0.4, "visual_style": 0.6}
+RESUME_KEYS = (
+    "kind",
+    "trigger",
+    "base",
+    "network_dim",
+    "network_alpha",
+    "target",
+    "train_text_encoder",
+    "seed",
+)
+
+
+def train_lora(
+    cfg: TrainConfig,
+    *,
+    settings: Settings,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train one LoRA. Checks everything it can before loading a model; checkpoints as it goes."""
+    emit = on_progress or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    started_at, t0 = time.time(), time.perf_counter()
+    device = resolve_device(settings.device if cfg.device == "auto" else cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    preset = get_preset(cfg.preset, cfg.kind)
+    if cfg.optimizer == "adamw8bit" and device.type != "cuda":
+        raise Invalid("the adamw8bit optimizer needs a CUDA GPU; use --optimizer adamw on this machine")
+    if cfg.output.suffix.lower() != ".safetensors":
+        raise Invalid(f"--out must end in .safetensors (got {cfg.output.name})")
+
+    # 1. The dataset, validated before any model is loaded.
+    emit(ProgressEvent("prepare", message="checking images"))
+    report, items = scan_dataset(
+        cfg.images,
+        kind=cfg.kind,
+        trigger=cfg.trigger,
+        preset=preset,
+        resolution=cfg.resolution,
+        max_pixels=settings.max_image_pixels,
+        min_images=cfg.min_images,
+    )
+    if not report.usable:
+        reasons = "; ".join(p.message for p in report.notes if p.severity == "error")
+        raise Invalid(f"cannot train: {reasons} (see `lorastudio dataset check` for every image)")
+
+    # 2. Resume point, if asked for: the run's config must match what made the checkpoint.
+    checkpoint = None
+    if cfg.resume:
+        found = list_checkpoints(cfg.run_dir)
+        if not found:
+            raise Invalid(f"--resume: no checkpoint in {cfg.run_dir / 'checkpoints'}; start without --resume")
+        checkpoint = load_checkpoint(found[-1])
+        changed = [k for k in RESUME_KEYS if str(checkpoint.config.get(k)) != str(getattr(cfg, k))]
+        if changed:
+            raise Invalid(f"--resume: these settings differ from the checkpoint's run: {', '.join(changed)}")
+
+    # 3. Base model, frozen, with LoRA adapters on the target modules.
+    emit(ProgressEvent("prepare", message=f"loading base model {cfg.base}"))
+    wdtype = weight_dtype(precision)
+    base = load_base_model(
+        cfg.base,
+        models_dir=settings.models_dir,
+        dtype=torch.float32,
+        single_file_config=settings.single_file_config,
+        allow_downloads=settings.allow_downloads,
+    )
+    sdxl = is_sdxl_like(base.family)
+    unet, vae = base.unet, base.pipe.vae
+    encoders, tokenizers = base.text_encoders, base.tokenizers
+    for module in (unet, vae, *encoders):
+        module.requires_grad_(False)
+    torch.manual_seed(cfg.seed)  # LoRA init below draws from the global generator
+    unet.add_adapter(
+        LoraConfig(
+            r=cfg.network_dim,
+            lora_alpha=cfg.network_alpha,
+            target_modules=unet_targets(unet, cfg.target),
+            init_lora_weights="gaussian",
+        )
+    )
+    if cfg.train_text_encoder:
+        for encoder in encoders:
+            encoder.add_adapter(
+                LoraConfig(
+                    r=cfg.network_dim,
+                    lora_alpha=cfg.network_alpha,
+                    target_modules=text_encoder_targets(encoder, cfg.target),
+                    init_lora_weights="gaussian",
+                )
+            )
+    unet.to(device, dtype=wdtype)
+    vae.to(device, dtype=torch.float32)  # fp32 VAE: SDXL's VAE overflows in fp16
+    for encoder in encoders:
+        encoder.to(device, dtype=wdtype)
+    named = {f"unet.{n}": p for n, p in unet.named_parameters() if p.requires_grad}
+    for i, encoder in enumerate(encoders):
+        named.update({f"te{i}.{n}": p for n, p in encoder.named_parameters() if p.requires_grad})
+    for p in named.values():
+        p.data = p.data.float()  # LoRA weights train in fp32 whatever the base precision
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        if cfg.train_text_encoder:
+            for encoder in encoders:
+                encoder.gradient_checkpointing_enable()
+
+    # 4. Bucketed samples; latents and text embeddings cached once when nothing varies per step.
+    emit(ProgressEvent("cache", message=f"preparing {len(items)} images"))
+    samples = []
+    for item in items:
+        fitted = fit_to_bucket(item.image, cfg.resolution)
+        time_ids = sdxl_time_ids(fitted.original_size, fitted.crop_top_left, fitted.bucket[::-1])
+        for flip in (False, True) if cfg.flip_augment else (False,):
+            samples.append(Sample(to_pixels(fitted, flip), None, item.caption, time_ids, fitted.bucket))
+    if cfg.cache_latents:
+        for s in samples:
+            s.latent = encode_latents(vae, s.pixels[None])[0].cpu()
+            s.pixels = None
+    text_cache: dict[str, Conditioning] = {}
+    if not cfg.train_text_encoder:
+        captions = sorted({s.caption for s in samples})
+        with torch.no_grad(), _autocast(device, precision):
+            cond = encode_text(tokenizers, encoders, captions)
+        text_cache = {c: cond.index([i]) for i, c in enumerate(captions)}
+
+    # 5. Optimizer, schedule, loss settings.
+    unet_params = [p for n, p in named.items() if n.startswith("unet.")]
+    te_params = [p for n, p in named.items() if n.startswith("te")]
+    groups = [{"params": unet_params, "lr": cfg.learning_rate}]
+    if te_params:
+        groups.append({"params": te_params, "lr": cfg.text_encoder_lr or cfg.learning_rate})
+    optimizer = make_optimizer(cfg.optimizer, groups, device, cfg.weight_decay)
+    lr_schedule = get_scheduler(
+        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
+    )
+    noise_scheduler = DDPMScheduler.from_config(base.pipe.scheduler.config)
+    v_pred = noise_scheduler.config.prediction_type == "v_prediction"
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    loss_history: list[tuple[int, float]] = []
+    start_step = 0
+    if checkpoint is not None:
+        with torch.no_grad():
+            for name, p in named.items():
+                p.copy_(checkpoint.lora[name])
+        optimizer.load_state_dict(checkpoint.optimizer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(checkpoint.step):
+                lr_schedule.step()
+        start_step, loss_history = checkpoint.step, list(checkpoint.loss_history)
+        emit(ProgressEvent("prepare", step=start_step, total=cfg.steps, message="resumed from checkpoint"))
+
+    # 6. The loop. Micro-step k always sees the same batch and noise, so resuming is exact.
+    config_dict = cfg.model_dump(mode="json")
+    checkpoints, sample_paths = [], []
+    per_epoch = len(epoch_batches(samples, cfg.batch_size, cfg.seed, 0))
+    plans: dict[int, list[list[int]]] = {}
+    unet.train()
+    loop_t0, step, stopped = time.perf_counter(), start_step, False
+    try:
+        while step < cfg.steps:
+            if stop():
+                stopped = True
+                break
+            step_loss = 0.0
+            for micro in range(cfg.gradient_accumulation):
+                k = step * cfg.gradient_accumulation + micro
+                epoch = k // per_epoch
+                if epoch not in plans:
+                    plans = {epoch: epoch_batches(samples, cfg.batch_size, cfg.seed, epoch)}
+                batch = [samples[i] for i in plans[epoch][k % per_epoch]]
+                if cfg.cache_latents:
+                    latents = torch.stack([s.latent for s in batch]).to(device)
+                else:
+                    latents = encode_latents(vae, torch.stack([s.pixels for s in batch]))
+                noise, t = step_noise(latents.shape, cfg.seed, k, cfg.noise_offset, len(noise_scheduler))
+                noise, t = noise.to(device), t.to(device)
+                noisy = noise_scheduler.add_noise(latents, noise, t)
+                target = noise_scheduler.get_velocity(latents, noise, t) if v_pred else noise
+                with _autocast(device, precision):
+                    if text_cache:
+                        hidden = torch.cat([text_cache[s.caption].hidden for s in batch])
+                        pooled = [text_cache[s.caption].pooled for s in batch]
+                        pooled = torch.cat(pooled) if sdxl else None
+                    else:
+                        cond = encode_text(tokenizers, encoders, [s.caption for s in batch])
+                        hidden, pooled = cond.hidden, cond.pooled
+                    extra = {}
+                    if sdxl:
+                        time_ids = torch.stack([s.time_ids for s in batch]).to(device)
+                        extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
+                    pred = unet(noisy.to(wdtype), t, hidden.to(wdtype), **extra).sample
+                loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+                weights = snr_weights(noise_scheduler.alphas_cumprod, t, cfg.min_snr_gamma, v_pred)
+                loss = (loss * weights).mean() if weights is not None else loss.mean()
+                if not torch.isfinite(loss):
+                    last = list_checkpoints(cfg.run_dir)
+                    raise NaNLoss(
+                        f"the loss became {loss.item()} at step {step + 1}; training stopped. Lower the learning "
+                        f"rate (now {cfg.learning_rate:g}) or use --precision bf16/no"
+                        + (f"; the last good checkpoint is {last[-1]}" if last else "")
+                    )
+                scaler.scale(loss / cfg.gradient_accumulation).backward()
+                step_loss += loss.item() / cfg.gradient_accumulation
+            if cfg.max_grad_norm:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(list(named.values()), cfg.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            lr_schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_history.append((step, step_loss))
+            per_step = (time.perf_counter() - loop_t0) / (step - start_step)
+            emit(ProgressEvent("train", step, cfg.steps, step_loss, per_step, per_step * (cfg.steps - step)))
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                checkpoints.append(_checkpoint(cfg, step, named, optimizer, loss_history, config_dict))
+                emit(ProgressEvent("checkpoint", step, cfg.steps, message=str(checkpoints[-1])))
+            if cfg.sample_every and cfg.sample_prompts and step % cfg.sample_every == 0:
+                sample_paths += _samples(base, cfg, step, device, precision, emit)
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemory(
+            f"the {device.type} device ran out of memory at step {step + 1}. Lower --batch-size "
+            f"(now {cfg.batch_size}) or --resolution (now {cfg.resolution}), add --gradient-checkpointing, "
+            "or use --precision fp16/bf16; --resume continues from the last checkpoint"
+        ) from exc
+    if stopped:
+        if step > start_step:
+            checkpoints.append(_checkpoint(cfg, step, named, optimizer, loss_history, config_dict))
+        emit(ProgressEvent("checkpoint", step, cfg.steps, message="stopped; resume with --resume"))
+        return TrainResult(
+            None, step, cfg.steps, True, time.perf_counter() - t0, loss_history, len(items), base.family,
+            checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(),
+        )  # fmt: skip
+
+    # 7. Export: kohya key names and ss_* metadata, written atomically; loss history beside the run.
+    emit(ProgressEvent("save", step, cfg.steps, message=f"saving {cfg.output}"))
+    unet.eval()
+    seconds = time.perf_counter() - t0
+    lora = _export(base, cfg, unet, encoders, report, [s.caption for s in samples], started_at, seconds)
+    lora.metadata["lorastudio_final_loss"] = f"{loss_history[-1][1]:.6f}" if loss_history else ""
+    save_lora(cfg.output, lora)
+    history = json.dumps({"loss": loss_history, "steps": cfg.steps, "seconds": seconds}).encode()
+    _write_bytes(cfg.run_dir / "loss_history.json", history)
+    return TrainResult(
+        cfg.output, step, cfg.steps, False, seconds, loss_history, len(items), base.family,
+        checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(),
+    )  # fmt: skip
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "no":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=weight_dtype(precision))
+
+
+def _checkpoint(cfg: TrainConfig, step, named, optimizer, loss_history, config_dict) -> Path:
+    params = {n: p.detach() for n, p in named.items()}
+    return save_checkpoint(
+        cfg.run_dir,
+        step=step,
+        params=params,
+        optimizer=optimizer,
+        loss_history=loss_history,
+        config=config_dict,
+        keep=cfg.keep_checkpoints,
+    )
+
+
+@torch.no_grad()
+def _samples(base: BaseModel, cfg: TrainConfig, step: int, device, precision, emit) -> list[Path]:
+    """Render the sample prompts with the LoRA as trained so far (fixed seed, so runs compare)."""
+    base.unet.eval()
+    paths = []
+    folder = cfg.run_dir / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, prompt in enumerate(cfg.sample_prompts):
+        gen = torch.Generator().manual_seed(cfg.seed + i)
+        with _autocast(device, precision):
+            image = base.pipe(
+                prompt,
+                num_inference_steps=cfg.sample_steps,
+                height=cfg.resolution,
+                width=cfg.resolution,
+                generator=gen,
+            ).images[0]
+        path = folder / f"step-{step:06d}-{i}.png"
+        image.save(path)
+        paths.append(path)
+        emit(ProgressEvent("sample", step, cfg.steps, message=prompt, preview=path))
+    base.unet.train()
+    return paths
+
+
+def _export(base, cfg: TrainConfig, unet, encoders, report, captions, started_at, seconds) -> LoraFile:
+    sdxl = is_sdxl_like(base.family)
+    save_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[cfg.save_precision]
+    lpb = unet.config.layers_per_block
+    up_attn = {i: hasattr(b, "attentions") for i, b in enumerate(unet.up_blocks)}
+    tensors = peft_to_kohya(
+        get_peft_model_state_dict(unet),
+        lambda p: unet_kohya_name(p, sdxl, lpb, up_attn),
+        cfg.network_alpha,
+        save_dtype,
+    )
+    if cfg.train_text_encoder:
+        for i, encoder in enumerate(encoders):
+            prefix = te_kohya_prefix(i, sdxl)
+            state = get_peft_model_state_dict(encoder)
+            tensors.update(
+                peft_to_kohya(state, lambda p, pre=prefix: pre + p.replace(".", "_"), cfg.network_alpha, save_dtype)
+            )
+    folder = Path(cfg.images).name if isinstance(cfg.images, Path) else "images"
+    n = len(report.valid)
+    meta = {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(cfg.network_dim),
+        "ss_network_alpha": str(cfg.network_alpha),
+        "ss_network_args": json.dumps({"target": cfg.target}),
+        "ss_learning_rate": str(cfg.learning_rate),
+        "ss_unet_lr": str(cfg.learning_rate),
+        "ss_text_encoder_lr": str(cfg.text_encoder_lr or cfg.learning_rate) if cfg.train_text_encoder else "0",
+        "ss_max_train_steps": str(cfg.steps),
+        "ss_steps": str(cfg.steps),
+        "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
+        "ss_batch_size_per_device": str(cfg.batch_size),
+        "ss_gradient_accumulation_steps": str(cfg.gradient_accumulation),
+        "ss_gradient_checkpointing": str(cfg.gradient_checkpointing),
+        "ss_lr_scheduler": cfg.lr_scheduler,
+        "ss_lr_warmup_steps": str(cfg.warmup_steps),
+        "ss_optimizer": cfg.optimizer,
+        "ss_mixed_precision": cfg.precision,
+        "ss_min_snr_gamma": str(cfg.min_snr_gamma),
+        "ss_noise_offset": str(cfg.noise_offset),
+        "ss_flip_aug": str(cfg.flip_augment),
+        "ss_seed": str(cfg.seed),
+        "ss_sd_model_name": base.name,
+        "ss_new_sd_model_hash": base.model_hash,
+        "ss_base_model_version": SS_BASE_VERSION.get(base.family, base.family),
+        "ss_v2": "False",
+        "ss_num_train_images": str(n),
+        "ss_dataset_dirs": json.dumps({folder: {"n_repeats": 1, "img_count": n}}),
+        "ss_tag_frequency": json.dumps({folder: tag_frequency(captions)}),
+        "ss_caption_extension": ".txt",
+        "ss_output_name": cfg.output.stem,
+        "ss_training_started_at": str(started_at),
+        "ss_training_finished_at": str(time.time()),
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": ("stable-diffusion-xl-v1-base" if sdxl else "stable-diffusion-v1") + "/lora",
+        "modelspec.implementation": "https://github.com/huggingface/diffusers",
+        "modelspec.title": cfg.output.stem,
+        "modelspec.trigger_phrase": cfg.trigger,
+        "lorastudio_version": __version__,
+        "lorastudio_kind": cfg.kind,
+        "lorastudio_preset": cfg.preset,
+        "lorastudio_trigger_words": json.dumps([cfg.trigger]),
+        "lorastudio_recommended_strength": str(RECOMMENDED_STRENGTH[cfg.kind]),
+        "lorastudio_base_family": base.family,
+        "lorastudio_layers_per_block": str(lpb),
+        "lorastudio_target": cfg.target,
+        "lorastudio_training_seconds": f"{seconds:.1f}",
+        "lorastudio_steps_per_second": f"{cfg.steps / max(seconds, 1e-9):.4f}",
+    }
+    return LoraFile(tensors, meta)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -1,0 +1,109 @@
+"""Small pure helpers the training loop calls: batches, latents cache, noise, loss weights, optimizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lorastudio.engine.buckets import Fitted
+from lorastudio.errors import Invalid
+
+
+@dataclass
+class Sample:
+    """One training example after bucketing: its image tensor or cached latent, caption and SDXL sizes."""
+
+    pixels: torch.Tensor | None  # (3, h, w) in [-1, 1]; dropped once latents are cached
+    latent: torch.Tensor | None
+    caption: str
+    time_ids: torch.Tensor
+    bucket: tuple[int, int]
+
+
+def to_pixels(fitted: Fitted, flip: bool = False) -> torch.Tensor:
+    """PIL image -> (3, h, w) float tensor in [-1, 1]."""
+    img = fitted.image.transpose(0) if flip else fitted.image  # 0 = FLIP_LEFT_RIGHT
+    data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    t = data.view(img.height, img.width, 3).permute(2, 0, 1).float()
+    return t / 127.5 - 1.0
+
+
+def epoch_batches(samples: list[Sample], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Deterministic batches for one epoch: shuffled within each bucket, then batch order shuffled."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    by_bucket: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(samples):
+        by_bucket.setdefault(s.bucket, []).append(i)
+    batches = []
+    for bucket in sorted(by_bucket):
+        idx = by_bucket[bucket]
+        order = [idx[j] for j in torch.randperm(len(idx), generator=gen).tolist()]
+        batches += [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    return [batches[j] for j in torch.randperm(len(batches), generator=gen).tolist()]
+
+
+@torch.no_grad()
+def encode_latents(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """VAE-encode a pixel batch to scaled latents (distribution mode, so the cache is deterministic)."""
+    vae_dtype = next(vae.parameters()).dtype
+    dist = vae.encode(pixels.to(vae.device, vae_dtype)).latent_dist
+    latents = dist.mode() * vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None)
+    return (latents - shift * vae.config.scaling_factor if shift else latents).float()
+
+
+def step_noise(
+    shape: torch.Size, seed: int, micro_step: int, offset: float, timesteps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise and timesteps for one micro-step, drawn from a generator seeded by (seed, step) so a
+    resumed run draws exactly what an uninterrupted one would."""
+    gen = torch.Generator().manual_seed(seed * 7919 + micro_step)
+    noise = torch.randn(shape, generator=gen)
+    if offset:
+        noise = noise + offset * torch.randn((shape[0], shape[1], 1, 1), generator=gen)
+    t = torch.randint(0, timesteps, (shape[0],), generator=gen)
+    return noise, t
+
+
+def snr_weights(
+    alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float | None, v_pred: bool
+) -> torch.Tensor | None:
+    """Min-SNR-gamma loss weights (Hang et al. 2023); None when gamma is off."""
+    if gamma is None:
+        return None
+    ac = alphas_cumprod.to(t.device)[t]
+    snr = ac / (1 - ac)
+    clipped = torch.clamp(snr, max=gamma)
+    return clipped / (snr + 1) if v_pred else clipped / snr
+
+
+def make_optimizer(name: str, groups: list[dict], device: torch.device, weight_decay: float):
+    """AdamW, or bitsandbytes AdamW8bit / Prodigy when installed; a clear error otherwise."""
+    if name == "adamw":
+        return torch.optim.AdamW(groups, weight_decay=weight_decay)
+    if name == "adamw8bit":
+        if device.type != "cuda":
+            raise Invalid("the adamw8bit optimizer needs a CUDA GPU; use --optimizer adamw on this machine")
+        try:
+            import bitsandbytes as bnb
+        except ImportError as exc:
+            raise Invalid("adamw8bit needs bitsandbytes: pip install 'lorastudio[cuda]'") from exc
+        return bnb.optim.AdamW8bit(groups, weight_decay=weight_decay)
+    if name == "prodigy":
+        try:
+            from prodigyopt import Prodigy
+        except ImportError as exc:
+            raise Invalid("the prodigy optimizer needs prodigyopt: pip install prodigyopt") from exc
+        return Prodigy(groups, weight_decay=weight_decay)
+    raise Invalid(f"unknown optimizer {name!r}; choose adamw, adamw8bit or prodigy")
+
+
+def tag_frequency(captions: list[str]) -> dict[str, int]:
+    """How often each comma-separated tag appears (kohya's ss_tag_frequency)."""
+    counts: dict[str, int] = {}
+    for caption in captions:
+        for tag in (t.strip() for t in caption.split(",")):
+            if tag:
+                counts[tag] = counts.get(tag, 0) + 1
+    return counts

@@ -1,0 +1,51 @@
+"""Domain errors shared by every layer; each face (CLI, HTTP) translates them once."""
+
+from __future__ import annotations
+
+
+class LoraStudioError(Exception):
+    """Base class: the message says what went wrong and what to do about it."""
+
+    code = "error"
+
+
+class Invalid(LoraStudioError):
+    """The input cannot be used as given (bad option, bad file, too few images)."""
+
+    code = "invalid"
+
+
+class NotFound(LoraStudioError):
+    """A named thing (file, model, LoRA) does not exist."""
+
+    code = "not_found"
+
+
+class Unsupported(Invalid):
+    """The input is well-formed but of a kind we refuse (pickle checkpoints, unknown model families)."""
+
+    code = "unsupported"
+
+
+class FamilyMismatch(Invalid):
+    """A LoRA and a base model belong to different model families."""
+
+    code = "family_mismatch"
+
+
+class TrainingFailed(LoraStudioError):
+    """Training stopped with an error; the last checkpoint is kept."""
+
+    code = "training_failed"
+
+
+class OutOfMemory(TrainingFailed):
+    """The device ran out of memory; the message says which settings to lower."""
+
+    code = "out_of_memory"
+
+
+class NaNLoss(TrainingFailed):
+    """The loss became NaN or infinite; training was stopped."""
+
+    code = "nan_loss"

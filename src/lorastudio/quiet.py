@@ -1,0 +1,17 @@
+"""Silence the ML libraries' own progress bars and advisory warnings; our faces report progress."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+
+def quiet_libraries() -> None:
+    """Call once at an entry point, before importing torch/diffusers/transformers."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for name in ("transformers", "diffusers", "peft", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
