@@ -166,7 +166,7 @@ def detect_family(source: Path | str) -> str:
         with safe_open(str(path), framework="pt") as fh:
             keys = list(fh.keys())
     except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise Invalid(f"{path.name} is not a readable .safetensors file ({exc}); re-download or re-export it")
+        raise Invalid(f"{path.name} is not a readable .safetensors file ({exc}); re-download or re-export it") from exc
     return family_from_checkpoint_keys(keys)
 
 

@@ -167,7 +167,8 @@ def scan_dataset(
             entry.add(
                 "low_resolution",
                 "warning",
-                f"{img.width}x{img.height} is below the recommended {resolution}px; it trains at its own lower resolution",
+                f"{img.width}x{img.height} is below the recommended {resolution}px; "
+                "it trains at its own lower resolution",
             )
         if opened.pixel_sha256 in seen_exact:
             entry.add("duplicate", "error", f"exact duplicate of {seen_exact[opened.pixel_sha256]}; skipped")

@@ -26,64 +26,12 @@ from lorastudio.engine.tokenizer import build_clip_tokenizer
 TINY_NAMES = ("tiny-sd15", "tiny-sdxl")
 
 # Words that get whole-word tokens; anything else still tokenizes (byte-level fallback).
-TINY_WORDS = [
-    "a",
-    "an",
-    "the",
-    "of",
-    "in",
-    "on",
-    "at",
-    "with",
-    "and",
-    "photo",
-    "portrait",
-    "character",
-    "person",
-    "man",
-    "woman",
-    "hero",
-    "villain",
-    "fighter",
-    "fighting",
-    "style",
-    "martial",
-    "arts",
-    "boxing",
-    "kungfu",
-    "mma",
-    "sword",
-    "pose",
-    "action",
-    "stance",
-    "punch",
-    "kick",
-    "jab",
-    "block",
-    "background",
-    "street",
-    "dojo",
-    "arena",
-    "forest",
-    "night",
-    "red",
-    "blue",
-    "green",
-    "yellow",
-    "black",
-    "white",
-    "orange",
-    "purple",
-    "johnhero",
-    "kanehero",
-    "boxingstyle",
-    "kungfustyle",
-    "mmastyle",
-    "swordstyle",
-    "square",
-    "circle",
-    "stripe",
-]
+TINY_WORDS = """
+a an the of in on at with and photo portrait character person man woman hero villain fighter
+fighting style martial arts boxing kungfu mma sword pose action stance punch kick jab block
+background street dojo arena forest night red blue green yellow black white orange purple
+johnhero kanehero boxingstyle kungfustyle mmastyle swordstyle square circle stripe
+""".split()
 
 
 def _scheduler() -> EulerDiscreteScheduler:
