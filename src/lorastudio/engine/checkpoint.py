@@ -81,7 +81,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         meta = fh.metadata() or {}
         if meta.get("format") != FORMAT:
             raise Invalid(f"{path.name} is not a LoRA Studio training checkpoint")
-        tensors = {k: fh.get_tensor(k) for k in fh}
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open is not iterable
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("opt."):

@@ -17,7 +17,7 @@ from lorastudio.engine.presets import Preset
 from lorastudio.errors import Invalid, NotFound
 
 NEAR_DUPLICATE_BITS = 4  # dHash distance at or under which two images count as near duplicates
-BLUR_THRESHOLD = 30.0  # Laplacian variance below which an image is reported as blurry
+BLUR_THRESHOLD = 15.0  # Laplacian variance below which an image is reported as blurry
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from lorastudio.engine.basemodel import PICKLE_SUFFIXES, family_label
-from lorastudio.engine.lorakeys import te_kohya_prefix, unet_kohya_name
+from lorastudio.engine.lorakeys import te_kohya_name, te_kohya_prefix, unet_kohya_name
 from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
 
 OURS = "lorastudio_"  # prefix of our own metadata keys beside kohya's ss_*
@@ -94,6 +95,18 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     return path
 
 
+_ADAPTER_SEGMENT = re.compile(r"\.lora_([AB])\.[^.]+\.weight$")
+
+
+def lora_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """LoRA weights of a peft-injected module as `<path>.lora_A.weight` / `.lora_B.weight` (adapter name dropped)."""
+    return {
+        _ADAPTER_SEGMENT.sub(r".lora_\1.weight", name): p.detach()
+        for name, p in module.named_parameters()
+        if _ADAPTER_SEGMENT.search(name)
+    }
+
+
 def peft_to_kohya(
     state: dict[str, torch.Tensor],
     stem_of,
@@ -136,7 +149,7 @@ def read_lora(path: Path) -> LoraFile:
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = dict(fh.metadata() or {})
-            tensors = {k: fh.get_tensor(k) for k in fh}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open is not iterable
     except (SafetensorError, OSError, ValueError) as exc:
         raise Invalid(
             f"{path.name} is not a valid .safetensors file (header unreadable: {exc}); "
@@ -203,7 +216,7 @@ def diffusers_to_kohya(tensors: dict[str, torch.Tensor], metadata: dict[str, str
             prefix = te_kohya_prefix(1 if component == "text_encoder_2" else 0, sdxl)
 
             def stem_of(p: str, _prefix: str = prefix) -> str:
-                return _prefix + p.replace(".", "_")
+                return te_kohya_name(_prefix, p)
 
         rank = next((t.shape[0] for k, t in state.items() if ".lora_A." in k), 1)
         alpha = alphas.get(component, rank)

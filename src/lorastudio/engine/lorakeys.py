@@ -107,6 +107,14 @@ def te_kohya_prefix(index: int, sdxl_like: bool) -> str:
     return f"lora_te{index + 1}_" if sdxl_like else "lora_te_"
 
 
+def te_kohya_name(prefix: str, path: str) -> str:
+    """kohya stem for a text-encoder module; always spelled with transformers 4's `text_model.` level,
+    which transformers 5 dropped from CLIPTextModel but every kohya/A1111 file still carries."""
+    if not path.startswith("text_model."):
+        path = "text_model." + path
+    return prefix + path.replace(".", "_")
+
+
 def unet_name_table(unet: torch.nn.Module, sdxl_like: bool) -> dict[str, str]:
     """kohya stem -> diffusers path for every Linear/Conv2d of `unet` (used to apply kohya files)."""
     lpb = int(unet.config.layers_per_block) if isinstance(unet.config.layers_per_block, int) else 2
@@ -124,7 +132,5 @@ def unet_name_table(unet: torch.nn.Module, sdxl_like: bool) -> dict[str, str]:
 def te_name_table(encoder: torch.nn.Module, prefix: str) -> dict[str, str]:
     """kohya stem -> module path for every Linear of a text encoder."""
     return {
-        prefix + name.replace(".", "_"): name
-        for name, mod in encoder.named_modules()
-        if isinstance(mod, torch.nn.Linear)
+        te_kohya_name(prefix, name): name for name, mod in encoder.named_modules() if isinstance(mod, torch.nn.Linear)
     }

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
-from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict
+from peft import LoraConfig, inject_adapter_in_model
 
 from lorastudio import __version__
 from lorastudio.config import Settings
@@ -23,8 +22,14 @@ from lorastudio.engine.buckets import fit_to_bucket
 from lorastudio.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from lorastudio.engine.dataset import scan_dataset
 from lorastudio.engine.device import peak_memory_mb, resolve_device, resolve_precision, weight_dtype
-from lorastudio.engine.lorafile import SS_BASE_VERSION, LoraFile, peft_to_kohya, save_lora
-from lorastudio.engine.lorakeys import te_kohya_prefix, text_encoder_targets, unet_kohya_name, unet_targets
+from lorastudio.engine.lorafile import SS_BASE_VERSION, LoraFile, lora_state, peft_to_kohya, save_lora
+from lorastudio.engine.lorakeys import (
+    te_kohya_name,
+    te_kohya_prefix,
+    text_encoder_targets,
+    unet_kohya_name,
+    unet_targets,
+)
 from lorastudio.engine.presets import get_preset
 from lorastudio.engine.textenc import Conditioning, encode_text, sdxl_time_ids
 from lorastudio.engine.trainconfig import ProgressEvent, TrainConfig, TrainResult
@@ -124,14 +129,14 @@ def train_lora(
     )
     if cfg.train_text_encoder:
         for encoder in encoders:
-            encoder.add_adapter(
-                LoraConfig(
-                    r=cfg.network_dim,
-                    lora_alpha=cfg.network_alpha,
-                    target_modules=text_encoder_targets(encoder, cfg.target),
-                    init_lora_weights="gaussian",
-                )
+            # peft directly: transformers' own add_adapter demands a newer peft than diffusers does.
+            te_config = LoraConfig(
+                r=cfg.network_dim,
+                lora_alpha=cfg.network_alpha,
+                target_modules=text_encoder_targets(encoder, cfg.target),
+                init_lora_weights="gaussian",
             )
+            inject_adapter_in_model(te_config, encoder)
     unet.to(device, dtype=wdtype)
     vae.to(device, dtype=torch.float32)  # fp32 VAE: SDXL's VAE overflows in fp16
     for encoder in encoders:
@@ -341,7 +346,7 @@ def _export(base, cfg: TrainConfig, unet, encoders, report, captions, started_at
     lpb = unet.config.layers_per_block
     up_attn = {i: hasattr(b, "attentions") for i, b in enumerate(unet.up_blocks)}
     tensors = peft_to_kohya(
-        get_peft_model_state_dict(unet),
+        lora_state(unet),
         lambda p: unet_kohya_name(p, sdxl, lpb, up_attn),
         cfg.network_alpha,
         save_dtype,
@@ -349,9 +354,9 @@ def _export(base, cfg: TrainConfig, unet, encoders, report, captions, started_at
     if cfg.train_text_encoder:
         for i, encoder in enumerate(encoders):
             prefix = te_kohya_prefix(i, sdxl)
-            state = get_peft_model_state_dict(encoder)
+            state = lora_state(encoder)
             tensors.update(
-                peft_to_kohya(state, lambda p, pre=prefix: pre + p.replace(".", "_"), cfg.network_alpha, save_dtype)
+                peft_to_kohya(state, lambda p, pre=prefix: te_kohya_name(pre, p), cfg.network_alpha, save_dtype)
             )
     folder = Path(cfg.images).name if isinstance(cfg.images, Path) else "images"
     n = len(report.valid)

@@ -1,0 +1,53 @@
+"""Shared fixtures: one data dir per session with the tiny models built once, synthetic image folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lorastudio.config import Settings
+from lorastudio.engine.synthetic import write_reference_set
+from lorastudio.engine.tiny import ensure_tiny_model
+from lorastudio.engine.trainconfig import TrainConfig
+from lorastudio.quiet import quiet_libraries
+
+quiet_libraries()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory) -> Settings:
+    home = tmp_path_factory.mktemp("home")
+    s = Settings(home=home, device="cpu")
+    for name in ("tiny-sd15", "tiny-sdxl"):
+        ensure_tiny_model(name, s.models_dir)
+    return s
+
+
+@pytest.fixture(scope="session")
+def figure_dir(tmp_path_factory) -> Path:
+    """Eight 128px pictures of one figure with captions - enough for the tiny models."""
+    folder = tmp_path_factory.mktemp("figure")
+    write_reference_set(folder, 8, seed=3, size=128, caption="johnhero, a person")
+    return folder
+
+
+def tiny_config(images: Path, out: Path, **overrides) -> TrainConfig:
+    """A fast training config on tiny-sd15 at 64px; tests override what they examine."""
+    values = dict(
+        images=images,
+        trigger="johnhero",
+        base="tiny-sd15",
+        output=out / "lora.safetensors",
+        run_dir=out / "run",
+        steps=8,
+        resolution=64,
+        network_dim=4,
+        network_alpha=2,
+        learning_rate=1e-3,
+        checkpoint_every=0,
+        min_images=4,
+        device="cpu",
+    )
+    values.update(overrides)
+    return TrainConfig.from_preset(kind=values.pop("kind", "character"), **values)
