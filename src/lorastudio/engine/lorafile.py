@@ -234,10 +234,11 @@ def _peft_alphas(metadata: dict[str, str]) -> dict[str, float]:
     except json.JSONDecodeError:
         return {}
     out = {}
-    for key, cfg in data.items():
-        component = key.split("_lora_adapter_metadata")[0] if "_lora_adapter" in key else "unet"
-        if isinstance(cfg, dict) and "lora_alpha" in cfg:
-            out[component] = float(cfg["lora_alpha"])
+    for key, value in data.items():
+        if key.endswith(".lora_alpha"):  # flat form: "unet.lora_alpha", "text_encoder.lora_alpha"
+            out[key.rsplit(".", 1)[0]] = float(value)
+        elif isinstance(value, dict) and "lora_alpha" in value:  # nested form, one dict per component
+            out[key.split("_lora_adapter_metadata")[0]] = float(value["lora_alpha"])
     return out
 
 
