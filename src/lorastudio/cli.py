@@ -51,7 +51,7 @@ def run_command(as_json: bool, fn: Callable[[], Any], render: Callable[[Any], No
         if as_json:
             print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
         else:
-            err.print(f"[bold red]Error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(result, default=str, indent=2))
