@@ -5,7 +5,7 @@ VAE-encodes them (sampling the latent distribution) and runs the text encoder. O
 and text embeddings once. Both run in this process on the same device; prints steps/s, the ratio
 and peak memory (GPU allocator peak on CUDA, resident-set growth on CPU).
 
-    python benchmarks/train_speed.py [--steps 40] [--resolution 128] [--device auto] [--json]
+    python benchmarks/train_speed.py [--steps 80] [--resolution 256] [--device auto] [--json]
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ def ours(folder: Path, out: Path, args, settings: Settings) -> float:
 def main() -> None:
     """Run both loops and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--image-size", type=int, default=512)
+    parser.add_argument("--image-size", type=int, default=768)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--dim", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
