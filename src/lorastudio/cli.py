@@ -6,7 +6,9 @@ With --json a command prints exactly one JSON document on stdout (errors too); p
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -182,8 +184,14 @@ def train(
         )
         if cfg.base == "tiny-sd15" or cfg.base == "tiny-sdxl":
             err.print(f"[yellow]Base model {cfg.base} is a tiny built-in test model, not Stable Diffusion.[/]")
-        with TrainProgress(cfg.steps) as progress:
-            result = train_lora(cfg, settings=settings, on_progress=progress.update)
+        stop = threading.Event()
+        # Ctrl-C asks the loop to stop after the current step and write a checkpoint for --resume.
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+        try:
+            with TrainProgress(cfg.steps) as progress:
+                result = train_lora(cfg, settings=settings, on_progress=progress.update, should_stop=stop.is_set)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return {
             "lora": str(result.lora_path) if result.lora_path else None,
             "stopped": result.stopped,

@@ -17,7 +17,7 @@ from lorastudio.engine.trainconfig import TrainConfig
 
 def run_demo(settings: Settings, out_dir: Path, steps: int, progress) -> dict:
     """Run the demo end to end and print where every file is."""
-    console = Console()
+    console = Console(soft_wrap=True)
     out_dir = out_dir.resolve()
     images = out_dir / "johnhero-images"
     write_reference_set(images, 16, seed=7, size=256, caption="johnhero, a person, fighting stance")
