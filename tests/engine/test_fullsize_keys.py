@@ -21,7 +21,7 @@ from lorastudio.engine.lorakeys import (
     te_kohya_name,
     te_kohya_prefix,
     text_encoder_targets,
-    unet_kohya_name,
+    unet_stem_namer,
     unet_targets,
 )
 
@@ -49,11 +49,11 @@ def build(config: dict) -> UNet2DConditionModel:
 
 def kohya_state(unet, sdxl: bool, target: str) -> dict[str, torch.Tensor]:
     """A rank-1 kohya state dict with our names for every targeted module (weights are zeros)."""
-    up_attn = {i: hasattr(b, "attentions") for i, b in enumerate(unet.up_blocks)}
+    namer = unet_stem_namer(unet, sdxl)
     state = {}
     for path in unet_targets(unet, target):
         weight = unet.get_submodule(path).weight
-        stem = unet_kohya_name(path, sdxl, 2, up_attn)
+        stem = namer(path)
         state[f"{stem}.lora_down.weight"] = torch.zeros((1, *weight.shape[1:2]))
         state[f"{stem}.lora_up.weight"] = torch.zeros((weight.shape[0], 1))
         state[f"{stem}.alpha"] = torch.tensor(1.0)

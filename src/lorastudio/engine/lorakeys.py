@@ -115,15 +115,21 @@ def te_kohya_name(prefix: str, path: str) -> str:
     return prefix + path.replace(".", "_")
 
 
-def unet_name_table(unet: torch.nn.Module, sdxl_like: bool) -> dict[str, str]:
-    """kohya stem -> diffusers path for every Linear/Conv2d of `unet` (used to apply kohya files)."""
+def unet_stem_namer(unet: torch.nn.Module, sdxl_like: bool):
+    """A function path -> kohya stem for this UNet's layout (layers per block, which up blocks attend)."""
     lpb = int(unet.config.layers_per_block) if isinstance(unet.config.layers_per_block, int) else 2
     up_attn = {i: hasattr(b, "attentions") for i, b in enumerate(unet.up_blocks)}
+    return lambda path: unet_kohya_name(path, sdxl_like, lpb, up_attn)
+
+
+def unet_name_table(unet: torch.nn.Module, sdxl_like: bool) -> dict[str, str]:
+    """kohya stem -> diffusers path for every Linear/Conv2d of `unet` (used to apply kohya files)."""
+    namer = unet_stem_namer(unet, sdxl_like)
     table = {}
     for name, mod in unet.named_modules():
         if isinstance(mod, torch.nn.Linear | torch.nn.Conv2d):
             try:
-                table[unet_kohya_name(name, sdxl_like, lpb, up_attn)] = name
+                table[namer(name)] = name
             except (ValueError, KeyError):
                 continue
     return table

@@ -27,7 +27,7 @@ from lorastudio.engine.lorakeys import (
     te_kohya_name,
     te_kohya_prefix,
     text_encoder_targets,
-    unet_kohya_name,
+    unet_stem_namer,
     unet_targets,
 )
 from lorastudio.engine.presets import get_preset
@@ -343,14 +343,7 @@ def _samples(base: BaseModel, cfg: TrainConfig, step: int, device, precision, em
 def _export(base, cfg: TrainConfig, unet, encoders, report, captions, started_at, seconds) -> LoraFile:
     sdxl = is_sdxl_like(base.family)
     save_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[cfg.save_precision]
-    lpb = unet.config.layers_per_block
-    up_attn = {i: hasattr(b, "attentions") for i, b in enumerate(unet.up_blocks)}
-    tensors = peft_to_kohya(
-        lora_state(unet),
-        lambda p: unet_kohya_name(p, sdxl, lpb, up_attn),
-        cfg.network_alpha,
-        save_dtype,
-    )
+    tensors = peft_to_kohya(lora_state(unet), unet_stem_namer(unet, sdxl), cfg.network_alpha, save_dtype)
     if cfg.train_text_encoder:
         for i, encoder in enumerate(encoders):
             prefix = te_kohya_prefix(i, sdxl)
@@ -404,7 +397,7 @@ def _export(base, cfg: TrainConfig, unet, encoders, report, captions, started_at
         "lorastudio_trigger_words": json.dumps([cfg.trigger]),
         "lorastudio_recommended_strength": str(RECOMMENDED_STRENGTH[cfg.kind]),
         "lorastudio_base_family": base.family,
-        "lorastudio_layers_per_block": str(lpb),
+        "lorastudio_layers_per_block": str(unet.config.layers_per_block),
         "lorastudio_target": cfg.target,
         "lorastudio_training_seconds": f"{seconds:.1f}",
         "lorastudio_steps_per_second": f"{cfg.steps / max(seconds, 1e-9):.4f}",
