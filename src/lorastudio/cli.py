@@ -182,7 +182,9 @@ def train(
             sample_prompts=sample_prompt,
             device=device,
         )
-        if cfg.base == "tiny-sd15" or cfg.base == "tiny-sdxl":
+        from lorastudio.engine.tiny import TINY_NAMES
+
+        if cfg.base in TINY_NAMES:
             err.print(f"[yellow]Base model {cfg.base} is a tiny built-in test model, not Stable Diffusion.[/]")
         stop = threading.Event()
         # Ctrl-C asks the loop to stop after the current step and write a checkpoint for --resume.

@@ -15,3 +15,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("transformers", "diffusers", "peft", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Their own tqdm bars ("Loading weights", "Writing model shards") ignore the log level.
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()

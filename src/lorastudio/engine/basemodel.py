@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
-from diffusers.utils import logging as diffusers_logging
 from safetensors import safe_open
 
 from lorastudio.engine.tiny import TINY_NAMES, ensure_tiny_model
@@ -27,9 +25,6 @@ FAMILY_LABELS = {
     "tiny-sdxl": "tiny SDXL-shaped test model",
 }
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
-
-diffusers_logging.disable_progress_bar()
-logging.getLogger("diffusers").setLevel(logging.ERROR)
 
 
 def family_label(family: str) -> str:

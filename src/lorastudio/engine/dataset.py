@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image
 
 from lorastudio.engine.images import IMAGE_SUFFIXES, ImageRejected, dhash, hamming, open_image, sharpness
-from lorastudio.engine.presets import Preset
-from lorastudio.errors import Invalid, NotFound
+from lorastudio.engine.presets import Preset, check_trigger
+from lorastudio.errors import NotFound
 
 NEAR_DUPLICATE_BITS = 4  # dHash distance at or under which two images count as near duplicates
 BLUR_THRESHOLD = 15.0  # Laplacian variance below which an image is reported as blurry
@@ -134,9 +134,7 @@ def scan_dataset(
     min_images: int | None = None,
 ) -> tuple[DatasetReport, list[TrainItem]]:
     """Validate every image and build the captioned items; never raises for a single bad image."""
-    trigger = trigger.strip()
-    if not trigger or any(c.isspace() for c in trigger) or "," in trigger:
-        raise Invalid("the trigger word must be one word without spaces or commas, e.g. 'johnhero'")
+    trigger = check_trigger(trigger)
     report = DatasetReport(kind=kind, trigger=trigger, images=[])
     items: list[TrainItem] = []
     seen_exact: dict[str, str] = {}

@@ -7,9 +7,7 @@ plus string metadata, because that is what every SD tool reads.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from lorastudio.engine.atomic import write_atomic
 from lorastudio.engine.basemodel import PICKLE_SUFFIXES, family_label
 from lorastudio.engine.lorakeys import te_kohya_name, te_kohya_prefix, unet_kohya_name
 from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
@@ -82,16 +81,15 @@ def infer_family(tensors: dict[str, torch.Tensor]) -> str | None:
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """Write tensors atomically: a temp file in the same folder, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write tensors atomically (temp file, then rename over the target)."""
+    plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return write_atomic(path, lambda tmp: save_file(plain, tmp, metadata=metadata))
+
+
+def check_lora_path(path: Path) -> Path:
+    """LoRA files are written as .safetensors only; refuse any other name before work starts."""
+    if path.suffix.lower() != ".safetensors":
+        raise Invalid(f"LoRA files are saved as .safetensors; use a name like {path.stem}.safetensors")
     return path
 
 
@@ -130,8 +128,7 @@ def peft_to_kohya(
 
 def save_lora(path: Path, lora: LoraFile) -> Path:
     """Check and write a LoRA file (.safetensors only)."""
-    if path.suffix.lower() != ".safetensors":
-        raise Invalid(f"LoRA files are saved as .safetensors; use a name like {path.stem}.safetensors")
+    check_lora_path(path)
     _check_tensors(lora.tensors, path.name)
     return write_safetensors(path, lora.tensors, {k: str(v) for k, v in lora.metadata.items()})
 

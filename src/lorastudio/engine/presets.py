@@ -62,6 +62,14 @@ def _hires(p: Preset) -> Preset:
 PRESETS: dict[str, Preset] = {**BASE_PRESETS, **{f"{k}-hires": _hires(p) for k, p in BASE_PRESETS.items()}}
 
 
+def check_trigger(word: str) -> str:
+    """A trigger word is one token-like word: no spaces or commas (it is matched inside captions)."""
+    word = word.strip()
+    if not word or any(c.isspace() for c in word) or "," in word:
+        raise Invalid("the trigger word must be one word without spaces or commas, e.g. 'johnhero'")
+    return word
+
+
 def check_kind(kind: str) -> str:
     """Return `kind` if known, else raise Invalid listing the kinds."""
     if kind not in KINDS:

@@ -17,12 +17,20 @@ from peft import LoraConfig, inject_adapter_in_model
 
 from lorastudio import __version__
 from lorastudio.config import Settings
+from lorastudio.engine.atomic import write_bytes_atomic
 from lorastudio.engine.basemodel import BaseModel, is_sdxl_like, load_base_model
 from lorastudio.engine.buckets import fit_to_bucket
 from lorastudio.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from lorastudio.engine.dataset import scan_dataset
 from lorastudio.engine.device import peak_memory_mb, resolve_device, resolve_precision, weight_dtype
-from lorastudio.engine.lorafile import SS_BASE_VERSION, LoraFile, lora_state, peft_to_kohya, save_lora
+from lorastudio.engine.lorafile import (
+    SS_BASE_VERSION,
+    LoraFile,
+    check_lora_path,
+    lora_state,
+    peft_to_kohya,
+    save_lora,
+)
 from lorastudio.engine.lorakeys import (
     te_kohya_name,
     te_kohya_prefix,
@@ -35,6 +43,7 @@ from lorastudio.engine.textenc import Conditioning, encode_text, sdxl_time_ids
 from lorastudio.engine.trainconfig import ProgressEvent, TrainConfig, TrainResult
 from lorastudio.engine.trainparts import (
     Sample,
+    check_optimizer,
     encode_latents,
     epoch_batches,
     make_optimizer,
@@ -72,10 +81,8 @@ def train_lora(
     device = resolve_device(settings.device if cfg.device == "auto" else cfg.device)
     precision = resolve_precision(cfg.precision, device)
     preset = get_preset(cfg.preset, cfg.kind)
-    if cfg.optimizer == "adamw8bit" and device.type != "cuda":
-        raise Invalid("the adamw8bit optimizer needs a CUDA GPU; use --optimizer adamw on this machine")
-    if cfg.output.suffix.lower() != ".safetensors":
-        raise Invalid(f"--out must end in .safetensors (got {cfg.output.name})")
+    check_optimizer(cfg.optimizer, device)
+    check_lora_path(cfg.output)
 
     # 1. The dataset, validated before any model is loaded.
     emit(ProgressEvent("prepare", message="checking images"))
@@ -289,7 +296,7 @@ def train_lora(
     lora.metadata["lorastudio_final_loss"] = f"{loss_history[-1][1]:.6f}" if loss_history else ""
     save_lora(cfg.output, lora)
     history = json.dumps({"loss": loss_history, "steps": cfg.steps, "seconds": seconds}).encode()
-    _write_bytes(cfg.run_dir / "loss_history.json", history)
+    write_bytes_atomic(cfg.run_dir / "loss_history.json", history)
     return TrainResult(
         cfg.output, step, cfg.steps, False, seconds, loss_history, len(items), base.family,
         checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(),
@@ -403,10 +410,3 @@ def _export(base, cfg: TrainConfig, unet, encoders, report, captions, started_at
         "lorastudio_steps_per_second": f"{cfg.steps / max(seconds, 1e-9):.4f}",
     }
     return LoraFile(tensors, meta)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_bytes(data)
-    tmp.replace(path)

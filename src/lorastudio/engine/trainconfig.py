@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lorastudio.engine.presets import KINDS, get_preset
+from lorastudio.engine.presets import KINDS, check_trigger, get_preset
 from lorastudio.errors import Invalid
 
 SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial")
@@ -61,10 +61,10 @@ class TrainConfig(BaseModel):
     @field_validator("trigger")
     @classmethod
     def _one_word(cls, v: str) -> str:
-        v = v.strip()
-        if not v or any(c.isspace() for c in v) or "," in v:
-            raise ValueError("the trigger word must be one word without spaces or commas, e.g. 'johnhero'")
-        return v
+        try:
+            return check_trigger(v)
+        except Invalid as exc:
+            raise ValueError(str(exc)) from exc
 
     @classmethod
     def from_preset(cls, *, kind: str, preset: str | None = None, **overrides: object) -> TrainConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 import torch
@@ -78,25 +79,34 @@ def snr_weights(
     return clipped / (snr + 1) if v_pred else clipped / snr
 
 
-def make_optimizer(name: str, groups: list[dict], device: torch.device, weight_decay: float):
-    """AdamW, or bitsandbytes AdamW8bit / Prodigy when installed; a clear error otherwise."""
+def check_optimizer(name: str, device: torch.device) -> None:
+    """Refuse an optimizer this machine cannot run, before any model is loaded."""
     if name == "adamw":
-        return torch.optim.AdamW(groups, weight_decay=weight_decay)
+        return
     if name == "adamw8bit":
         if device.type != "cuda":
             raise Invalid("the adamw8bit optimizer needs a CUDA GPU; use --optimizer adamw on this machine")
-        try:
-            import bitsandbytes as bnb
-        except ImportError as exc:
-            raise Invalid("adamw8bit needs bitsandbytes: pip install 'lorastudio[cuda]'") from exc
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise Invalid("adamw8bit needs bitsandbytes: pip install 'lorastudio[cuda]'")
+    elif name == "prodigy":
+        if importlib.util.find_spec("prodigyopt") is None:
+            raise Invalid("the prodigy optimizer needs prodigyopt: pip install prodigyopt")
+    else:
+        raise Invalid(f"unknown optimizer {name!r}; choose adamw, adamw8bit or prodigy")
+
+
+def make_optimizer(name: str, groups: list[dict], device: torch.device, weight_decay: float):
+    """AdamW, or bitsandbytes AdamW8bit / Prodigy (checked with check_optimizer first)."""
+    check_optimizer(name, device)
+    if name == "adamw8bit":
+        import bitsandbytes as bnb
+
         return bnb.optim.AdamW8bit(groups, weight_decay=weight_decay)
     if name == "prodigy":
-        try:
-            from prodigyopt import Prodigy
-        except ImportError as exc:
-            raise Invalid("the prodigy optimizer needs prodigyopt: pip install prodigyopt") from exc
+        from prodigyopt import Prodigy
+
         return Prodigy(groups, weight_decay=weight_decay)
-    raise Invalid(f"unknown optimizer {name!r}; choose adamw, adamw8bit or prodigy")
+    return torch.optim.AdamW(groups, weight_decay=weight_decay)
 
 
 def tag_frequency(captions: list[str]) -> dict[str, int]:
