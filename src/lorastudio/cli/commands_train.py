@@ -1,64 +1,29 @@
-"""The `lorastudio` command: thin typer commands over the engine, with rich progress bars.
-
-With --json a command prints exactly one JSON document on stdout (errors too); progress goes to stderr.
-"""
+"""Commands for data and training: dataset check, train, lora inspect/convert, models, presets, demo."""
 
 from __future__ import annotations
 
-import json
 import signal
-import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lorastudio.config import Settings, load_settings
-from lorastudio.errors import LoraStudioError
-from lorastudio.quiet import quiet_libraries
-
-app = typer.Typer(
-    help="LoRA Studio: train LoRAs for characters, fighting styles, poses and visual styles.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+from lorastudio.cli.common import (
+    JsonOpt,
+    KindOpt,
+    TrainProgress,
+    app,
+    dataset_app,
+    err,
+    lora_app,
+    models_app,
+    out,
+    run_command,
+    settings_from_env,
 )
-dataset_app = typer.Typer(help="Check training images before you train.", no_args_is_help=True)
-lora_app = typer.Typer(help="Inspect and convert LoRA files.", no_args_is_help=True)
-models_app = typer.Typer(help="Base models LoRA Studio can use.", no_args_is_help=True)
-app.add_typer(dataset_app, name="dataset")
-app.add_typer(lora_app, name="lora")
-app.add_typer(models_app, name="models")
-
-out = Console()
-err = Console(stderr=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-KindOpt = Annotated[str, typer.Option("--kind", "-k", help="character, fighting_style, pose or visual_style")]
-
-
-def _settings() -> Settings:
-    return load_settings()
-
-
-def run_command(as_json: bool, fn: Callable[[], Any], render: Callable[[Any], None]) -> None:
-    """Run fn; print its result as JSON or through render; translate domain errors once, here."""
-    quiet_libraries()
-    try:
-        result = fn()
-    except LoraStudioError as exc:
-        if as_json:
-            print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
-        else:
-            err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    if as_json:
-        print(json.dumps(result, default=str, indent=2))
-    else:
-        render(result)
+from lorastudio.errors import LoraStudioError
 
 
 @dataset_app.command("check")
@@ -76,7 +41,7 @@ def dataset_check(
         from lorastudio.engine.dataset import scan_dataset
         from lorastudio.engine.presets import get_preset
 
-        settings = _settings()
+        settings = settings_from_env()
         p = get_preset(preset, kind)
         report, _ = scan_dataset(
             folder,
@@ -148,7 +113,7 @@ def train(
         from lorastudio.engine.train import train_lora
         from lorastudio.engine.trainconfig import TrainConfig
 
-        settings = _settings()
+        settings = settings_from_env()
         output = out_file or settings.loras_dir / f"{trigger}-{kind}.safetensors"
         cfg = TrainConfig.from_preset(
             kind=kind,
@@ -210,43 +175,6 @@ def train(
     run_command(as_json, work, _render_train)
 
 
-class TrainProgress:
-    """A rich progress bar on stderr fed by the engine's ProgressEvents."""
-
-    def __init__(self, total: int):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.total = total
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=False,
-        )
-        self.task = self.progress.add_task("preparing", total=total, loss="-")
-
-    def __enter__(self) -> TrainProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def update(self, event) -> None:
-        """Apply one engine progress event."""
-        if event.phase == "train":
-            self.progress.update(self.task, description="training", completed=event.step, loss=f"{event.loss:.4f}")
-        elif event.phase == "prepare" and event.step:
-            self.progress.update(self.task, completed=event.step, description="resumed")
-        elif event.phase in ("prepare", "cache", "save"):
-            self.progress.update(self.task, description=event.message[:40])
-        elif event.phase == "sample":
-            self.progress.console.print(f"sample at step {event.step}: {event.preview}")
-
-
 def _render_train(result: dict) -> None:
     if result["stopped"]:
         out.print(f"Stopped at step {result['steps']}; resume with --resume. Run folder: {result['run_dir']}")
@@ -271,7 +199,7 @@ def lora_inspect(
         if base:
             from lorastudio.engine.applylora import check_lora_fits
 
-            settings = _settings()
+            settings = settings_from_env()
             check_lora_fits(file, base, settings)
             info["fits_base"] = base
         return info
@@ -333,7 +261,7 @@ def models_list(as_json: JsonOpt = False) -> None:
         from lorastudio.engine.basemodel import detect_family, family_label
         from lorastudio.engine.tiny import TINY_NAMES
 
-        settings = _settings()
+        settings = settings_from_env()
         rows = []
         for name in TINY_NAMES:
             built = (settings.models_dir / name / "model_index.json").exists()
@@ -399,15 +327,6 @@ def demo(
     def work() -> dict:
         from lorastudio.demo import run_demo
 
-        return run_demo(_settings(), out_dir, steps, progress=TrainProgress(steps))
+        return run_demo(settings_from_env(), out_dir, steps, progress=TrainProgress(steps))
 
     run_command(False, work, lambda r: None)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="lorastudio")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

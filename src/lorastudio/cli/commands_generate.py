@@ -1,0 +1,216 @@
+"""Commands for pictures: generate (and --from-png), grid, diagnose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lorastudio.cli.common import JsonOpt, StepProgress, app, err, out, run_command, settings_from_env
+from lorastudio.errors import Invalid
+
+LoraOpt = Annotated[
+    list[str] | None,
+    typer.Option("--lora", "-l", help="LoRA file or library name, optionally :STRENGTH (repeatable)"),
+]
+BaseOpt = Annotated[str | None, typer.Option(help="Base model (default: LORASTUDIO_DEFAULT_BASE_MODEL)")]
+StepsOpt = Annotated[int | None, typer.Option(help="Sampling steps (default 20)")]
+SamplerOpt = Annotated[str | None, typer.Option(help="Euler a, Euler, DPM++ 2M, DPM++ 2M Karras, DDIM, ...")]
+CfgOpt = Annotated[float | None, typer.Option("--cfg", help="CFG scale (default 7)")]
+NegOpt = Annotated[str | None, typer.Option("--negative", help="Negative prompt")]
+SizeOpt = Annotated[int | None, typer.Option(help="Pixels, a multiple of 8 (default: the model's native size)")]
+
+
+def parse_lora_option(value: str) -> dict:
+    """'hero.safetensors:0.8' -> {'lora': 'hero.safetensors', 'strength': 0.8}; no number -> recommended."""
+    head, sep, tail = value.rpartition(":")
+    if sep and head:
+        try:
+            return {"lora": head, "strength": float(tail)}
+        except ValueError:
+            pass
+    return {"lora": value, "strength": None}
+
+
+def _request(prompt: str, loras: list[str] | None, base: str | None, settings, **values):
+    from lorastudio.engine.generate import GenerateRequest
+
+    return GenerateRequest.build(
+        prompt=prompt,
+        loras=[parse_lora_option(v) for v in loras or []],
+        base=base or settings.default_base_model,
+        **values,
+    )
+
+
+def _warn_if_tiny(base: str) -> None:
+    from lorastudio.engine.tiny import TINY_NAMES
+
+    if base in TINY_NAMES:
+        err.print(f"[yellow]Base model {base} is a tiny built-in test model, not Stable Diffusion.[/]")
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str | None, typer.Argument(help="Prompt; A1111 <lora:name:0.8> tags work too")] = None,
+    lora: LoraOpt = None,
+    base: BaseOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: random); image i uses seed+i")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Number of images (batch)")] = None,
+    steps: StepsOpt = None,
+    width: SizeOpt = None,
+    height: SizeOpt = None,
+    negative: NegOpt = None,
+    sampler: SamplerOpt = None,
+    cfg: CfgOpt = None,
+    add_triggers: Annotated[bool, typer.Option(help="Put missing LoRA trigger words into the prompt")] = False,
+    variation_seed: Annotated[int | None, typer.Option(help="Blend toward this seed's noise")] = None,
+    variation_strength: Annotated[float | None, typer.Option(help="0-1, how far to blend (e.g. 0.1)")] = None,
+    fuse: Annotated[bool, typer.Option(help="Fuse the LoRAs into the weights for this call")] = False,
+    from_png: Annotated[Path | None, typer.Option(help="Reproduce an image from its own parameters")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <home>/outputs)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate images with stacked LoRAs; every PNG carries the parameters that reproduce it."""
+
+    def work() -> dict:
+        from lorastudio.engine.generate import generate as run
+        from lorastudio.engine.generate import save_result
+        from lorastudio.engine.pipecache import PipelineCache
+
+        settings = settings_from_env()
+        if from_png is not None:
+            req = _from_png(from_png, base, settings)
+        elif not prompt:
+            raise Invalid("give a prompt, or --from-png IMAGE to reproduce an image")
+        else:
+            req = _request(prompt, lora, base, settings, seed=seed, n=n, steps=steps, width=width, height=height,
+                           negative_prompt=negative, sampler=sampler, cfg_scale=cfg, add_triggers=add_triggers,
+                           variation_seed=variation_seed, variation_strength=variation_strength, fuse=fuse)  # fmt: skip
+        _warn_if_tiny(req.base)
+        with StepProgress("generating") as progress:
+            result = run(PipelineCache(settings), req, on_progress=progress.update)
+        paths = save_result(result, out_dir or settings.home / "outputs")
+        return {
+            "images": [str(p) for p in paths],
+            "seeds": [p["seed"] for p in result.params],
+            "prompt": result.params[0]["prompt"],
+            "loras": result.params[0]["loras"],
+            "warnings": result.warnings,
+            "seconds": round(result.seconds, 3),
+        }
+
+    run_command(as_json, work, _render_generate)
+
+
+def _from_png(path: Path, base: str | None, settings):
+    from lorastudio.engine.generate import GenerateRequest, request_from_params
+    from lorastudio.engine.pngmeta import read_png_parameters
+
+    params = read_png_parameters(path)
+    if params["source"] == "lorastudio":
+        req = request_from_params(params)
+        return req.model_copy(update={"base": base}) if base else req
+    width, _, height = params.get("Size", "").partition("x")
+    try:
+        return GenerateRequest.build(
+            prompt=params["prompt"], negative_prompt=params.get("negative_prompt", ""),
+            base=base or settings.default_base_model, seed=int(params["Seed"]), steps=int(params["Steps"]),
+            cfg_scale=float(params.get("CFG scale", 7)), sampler=params.get("Sampler", "Euler a"),
+            width=int(width) if width else None, height=int(height) if height else None,
+        )  # fmt: skip
+    except (KeyError, ValueError) as exc:
+        raise Invalid(f"{path.name}: its A1111 parameters lack or garble {exc}; cannot reproduce it") from exc
+
+
+def _render_generate(result: dict) -> None:
+    for warning in result["warnings"]:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    for path, seed in zip(result["images"], result["seeds"], strict=True):
+        out.print(f"[green]{path}[/]  seed {seed}", highlight=False)
+    out.print(f"{len(result['images'])} image(s) in {result['seconds']} s", highlight=False)
+
+
+def _numbers(text: str, kind: type, what: str) -> list:
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise Invalid(f"{what} must be a comma-separated list like 0,0.5,1 (got {text!r})") from exc
+
+
+@app.command()
+def grid(
+    prompt: Annotated[str, typer.Argument(help="Prompt (include the trigger word)")],
+    lora: LoraOpt = None,
+    strengths: Annotated[str, typer.Option(help="Comma-separated strengths")] = "0.4,0.6,0.8,1.0",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds")] = "1,2,3",
+    out_file: Annotated[Path, typer.Option("--out", help="Grid PNG to write")] = Path("grid.png"),
+    base: BaseOpt = None,
+    steps: StepsOpt = None,
+    sampler: SamplerOpt = None,
+    cfg: CfgOpt = None,
+    negative: NegOpt = None,
+    width: SizeOpt = None,
+    height: SizeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One labelled image: a no-LoRA baseline row, then a row per strength, a column per seed."""
+
+    def work() -> dict:
+        from lorastudio.engine.grid import strength_grid
+        from lorastudio.engine.pipecache import PipelineCache
+        from lorastudio.engine.pngmeta import save_png
+
+        settings = settings_from_env()
+        req = _request(prompt, lora, base, settings, steps=steps, sampler=sampler, cfg_scale=cfg,
+                       negative_prompt=negative, width=width, height=height)  # fmt: skip
+        _warn_if_tiny(req.base)
+        result = strength_grid(PipelineCache(settings), req, _numbers(strengths, float, "--strengths"),
+                               _numbers(seeds, int, "--seeds"))  # fmt: skip
+        save_png(out_file, result.image, result.params, a1111=False)
+        return {"grid": str(out_file), "rows": result.rows, "seeds": result.seeds, "warnings": result.warnings}
+
+    def render(r: dict) -> None:
+        for warning in r["warnings"]:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        out.print(f"[green]{r['grid']}[/]: rows {', '.join(r['rows'])}; seeds {r['seeds']}", highlight=False)
+
+    run_command(as_json, work, render)
+
+
+@app.command()
+def diagnose(
+    prompt: Annotated[str, typer.Argument(help="The prompt you use")],
+    lora: LoraOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed for the comparison")] = 1,
+    base: BaseOpt = None,
+    steps: StepsOpt = None,
+    sampler: SamplerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """ "LoRA not affecting generation?" Measures how much each LoRA changes the same-seed image."""
+
+    def work() -> dict:
+        from dataclasses import asdict
+
+        from lorastudio.engine.grid import diagnose as run
+        from lorastudio.engine.pipecache import PipelineCache
+
+        settings = settings_from_env()
+        req = _request(prompt, lora, base, settings, seed=seed, steps=steps, sampler=sampler)
+        effects, warnings = run(PipelineCache(settings), req)
+        return {"effects": [asdict(e) for e in effects], "warnings": warnings}
+
+    def render(r: dict) -> None:
+        table = Table(title="Effect against the no-LoRA image (same seed), mean |difference| in 0-255")
+        for col in ("LoRA", "strength", "difference", "verdict"):
+            table.add_column(col)
+        for e in r["effects"]:
+            table.add_row(e["lora"], f"{e['strength']:g}", f"{e['mean_abs_diff']:.2f}", e["verdict"])
+        out.print(table)
+        for warning in r["warnings"]:
+            out.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+    run_command(as_json, work, render)

@@ -1,0 +1,112 @@
+"""What every command shares: the typer apps, consoles, option types, error translation, progress bars."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from lorastudio.config import Settings, load_settings
+from lorastudio.errors import LoraStudioError
+from lorastudio.quiet import quiet_libraries
+
+app = typer.Typer(
+    help="LoRA Studio: train LoRAs for characters, fighting styles, poses and visual styles.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+dataset_app = typer.Typer(help="Check training images before you train.", no_args_is_help=True)
+lora_app = typer.Typer(help="Inspect and convert LoRA files.", no_args_is_help=True)
+models_app = typer.Typer(help="Base models LoRA Studio can use.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(lora_app, name="lora")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+KindOpt = Annotated[str, typer.Option("--kind", "-k", help="character, fighting_style, pose or visual_style")]
+
+
+def settings_from_env() -> Settings:
+    return load_settings()
+
+
+def run_command(as_json: bool, fn: Callable[[], Any], render: Callable[[Any], None]) -> None:
+    """Run fn; print its result as JSON or through render; translate domain errors once, here."""
+    quiet_libraries()
+    try:
+        result = fn()
+    except LoraStudioError as exc:
+        if as_json:
+            print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
+        else:
+            err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(result, default=str, indent=2))
+    else:
+        render(result)
+
+
+class TrainProgress:
+    """A rich progress bar on stderr fed by the engine's ProgressEvents."""
+
+    def __init__(self, total: int):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.total = total
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
+        self.task = self.progress.add_task("preparing", total=total, loss="-")
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, event) -> None:
+        """Apply one engine progress event."""
+        if event.phase == "train":
+            self.progress.update(self.task, description="training", completed=event.step, loss=f"{event.loss:.4f}")
+        elif event.phase == "prepare" and event.step:
+            self.progress.update(self.task, completed=event.step, description="resumed")
+        elif event.phase in ("prepare", "cache", "save"):
+            self.progress.update(self.task, description=event.message[:40])
+        elif event.phase == "sample":
+            self.progress.console.print(f"sample at step {event.step}: {event.preview}")
+
+
+class StepProgress:
+    """A rich progress bar for generation steps (one bar per call)."""
+
+    def __init__(self, description: str):
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        columns = (TextColumn(f"[bold]{description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+        self.progress = Progress(*columns, console=err, transient=True)
+        self.task = self.progress.add_task(description, total=None)
+
+    def __enter__(self) -> StepProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, event) -> None:
+        """Apply one engine progress event."""
+        self.progress.update(self.task, completed=event.step, total=event.total)

@@ -1,0 +1,250 @@
+"""txt2img with a stack of LoRAs at chosen strengths, fixed seeds, and parameters for every image."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from pydantic import BaseModel as Model
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+
+from lorastudio import __version__
+from lorastudio.engine.basemodel import is_sdxl_like
+from lorastudio.engine.pipecache import LoadedLora, PipelineCache, resolve_lora
+from lorastudio.engine.pngmeta import save_png
+from lorastudio.engine.prompts import SelectedLora, add_missing_triggers, parse_lora_tags, prompt_warnings
+from lorastudio.engine.samplers import DEFAULT_SAMPLER, canonical_sampler, make_scheduler
+from lorastudio.engine.trainconfig import ProgressEvent, format_validation_error
+from lorastudio.errors import Invalid
+
+DEFAULT_SIZE = {"sd15": 512, "sdxl": 1024, "tiny-sd15": 64, "tiny-sdxl": 64}
+
+
+class LoraChoice(Model):
+    """A LoRA picked explicitly (file path or library name) with its strength; None = recommended."""
+
+    model_config = ConfigDict(extra="forbid")
+    lora: str
+    strength: float | None = Field(default=None, ge=-4, le=4)
+
+
+class GenerateRequest(Model):
+    """Everything that decides the pixels of a txt2img call."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+    loras: list[LoraChoice] = Field(default_factory=list)
+    base: str
+    seed: int | None = Field(default=None, ge=0, lt=2**32)
+    n: int = Field(default=1, ge=1, le=16)
+    steps: int = Field(default=20, ge=1, le=150)
+    cfg_scale: float = Field(default=7.0, ge=0, le=30)
+    width: int | None = Field(default=None, ge=64, le=2048)
+    height: int | None = Field(default=None, ge=64, le=2048)
+    sampler: str = DEFAULT_SAMPLER
+    variation_seed: int | None = Field(default=None, ge=0, lt=2**32)
+    variation_strength: float = Field(default=0.0, ge=0, le=1)
+    add_triggers: bool = False
+    fuse: bool = False
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, v: str) -> str:
+        return canonical_sampler(v)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, v: int | None) -> int | None:
+        if v is not None and v % 8:
+            raise ValueError(f"{v} is not a multiple of 8; SD models need sizes like {v // 8 * 8} or {v // 8 * 8 + 8}")
+        return v
+
+    @classmethod
+    def build(cls, **values: object) -> GenerateRequest:
+        """Validate, turning pydantic's errors into one Invalid that names each bad field."""
+        try:
+            return cls(**{k: v for k, v in values.items() if v is not None})
+        except ValidationError as exc:
+            raise Invalid(format_validation_error(exc).replace("training settings", "generation settings")) from exc
+
+
+@dataclass
+class GenerateResult:
+    """Images with the parameters that reproduce each, and the warnings the user should see."""
+
+    images: list[Image.Image]
+    params: list[dict]
+    warnings: list[str]
+    seconds: float
+    paths: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """A request resolved against the warm pipeline: final prompt, LoRAs, sizes, seeds."""
+
+    prompt: str
+    loras: list[tuple[LoadedLora, float]]
+    width: int
+    height: int
+    seeds: list[int]
+    warnings: list[str]
+
+
+def prepare(cache: PipelineCache, req: GenerateRequest) -> Prepared:
+    """Load the base and the LoRAs (checking each fits), settle the prompt and collect warnings."""
+    base = cache.get_base(req.base)
+    clean, tags = parse_lora_tags(req.prompt)
+    search = [cache.settings.loras_dir]
+    wanted: list[tuple[Path, float | None]] = [(resolve_lora(c.lora, search), c.strength) for c in req.loras]
+    wanted += [(resolve_lora(t.name, search), t.strength) for t in tags]
+    keep: set[str] = set()
+    loras = []
+    for path, strength in wanted:
+        loaded = cache.load_lora(path, keep)
+        keep.add(loaded.adapter)
+        chosen = strength if strength is not None else (loaded.recommended_strength or 1.0)
+        loras.append((loaded, chosen))
+    if len({lora.adapter for lora, _ in loras}) != len(loras):
+        raise Invalid("the same LoRA is selected twice; give it once with the strength you want")
+    if req.add_triggers:
+        clean = add_missing_triggers(clean, [t for lora, s in loras if s > 0 for t in lora.triggers])
+    selected = [SelectedLora(lora.name, s, lora.kind, lora.triggers) for lora, s in loras]
+    size = DEFAULT_SIZE.get(base.family, 512)
+    seed = req.seed if req.seed is not None else random.randrange(2**32)
+    seeds = [(seed + i) % 2**32 for i in range(req.n)]
+    return Prepared(clean, loras, req.width or size, req.height or size, seeds, prompt_warnings(clean, selected))
+
+
+def initial_latents(pipe, seeds: list[int], width: int, height: int, req: GenerateRequest) -> torch.Tensor:
+    """Starting noise per image from a CPU generator (same on every device), with an optional
+    variation: the same seed's noise blended toward another seed's (A1111's variation seed)."""
+    factor = pipe.vae_scale_factor
+    shape = (1, pipe.unet.config.in_channels, height // factor, width // factor)
+    out = []
+    for i, seed in enumerate(seeds):
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        if req.variation_seed is not None and req.variation_strength > 0:
+            other = torch.randn(shape, generator=torch.Generator().manual_seed(req.variation_seed + i))
+            noise = slerp(req.variation_strength, noise, other)
+        out.append(noise)
+    return torch.cat(out)
+
+
+def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation, which keeps the blend's variance that of unit Gaussian noise."""
+    an, bn = a / a.norm(), b / b.norm()
+    omega = torch.acos((an * bn).sum().clamp(-1, 1))
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    so = torch.sin(omega)
+    return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
+
+
+def generate(
+    cache: PipelineCache,
+    req: GenerateRequest,
+    *,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+) -> GenerateResult:
+    """Render req.n images (seeds seed, seed+1, ...) with the selected LoRAs at their strengths."""
+    t0 = time.perf_counter()
+    prep = prepare(cache, req)
+    base = cache.base
+    pipe = base.pipe
+    cache.activate({lora.adapter: s for lora, s in prep.loras})
+    pipe.scheduler = make_scheduler(req.sampler, pipe.scheduler.config)
+    latents = initial_latents(pipe, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)
+    generators = [torch.Generator().manual_seed(s) for s in prep.seeds]  # ancestral samplers' step noise
+
+    def step_end(_pipe, step: int, _t, kwargs: dict) -> dict:
+        if on_progress:
+            on_progress(ProgressEvent("generate", step + 1, req.steps, message=prep.prompt))
+        return kwargs
+
+    fused = req.fuse and any(s != 0 for _, s in prep.loras)
+    if fused:
+        pipe.fuse_lora(adapter_names=[lora.adapter for lora, s in prep.loras if s != 0])
+    try:
+        with torch.inference_mode():
+            images = pipe(
+                prompt=prep.prompt,
+                negative_prompt=req.negative_prompt or None,
+                num_images_per_prompt=req.n,
+                num_inference_steps=req.steps,
+                guidance_scale=req.cfg_scale,
+                width=prep.width,
+                height=prep.height,
+                generator=generators,
+                latents=latents,
+                callback_on_step_end=step_end,
+            ).images
+    finally:
+        if fused:
+            pipe.unfuse_lora()
+    params = [_params(req, prep, base, i) for i in range(req.n)]
+    return GenerateResult(images, params, prep.warnings, time.perf_counter() - t0)
+
+
+def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:
+    loras = [
+        {"name": lora.name, "path": str(lora.path), "hash": lora.sha256, "strength": s, "kind": lora.kind}
+        for lora, s in prep.loras
+    ]
+    tags = " ".join(f"<lora:{lora['name']}:{lora['strength']:g}>" for lora in loras)
+    return {
+        "prompt": prep.prompt,
+        "prompt_text": f"{prep.prompt} {tags}".strip(),  # what A1111 needs to reproduce it
+        "negative_prompt": req.negative_prompt,
+        "steps": req.steps,
+        "sampler": req.sampler,
+        "cfg_scale": req.cfg_scale,
+        "seed": prep.seeds[index],
+        "width": prep.width,
+        "height": prep.height,
+        "base": req.base,
+        "model": base.name,
+        "model_hash": base.model_hash,
+        "family": base.family,
+        "sdxl": is_sdxl_like(base.family),
+        "loras": loras,
+        "variation_seed": None if req.variation_seed is None else req.variation_seed + index,
+        "variation_strength": req.variation_strength,
+        "batch_index": index,
+        "version": __version__,
+    }
+
+
+def request_from_params(params: dict) -> GenerateRequest:
+    """The request that reproduces one image from its own parameters (our JSON record)."""
+    return GenerateRequest.build(
+        prompt=params["prompt"],
+        negative_prompt=params.get("negative_prompt", ""),
+        loras=[{"lora": lora["path"], "strength": lora["strength"]} for lora in params.get("loras", [])],
+        base=params["base"],
+        seed=params["seed"],
+        steps=params["steps"],
+        cfg_scale=params["cfg_scale"],
+        width=params["width"],
+        height=params["height"],
+        sampler=params["sampler"],
+        variation_seed=params.get("variation_seed"),
+        variation_strength=params.get("variation_strength", 0.0),
+    )
+
+
+def save_result(result: GenerateResult, out_dir: Path) -> list[Path]:
+    """Write each image as NNNNN-<seed>.png (numbering continues what is in the folder)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = 1 + max((int(p.name[:5]) for p in out_dir.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")), default=0)
+    paths = []
+    for i, (image, params) in enumerate(zip(result.images, result.params, strict=True)):
+        paths.append(save_png(out_dir / f"{start + i:05d}-{params['seed']}.png", image, params))
+    result.paths = paths
+    return paths
