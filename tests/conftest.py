@@ -32,6 +32,26 @@ def figure_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def trained(settings, figure_dir, tmp_path_factory) -> dict[str, Path]:
+    """Small LoRAs trained hard enough to show: a character per family (text encoder included, so every
+    key kind is exercised) and a fighting style for stacking."""
+    from lorastudio.engine.train import train_lora
+
+    out = {}
+    jobs = {
+        "tiny-sd15": dict(base="tiny-sd15"),
+        "tiny-sdxl": dict(base="tiny-sdxl"),
+        "style-sd15": dict(base="tiny-sd15", kind="fighting_style", trigger="kungfustyle", batch_size=1),
+    }
+    for name, extra in jobs.items():
+        folder = tmp_path_factory.mktemp(name)
+        cfg = tiny_config(figure_dir, folder, steps=6, learning_rate=5e-2, train_text_encoder=True,
+                          output=folder / f"{name}.safetensors", **extra)  # fmt: skip
+        out[name] = train_lora(cfg, settings=settings).lora_path
+    return out
+
+
 def tiny_config(images: Path, out: Path, **overrides) -> TrainConfig:
     """A fast training config on tiny-sd15 at 64px; tests override what they examine."""
     values = dict(

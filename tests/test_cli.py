@@ -76,3 +76,56 @@ def test_every_setting_is_described_and_documented():
     for name, field in Settings.model_fields.items():
         assert field.description, name
         assert f"LORASTUDIO_{name.upper()}" in readme, f"LORASTUDIO_{name.upper()} missing from README"
+
+
+def test_generate_then_reproduce_from_png(run, trained, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "out"
+    lora = f"{trained['tiny-sd15']}:0.7"
+    result = run("generate", "johnhero, fighting stance", "--lora", lora, "--base", "tiny-sd15", "--seed", "5",
+                 "--n", "2", "--steps", "3", "--sampler", "DDIM", "--out", out, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    made = json.loads(result.stdout)
+    assert made["seeds"] == [5, 6] and len(made["images"]) == 2 and made["warnings"] == []
+    again = run("generate", "--from-png", made["images"][1], "--out", tmp_path / "again", "--json")
+    assert again.exit_code == 0, again.output
+    copy = json.loads(again.stdout)["images"]
+    assert len(copy) == 1
+    a, b = (np.asarray(Image.open(p).convert("RGB")) for p in (made["images"][1], copy[0]))
+    assert np.array_equal(a, b)
+
+
+def test_generate_warns_about_a_missing_trigger_word(run, trained, tmp_path):
+    result = run("generate", "a fighter", "--lora", trained["tiny-sd15"], "--base", "tiny-sd15", "--steps", "2",
+                 "--out", tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "'johnhero' is not in the prompt" in result.stderr and "00001-" in result.stdout
+
+
+def test_grid_and_diagnose(run, trained, tmp_path):
+    grid = tmp_path / "grid.png"
+    result = run("grid", "johnhero", "--lora", trained["tiny-sd15"], "--strengths", "0.5,1", "--seeds", "1,2",
+                 "--base", "tiny-sd15", "--steps", "2", "--out", grid, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == ["no LoRA", "strength 0.5", "strength 1"] and grid.exists()
+    result = run("diagnose", "johnhero", "--lora", f"{trained['tiny-sd15']}:1.0", "--base", "tiny-sd15",
+                 "--steps", "2", "--json")  # fmt: skip
+    effects = json.loads(result.stdout)["effects"]
+    assert effects[0]["mean_abs_diff"] > 0 and effects[0]["verdict"]
+    bad = run("grid", "johnhero", "--lora", trained["tiny-sd15"], "--strengths", "a,b", "--base", "tiny-sd15")
+    assert bad.exit_code == 2 and "comma-separated" in bad.stderr
+
+
+def test_generate_errors(run, tmp_path):
+    result = run("generate", "--json")
+    assert json.loads(result.stdout)["error"]["message"].startswith("give a prompt")
+    result = run("generate", "x", "--sampler", "warp", "--base", "tiny-sd15")
+    assert result.exit_code == 2 and "unknown sampler" in result.stderr
+    png = tmp_path / "plain.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(png)
+    result = run("generate", "--from-png", png)
+    assert result.exit_code == 2 and "carries no generation parameters" in result.stderr

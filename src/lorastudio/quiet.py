@@ -13,6 +13,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # peft warns whenever a second adapter is loaded; stacking adapters is what generation does.
+    warnings.filterwarnings("ignore", message="Already found a `peft_config`")
     for name in ("transformers", "diffusers", "peft", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # Their own tqdm bars ("Loading weights", "Writing model shards") ignore the log level.

@@ -9,20 +9,7 @@ from safetensors.torch import load_file, save_file
 from lorastudio.engine.applylora import check_fits
 from lorastudio.engine.basemodel import load_base_model
 from lorastudio.engine.lorafile import inspect_lora, lora_state, read_lora, save_lora
-from lorastudio.engine.train import train_lora
 from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
-from tests.conftest import tiny_config
-
-
-@pytest.fixture(scope="module")
-def trained(settings, figure_dir, tmp_path_factory):
-    """One trained LoRA per family (text encoder included, so every key kind is exercised)."""
-    out = {}
-    for base in ("tiny-sd15", "tiny-sdxl"):
-        folder = tmp_path_factory.mktemp(base)
-        cfg = tiny_config(figure_dir, folder, base=base, steps=6, learning_rate=5e-2, train_text_encoder=True)
-        out[base] = train_lora(cfg, settings=settings).lora_path
-    return out
 
 
 def render(pipe, seed=1) -> np.ndarray:

@@ -81,8 +81,9 @@ def generate(
         from lorastudio.engine.pipecache import PipelineCache
 
         settings = settings_from_env()
+        keep = None  # --from-png re-runs the image's whole batch and keeps just that image
         if from_png is not None:
-            req = _from_png(from_png, base, settings)
+            req, keep = _from_png(from_png, base, settings)
         elif not prompt:
             raise Invalid("give a prompt, or --from-png IMAGE to reproduce an image")
         else:
@@ -92,6 +93,8 @@ def generate(
         _warn_if_tiny(req.base)
         with StepProgress("generating") as progress:
             result = run(PipelineCache(settings), req, on_progress=progress.update)
+        if keep is not None:
+            result.images, result.params = [result.images[keep]], [result.params[keep]]
         paths = save_result(result, out_dir or settings.home / "outputs")
         return {
             "images": [str(p) for p in paths],
@@ -111,8 +114,8 @@ def _from_png(path: Path, base: str | None, settings):
 
     params = read_png_parameters(path)
     if params["source"] == "lorastudio":
-        req = request_from_params(params)
-        return req.model_copy(update={"base": base}) if base else req
+        req, index = request_from_params(params)
+        return (req.model_copy(update={"base": base}) if base else req), index
     width, _, height = params.get("Size", "").partition("x")
     try:
         return GenerateRequest.build(
@@ -120,7 +123,7 @@ def _from_png(path: Path, base: str | None, settings):
             base=base or settings.default_base_model, seed=int(params["Seed"]), steps=int(params["Steps"]),
             cfg_scale=float(params.get("CFG scale", 7)), sampler=params.get("Sampler", "Euler a"),
             width=int(width) if width else None, height=int(height) if height else None,
-        )  # fmt: skip
+        ), 0  # fmt: skip
     except (KeyError, ValueError) as exc:
         raise Invalid(f"{path.name}: its A1111 parameters lack or garble {exc}; cannot reproduce it") from exc
 

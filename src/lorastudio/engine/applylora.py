@@ -15,7 +15,8 @@ from lorastudio.engine.lorakeys import unet_name_table
 def unet_module_table(base: BaseModel) -> dict[str, torch.nn.Module]:
     """kohya stem -> module of the base model's UNet."""
     table = unet_name_table(base.unet, is_sdxl_like(base.family))
-    return {stem: base.unet.get_submodule(path) for stem, path in table.items()}
+    modules = {stem: base.unet.get_submodule(path) for stem, path in table.items()}
+    return {stem: getattr(m, "base_layer", m) for stem, m in modules.items()}  # the layer under a LoRA wrapper
 
 
 def check_fits(lora: LoraFile, base: BaseModel) -> None:

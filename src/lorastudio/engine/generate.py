@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -107,7 +107,8 @@ def prepare(cache: PipelineCache, req: GenerateRequest) -> Prepared:
     keep: set[str] = set()
     loras = []
     for path, strength in wanted:
-        loaded = cache.load_lora(path, keep)
+        # The adapter is shared by content; the name and path are the ones this request used.
+        loaded = replace(cache.load_lora(path, keep), name=path.stem, path=path.resolve())
         keep.add(loaded.adapter)
         chosen = strength if strength is not None else (loaded.recommended_strength or 1.0)
         loras.append((loaded, chosen))
@@ -217,26 +218,33 @@ def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:
         "variation_seed": None if req.variation_seed is None else req.variation_seed + index,
         "variation_strength": req.variation_strength,
         "batch_index": index,
+        "batch_size": req.n,
+        "first_seed": prep.seeds[0],
         "version": __version__,
     }
 
 
-def request_from_params(params: dict) -> GenerateRequest:
-    """The request that reproduces one image from its own parameters (our JSON record)."""
-    return GenerateRequest.build(
+def request_from_params(params: dict) -> tuple[GenerateRequest, int]:
+    """The request that reproduces one image from its own parameters (our JSON record), and the image's
+    index in that request's results. A batch is re-run whole: batched maths can differ from a single
+    image's in the last bits, so only the same batch gives the same pixels."""
+    index = int(params.get("batch_index", 0))
+    request = GenerateRequest.build(
         prompt=params["prompt"],
         negative_prompt=params.get("negative_prompt", ""),
         loras=[{"lora": lora["path"], "strength": lora["strength"]} for lora in params.get("loras", [])],
         base=params["base"],
-        seed=params["seed"],
+        seed=params.get("first_seed", params["seed"]),
+        n=int(params.get("batch_size", 1)),
         steps=params["steps"],
         cfg_scale=params["cfg_scale"],
         width=params["width"],
         height=params["height"],
         sampler=params["sampler"],
-        variation_seed=params.get("variation_seed"),
+        variation_seed=None if params.get("variation_seed") is None else params["variation_seed"] - index,
         variation_strength=params.get("variation_strength", 0.0),
     )
+    return request, index
 
 
 def save_result(result: GenerateResult, out_dir: Path) -> list[Path]:

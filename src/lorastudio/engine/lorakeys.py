@@ -122,21 +122,33 @@ def unet_stem_namer(unet: torch.nn.Module, sdxl_like: bool):
     return lambda path: unet_kohya_name(path, sdxl_like, lpb, up_attn)
 
 
+def base_layers(model: torch.nn.Module):
+    """(path, layer) for every Linear/Conv2d of the base model, seen through peft LoRA wrappers
+    (a wrapped layer's path is the wrapper's; the adapters' own small layers are skipped)."""
+    for name, mod in model.named_modules():
+        if ".lora_" in name or "lora_dropout" in name:
+            continue
+        if name.endswith(".base_layer"):
+            continue  # reported under its wrapper's path below
+        layer = getattr(mod, "base_layer", mod)
+        if isinstance(layer, torch.nn.Linear | torch.nn.Conv2d):
+            yield name, layer
+
+
 def unet_name_table(unet: torch.nn.Module, sdxl_like: bool) -> dict[str, str]:
     """kohya stem -> diffusers path for every Linear/Conv2d of `unet` (used to apply kohya files)."""
     namer = unet_stem_namer(unet, sdxl_like)
     table = {}
-    for name, mod in unet.named_modules():
-        if isinstance(mod, torch.nn.Linear | torch.nn.Conv2d):
-            try:
-                table[namer(name)] = name
-            except (ValueError, KeyError):
-                continue
+    for name, _ in base_layers(unet):
+        try:
+            table[namer(name)] = name
+        except (ValueError, KeyError):
+            continue
     return table
 
 
 def te_name_table(encoder: torch.nn.Module, prefix: str) -> dict[str, str]:
     """kohya stem -> module path for every Linear of a text encoder."""
     return {
-        te_kohya_name(prefix, name): name for name, mod in encoder.named_modules() if isinstance(mod, torch.nn.Linear)
+        te_kohya_name(prefix, name): name for name, layer in base_layers(encoder) if isinstance(layer, torch.nn.Linear)
     }

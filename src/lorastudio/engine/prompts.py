@@ -25,7 +25,9 @@ def parse_lora_tags(prompt: str) -> tuple[str, list[LoraTag]]:
     """Remove `<lora:...>` tags from a prompt; return the clean prompt and the tags in order."""
     tags = [LoraTag(m.group(1).strip(), float(m.group(2)) if m.group(2) else 1.0) for m in LORA_TAG.finditer(prompt)]
     clean = LORA_TAG.sub("", prompt)
-    clean = re.sub(r"\s*,\s*(,\s*)+", ", ", clean)  # collapse the ", ," a removed tag leaves
+    clean = re.sub(r"\s+,", ",", clean)  # "fights , style" -> "fights, style"
+    clean = re.sub(r",(\s*,)+", ",", clean)  # collapse the ", ," a removed tag leaves
+    clean = re.sub(r"\s{2,}", " ", clean)
     return clean.strip(" ,"), tags
 
 
