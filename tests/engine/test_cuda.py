@@ -36,3 +36,26 @@ def test_cuda_resume_matches_uninterrupted(settings, figure_dir, tmp_path):
 
     wa, wb = load_file(a.lora_path), load_file(b.lora_path)
     assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-3) for k in wa)
+
+
+def test_generation_on_cuda_fp16(settings, trained):
+    import numpy as np
+
+    from lorastudio.config import Settings
+    from lorastudio.engine.generate import GenerateRequest, generate
+    from lorastudio.engine.pipecache import PipelineCache
+
+    cache = PipelineCache(Settings(home=settings.home, device="cuda"))
+    assert cache.dtype == torch.float16
+
+    def run(**kw):
+        req = GenerateRequest.build(prompt="johnhero", base="tiny-sd15", seed=3, steps=4, **kw)
+        return np.asarray(generate(cache, req).images[0], dtype=np.int16)
+
+    plain = run()
+    hero = [{"lora": str(trained["tiny-sd15"]), "strength": 1.0}]
+    assert np.array_equal(run(), plain)
+    assert np.abs(run(loras=hero) - plain).mean() > 1.0
+    assert np.array_equal(run(loras=[{"lora": str(trained["tiny-sd15"]), "strength": 0}]), plain)
+    run(loras=hero, n=2, fuse=True)  # explicit fuse on fp16, then the plain model again
+    print("fp16 plain drift after fuse/unfuse:", int(np.abs(run() - plain).max()))

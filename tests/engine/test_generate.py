@@ -73,6 +73,15 @@ def test_sdxl_generation_with_its_lora(settings, trained):
     assert lora.params[0]["loras"][0]["strength"] == 0.8  # the character's recommended strength
 
 
+def test_fused_batches_match_unfused_and_leave_the_base_untouched(cache, trained):
+    plain = pixels(generate(cache, req(prompt="johnhero")))
+    hero = [{"lora": str(trained["tiny-sd15"]), "strength": 0.8}]
+    fused = generate(cache, req(prompt="johnhero", loras=hero, n=2))  # auto-fused: a batch in fp32
+    unfused = generate(cache, req(prompt="johnhero", loras=hero, n=2, fuse=False))
+    assert np.abs(pixels(fused, 1) - pixels(unfused, 1)).max() <= 1
+    assert np.array_equal(pixels(generate(cache, req(prompt="johnhero"))), plain)
+
+
 def test_batches_use_consecutive_seeds_and_match_single_calls_closely(cache):
     batch = generate(cache, req(prompt="johnhero", n=3, seed=100))
     assert [p["seed"] for p in batch.params] == [100, 101, 102]

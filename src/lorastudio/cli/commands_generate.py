@@ -68,7 +68,10 @@ def generate(
     add_triggers: Annotated[bool, typer.Option(help="Put missing LoRA trigger words into the prompt")] = False,
     variation_seed: Annotated[int | None, typer.Option(help="Blend toward this seed's noise")] = None,
     variation_strength: Annotated[float | None, typer.Option(help="0-1, how far to blend (e.g. 0.1)")] = None,
-    fuse: Annotated[bool, typer.Option(help="Fuse the LoRAs into the weights for this call")] = False,
+    fuse: Annotated[
+        bool | None,
+        typer.Option("--fuse/--no-fuse", help="Fuse LoRAs into the weights for this call (default: batches)"),
+    ] = None,
     from_png: Annotated[Path | None, typer.Option(help="Reproduce an image from its own parameters")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <home>/outputs)")] = None,
     as_json: JsonOpt = False,

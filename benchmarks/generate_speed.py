@@ -1,0 +1,133 @@
+"""Generation speed with stacked LoRAs, LoRA-set switching and batching, all in one process.
+
+(a) stacked_overhead = t(3 LoRAs) / t(no LoRA) - 1, same warm pipeline, same seed (target <= 0.10);
+    also with the three fused into the weights (stacked_overhead_fused).
+(b) switch_vs_cold = time to switch a warm pipeline to a set of 3 LoRAs not yet loaded, over the
+    cold start (load the base model, load 3 LoRAs); the image itself is excluded from both, since it
+    costs the same either way (target <= 0.20). switch_resident_vs_cold: the set is already resident.
+(c) batch_speedup = t(4 single calls) / t(one batch of 4).
+
+    python benchmarks/generate_speed.py [--size 256] [--steps 10] [--repeats 3] [--device auto] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from lorastudio.config import Settings
+from lorastudio.quiet import quiet_libraries
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of fn() over repeats, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def make_loras(settings: Settings, folder: Path, count: int) -> list[Path]:
+    """Train `count` small, distinct LoRAs on the tiny model (a few steps each)."""
+    from lorastudio.engine.synthetic import write_reference_set
+    from lorastudio.engine.train import train_lora
+    from lorastudio.engine.trainconfig import TrainConfig
+
+    images = folder / "images"
+    write_reference_set(images, 6, size=128, caption="johnhero, a person")
+    paths = []
+    for i in range(count):
+        cfg = TrainConfig.from_preset(
+            kind="character", images=images, trigger=f"hero{i}", base="tiny-sd15", resolution=64, steps=3,
+            network_dim=16, network_alpha=16, learning_rate=1e-2, seed=i, min_images=4, checkpoint_every=0,
+            output=folder / f"lora{i}.safetensors", run_dir=folder / f"run{i}",
+        )  # fmt: skip
+        paths.append(train_lora(cfg, settings=settings).lora_path)
+    return paths
+
+
+def main() -> None:
+    """Run the three measurements and print them."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    quiet_libraries()
+    from lorastudio.engine.generate import GenerateRequest, generate, prepare
+    from lorastudio.engine.pipecache import PipelineCache
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(home=Path(tmp) / "home", device=args.device)
+        loras = make_loras(settings, Path(tmp), 6)
+        set_a, set_b = [str(p) for p in loras[:3]], [str(p) for p in loras[3:]]
+
+        def request(names: list[str], n: int = 1, fuse: bool = False) -> GenerateRequest:
+            return GenerateRequest.build(
+                prompt="hero0, hero1, hero2, fighting stance", base="tiny-sd15", seed=1, n=n, steps=args.steps,
+                width=args.size, height=args.size, loras=[{"lora": x, "strength": 0.6} for x in names], fuse=fuse,
+            )  # fmt: skip
+
+        cache = PipelineCache(settings)
+        none_s = timed(lambda: generate(cache, request([])), args.repeats)
+        stacked_s = timed(lambda: generate(cache, request(set_a)), args.repeats)
+        fused_s = timed(lambda: generate(cache, request(set_a, fuse=True)), args.repeats)
+
+        def cold() -> None:
+            fresh = PipelineCache(settings)
+            fresh.activate({lora.adapter: s for lora, s in prepare(fresh, request(set_a)).loras})
+
+        cold_s = timed(cold, args.repeats)
+        warm = PipelineCache(settings, max_loras=3)  # holds one set: switching always loads the other
+
+        def switch() -> None:
+            for names in (set_a, set_b):
+                warm.activate({lora.adapter: s for lora, s in prepare(warm, request(names)).loras})
+
+        switch_s = timed(switch, args.repeats) / 2
+        resident = PipelineCache(settings)
+
+        def switch_resident() -> None:
+            for names in (set_a, set_b):
+                resident.activate({lora.adapter: s for lora, s in prepare(resident, request(names)).loras})
+
+        resident_s = timed(switch_resident, args.repeats) / 2
+        singles_s = timed(lambda: [generate(cache, request(set_a).model_copy(update={"seed": 1 + i}))
+                                   for i in range(4)], args.repeats)  # fmt: skip
+        batch_s = timed(lambda: generate(cache, request(set_a, n=4)), args.repeats)
+        batch_fused_s = timed(lambda: generate(cache, request(set_a, n=4, fuse=True)), args.repeats)
+        device = str(cache.device)
+
+    result = {
+        "device": device,
+        "size": args.size,
+        "steps": args.steps,
+        "t_no_lora_s": round(none_s, 4),
+        "t_3_loras_s": round(stacked_s, 4),
+        "stacked_overhead": round(stacked_s / none_s - 1, 4),
+        "stacked_overhead_fused": round(fused_s / none_s - 1, 4),
+        "cold_start_s": round(cold_s, 4),
+        "warm_switch_s": round(switch_s, 4),
+        "switch_vs_cold": round(switch_s / cold_s, 4),
+        "switch_resident_vs_cold": round(resident_s / cold_s, 4),
+        "batch_speedup": round(singles_s / batch_s, 4),
+        "batch_fused_vs_unfused": round(batch_s / batch_fused_s, 4),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:26s} {value}")
+
+
+if __name__ == "__main__":
+    main()
