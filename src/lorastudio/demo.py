@@ -1,4 +1,4 @@
-"""`make demo`: pictures -> validation report -> a trained character LoRA -> its inspection."""
+"""`make demo`: pictures -> validation report -> a trained character LoRA -> scenes, grid, diagnosis."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from rich.console import Console
 
 from lorastudio.config import Settings
 from lorastudio.engine.dataset import scan_dataset
+from lorastudio.engine.generate import GenerateRequest, generate, save_result
+from lorastudio.engine.grid import diagnose, strength_grid
 from lorastudio.engine.lorafile import inspect_lora
+from lorastudio.engine.pipecache import PipelineCache
+from lorastudio.engine.pngmeta import save_png
 from lorastudio.engine.presets import get_preset
 from lorastudio.engine.synthetic import write_reference_set
 from lorastudio.engine.train import train_lora
@@ -65,4 +69,24 @@ def run_demo(settings: Settings, out_dir: Path, steps: int, progress) -> dict:
     )
     console.print(f"   checkpoints: {cfg.run_dir / 'checkpoints'}  samples: {cfg.run_dir / 'samples'}")
     console.print(f"   inspect it: lorastudio lora inspect {result.lora_path}")
+
+    cache = PipelineCache(settings)
+    scene = GenerateRequest.build(
+        prompt="johnhero faces kanehero, kungfustyle, fighting stance", base="tiny-sd15", seed=42, n=3, steps=12,
+        loras=[{"lora": str(result.lora_path), "strength": 0.8}],
+    )  # fmt: skip
+    shots = generate(cache, scene)
+    paths = save_result(shots, out_dir / "scenes")
+    console.print(f"5. Three scenes with the LoRA at 0.8 (seeds 42-44), parameters inside each PNG: {paths[0].parent}")
+    for warning in shots.warnings:
+        console.print(f"   warning: {warning}")
+    grid = strength_grid(cache, scene.model_copy(update={"n": 1}), [0.4, 0.8, 1.0], [42, 43])
+    grid_path = save_png(out_dir / "strength-grid.png", grid.image, grid.params, a1111=False)
+    console.print(f"6. Strength grid (no-LoRA baseline row, then 0.4 / 0.8 / 1.0): {grid_path}")
+    effects, _ = diagnose(cache, scene.model_copy(update={"n": 1}))
+    for effect in effects:
+        console.print(
+            f"7. Effect of {effect.lora} at {effect.strength:g}: {effect.mean_abs_diff}/255 - {effect.verdict}"
+        )
+    console.print(f"   reproduce a scene: lorastudio generate --from-png {paths[0]}")
     return {"lora": str(result.lora_path)}

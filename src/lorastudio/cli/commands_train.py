@@ -322,7 +322,7 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's files")] = Path("demo-output"),
     steps: Annotated[int, typer.Option(help="Training steps")] = 150,
 ) -> None:
-    """Generate reference pictures, check them, train a small character LoRA and inspect it."""
+    """Render reference pictures, check them, train a character LoRA, then generate scenes and a strength grid."""
 
     def work() -> dict:
         from lorastudio.demo import run_demo
