@@ -1,0 +1,1 @@
+"""Toy world: stick-figure fighters with known ground truth, a base model trained on them, detectors."""
