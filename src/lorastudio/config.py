@@ -27,9 +27,9 @@ class Settings(BaseSettings):
         description="Where models run. 'auto' picks CUDA when a GPU is present, then Apple MPS, then CPU.",
     )
     default_base_model: str = Field(
-        default="tiny-sd15",
+        default="toyworld",
         description=(
-            "Base model used when a command gets no --base: a built-in name (tiny-sd15, tiny-sdxl), "
+            "Base model used when a command gets no --base: a built-in name (toyworld, tiny-sd15, tiny-sdxl), "
             "a diffusers folder, a single .safetensors checkpoint, or 'hf:<org>/<repo>'."
         ),
     )

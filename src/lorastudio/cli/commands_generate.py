@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lorastudio.cli.common import JsonOpt, StepProgress, app, err, out, run_command, settings_from_env
+from lorastudio.cli.common import (
+    JsonOpt,
+    StepProgress,
+    app,
+    err,
+    out,
+    run_command,
+    settings_from_env,
+    warn_if_builtin,
+)
 from lorastudio.errors import Invalid
 
 LoraOpt = Annotated[
@@ -43,13 +52,6 @@ def _request(prompt: str, loras: list[str] | None, base: str | None, settings, *
         base=base or settings.default_base_model,
         **values,
     )
-
-
-def _warn_if_tiny(base: str) -> None:
-    from lorastudio.engine.tiny import TINY_NAMES
-
-    if base in TINY_NAMES:
-        err.print(f"[yellow]Base model {base} is a tiny built-in test model, not Stable Diffusion.[/]")
 
 
 @app.command()
@@ -93,7 +95,7 @@ def generate(
             req = _request(prompt, lora, base, settings, seed=seed, n=n, steps=steps, width=width, height=height,
                            negative_prompt=negative, sampler=sampler, cfg_scale=cfg, add_triggers=add_triggers,
                            variation_seed=variation_seed, variation_strength=variation_strength, fuse=fuse)  # fmt: skip
-        _warn_if_tiny(req.base)
+        warn_if_builtin(req.base)
         with StepProgress("generating") as progress:
             result = run(PipelineCache(settings), req, on_progress=progress.update)
         if keep is not None:
@@ -172,7 +174,7 @@ def grid(
         settings = settings_from_env()
         req = _request(prompt, lora, base, settings, steps=steps, sampler=sampler, cfg_scale=cfg,
                        negative_prompt=negative, width=width, height=height)  # fmt: skip
-        _warn_if_tiny(req.base)
+        warn_if_builtin(req.base)
         result = strength_grid(PipelineCache(settings), req, _numbers(strengths, float, "--strengths"),
                                _numbers(seeds, int, "--seeds"))  # fmt: skip
         save_png(out_file, result.image, result.params, a1111=False)

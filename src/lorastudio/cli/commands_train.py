@@ -16,12 +16,12 @@ from lorastudio.cli.common import (
     TrainProgress,
     app,
     dataset_app,
-    err,
     lora_app,
     models_app,
     out,
     run_command,
     settings_from_env,
+    warn_if_builtin,
 )
 from lorastudio.errors import LoraStudioError
 
@@ -147,10 +147,7 @@ def train(
             sample_prompts=sample_prompt,
             device=device,
         )
-        from lorastudio.engine.tiny import TINY_NAMES
-
-        if cfg.base in TINY_NAMES:
-            err.print(f"[yellow]Base model {cfg.base} is a tiny built-in test model, not Stable Diffusion.[/]")
+        warn_if_builtin(cfg.base)
         stop = threading.Event()
         # Ctrl-C asks the loop to stop after the current step and write a checkpoint for --resume.
         previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -258,13 +255,13 @@ def models_list(as_json: JsonOpt = False) -> None:
     """List built-in and installed base models."""
 
     def work() -> list[dict]:
-        from lorastudio.engine.basemodel import detect_family, family_label
+        from lorastudio.engine.basemodel import TOYWORLD, detect_family, family_label
         from lorastudio.engine.tiny import TINY_NAMES
 
         settings = settings_from_env()
         rows = []
-        for name in TINY_NAMES:
-            built = (settings.models_dir / name / "model_index.json").exists()
+        for name in (TOYWORLD, *TINY_NAMES):
+            built = name == TOYWORLD or (settings.models_dir / name / "model_index.json").exists()
             fam = name
             rows.append({"name": name, "family": fam, "label": family_label(fam), "built_in": True,
                          "ready": built, "default": name == settings.default_base_model})  # fmt: skip

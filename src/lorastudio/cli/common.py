@@ -36,6 +36,21 @@ def settings_from_env() -> Settings:
     return load_settings()
 
 
+def warn_if_builtin(base: str) -> None:
+    """Say so when a built-in model is in use, so nobody mistakes its pictures for Stable Diffusion's."""
+    from lorastudio.engine.basemodel import TOYWORLD
+    from lorastudio.engine.tiny import TINY_NAMES
+
+    if base == TOYWORLD:
+        err.print(
+            "[yellow]Base model: toyworld, the built-in 32x32 toy-world model (not Stable Diffusion). "
+            "Use --base or LORASTUDIO_DEFAULT_BASE_MODEL for a real SD1.5/SDXL model.[/]",
+            soft_wrap=True,
+        )
+    elif base in TINY_NAMES:
+        err.print(f"[yellow]Base model {base} is a tiny built-in test model, not Stable Diffusion.[/]")
+
+
 def run_command(as_json: bool, fn: Callable[[], Any], render: Callable[[Any], None]) -> None:
     """Run fn; print its result as JSON or through render; translate domain errors once, here."""
     quiet_libraries()

@@ -18,7 +18,13 @@ from safetensors import safe_open
 from lorastudio.engine.tiny import TINY_NAMES, ensure_tiny_model
 from lorastudio.errors import Invalid, NotFound, Unsupported
 
+TOYWORLD = "toyworld"
+TOYWORLD_DIR = Path(__file__).parent / "toyworld" / "weights"
+BUILT_IN = (TOYWORLD, *TINY_NAMES)
+FAMILY_MARKER = "lorastudio_family.txt"  # a diffusers folder may name its family (our built-in models do)
+
 FAMILY_LABELS = {
+    "toyworld": "toyworld (built-in 32x32 toy-world model, not SD)",
     "sd15": "SD1.5",
     "sdxl": "SDXL",
     "tiny-sd15": "tiny SD1.5-shaped test model",
@@ -124,6 +130,8 @@ def weights_hash(source: Path | str) -> str:
 
 def resolve_base_spec(spec: str, models_dir: Path) -> Path | str:
     """Turn a --base value into a local path (building a tiny model on demand) or an 'hf:' id."""
+    if spec == TOYWORLD:
+        return TOYWORLD_DIR
     if spec in TINY_NAMES:
         return ensure_tiny_model(spec, models_dir)
     if spec.startswith("hf:"):
@@ -132,7 +140,7 @@ def resolve_base_spec(spec: str, models_dir: Path) -> Path | str:
     if not path.exists():
         raise NotFound(
             f"base model {spec!r} not found: give a diffusers folder, a .safetensors file, "
-            f"a built-in name ({', '.join(TINY_NAMES)}), or 'hf:<org>/<repo>' to download"
+            f"a built-in name ({', '.join(BUILT_IN)}), or 'hf:<org>/<repo>' to download"
         )
     return path
 
@@ -150,6 +158,8 @@ def detect_family(source: Path | str) -> str:
     """Family of a diffusers folder or single-file checkpoint, without loading weights."""
     path = Path(source)
     if path.is_dir():
+        if (path / FAMILY_MARKER).is_file():
+            return (path / FAMILY_MARKER).read_text().strip()
         config_path = path / "unet" / "config.json"
         if not config_path.exists():
             raise Invalid(f"{path} is a folder but not a diffusers model (no unet/config.json)")
@@ -192,7 +202,7 @@ def load_base_model(
         family = detect_family(source)
         pipe = _load_single_file(source, family, dtype, single_file_config)
     pipe.set_progress_bar_config(disable=True)
-    name = spec if spec in TINY_NAMES else Path(str(source)).name
+    name = spec if spec in BUILT_IN else Path(str(source)).name
     return BaseModel(name=name, family=family, source=source, pipe=pipe)
 
 

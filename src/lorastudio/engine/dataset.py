@@ -132,6 +132,7 @@ def scan_dataset(
     resolution: int,
     max_pixels: int,
     min_images: int | None = None,
+    bucket_step: int = 64,
 ) -> tuple[DatasetReport, list[TrainItem]]:
     """Validate every image and build the captioned items; never raises for a single bad image."""
     trigger = check_trigger(trigger)
@@ -139,7 +140,7 @@ def scan_dataset(
     items: list[TrainItem] = []
     seen_exact: dict[str, str] = {}
     seen_hashes: list[tuple[int, str]] = []
-    floor = max(64, resolution // 2)
+    floor = max(bucket_step, resolution // 2)
     for path in list_images(source):
         entry = ImageReport(path=str(path))
         report.images.append(entry)

@@ -22,7 +22,7 @@ from lorastudio.engine.samplers import DEFAULT_SAMPLER, canonical_sampler, make_
 from lorastudio.engine.trainconfig import ProgressEvent, format_validation_error
 from lorastudio.errors import Invalid
 
-DEFAULT_SIZE = {"sd15": 512, "sdxl": 1024, "tiny-sd15": 64, "tiny-sdxl": 64}
+DEFAULT_SIZE = {"toyworld": 32, "sd15": 512, "sdxl": 1024, "tiny-sd15": 64, "tiny-sdxl": 64}
 
 
 class LoraChoice(Model):
@@ -45,8 +45,8 @@ class GenerateRequest(Model):
     n: int = Field(default=1, ge=1, le=16)
     steps: int = Field(default=20, ge=1, le=150)
     cfg_scale: float = Field(default=7.0, ge=0, le=30)
-    width: int | None = Field(default=None, ge=64, le=2048)
-    height: int | None = Field(default=None, ge=64, le=2048)
+    width: int | None = Field(default=None, ge=32, le=2048)
+    height: int | None = Field(default=None, ge=32, le=2048)
     sampler: str = DEFAULT_SAMPLER
     variation_seed: int | None = Field(default=None, ge=0, lt=2**32)
     variation_strength: float = Field(default=0.0, ge=0, le=1)

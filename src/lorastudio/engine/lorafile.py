@@ -23,6 +23,7 @@ from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
 
 OURS = "lorastudio_"  # prefix of our own metadata keys beside kohya's ss_*
 SS_BASE_VERSION = {
+    "toyworld": "sd_v1",
     "sd15": "sd_v1",
     "sdxl": "sdxl_base_v1-0",
     "tiny-sd15": "sd_v1",

@@ -94,6 +94,7 @@ def train_lora(
         resolution=cfg.resolution,
         max_pixels=settings.max_image_pixels,
         min_images=cfg.min_images,
+        bucket_step=cfg.bucket_step,
     )
     if not report.usable:
         reasons = "; ".join(p.message for p in report.notes if p.severity == "error")
@@ -163,7 +164,7 @@ def train_lora(
     emit(ProgressEvent("cache", message=f"preparing {len(items)} images"))
     samples = []
     for item in items:
-        fitted = fit_to_bucket(item.image, cfg.resolution)
+        fitted = fit_to_bucket(item.image, cfg.resolution, cfg.bucket_step)
         time_ids = sdxl_time_ids(fitted.original_size, fitted.crop_top_left, fitted.bucket[::-1])
         for flip in (False, True) if cfg.flip_augment else (False,):
             samples.append(Sample(to_pixels(fitted, flip), None, item.caption, time_ids, fitted.bucket))

@@ -33,6 +33,7 @@ class TrainConfig(BaseModel):
     network_alpha: float = Field(gt=0)
     resolution: int = Field(ge=64, le=4096)
     batch_size: int = Field(ge=1, le=64)
+    bucket_step: int = Field(default=64, ge=8, le=256, description="Bucket sides are multiples of this")
     gradient_accumulation: int = Field(default=1, ge=1, le=128)
     target: Literal["attn", "attn-ff", "all"] = "attn"
     train_text_encoder: bool = False

@@ -14,9 +14,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from lorastudio.engine.basemodel import FAMILY_MARKER
 from lorastudio.engine.tokenizer import build_clip_tokenizer
 from lorastudio.engine.toyworld.render import draw_scene, make_scene
 from lorastudio.engine.toyworld.world import (
@@ -30,7 +37,6 @@ from lorastudio.engine.toyworld.world import (
     held_out_pairs,
 )
 
-FAMILY_MARKER = "lorastudio_family.txt"
 MAX_TOKENS = 40
 
 
@@ -55,8 +61,10 @@ def build_toyworld_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=128, attention_head_dim=8, norm_num_groups=32,
     )  # fmt: skip
-    scheduler = EulerDiscreteScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                                       beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1)  # fmt: skip
+    scheduler = EulerDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        timestep_spacing="leading", steps_offset=1,
+    )  # fmt: skip
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)  # fmt: skip
@@ -142,7 +150,9 @@ def train_toyworld_base(
             note(f"vae step {step} loss {loss.item():.4f}")
     vae.eval().requires_grad_(False)
     with torch.no_grad():
-        sample = torch.cat([vae.encode(pixels[i : i + 512]).latent_dist.mode() for i in range(0, min(2048, renders), 512)])
+        sample = torch.cat(
+            [vae.encode(pixels[i : i + 512]).latent_dist.mode() for i in range(0, min(2048, renders), 512)]
+        )
         vae.register_to_config(scaling_factor=float(1 / sample.std()))
         latents = torch.cat([vae.encode(pixels[i : i + 512]).latent_dist.mode() for i in range(0, renders, 512)])
         latents = latents * vae.config.scaling_factor

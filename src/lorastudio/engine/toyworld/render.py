@@ -104,9 +104,7 @@ def _draw_fighter(draw: ImageDraw.ImageDraw, f: Fighter, top: int) -> None:
         draw.line((*hand, hand[0] + f.facing * 5, hand[1] - (3 if f.pose == "parry" else 0)), fill=BLADE_COLOUR)
 
 
-def make_scene(
-    characters: list[Character], style: str | None, background: str, rng: random.Random
-) -> Scene:
+def make_scene(characters: list[Character], style: str | None, background: str, rng: random.Random) -> Scene:
     """A scene with one or two fighters of `style` (None: plain stance, no prop) and its caption."""
     st = STYLES[style] if style else None
     fighters = []
@@ -126,5 +124,7 @@ def caption_for(fighters: list[Fighter], style: str | None, background: str, nam
         parts.append(f"{STYLES[style].trigger}, {fighters[0].pose}")
     else:
         parts.append("fighting stance")
-    parts.append("at night" if background == "night" else f"in {'an' if background[0] in 'aeiou' else 'a'} {background}")
+    parts.append(
+        "at night" if background == "night" else f"in {'an' if background[0] in 'aeiou' else 'a'} {background}"
+    )
     return ", ".join(parts)
