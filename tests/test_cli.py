@@ -129,3 +129,26 @@ def test_generate_errors(run, tmp_path):
     Image.new("RGB", (8, 8)).save(png)
     result = run("generate", "--from-png", png)
     assert result.exit_code == 2 and "carries no generation parameters" in result.stderr
+
+
+def test_toyworld_references_and_check(run, tmp_path):
+    result = run("toyworld", "references", "johnhero", "--out", tmp_path / "refs", "--n", "3", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["images"] == 3 and (tmp_path / "refs" / "johnhero_00.txt").exists()
+    checked = json.loads(run("toyworld", "check", tmp_path / "refs" / "johnhero_00.png", "--character",
+                             "johnhero", "--json").stdout)  # fmt: skip
+    assert checked["found_at"] and checked["fighters"][0]["body"] in ("red", "blue", "green", "yellow", "magenta",
+                                                                       "cyan", "orange")  # fmt: skip
+    assert run("toyworld", "check", tmp_path / "refs" / "johnhero_00.png", "--character", "nobody").exit_code == 2
+    styles = run("toyworld", "references", "sword", "--out", tmp_path / "sword", "--n", "2", "--json")
+    assert json.loads(styles.stdout)["images"] == 2
+    assert "swordstyle" in (tmp_path / "sword" / "sword_00.txt").read_text()
+
+
+def test_toyworld_is_the_default_base_and_says_so(run, tmp_path):
+    result = run("generate", "green fighter with magenta head, boxingstyle, jab, in a dojo", "--seed", "1",
+                 "--steps", "4", "--out", tmp_path, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "toyworld" in result.stderr and "not Stable Diffusion" in result.stderr
+    models = {m["name"]: m for m in json.loads(run("models", "list", "--json").stdout)}
+    assert models["toyworld"]["default"] and models["toyworld"]["ready"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 # Importing a command module registers its commands; --help lists them in this order.
 import lorastudio.cli.commands_train
 import lorastudio.cli.commands_generate
+import lorastudio.cli.commands_toyworld
 from lorastudio.cli.common import app
 
 __all__ = ["app", "main"]

@@ -31,7 +31,7 @@ class TrainConfig(BaseModel):
     text_encoder_lr: float | None = Field(default=None, gt=0, le=1.0)
     network_dim: int = Field(gt=0, le=1024)
     network_alpha: float = Field(gt=0)
-    resolution: int = Field(ge=64, le=4096)
+    resolution: int = Field(ge=32, le=4096)
     batch_size: int = Field(ge=1, le=64)
     bucket_step: int = Field(default=64, ge=8, le=256, description="Bucket sides are multiples of this")
     gradient_accumulation: int = Field(default=1, ge=1, le=128)
