@@ -34,6 +34,9 @@ class Figure:
     accessory: str
     labels: np.ndarray  # the image's label map cropped to this figure's columns (with margin)
     x0: int  # column of labels[:, 0] in the image
+    props: np.ndarray  # labels of a wider crop, where a held prop (blade, gloves) may reach
+    props_rgb: np.ndarray  # pixels of that wider crop
+    props_x0: int  # column of props[:, 0] in the image
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -55,6 +58,7 @@ def label_pixels(img: Image.Image) -> np.ndarray:
 def find_figures(img: Image.Image) -> list[Figure]:
     """Fighters in the image, left to right."""
     labels = label_pixels(img)
+    pixels = np.asarray(img.convert("RGB"), dtype=np.int16)
     figure_px = (labels >= 0) & (labels < WHITE)
     cols = figure_px.sum(0) > 0
     groups, start = [], None
@@ -66,17 +70,24 @@ def find_figures(img: Image.Image) -> list[Figure]:
             start = None
     groups = [part for g in _merge_close(groups, figure_px) for part in _split_pair(g, figure_px)]
     figures = []
-    for left, right in groups:
+    for k, (left, right) in enumerate(groups):
+        # Props may reach 8 columns out, but never into a neighbouring fighter's columns.
+        lo = groups[k - 1][1] + 1 if k > 0 else 0
+        hi = groups[k + 1][0] - 1 if k + 1 < len(groups) else labels.shape[1] - 1
         rows = np.where(figure_px[:, left : right + 1].any(1))[0]
         if len(rows) < 6 or figure_px[:, left : right + 1].sum() < 8:
             continue  # specks, not a fighter
         top, bottom = int(rows.min()), int(rows.max())
         x0 = max(0, left - 3)
-        crop = labels[:, x0 : min(labels.shape[1], right + 4)]
+        x1 = min(labels.shape[1], right + 4)
+        crop = labels[:, x0:x1]
         head_rows = labels[top : top + 4, left : right + 1]
         body_rows = labels[top + 5 : bottom + 1, left : right + 1]
         head, body = _dominant(head_rows), _dominant(body_rows)
-        figures.append(Figure(left, right, top, bottom, body, head, _accessory(crop, top, bottom), crop, x0))
+        accessory = _accessory(crop, top, bottom)
+        wide = slice(max(lo, left - 8), min(hi, right + 8) + 1)
+        props, props_rgb = labels[:, wide], pixels[:, wide]
+        figures.append(Figure(left, right, top, bottom, body, head, accessory, crop, x0, props, props_rgb, wide.start))
     return figures
 
 
@@ -99,7 +110,7 @@ def _split_pair(group: tuple[int, int], mask: np.ndarray) -> list[tuple[int, int
         return [group]
     sums = mask[:, left : right + 1].sum(0)
     first = int(sums.argmax())
-    far = [i for i in range(len(sums)) if abs(i - first) >= 8]
+    far = [i for i in range(len(sums)) if abs(i - first) >= 8 and sums[i] >= 5]  # a torso, not a blade or arm
     if not far:
         return [group]
     second = max(far, key=lambda i: sums[i])
@@ -141,16 +152,16 @@ def detect_style(fig: Figure) -> str | None:
     """Which style a fighter shows: props first (gloves, blade), then leg and arm geometry."""
     lab = fig.labels
     height = max(1, fig.bottom - fig.top)
-    if (lab == SILVER).sum() >= 3:
-        return "sword"
-    if (lab == BLACK).sum() >= 3:
-        return "boxing"
     body = (lab >= 0) & (lab < WHITE)
     ys, xs = np.where(body)
     if len(xs) == 0:
         return None
     band = (ys > fig.top + 0.3 * height) & (ys < fig.top + 0.6 * height)
     centre = float(np.bincount(xs[band]).argmax()) if band.any() else float(np.median(xs))  # the torso column
+    if _blade(fig, centre + fig.x0, height):
+        return "sword"
+    if (fig.props == BLACK).sum() >= 3:
+        return "boxing"
 
     def reach(lo: float, hi: float) -> float:
         sel = xs[(ys >= fig.top + lo * height) & (ys <= fig.top + hi * height)]
@@ -167,6 +178,25 @@ def detect_style(fig: Figure) -> str | None:
     if _both_hands_forward(body, fig, centre):
         return "mma"  # grapple
     return None
+
+
+def _blade(fig: Figure, centre_x: float, height: int) -> bool:
+    """A blade: steel-blue pixels, or (as generations often draw it) a light streak held out in front of
+    the body at arm height, beyond where a cape or belt could be."""
+    if (fig.props == SILVER).sum() + _steel_like(fig.props_rgb).sum() >= 3:
+        return True
+    light = fig.props_rgb.min(axis=-1) >= 190
+    ys, xs = np.where(light)
+    offset = np.abs(xs + fig.props_x0 - centre_x)
+    arm_rows = (ys >= fig.top + 0.15 * height) & (ys <= fig.top + 0.55 * height)
+    return int((arm_rows & (offset >= 5)).sum()) >= 3
+
+
+def _steel_like(rgb: np.ndarray) -> np.ndarray:
+    """Blade-ish pixels that drifted from the exact steel blue in a generation: bright, blue-leaning, and
+    with enough red that they are not the blue figure colour."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return (b > 160) & (r > 90) & (g > 100) & (b - r > 40) & (b - g > 25)
 
 
 def _both_hands_forward(body: np.ndarray, fig: Figure, centre: float) -> bool:

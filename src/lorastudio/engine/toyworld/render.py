@@ -101,7 +101,8 @@ def _draw_fighter(draw: ImageDraw.ImageDraw, f: Fighter, top: int) -> None:
             x, y = _pt(f, pose[h], top)
             draw.rectangle((x - 1, y - 1, x, y), fill=GLOVE_COLOUR)
     elif f.prop == "blade":
-        draw.line((*hand, hand[0] + f.facing * 5, hand[1] - (3 if f.pose == "parry" else 0)), fill=BLADE_COLOUR)
+        tip = (hand[0] + f.facing * 6, hand[1] - (4 if f.pose == "parry" else 0))
+        draw.line((*hand, *tip), fill=BLADE_COLOUR, width=2)  # 2px: a 1px blade is too faint to learn
 
 
 def make_scene(characters: list[Character], style: str | None, background: str, rng: random.Random) -> Scene:

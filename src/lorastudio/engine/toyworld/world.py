@@ -22,7 +22,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 ACCESSORY_COLOUR = (250, 250, 250)  # headbands, belts and capes are white
 GLOVE_COLOUR = (15, 15, 15)
-BLADE_COLOUR = (170, 175, 190)
+BLADE_COLOUR = (150, 160, 255)  # steel blue: far from every figure, prop and background colour
 ACCESSORIES = ("none", "headband", "belt", "cape")
 
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
