@@ -4,8 +4,10 @@ Phases, each against a prompt-only baseline at the same seeds (no LoRA):
   identity  - johnhero (a colour pairing + accessory the base never saw together): 20 renders -> LoRA ->
               20 scene prompts with his trigger word (varied poses, backgrounds, with/without kungfustyle);
   style     - the held-out sword style: 20 renders of various fighters -> LoRA -> 20 swordstyle prompts;
-  pair      - johnhero and kanehero LoRAs stacked: "johnhero facing kanehero, ..." must show both,
-              each as his own fighter (neither blended into the other).
+  pair      - johnhero and kanehero LoRAs, each confined to its fighter's half of the picture (regional
+              LoRAs, engine/regions.py): "johnhero facing kanehero, ..." must show both, each as his own
+              fighter (neither blended into the other). Also measured: both LoRAs stacked over the whole
+              picture (the guide's plain recipe), which bleeds.
 Detectors are deterministic (lorastudio.engine.toyworld.detect); a hit needs body, head and accessory.
 
     python benchmarks/consistency.py [--prompts 20] [--steps 600] [--strength 1.2] [--json]
@@ -40,6 +42,7 @@ def main() -> None:
         character_references,
         hit_rate,
         identity_hit,
+        pair_loras,
         pair_prompts,
         style_hit,
         style_prompts,
@@ -66,9 +69,9 @@ def main() -> None:
 
         cache = PipelineCache(settings)
 
-        def score(prompts, loras: list[str], hit, phase: str) -> tuple[float, float]:
+        def score(prompts, loras: list[str] | list[dict], hit, phase: str) -> tuple[float, float]:
             t0 = time.perf_counter()
-            selection = [{"lora": x, "strength": strength} for x in loras]
+            selection = [x if isinstance(x, dict) else {"lora": x, "strength": strength} for x in loras]
             rates = hit_rate(cache, prompts, selection, hit), hit_rate(cache, prompts, [], hit)
             seconds[f"{phase}_generate_s"] = round(time.perf_counter() - t0, 1)
             return rates
@@ -79,7 +82,11 @@ def main() -> None:
         style_lora = train("fighting_style", _refs(style_references, HELD_OUT_STYLE, tmp / "style"), trigger, "style")
         style, style_base = score(style_prompts(HELD_OUT_STYLE, args.prompts), [style_lora], style_hit, "style")
         kane_lora = train("character", _refs(character_references, kane, tmp / "kane"), "kanehero", "pair")
-        pair, pair_base = score(pair_prompts(john, kane, args.prompts), [john_lora, kane_lora], identity_hit, "pair")
+        pairs = pair_prompts(john, kane, args.prompts)
+        pair, pair_base = score(pairs, pair_loras(john_lora, kane_lora, strength), identity_hit, "pair")
+        t0 = time.perf_counter()
+        stacked = hit_rate(cache, pairs, pair_loras(john_lora, kane_lora, strength, regions=False), identity_hit)
+        seconds["pair_stacked_generate_s"] = round(time.perf_counter() - t0, 1)
 
     result = {
         "identity_hit_rate": identity,
@@ -88,6 +95,7 @@ def main() -> None:
         "style_baseline_rate": style_base,
         "two_character_rate": pair,
         "two_character_baseline_rate": pair_base,
+        "two_character_stacked_rate": stacked,
         "prompts": args.prompts,
         "steps": args.steps,
         "strength": strength,
@@ -100,6 +108,7 @@ def main() -> None:
     print(f"{'identity (johnhero)':28s} {identity:10.0%} {identity_base:12.0%}   >= 90% vs <= 10%")
     print(f"{'held-out style (sword)':28s} {style:10.0%} {style_base:12.0%}   >= 80%")
     print(f"{'two characters (john+kane)':28s} {pair:10.0%} {pair_base:12.0%}   >= 60% (want 80%)")
+    print(f"{'  same, LoRAs not regional':28s} {stacked:10.0%} {'':12s}   (both LoRAs over the whole picture)")
     print("seconds: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
 
 

@@ -37,12 +37,14 @@ def test_dataset_check_json_reports_every_image(run, tmp_path):
 def test_train_then_inspect(run, figure_dir, tmp_path):
     out = tmp_path / "hero.safetensors"
     result = run("train", figure_dir, "--kind", "character", "--trigger", "johnhero", "--base", "tiny-sd15",
-                 "--steps", "3", "--resolution", "64", "--dim", "4", "--out", out, "--json")  # fmt: skip
+                 "--steps", "3", "--resolution", "64", "--dim", "4", "--out", out, "--description", "red gi",
+                 "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["lora"] == str(out) and summary["steps"] == 3 and out.exists()
     info = json.loads(run("lora", "inspect", out, "--json").stdout)
     assert info["rank"] == 4 and info["trigger_words"] == ["johnhero"] and info["kind"] == "character"
+    assert info["description"] == "red gi" and info["metadata"]["modelspec.description"] == "red gi"
     human = run("lora", "inspect", out, "--base", "tiny-sd15")
     assert human.exit_code == 0 and "johnhero" in human.stdout
     mismatch = run("lora", "inspect", out, "--base", "tiny-sdxl", "--json")
@@ -152,3 +154,25 @@ def test_toyworld_is_the_default_base_and_says_so(run, tmp_path):
     assert "toyworld" in result.stderr and "not Stable Diffusion" in result.stderr
     models = {m["name"]: m for m in json.loads(run("models", "list", "--json").stdout)}
     assert models["toyworld"]["default"] and models["toyworld"]["ready"]
+
+
+def test_regional_loras_from_the_command_line(run, trained, tmp_path):
+    from lorastudio.cli.commands_generate import parse_lora_option
+
+    assert parse_lora_option("a/b@c.safetensors:0.8@left") == {"lora": "a/b@c.safetensors", "strength": 0.8,
+                                                               "region": "left"}  # fmt: skip
+    assert parse_lora_option("hero@right") == {"lora": "hero", "strength": None, "region": "right"}
+    lora = tmp_path / "hero.safetensors"
+    lora.write_bytes(trained["tiny-sd15"].read_bytes())
+    described = run("lora", "describe", lora, "tall, red gi", "--trigger", "hero", "--json")
+    assert described.exit_code == 0, described.output
+    assert json.loads(described.stdout) == {"file": str(lora), "description": "tall, red gi", "trigger_words": ["hero"]}
+    result = run("generate", "hero facing a person", "--lora", f"{lora}:0.8@left", "--base", "tiny-sd15",
+                 "--steps", "2", "--region-blend", "0.2", "--out", tmp_path / "out", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    made = json.loads(result.stdout)
+    assert made["loras"][0]["region"] == "left" and made["warnings"] == []
+    bad = run("generate", "hero", "--lora", f"{lora}@upper", "--base", "tiny-sd15", "--json")
+    assert bad.exit_code == 2 and "region 'upper'" in json.loads(bad.stdout)["error"]["message"]
+    nothing = run("lora", "describe", lora)
+    assert nothing.exit_code == 2 and "give a description" in nothing.stderr

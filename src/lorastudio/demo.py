@@ -88,4 +88,6 @@ def run_demo(settings: Settings, out_dir: Path, steps: int, progress) -> dict:
     grid_path = save_png(out_dir / "strength-grid.png", grid.image, grid.params, a1111=False)
     console.print(f"7. Strength grid (no-LoRA row, then 0.6/1.0/1.2/1.4): {grid_path}")
     console.print(f"   Reproduce a scene: lorastudio generate --from-png {paths[0]}")
+    console.print("   Two trained characters in one scene: give each its half of the picture, e.g. "
+                  "--lora johnhero@left --lora kanehero@right (README: regional LoRAs)")  # fmt: skip
     return {"lora": str(result.lora_path), "storyboard": str(board), "hit_rate": with_lora}

@@ -22,7 +22,12 @@ from lorastudio.errors import Invalid
 
 LoraOpt = Annotated[
     list[str] | None,
-    typer.Option("--lora", "-l", help="LoRA file or library name, optionally :STRENGTH (repeatable)"),
+    typer.Option(
+        "--lora",
+        "-l",
+        help="LoRA file or library name, then optionally :STRENGTH and @REGION (left, right, top, bottom, "
+        "left-third, ... or x0,y0,x1,y1 fractions), e.g. johnhero:0.8@left (repeatable)",
+    ),
 ]
 BaseOpt = Annotated[str | None, typer.Option(help="Base model (default: LORASTUDIO_DEFAULT_BASE_MODEL)")]
 StepsOpt = Annotated[int | None, typer.Option(help="Sampling steps (default 20)")]
@@ -33,14 +38,19 @@ SizeOpt = Annotated[int | None, typer.Option(help="Pixels, a multiple of 8 (defa
 
 
 def parse_lora_option(value: str) -> dict:
-    """'hero.safetensors:0.8' -> {'lora': 'hero.safetensors', 'strength': 0.8}; no number -> recommended."""
+    """'hero.safetensors:0.8@left' -> {'lora': 'hero.safetensors', 'strength': 0.8, 'region': 'left'};
+    no number -> the recommended strength, no region -> the whole picture."""
+    region = None
+    head, sep, tail = value.rpartition("@")
+    if sep and head:
+        value, region = head, tail
     head, sep, tail = value.rpartition(":")
     if sep and head:
         try:
-            return {"lora": head, "strength": float(tail)}
+            return {"lora": head, "strength": float(tail), "region": region}
         except ValueError:
             pass
-    return {"lora": value, "strength": None}
+    return {"lora": value, "strength": None, "region": region}
 
 
 def _request(prompt: str, loras: list[str] | None, base: str | None, settings, **values):
@@ -74,6 +84,10 @@ def generate(
         bool | None,
         typer.Option("--fuse/--no-fuse", help="Fuse LoRAs into the weights for this call (default: batches)"),
     ] = None,
+    region_blend: Annotated[
+        float | None,
+        typer.Option(help="With LoRAs @REGION: share of the last steps the regions paint together (default 0.1)"),
+    ] = None,
     from_png: Annotated[Path | None, typer.Option(help="Reproduce an image from its own parameters")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <home>/outputs)")] = None,
     as_json: JsonOpt = False,
@@ -94,7 +108,8 @@ def generate(
         else:
             req = _request(prompt, lora, base, settings, seed=seed, n=n, steps=steps, width=width, height=height,
                            negative_prompt=negative, sampler=sampler, cfg_scale=cfg, add_triggers=add_triggers,
-                           variation_seed=variation_seed, variation_strength=variation_strength, fuse=fuse)  # fmt: skip
+                           variation_seed=variation_seed, variation_strength=variation_strength, fuse=fuse,
+                           region_blend=region_blend)  # fmt: skip
         warn_if_builtin(req.base)
         with StepProgress("generating") as progress:
             result = run(PipelineCache(settings), req, on_progress=progress.update)

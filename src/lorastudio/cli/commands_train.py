@@ -23,7 +23,7 @@ from lorastudio.cli.common import (
     settings_from_env,
     warn_if_builtin,
 )
-from lorastudio.errors import LoraStudioError
+from lorastudio.errors import Invalid, LoraStudioError
 
 
 @dataset_app.command("check")
@@ -78,6 +78,9 @@ def train(
     images: Annotated[Path, typer.Argument(help="Folder of training images")],
     kind: KindOpt,
     trigger: Annotated[str, typer.Option(help="Trigger word, e.g. johnhero")],
+    description: Annotated[
+        str | None, typer.Option(help="What the subject looks like, e.g. 'red gi, yellow hair, white headband'")
+    ] = None,
     preset: Annotated[str | None, typer.Option(help="Preset (see `lorastudio presets`)")] = None,
     base: Annotated[str | None, typer.Option(help="Base model: tiny-sd15, tiny-sdxl, folder, .safetensors")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps")] = None,
@@ -120,6 +123,7 @@ def train(
             preset=preset,
             images=images,
             trigger=trigger,
+            description=description,
             base=base or settings.default_base_model,
             output=output,
             run_dir=run_dir or settings.runs_dir / output.stem,
@@ -211,6 +215,7 @@ def _render_inspect(info: dict) -> None:
         ("family", info["family_label"]),
         ("kind", info["kind"] or "-"),
         ("trigger words", ", ".join(info["trigger_words"]) or "-"),
+        ("description", info["description"] or "-"),
         ("recommended strength", str(info["recommended_strength"] or "-")),
         ("rank / alpha", f"{info['rank']} / {info['alpha']}"),
         ("modules", f"{info['modules']} " + str(info["modules_by_part"])),
@@ -230,6 +235,33 @@ def _render_inspect(info: dict) -> None:
     for k, v in rows:
         table.add_row(k, str(v))
     out.print(table)
+
+
+@lora_app.command("describe")
+def lora_describe(
+    name: Annotated[str, typer.Argument(help="A LoRA file or library name")],
+    description: Annotated[str | None, typer.Argument(help="What the subject looks like, in plain words")] = None,
+    trigger: Annotated[str | None, typer.Option(help="Also set its trigger word (for LoRAs from elsewhere)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a LoRA's description (used by regional LoRAs) and trigger word in the file itself."""
+
+    def work() -> dict:
+        from lorastudio.engine.lorafile import describe_lora
+        from lorastudio.engine.pipecache import resolve_lora
+
+        if description is None and trigger is None:
+            raise Invalid("give a description, --trigger WORD, or both")
+        path = resolve_lora(name, [settings_from_env().loras_dir])
+        lora = describe_lora(path, description, trigger)
+        return {"file": str(path), "description": lora.description, "trigger_words": lora.trigger_words}
+
+    def render(r: dict) -> None:
+        out.print(
+            f"{r['file']}: description {r['description'] or '-'!r}; trigger {', '.join(r['trigger_words']) or '-'}"
+        )
+
+    run_command(as_json, work, render)
 
 
 @lora_app.command("convert")

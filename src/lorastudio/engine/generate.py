@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,6 +19,16 @@ from lorastudio.engine.basemodel import is_sdxl_like
 from lorastudio.engine.pipecache import LoadedLora, PipelineCache, resolve_lora
 from lorastudio.engine.pngmeta import save_png
 from lorastudio.engine.prompts import SelectedLora, add_missing_triggers, parse_lora_tags, prompt_warnings
+from lorastudio.engine.regions import (
+    DEFAULT_REGION_BLEND,
+    blend_latents,
+    blend_now,
+    parse_region,
+    pass_prompt,
+    plan_passes,
+    region_masks,
+    regional_unet,
+)
 from lorastudio.engine.samplers import DEFAULT_SAMPLER, canonical_sampler, make_scheduler
 from lorastudio.engine.trainconfig import ProgressEvent, format_validation_error
 from lorastudio.errors import Invalid
@@ -31,6 +42,12 @@ class LoraChoice(Model):
     model_config = ConfigDict(extra="forbid")
     lora: str
     strength: float | None = Field(default=None, ge=-4, le=4)
+    region: str | None = None  # None: the whole picture; else a part of it (engine/regions.py)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        return None if v is None else parse_region(v)
 
 
 class GenerateRequest(Model):
@@ -52,6 +69,7 @@ class GenerateRequest(Model):
     variation_strength: float = Field(default=0.0, ge=0, le=1)
     add_triggers: bool = False
     fuse: bool | None = None  # None: fuse for batches when weights are fp32 (see generate())
+    region_blend: float = Field(default=DEFAULT_REGION_BLEND, ge=0, le=1)  # see engine/regions.py
 
     @field_validator("sampler")
     @classmethod
@@ -90,7 +108,7 @@ class Prepared:
     """A request resolved against the warm pipeline: final prompt, LoRAs, sizes, seeds."""
 
     prompt: str
-    loras: list[tuple[LoadedLora, float]]
+    loras: list[tuple[LoadedLora, float, str | None]]  # LoRA, strength, region (None: everywhere)
     width: int
     height: int
     seeds: list[int]
@@ -102,21 +120,23 @@ def prepare(cache: PipelineCache, req: GenerateRequest) -> Prepared:
     base = cache.get_base(req.base)
     clean, tags = parse_lora_tags(req.prompt)
     search = [cache.settings.loras_dir]
-    wanted: list[tuple[Path, float | None]] = [(resolve_lora(c.lora, search), c.strength) for c in req.loras]
-    wanted += [(resolve_lora(t.name, search), t.strength) for t in tags]
+    wanted = [(resolve_lora(c.lora, search), c.strength, c.region) for c in req.loras]
+    wanted += [(resolve_lora(t.name, search), t.strength, None) for t in tags]
     keep: set[str] = set()
     loras = []
-    for path, strength in wanted:
+    for path, strength, region in wanted:
         # The adapter is shared by content; the name and path are the ones this request used.
         loaded = replace(cache.load_lora(path, keep), name=path.stem, path=path.resolve())
         keep.add(loaded.adapter)
         chosen = strength if strength is not None else (loaded.recommended_strength or 1.0)
-        loras.append((loaded, chosen))
-    if len({lora.adapter for lora, _ in loras}) != len(loras):
-        raise Invalid("the same LoRA is selected twice; give it once with the strength you want")
+        loras.append((loaded, chosen, None if region == "full" else region))
+    if len({lora.adapter for lora, _, _ in loras}) != len(loras):
+        raise Invalid("the same LoRA is selected twice; give it once with the strength (and region) you want")
     if req.add_triggers:
-        clean = add_missing_triggers(clean, [t for lora, s in loras if s > 0 for t in lora.triggers])
-    selected = [SelectedLora(lora.name, s, lora.kind, lora.triggers) for lora, s in loras]
+        clean = add_missing_triggers(clean, [t for lora, s, _ in loras if s > 0 for t in lora.triggers])
+    selected = [
+        SelectedLora(lora.name, s, lora.kind, lora.triggers, region, lora.description) for lora, s, region in loras
+    ]
     size = DEFAULT_SIZE.get(base.family, 512)
     seed = req.seed if req.seed is not None else random.randrange(2**32)
     seeds = [(seed + i) % 2**32 for i in range(req.n)]
@@ -159,29 +179,39 @@ def generate(
     prep = prepare(cache, req)
     base = cache.base
     pipe = base.pipe
-    cache.activate({lora.adapter: s for lora, s in prep.loras})
+    regional = any(region for _, s, region in prep.loras if s != 0)
+    cache.activate({lora.adapter: s for lora, s, _ in prep.loras})
     pipe.scheduler = make_scheduler(req.sampler, pipe.scheduler.config)
+    regions = _plan_regions(cache, req, prep) if regional else None
+    copies = len(regions[0]) if regions else 1  # each region's pass keeps its own copy of every image
     latents = initial_latents(pipe, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)
-    generators = [torch.Generator().manual_seed(s) for s in prep.seeds]  # ancestral samplers' step noise
+    latents = latents.repeat(copies, 1, 1, 1)
+    # ancestral samplers' step noise: the same seeds for every pass's copy
+    generators = [torch.Generator().manual_seed(s) for _ in range(copies) for s in prep.seeds]
 
-    def step_end(_pipe, step: int, _t, kwargs: dict) -> dict:
+    def step_end(pipe_, step: int, _t, kwargs: dict) -> dict:
         if on_progress:
             on_progress(ProgressEvent("generate", step + 1, req.steps, message=prep.prompt))
+        if regions and blend_now(step, pipe_.num_timesteps, pipe_.scheduler, req.region_blend):
+            kwargs["latents"] = blend_latents(kwargs["latents"], regions[1])
         return kwargs
 
     # Fusing folds the LoRAs into the weights for the call: measured 5% faster on a batch of 4 and 3%
     # instead of 16% overhead for 3 LoRAs (benchmarks/generate_speed.py). Automatic only for batches in
     # fp32, where fuse + unfuse restores the base weights exactly; fp16 could keep rounding residue.
-    auto = req.n >= 2 and cache.dtype == torch.float32
-    fused = (auto if req.fuse is None else req.fuse) and any(s != 0 for _, s in prep.loras)
+    auto = req.n >= 2 and cache.dtype == torch.float32 and not regional
+    fused = (auto if req.fuse is None else req.fuse) and any(s != 0 for _, s, _ in prep.loras)
+    if fused and regional:
+        raise Invalid("LoRAs confined to a region cannot be fused (each region needs its own set); drop --fuse")
     if fused:
-        pipe.fuse_lora(adapter_names=[lora.adapter for lora, s in prep.loras if s != 0])
+        pipe.fuse_lora(adapter_names=[lora.adapter for lora, s, _ in prep.loras if s != 0])
+    patch = regional_unet(pipe.unet, regions[0], cache.activate, regions[2], req.n) if regions else nullcontext()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), patch:
             images = pipe(
                 prompt=prep.prompt,
                 negative_prompt=req.negative_prompt or None,
-                num_images_per_prompt=req.n,
+                num_images_per_prompt=req.n * copies,
                 num_inference_steps=req.steps,
                 guidance_scale=req.cfg_scale,
                 width=prep.width,
@@ -189,7 +219,7 @@ def generate(
                 generator=generators,
                 latents=latents,
                 callback_on_step_end=step_end,
-            ).images
+            ).images[: req.n]  # after the last blend every pass's copy is the same picture
     finally:
         if fused:
             pipe.unfuse_lora()
@@ -197,10 +227,52 @@ def generate(
     return GenerateResult(images, params, prep.warnings, time.perf_counter() - t0)
 
 
+def _plan_regions(cache: PipelineCache, req: GenerateRequest, prep: Prepared):
+    """Passes (one per region, see engine/regions.py), their blend masks at latent size, and each
+    pass's text inputs: its own prompt, encoded with its own LoRAs (a LoRA may change the text encoder)."""
+    pipe = cache.base.pipe
+    passes = plan_passes([(lora.adapter, s, region) for lora, s, region in prep.loras if s != 0])
+    factor = pipe.vae_scale_factor
+    passes, masks = region_masks(passes, prep.height // factor, prep.width // factor)
+    # Only characters stand in for each other; a style or pose LoRA's trigger word stays as it is.
+    confined = [
+        (lora.triggers, lora.description, region)
+        for lora, s, region in prep.loras
+        if region and s != 0 and lora.kind in (None, "character")
+    ]
+    inputs = []
+    for p in passes:
+        cache.activate(p.weights)
+        inputs.append(_text_inputs(pipe, pass_prompt(prep.prompt, p.region, confined), req))
+    return passes, masks, inputs
+
+
+def _text_inputs(pipe, prompt: str, req: GenerateRequest) -> dict:
+    """The UNet's text inputs for the current adapters, batched as the pipeline batches them (the
+    unconditional half first when CFG is on)."""
+    cfg = req.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+    device = pipe.unet.device
+    negative = req.negative_prompt or None
+    if hasattr(pipe, "text_encoder_2"):
+        pos, neg, pooled, neg_pooled = pipe.encode_prompt(
+            prompt,
+            device=device,
+            num_images_per_prompt=req.n,
+            do_classifier_free_guidance=cfg,
+            negative_prompt=negative,
+        )
+        if cfg:
+            return {"encoder_hidden_states": torch.cat([neg, pos]), "text_embeds": torch.cat([neg_pooled, pooled])}
+        return {"encoder_hidden_states": pos, "text_embeds": pooled}
+    pos, neg = pipe.encode_prompt(prompt, device, req.n, cfg, negative_prompt=negative)
+    return {"encoder_hidden_states": torch.cat([neg, pos]) if cfg else pos}
+
+
 def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:
     loras = [
         {"name": lora.name, "path": str(lora.path), "hash": lora.sha256, "strength": s, "kind": lora.kind}
-        for lora, s in prep.loras
+        | ({"region": region} if region else {})
+        for lora, s, region in prep.loras
     ]
     tags = " ".join(f"<lora:{lora['name']}:{lora['strength']:g}>" for lora in loras)
     return {
@@ -221,6 +293,7 @@ def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:
         "loras": loras,
         "variation_seed": None if req.variation_seed is None else req.variation_seed + index,
         "variation_strength": req.variation_strength,
+        "region_blend": req.region_blend,
         "batch_index": index,
         "batch_size": req.n,
         "first_seed": prep.seeds[0],
@@ -236,7 +309,10 @@ def request_from_params(params: dict) -> tuple[GenerateRequest, int]:
     request = GenerateRequest.build(
         prompt=params["prompt"],
         negative_prompt=params.get("negative_prompt", ""),
-        loras=[{"lora": lora["path"], "strength": lora["strength"]} for lora in params.get("loras", [])],
+        loras=[
+            {"lora": lora["path"], "strength": lora["strength"], "region": lora.get("region")}
+            for lora in params.get("loras", [])
+        ],
         base=params["base"],
         seed=params.get("first_seed", params["seed"]),
         n=int(params.get("batch_size", 1)),
@@ -247,6 +323,7 @@ def request_from_params(params: dict) -> tuple[GenerateRequest, int]:
         sampler=params["sampler"],
         variation_seed=None if params.get("variation_seed") is None else params["variation_seed"] - index,
         variation_strength=params.get("variation_strength", 0.0),
+        region_blend=params.get("region_blend", DEFAULT_REGION_BLEND),
     )
     return request, index
 

@@ -35,7 +35,7 @@ def strength_grid(cache: PipelineCache, req: GenerateRequest, strengths: list[fl
         raise Invalid("give at least one strength and one seed, e.g. --strengths 0,0.5,1 --seeds 1,2")
     rows: list[tuple[str, list[LoraChoice]]] = [("no LoRA", [])]
     for s in strengths:
-        rows.append((f"strength {s:g}", [LoraChoice(lora=c.lora, strength=s) for c in req.loras]))
+        rows.append((f"strength {s:g}", [c.model_copy(update={"strength": s}) for c in req.loras]))
     cells, warnings = [], []
     for _, loras in rows:
         row = []
@@ -84,16 +84,17 @@ def diagnose(cache: PipelineCache, req: GenerateRequest) -> tuple[list[Effect], 
     seed = req.seed if req.seed is not None else 1
     single = req.model_copy(update={"seed": seed, "n": 1})
     first = generate(cache, single)
-    chosen = [(lora["path"], lora["name"], lora["strength"]) for lora in first.params[0]["loras"]]
+    chosen = [(lora["path"], lora["name"], lora["strength"], lora.get("region")) for lora in first.params[0]["loras"]]
     if not chosen:
         raise Invalid("nothing to diagnose: select a LoRA with --lora or <lora:name:weight>")
     plain = _pixels(generate(cache, single.model_copy(update={"loras": []})).images[0])
     effects = []
-    for path, name, strength in chosen:
-        alone = generate(cache, single.model_copy(update={"loras": [LoraChoice(lora=path, strength=strength)]}))
+    for path, name, strength, region in chosen:
+        choice = LoraChoice(lora=path, strength=strength, region=region)
+        alone = generate(cache, single.model_copy(update={"loras": [choice]}))
         effects.append(_effect(name, strength, plain, _pixels(alone.images[0])))
     if len(chosen) > 1:
-        effects.append(_effect("all together", sum(s for *_, s in chosen), plain, _pixels(first.images[0])))
+        effects.append(_effect("all together", sum(s for _, _, s, _ in chosen), plain, _pixels(first.images[0])))
     return effects, first.warnings
 
 

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from lorastudio.engine.atomic import write_atomic
 from lorastudio.engine.basemodel import PICKLE_SUFFIXES, family_label
 from lorastudio.engine.lorakeys import te_kohya_name, te_kohya_prefix, unet_kohya_name
+from lorastudio.engine.presets import check_trigger
 from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
 
 OURS = "lorastudio_"  # prefix of our own metadata keys beside kohya's ss_*
@@ -58,6 +59,11 @@ class LoraFile:
         if raw:
             return json.loads(raw)
         return []
+
+    @property
+    def description(self) -> str:
+        """What the subject looks like in plain words (ours, or the SAI model spec's), "" if not recorded."""
+        return (self.metadata.get(OURS + "description") or self.metadata.get("modelspec.description") or "").strip()
 
 
 def infer_family(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -132,6 +138,21 @@ def save_lora(path: Path, lora: LoraFile) -> Path:
     check_lora_path(path)
     _check_tensors(lora.tensors, path.name)
     return write_safetensors(path, lora.tensors, {k: str(v) for k, v in lora.metadata.items()})
+
+
+def describe_lora(path: Path, description: str | None = None, trigger: str | None = None) -> LoraFile:
+    """Record a plain-words description (and optionally the trigger word) in a LoRA file's metadata,
+    rewriting it atomically in kohya form; the weights are untouched."""
+    lora = read_lora(path)
+    if description is not None:
+        if len(description) > 300:
+            raise Invalid(f"a description is at most 300 characters (got {len(description)}); keep it to the look")
+        lora.metadata[OURS + "description"] = lora.metadata["modelspec.description"] = description.strip()
+    if trigger is not None:
+        lora.metadata[OURS + "trigger_words"] = json.dumps([check_trigger(trigger)])
+        lora.metadata["modelspec.trigger_phrase"] = trigger
+    save_lora(path, lora)
+    return lora
 
 
 def read_lora(path: Path) -> LoraFile:
@@ -260,6 +281,7 @@ def inspect_lora(path: Path) -> dict:
         "modules_by_part": dict(parts),
         "kind": lora.metadata.get(OURS + "kind"),
         "trigger_words": lora.trigger_words,
+        "description": lora.description,
         "recommended_strength": _float_or_none(lora.metadata.get(OURS + "recommended_strength")),
         "top_tags": tag_freq,
         "metadata": lora.metadata,

@@ -30,6 +30,7 @@ class LoadedLora:
     sha256: str
     kind: str | None
     triggers: tuple[str, ...]
+    description: str
     recommended_strength: float | None
     megabytes: float
 
@@ -111,6 +112,7 @@ class PipelineCache:
             sha256=digest,
             kind=lora.metadata.get(OURS + "kind"),
             triggers=tuple(lora.trigger_words),
+            description=lora.description,
             recommended_strength=float(strength) if strength else None,
             megabytes=megabytes,
         )

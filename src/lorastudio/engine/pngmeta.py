@@ -39,6 +39,9 @@ def a1111_parameters(params: dict) -> str:
     if params.get("loras"):
         hashes = ", ".join(f"{lora['name']}: {lora['hash'][:12]}" for lora in params["loras"])
         fields.append(("Lora hashes", f'"{hashes}"'))
+        regions = ", ".join(f"{lora['name']}: {lora['region']}" for lora in params["loras"] if lora.get("region"))
+        if regions:  # A1111 cannot redo these (its Regional Prompter works differently), but a reader sees them
+            fields += [("Lora regions", f'"{regions}"'), ("Region blend", params.get("region_blend"))]
     fields.append(("Version", f"lorastudio {__version__}"))
     lines.append(", ".join(f"{k}: {v}" for k, v in fields if v != ""))
     return "\n".join(lines)

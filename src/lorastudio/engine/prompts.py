@@ -50,6 +50,8 @@ class SelectedLora:
     strength: float
     kind: str | None
     triggers: tuple[str, ...]
+    region: str | None = None  # None: the whole picture
+    description: str = ""
 
 
 def prompt_warnings(prompt: str, selection: list[SelectedLora]) -> list[str]:
@@ -64,20 +66,51 @@ def prompt_warnings(prompt: str, selection: list[SelectedLora]) -> list[str]:
             )
         if lora.strength > 1.5 or lora.strength < -1:
             warnings.append(f"{lora.name}: strength {lora.strength:g} is far outside 0-1; expect distortions")
-    total = sum(max(0.0, lora.strength) for lora in selection)
+    # LoRAs confined to a region only stack with the whole-picture ones, so the budget is per region.
+    everywhere = [lora for lora in selection if lora.region is None]
+    regions = {lora.region for lora in selection if lora.region is not None}
+    stacks = [everywhere + [lora for lora in selection if lora.region == r] for r in regions] or [everywhere]
+    total = max(sum(max(0.0, lora.strength) for lora in stack) for stack in stacks)
     if total > STRENGTH_BUDGET + 1e-9:
+        where = " in one region" if regions else ""
         warnings.append(
-            f"total LoRA strength {total:.2f} is above {STRENGTH_BUDGET} "
+            f"total LoRA strength {total:.2f}{where} is above {STRENGTH_BUDGET} "
             "(guide: character 0.8 + style 0.6 + pose 0.4); "
             "stacked LoRAs this strong tend to overcook - lower some strengths"
         )
-    characters = [lora for lora in selection if lora.kind == "character"]
+    for lora in selection:
+        confined_character = lora.region is not None and lora.kind in (None, "character")
+        if confined_character and not lora.description and any(has_word(prompt, t) for t in lora.triggers):
+            warnings.append(
+                f"{lora.name}: confined to the {lora.region} region but its file has no description, so the other "
+                "regions' passes read its trigger word as an unknown word (which can spoil the layout); add one "
+                f"with: lorastudio lora describe {lora.name} 'what the character looks like'"
+            )
+    return warnings + _shared_character_warnings(selection)
+
+
+def _shared_character_warnings(selection: list[SelectedLora]) -> list[str]:
+    """Two character LoRAs drawn in the same place bleed into each other: say so, and how to avoid it."""
+    characters = [lora for lora in selection if lora.kind == "character" and lora.strength > 0]
+    sharing = [
+        lora
+        for lora in characters
+        if any(
+            o is not lora and (o.region is None or lora.region is None or o.region == lora.region) for o in characters
+        )
+    ]
+    if len(sharing) < 2:
+        return []
     low, high = MULTI_CHARACTER_RANGE
-    if len(characters) >= 2:
-        for lora in characters:
-            if not low <= lora.strength <= high:
-                warnings.append(
-                    f"{lora.name}: with {len(characters)} characters in one scene the guide suggests "
-                    f"{low}-{high} each (now {lora.strength:g}), so neither character bleeds into the other"
-                )
+    warnings = [
+        f"{len(sharing)} character LoRAs ({', '.join(lora.name for lora in sharing)}) act on the same part of the "
+        "picture, so each character bleeds into the other; give each its own region "
+        f"(e.g. --lora {sharing[0].name}@left --lora {sharing[1].name}@right, in the order the prompt names them)"
+    ]
+    for lora in sharing:
+        if not low <= lora.strength <= high:
+            warnings.append(
+                f"{lora.name}: with {len(sharing)} characters in one place the guide suggests "
+                f"{low}-{high} each (now {lora.strength:g}), so neither character bleeds into the other"
+            )
     return warnings

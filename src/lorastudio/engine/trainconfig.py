@@ -22,6 +22,7 @@ class TrainConfig(BaseModel):
     images: list[Path] | Path = Field(description="A folder of images (with optional .txt captions) or a list")
     kind: Literal["character", "fighting_style", "pose", "visual_style"]
     trigger: str = Field(description="Trigger word put in every caption, e.g. 'johnhero'")
+    description: str = Field(default="", max_length=300, description="What the subject looks like, in plain words")
     base: str = Field(description="Base model: built-in name, diffusers folder, .safetensors or hf:<id>")
     output: Path = Field(description="Where the finished .safetensors LoRA is written")
     run_dir: Path = Field(description="Checkpoints, samples and loss history of this run")

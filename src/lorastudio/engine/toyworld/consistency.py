@@ -15,7 +15,7 @@ from PIL import Image
 from lorastudio.engine.toyworld.basetrain import base_training_characters
 from lorastudio.engine.toyworld.detect import find_character, find_figures, style_present
 from lorastudio.engine.toyworld.render import Scene, caption_for, draw_scene, make_scene
-from lorastudio.engine.toyworld.world import BACKGROUNDS, HELD_OUT_STYLE, STYLES, Character
+from lorastudio.engine.toyworld.world import BACKGROUNDS, HELD_OUT_CHARACTERS, HELD_OUT_STYLE, STYLES, Character
 
 KNOWN_STYLES = [s for s in STYLES if s != HELD_OUT_STYLE]
 
@@ -102,6 +102,15 @@ def pair_prompts(first: Character, second: Character, n: int = 20, seed: int = 3
     return out
 
 
+def pair_loras(first: str, second: str, strength: float, regions: bool = True) -> list[dict]:
+    """The two character LoRAs of a pair prompt ("first facing second": first on the left), each confined
+    to its fighter's half, or (regions=False) both over the whole picture as the guide stacks them."""
+    return [
+        {"lora": first, "strength": strength, "region": "left" if regions else None},
+        {"lora": second, "strength": strength, "region": "right" if regions else None},
+    ]
+
+
 def identity_hit(image: Image.Image, prompt: Prompt) -> bool:
     """Every named character is present, each as a separate fighter (none blended into another)."""
     boxes = [find_character(image, c) for c in prompt.characters]
@@ -130,10 +139,12 @@ TOY_STRENGTH = 1.2
 
 
 def toy_lora_config(kind: str, images: Path, trigger: str, output: Path, run_dir: Path, **overrides):
-    """A TrainConfig for a toyworld LoRA with TOY_RECIPE (any field overridable)."""
+    """A TrainConfig for a toyworld LoRA with TOY_RECIPE (any field overridable); a held-out character's
+    LoRA is described in the world's words (what a user types in the Character Manager)."""
     from lorastudio.engine.trainconfig import TrainConfig
 
-    values = {**TOY_RECIPE, **overrides}
+    known = HELD_OUT_CHARACTERS.get(trigger) if kind == "character" else None
+    values = {**TOY_RECIPE, "description": known.words() if known else "", **overrides}
     return TrainConfig.from_preset(kind=kind, images=images, trigger=trigger, base="toyworld", output=output,
                                    run_dir=run_dir, **values)  # fmt: skip
 
