@@ -1,0 +1,74 @@
+"""Write an SD1.5-family diffusers pipeline as one original-layout (LDM) .safetensors checkpoint, the
+form A1111 and Civitai share, so the single-file loading path is tested on models we build ourselves.
+
+Names follow CompVis/Stability's layout: model.diffusion_model.* (UNet, the same SGM names kohya uses
+for SDXL LoRAs, see engine/lorakeys.py), first_stage_model.* (VAE), cond_stage_model.transformer.*
+(CLIP text encoder).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from lorastudio.engine.lorakeys import diffusers_to_sgm
+
+_VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+
+
+def unet_ldm_name(name: str, layers_per_block: int, up_has_attn: dict[int, bool]) -> str:
+    """diffusers UNet parameter name -> LDM name (without the model.diffusion_model. prefix)."""
+    module, leaf = name.rsplit(".", 1)
+    ldm = diffusers_to_sgm(module, layers_per_block)
+    if ".?." in ldm:  # the upsampler sits after the attention when the up block has one
+        ldm = ldm.replace(".?.", ".2." if up_has_attn[int(module.split(".")[1])] else ".1.")
+    return f"{ldm}.{leaf}"
+
+
+def vae_ldm_name(name: str, up_blocks: int) -> str:
+    """diffusers AutoencoderKL parameter name -> LDM name (without the first_stage_model. prefix)."""
+    parts = name.split(".")
+    if parts[0] in ("quant_conv", "post_quant_conv"):
+        return name
+    side, rest = parts[0], parts[1:]
+    if rest[0] == "conv_norm_out":
+        return ".".join([side, "norm_out", *rest[1:]])
+    if rest[0] in ("down_blocks", "up_blocks"):
+        level = "down" if rest[0] == "down_blocks" else "up"
+        index = int(rest[1]) if level == "down" else up_blocks - 1 - int(rest[1])  # LDM counts up blocks upward
+        if rest[2] == "resnets":
+            return ".".join([side, level, str(index), "block", rest[3], *_resnet(rest[4:])])
+        return ".".join([side, level, str(index), "downsample" if level == "down" else "upsample", *rest[4:]])
+    if rest[0] == "mid_block":
+        if rest[1] == "resnets":
+            return ".".join([side, "mid", f"block_{int(rest[2]) + 1}", *_resnet(rest[3:])])
+        inner = ".".join(rest[3:-1])
+        return ".".join([side, "mid", "attn_1", _VAE_ATTN[inner], rest[-1]])
+    return name  # conv_in, conv_out
+
+
+def _resnet(rest: list[str]) -> list[str]:
+    return ["nin_shortcut", *rest[1:]] if rest[0] == "conv_shortcut" else rest
+
+
+def write_sd15_single_file(pipe, path: Path) -> Path:
+    """Save pipe's UNet, VAE and text encoder as one LDM-layout .safetensors checkpoint."""
+    unet = pipe.unet
+    lpb = int(unet.config.layers_per_block)
+    up_attn = {i: hasattr(b, "attentions") for i, b in enumerate(unet.up_blocks)}
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in unet.state_dict().items():
+        tensors["model.diffusion_model." + unet_ldm_name(name, lpb, up_attn)] = value
+    up_blocks = len(pipe.vae.decoder.up_blocks)
+    for name, value in pipe.vae.state_dict().items():
+        ldm = vae_ldm_name(name, up_blocks)
+        if ".mid.attn_1." in ldm and ldm.endswith(".weight") and value.ndim == 2:
+            value = value[:, :, None, None]  # LDM's VAE attention uses 1x1 convolutions
+        tensors["first_stage_model." + ldm] = value
+    for name, value in pipe.text_encoder.state_dict().items():
+        key = name if name.startswith("text_model.") else "text_model." + name
+        tensors["cond_stage_model.transformer." + key] = value
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path))
+    return path
