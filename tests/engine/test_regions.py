@@ -161,3 +161,22 @@ def test_describe_lora_and_the_missing_description_warning(cache, trained, tmp_p
     assert not any("no description" in w for w in warnings)
     with pytest.raises(Invalid, match="300"):
         describe_lora(path, "x" * 301)
+
+
+def test_out_of_memory_while_generating_says_what_to_lower_and_leaves_the_cache_usable(cache, described):
+    from lorastudio.errors import OutOfMemory
+
+    loras = [{"lora": str(described["tiny-sd15", "hero"]), "region": "left"}]
+    before = pixels(generate(cache, req(prompt="hero", loras=loras)))
+
+    def allocator_fails(*_):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes")
+
+    hook = cache.base.pipe.unet.conv_in.register_forward_pre_hook(allocator_fails)
+    try:
+        with pytest.raises(OutOfMemory, match="64x64 with 2 regions; lower --n or the size, or use fewer regions"):
+            generate(cache, req(prompt="hero", loras=loras))
+    finally:
+        hook.remove()
+    assert "forward" not in cache.base.pipe.unet.__dict__  # the regional patch was undone
+    assert np.array_equal(pixels(generate(cache, req(prompt="hero", loras=loras))), before)

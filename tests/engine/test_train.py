@@ -12,7 +12,7 @@ from lorastudio.engine.images import open_image
 from lorastudio.engine.synthetic import write_reference_set
 from lorastudio.engine.train import train_lora
 from lorastudio.engine.trainparts import encode_latents, to_pixels
-from lorastudio.errors import Invalid, NaNLoss
+from lorastudio.errors import Invalid, NaNLoss, OutOfMemory
 from tests.conftest import tiny_config
 
 
@@ -133,3 +133,33 @@ def test_invalid_settings_are_refused_with_the_field_named(figure_dir, tmp_path)
         tiny_config(figure_dir, tmp_path, kind="dance")
     with pytest.raises(Invalid, match="unknown preset"):
         tiny_config(figure_dir, tmp_path, preset="nope")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+    ],
+    ids=["cuda", "cpu"],
+)
+def test_out_of_memory_keeps_the_checkpoint_and_the_earlier_lora(settings, figure_dir, tmp_path, monkeypatch, error):
+    import lorastudio.engine.train as train_module
+
+    cfg = tiny_config(figure_dir, tmp_path, steps=4, checkpoint_every=1)
+    cfg.output.write_bytes(b"an earlier version")
+    real, calls = train_module.snr_weights, []
+
+    def runs_out_at_step_3(*args, **kwargs):  # the allocator failing mid-run, as a big batch would
+        calls.append(1)
+        if len(calls) == 3:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "snr_weights", runs_out_at_step_3)
+    with pytest.raises(OutOfMemory, match=r"step 3\. Lower --batch-size .* \(checkpoint-000002\.safetensors\)"):
+        train_lora(cfg, settings=settings)
+    assert cfg.output.read_bytes() == b"an earlier version"
+    monkeypatch.setattr(train_module, "snr_weights", real)
+    resumed = train_lora(cfg.model_copy(update={"resume": True}), settings=settings)
+    assert resumed.steps_done == 4 and resumed.lora_path == cfg.output

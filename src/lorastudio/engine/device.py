@@ -49,3 +49,12 @@ def peak_memory_mb(device: torch.device) -> float | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an allocation failure on any device: CUDA raises torch.OutOfMemoryError, but the CPU
+    and MPS allocators raise a plain RuntimeError that only says so in its message."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from lorastudio import __version__
 from lorastudio.engine.basemodel import is_sdxl_like
+from lorastudio.engine.device import is_out_of_memory
 from lorastudio.engine.pipecache import LoadedLora, PipelineCache, resolve_lora
 from lorastudio.engine.pngmeta import save_png
 from lorastudio.engine.prompts import SelectedLora, add_missing_triggers, parse_lora_tags, prompt_warnings
@@ -31,7 +32,7 @@ from lorastudio.engine.regions import (
 )
 from lorastudio.engine.samplers import DEFAULT_SAMPLER, canonical_sampler, make_scheduler
 from lorastudio.engine.trainconfig import ProgressEvent, format_validation_error
-from lorastudio.errors import Invalid
+from lorastudio.errors import Invalid, OutOfMemory
 
 DEFAULT_SIZE = {"toyworld": 32, "sd15": 512, "sdxl": 1024, "tiny-sd15": 64, "tiny-sdxl": 64}
 
@@ -220,6 +221,16 @@ def generate(
                 latents=latents,
                 callback_on_step_end=step_end,
             ).images[: req.n]  # after the last blend every pass's copy is the same picture
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        if not is_out_of_memory(exc):
+            raise
+        raise OutOfMemory(
+            f"the {cache.device.type} device ran out of memory generating {req.n} image(s) at "
+            f"{prep.width}x{prep.height}"
+            + (f" with {copies} regions" if copies > 1 else "")
+            + "; lower --n or the size"
+            + (", or use fewer regions" if copies > 1 else "")
+        ) from exc
     finally:
         if fused:
             pipe.unfuse_lora()

@@ -22,7 +22,7 @@ from lorastudio.engine.basemodel import BaseModel, is_sdxl_like, load_base_model
 from lorastudio.engine.buckets import fit_to_bucket
 from lorastudio.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from lorastudio.engine.dataset import scan_dataset
-from lorastudio.engine.device import peak_memory_mb, resolve_device, resolve_precision, weight_dtype
+from lorastudio.engine.device import is_out_of_memory, peak_memory_mb, resolve_device, resolve_precision, weight_dtype
 from lorastudio.engine.lorafile import (
     SS_BASE_VERSION,
     LoraFile,
@@ -274,11 +274,15 @@ def train_lora(
                 emit(ProgressEvent("checkpoint", step, cfg.steps, message=str(checkpoints[-1])))
             if cfg.sample_every and cfg.sample_prompts and step % cfg.sample_every == 0:
                 sample_paths += _samples(base, cfg, step, device, precision, emit)
-    except torch.OutOfMemoryError as exc:
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        if not is_out_of_memory(exc):
+            raise
+        last = list_checkpoints(cfg.run_dir)
         raise OutOfMemory(
             f"the {device.type} device ran out of memory at step {step + 1}. Lower --batch-size "
             f"(now {cfg.batch_size}) or --resolution (now {cfg.resolution}), add --gradient-checkpointing, "
             "or use --precision fp16/bf16; --resume continues from the last checkpoint"
+            + (f" ({last[-1].name})" if last else " (none was written yet)")
         ) from exc
     if stopped:
         if step > start_step:
