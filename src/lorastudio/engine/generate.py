@@ -22,6 +22,7 @@ from lorastudio.engine.pngmeta import save_png
 from lorastudio.engine.prompts import SelectedLora, add_missing_triggers, parse_lora_tags, prompt_warnings
 from lorastudio.engine.regions import (
     DEFAULT_REGION_BLEND,
+    RegionPlan,
     blend_latents,
     blend_now,
     parse_region,
@@ -181,10 +182,12 @@ def generate(
     base = cache.base
     pipe = base.pipe
     regional = any(region for _, s, region in prep.loras if s != 0)
+    if regional and req.fuse:
+        raise Invalid("LoRAs confined to a region cannot be fused (each region needs its own set); drop --fuse")
     cache.activate({lora.adapter: s for lora, s, _ in prep.loras})
     pipe.scheduler = make_scheduler(req.sampler, pipe.scheduler.config)
-    regions = _plan_regions(cache, req, prep) if regional else None
-    copies = len(regions[0]) if regions else 1  # each region's pass keeps its own copy of every image
+    plan = _plan_regions(cache, req, prep) if regional else None
+    copies = len(plan.passes) if plan else 1  # each region's pass keeps its own copy of every image
     latents = initial_latents(pipe, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)
     latents = latents.repeat(copies, 1, 1, 1)
     # ancestral samplers' step noise: the same seeds for every pass's copy
@@ -193,8 +196,8 @@ def generate(
     def step_end(pipe_, step: int, _t, kwargs: dict) -> dict:
         if on_progress:
             on_progress(ProgressEvent("generate", step + 1, req.steps, message=prep.prompt))
-        if regions and blend_now(step, pipe_.num_timesteps, pipe_.scheduler, req.region_blend):
-            kwargs["latents"] = blend_latents(kwargs["latents"], regions[1])
+        if plan and blend_now(step, pipe_.num_timesteps, pipe_.scheduler, req.region_blend):
+            kwargs["latents"] = blend_latents(kwargs["latents"], plan.masks)
         return kwargs
 
     # Fusing folds the LoRAs into the weights for the call: measured 5% faster on a batch of 4 and 3%
@@ -202,11 +205,9 @@ def generate(
     # fp32, where fuse + unfuse restores the base weights exactly; fp16 could keep rounding residue.
     auto = req.n >= 2 and cache.dtype == torch.float32 and not regional
     fused = (auto if req.fuse is None else req.fuse) and any(s != 0 for _, s, _ in prep.loras)
-    if fused and regional:
-        raise Invalid("LoRAs confined to a region cannot be fused (each region needs its own set); drop --fuse")
     if fused:
         pipe.fuse_lora(adapter_names=[lora.adapter for lora, s, _ in prep.loras if s != 0])
-    patch = regional_unet(pipe.unet, regions[0], cache.activate, regions[2], req.n) if regions else nullcontext()
+    patch = regional_unet(pipe.unet, plan.passes, cache.activate, plan.text_inputs, req.n) if plan else nullcontext()
     try:
         with torch.inference_mode(), patch:
             images = pipe(
@@ -238,7 +239,7 @@ def generate(
     return GenerateResult(images, params, prep.warnings, time.perf_counter() - t0)
 
 
-def _plan_regions(cache: PipelineCache, req: GenerateRequest, prep: Prepared):
+def _plan_regions(cache: PipelineCache, req: GenerateRequest, prep: Prepared) -> RegionPlan:
     """Passes (one per region, see engine/regions.py), their blend masks at latent size, and each
     pass's text inputs: its own prompt, encoded with its own LoRAs (a LoRA may change the text encoder)."""
     pipe = cache.base.pipe
@@ -255,7 +256,7 @@ def _plan_regions(cache: PipelineCache, req: GenerateRequest, prep: Prepared):
     for p in passes:
         cache.activate(p.weights)
         inputs.append(_text_inputs(pipe, pass_prompt(prep.prompt, p.region, confined), req))
-    return passes, masks, inputs
+    return RegionPlan(passes, masks, inputs)
 
 
 def _text_inputs(pipe, prompt: str, req: GenerateRequest) -> dict:

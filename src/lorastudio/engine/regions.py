@@ -76,6 +76,15 @@ class RegionPass:
     weights: dict[str, float]
 
 
+@dataclass(frozen=True)
+class RegionPlan:
+    """A regional generation: its passes, their blend masks (P, 1, h, w) and each pass's text inputs."""
+
+    passes: list[RegionPass]
+    masks: torch.Tensor
+    text_inputs: list[dict]
+
+
 def plan_passes(selection: list[tuple[str, float, str | None]]) -> list[RegionPass]:
     """Passes for (adapter, strength, region) triples: one per region, each with the whole-picture LoRAs
     (region None or 'full') added, plus one for what the regions leave uncovered."""
