@@ -1,9 +1,11 @@
-"""Write an SD1.5-family diffusers pipeline as one original-layout (LDM) .safetensors checkpoint, the
+"""Write a diffusers SD1.5- or SDXL-family pipeline as one original-layout .safetensors checkpoint, the
 form A1111 and Civitai share, so the single-file loading path is tested on models we build ourselves.
 
 Names follow CompVis/Stability's layout: model.diffusion_model.* (UNet, the same SGM names kohya uses
-for SDXL LoRAs, see engine/lorakeys.py), first_stage_model.* (VAE), cond_stage_model.transformer.*
-(CLIP text encoder).
+for SDXL LoRAs, see engine/lorakeys.py), first_stage_model.* (VAE), and the text encoders:
+cond_stage_model.transformer.* (SD1.5's CLIP, transformers layout), or for SDXL
+conditioner.embedders.0.transformer.* (CLIP-L, transformers layout) and conditioner.embedders.1.model.*
+(OpenCLIP-G, OpenCLIP's own layout: fused q/k/v projections, transposed text projection).
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def _resnet(rest: list[str]) -> list[str]:
     return ["nin_shortcut", *rest[1:]] if rest[0] == "conv_shortcut" else rest
 
 
-def write_sd15_single_file(pipe, path: Path) -> Path:
-    """Save pipe's UNet, VAE and text encoder as one LDM-layout .safetensors checkpoint."""
+def write_single_file(pipe, path: Path) -> Path:
+    """Save pipe's UNet, VAE and text encoder(s) as one original-layout .safetensors checkpoint."""
     unet = pipe.unet
     lpb = int(unet.config.layers_per_block)
     up_attn = {i: hasattr(b, "attentions") for i, b in enumerate(unet.up_blocks)}
@@ -67,8 +69,45 @@ def write_sd15_single_file(pipe, path: Path) -> Path:
         if ".mid.attn_1." in ldm and ldm.endswith(".weight") and value.ndim == 2:
             value = value[:, :, None, None]  # LDM's VAE attention uses 1x1 convolutions
         tensors["first_stage_model." + ldm] = value
+    sdxl = getattr(pipe, "text_encoder_2", None) is not None
+    clip_prefix = "conditioner.embedders.0.transformer." if sdxl else "cond_stage_model.transformer."
     for name, value in pipe.text_encoder.state_dict().items():
-        key = name if name.startswith("text_model.") else "text_model." + name
-        tensors["cond_stage_model.transformer." + key] = value
+        tensors[clip_prefix + _with_text_model(name)] = value
+    if sdxl:
+        tensors.update(open_clip_tensors(pipe.text_encoder_2.state_dict(), "conditioner.embedders.1.model."))
     save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path))
     return path
+
+
+def _with_text_model(name: str) -> str:
+    return name if name.startswith(("text_model.", "text_projection")) else "text_model." + name
+
+
+_OPEN_CLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
+                    "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}  # fmt: skip
+
+
+def open_clip_tensors(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """A transformers CLIPTextModelWithProjection state dict in OpenCLIP's names and shapes."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[str, dict[str, torch.Tensor]] = {}
+    for name, value in state.items():
+        short = name.removeprefix("text_model.")
+        if short == "embeddings.token_embedding.weight":
+            out["token_embedding.weight"] = value
+        elif short == "embeddings.position_embedding.weight":
+            out["positional_embedding"] = value
+        elif short.startswith("final_layer_norm."):
+            out["ln_final." + short.split(".")[-1]] = value
+        elif short == "text_projection.weight":
+            out["text_projection"] = value.T  # OpenCLIP multiplies x @ P
+        elif short.startswith("encoder.layers."):
+            _, _, i, *rest = short.split(".")
+            inner, leaf = ".".join(rest[:-1]), rest[-1]
+            if inner in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+                qkv.setdefault(f"transformer.resblocks.{i}.attn.in_proj_{leaf}", {})[inner[-6]] = value
+            else:
+                out[f"transformer.resblocks.{i}.{_OPEN_CLIP_LAYER[inner]}.{leaf}"] = value
+    for key, parts in qkv.items():
+        out[key] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return {prefix + k: v for k, v in out.items()}

@@ -57,21 +57,24 @@ def test_single_file_without_configs_says_how_to_load_it(settings, tmp_path):
         load_base_model(str(ckpt), models_dir=settings.models_dir)
 
 
-def test_single_file_checkpoint_loads_generates_and_trains_like_its_folder(settings, figure_dir, tmp_path):
+@pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sdxl"])
+def test_single_file_checkpoint_loads_generates_and_trains_like_its_folder(settings, figure_dir, tmp_path, name):
     from lorastudio.engine.generate import GenerateRequest, generate
     from lorastudio.engine.lorafile import inspect_lora
     from lorastudio.engine.pipecache import PipelineCache
     from lorastudio.engine.train import train_lora
     from tests.conftest import tiny_config
-    from tests.ldm_checkpoint import write_sd15_single_file
+    from tests.ldm_checkpoint import write_single_file
 
-    folder = load_base_model("tiny-sd15", models_dir=settings.models_dir)
-    ckpt = write_sd15_single_file(folder.pipe, tmp_path / "my-model.safetensors")  # A1111/Civitai layout
-    assert detect_family(ckpt) == "sd15"
-    configs = settings.models_dir / "tiny-sd15"
+    family = name.removeprefix("tiny-")
+    folder = load_base_model(name, models_dir=settings.models_dir)
+    ckpt = write_single_file(folder.pipe, tmp_path / "my-model.safetensors")  # A1111/Civitai layout
+    assert detect_family(ckpt) == family
+    configs = settings.models_dir / name
     single = load_base_model(str(ckpt), models_dir=settings.models_dir, single_file_config=configs)
-    assert single.family == "sd15" and single.name == "my-model.safetensors"
-    for part in ("unet", "vae", "text_encoder"):
+    assert single.family == family and single.name == "my-model.safetensors"
+    parts = ["unet", "vae", "text_encoder"] + (["text_encoder_2"] if family == "sdxl" else [])
+    for part in parts:
         want, got = getattr(folder.pipe, part).state_dict(), getattr(single.pipe, part).state_dict()
         assert want.keys() == got.keys()
         assert all(torch.equal(want[k], got[k].reshape(want[k].shape)) for k in want), part
@@ -79,9 +82,9 @@ def test_single_file_checkpoint_loads_generates_and_trains_like_its_folder(setti
     with_configs = settings.model_copy(update={"single_file_config": configs})
     req = GenerateRequest.build(prompt="johnhero, a person", base=str(ckpt), steps=3, seed=3, width=64, height=64)
     from_file = generate(PipelineCache(with_configs), req).images[0]
-    from_folder = generate(PipelineCache(with_configs), req.model_copy(update={"base": "tiny-sd15"})).images[0]
+    from_folder = generate(PipelineCache(with_configs), req.model_copy(update={"base": name})).images[0]
     assert from_file.tobytes() == from_folder.tobytes()
 
     cfg = tiny_config(figure_dir, tmp_path, base=str(ckpt), steps=2)
     lora = train_lora(cfg, settings=with_configs).lora_path
-    assert inspect_lora(lora)["family"] == "sd15"
+    assert inspect_lora(lora)["family"] == family

@@ -111,7 +111,9 @@ def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
     torch.manual_seed(seed)
     tokenizer = build_clip_tokenizer(TINY_WORDS)
     text_encoder = CLIPTextModel(_text_config(len(tokenizer), 16))
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer), 16, projection=16))
+    # The second encoder is wider than the first, as in SDXL (1280 vs 768): single-file loaders tell the
+    # two apart by width, so equal widths would load one encoder's weights into the other.
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer), 24, projection=24))
     unet = UNet2DConditionModel(
         sample_size=32,
         in_channels=4,
@@ -121,12 +123,12 @@ def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         transformer_layers_per_block=(1, 2),
-        cross_attention_dim=32,  # text_encoder (16) + text_encoder_2 (16), concatenated
+        cross_attention_dim=40,  # text_encoder (16) + text_encoder_2 (24), concatenated
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=6 * 8 + 16,
+        projection_class_embeddings_input_dim=6 * 8 + 24,  # size ids + pooled text_encoder_2
         norm_num_groups=16,
     )
     return StableDiffusionXLPipeline(
