@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from lorastudio.engine.lorakeys import diffusers_to_sgm
+from lorastudio.engine.lorakeys import sgm_module_name
 
 _VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 
@@ -23,10 +23,7 @@ _VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_ou
 def unet_ldm_name(name: str, layers_per_block: int, up_has_attn: dict[int, bool]) -> str:
     """diffusers UNet parameter name -> LDM name (without the model.diffusion_model. prefix)."""
     module, leaf = name.rsplit(".", 1)
-    ldm = diffusers_to_sgm(module, layers_per_block)
-    if ".?." in ldm:  # the upsampler sits after the attention when the up block has one
-        ldm = ldm.replace(".?.", ".2." if up_has_attn[int(module.split(".")[1])] else ".1.")
-    return f"{ldm}.{leaf}"
+    return f"{sgm_module_name(module, layers_per_block, up_has_attn)}.{leaf}"
 
 
 def vae_ldm_name(name: str, up_blocks: int) -> str:

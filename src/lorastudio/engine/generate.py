@@ -184,8 +184,9 @@ def generate(
     regional = any(region for _, s, region in prep.loras if s != 0)
     if regional and req.fuse:
         raise Invalid("LoRAs confined to a region cannot be fused (each region needs its own set); drop --fuse")
-    cache.activate({lora.adapter: s for lora, s, _ in prep.loras})
     pipe.scheduler = make_scheduler(req.sampler, pipe.scheduler.config)
+    if not regional:  # a regional plan activates each pass's set itself
+        cache.activate({lora.adapter: s for lora, s, _ in prep.loras})
     plan = _plan_regions(cache, req, prep) if regional else None
     copies = len(plan.passes) if plan else 1  # each region's pass keeps its own copy of every image
     latents = initial_latents(pipe, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)

@@ -91,14 +91,18 @@ def _inner(kind: str, rest: list[str]) -> list[str]:
     return rest
 
 
+def sgm_module_name(path: str, layers_per_block: int, up_has_attn: dict[int, bool]) -> str:
+    """diffusers_to_sgm with the upsampler's slot settled: index 2 when its up block also attends."""
+    sgm = diffusers_to_sgm(path, layers_per_block)
+    if ".?." in sgm:
+        sgm = sgm.replace(".?.", ".2." if up_has_attn.get(int(path.split(".")[1])) else ".1.")
+    return sgm
+
+
 def unet_kohya_name(path: str, sdxl_like: bool, layers_per_block: int, up_has_attn: dict[int, bool]) -> str:
     """kohya key stem for a UNet module path, e.g. lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q."""
     if sdxl_like:
-        sgm = diffusers_to_sgm(path, layers_per_block)
-        if ".?." in sgm:
-            block = int(path.split(".")[1])
-            sgm = sgm.replace(".?.", ".2." if up_has_attn.get(block) else ".1.")
-        path = sgm
+        path = sgm_module_name(path, layers_per_block, up_has_attn)
     return "lora_unet_" + path.replace(".", "_")
 
 
