@@ -5,7 +5,7 @@ Phases, each against a prompt-only baseline at the same seeds (no LoRA):
               20 scene prompts with his trigger word (varied poses, backgrounds, with/without kungfustyle);
   style     - the held-out sword style: 20 renders of various fighters -> LoRA -> 20 swordstyle prompts;
   pair      - johnhero and kanehero LoRAs, each confined to its fighter's half of the picture (regional
-              LoRAs, engine/regions.py): "johnhero facing kanehero, ..." must show both, each as his own
+              LoRAs, engine/generation/regions.py): "johnhero facing kanehero, ..." must show both, each as his own
               fighter (neither blended into the other). Also measured: both LoRAs stacked over the whole
               picture (the guide's plain recipe), which bleeds.
 Detectors are deterministic (lorastudio.engine.toyworld.detect); a hit needs body, head and accessory.
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     quiet_libraries()
-    from lorastudio.engine.pipecache import PipelineCache
+    from lorastudio.engine.generation.pipecache import PipelineCache
     from lorastudio.engine.toyworld.consistency import (
         TOY_STRENGTH,
         character_prompts,
@@ -50,7 +50,7 @@ def main() -> None:
         toy_lora_config,
     )
     from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS, HELD_OUT_STYLE, STYLES
-    from lorastudio.engine.train import train_lora
+    from lorastudio.engine.training.train import train_lora
 
     strength = args.strength or TOY_STRENGTH
     john, kane = HELD_OUT_CHARACTERS["johnhero"], HELD_OUT_CHARACTERS["kanehero"]

@@ -36,9 +36,9 @@ def timed(fn, repeats: int) -> float:
 
 def make_loras(settings: Settings, folder: Path, count: int) -> list[Path]:
     """Train `count` small, distinct LoRAs on the tiny model (a few steps each)."""
-    from lorastudio.engine.synthetic import write_reference_set
-    from lorastudio.engine.train import train_lora
-    from lorastudio.engine.trainconfig import TrainConfig
+    from lorastudio.engine.data.synthetic import write_reference_set
+    from lorastudio.engine.training.config import TrainConfig
+    from lorastudio.engine.training.train import train_lora
 
     images = folder / "images"
     write_reference_set(images, 6, size=128, caption="johnhero, a person")
@@ -63,8 +63,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     quiet_libraries()
-    from lorastudio.engine.generate import GenerateRequest, generate, prepare
-    from lorastudio.engine.pipecache import PipelineCache
+    from lorastudio.engine.generation.generate import GenerateRequest, generate, prepare
+    from lorastudio.engine.generation.pipecache import PipelineCache
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", device=args.device)

@@ -66,9 +66,9 @@ def baseline_loop(model_dir: Path, images: list, caption: str, args, device: tor
     from diffusers import DDPMScheduler, StableDiffusionPipeline
     from peft import LoraConfig
 
-    from lorastudio.engine.buckets import fit_to_bucket
-    from lorastudio.engine.lorakeys import unet_targets
-    from lorastudio.engine.trainparts import to_pixels
+    from lorastudio.engine.data.buckets import fit_to_bucket
+    from lorastudio.engine.lora.keys import unet_targets
+    from lorastudio.engine.training.parts import to_pixels
 
     t0 = time.perf_counter()
     pipe = StableDiffusionPipeline.from_pretrained(model_dir, safety_checker=None)
@@ -103,8 +103,8 @@ def baseline_loop(model_dir: Path, images: list, caption: str, args, device: tor
 
 def ours(folder: Path, out: Path, args, settings: Settings) -> float:
     """Our trainer with the same settings (min-SNR and warm-up off to match the baseline's work)."""
-    from lorastudio.engine.train import train_lora
-    from lorastudio.engine.trainconfig import TrainConfig
+    from lorastudio.engine.training.config import TrainConfig
+    from lorastudio.engine.training.train import train_lora
 
     cfg = TrainConfig.from_preset(
         kind="character", images=folder, trigger="johnhero", base="tiny-sd15", output=out / "b.safetensors",
@@ -135,9 +135,9 @@ def main() -> None:
     quiet_libraries()
     from PIL import Image
 
-    from lorastudio.engine.device import resolve_device
-    from lorastudio.engine.synthetic import write_reference_set
-    from lorastudio.engine.tiny import ensure_tiny_model
+    from lorastudio.engine.data.synthetic import write_reference_set
+    from lorastudio.engine.models.device import resolve_device
+    from lorastudio.engine.models.tiny import ensure_tiny_model
 
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:

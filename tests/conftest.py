@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from lorastudio.config import Settings
-from lorastudio.engine.synthetic import write_reference_set
-from lorastudio.engine.tiny import ensure_tiny_model
-from lorastudio.engine.trainconfig import TrainConfig
+from lorastudio.engine.data.synthetic import write_reference_set
+from lorastudio.engine.models.tiny import ensure_tiny_model
+from lorastudio.engine.training.config import TrainConfig
 from lorastudio.quiet import quiet_libraries
 
 quiet_libraries()
@@ -36,7 +36,7 @@ def figure_dir(tmp_path_factory) -> Path:
 def trained(settings, figure_dir, tmp_path_factory) -> dict[str, Path]:
     """Small LoRAs trained hard enough to show: a character per family (text encoder included, so every
     key kind is exercised) and a fighting style for stacking."""
-    from lorastudio.engine.train import train_lora
+    from lorastudio.engine.training.train import train_lora
 
     out = {}
     jobs = {

@@ -2,7 +2,7 @@
 form A1111 and Civitai share, so the single-file loading path is tested on models we build ourselves.
 
 Names follow CompVis/Stability's layout: model.diffusion_model.* (UNet, the same SGM names kohya uses
-for SDXL LoRAs, see engine/lorakeys.py), first_stage_model.* (VAE), and the text encoders:
+for SDXL LoRAs, see engine/lora/keys.py), first_stage_model.* (VAE), and the text encoders:
 cond_stage_model.transformer.* (SD1.5's CLIP, transformers layout), or for SDXL
 conditioner.embedders.0.transformer.* (CLIP-L, transformers layout) and conditioner.embedders.1.model.*
 (OpenCLIP-G, OpenCLIP's own layout: fused q/k/v projections, transposed text projection).
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from lorastudio.engine.lorakeys import sgm_module_name
+from lorastudio.engine.lora.keys import sgm_module_name
 
 _VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 

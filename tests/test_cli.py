@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from lorastudio.cli import app
 from lorastudio.config import Settings
-from lorastudio.engine.synthetic import write_reference_set
+from lorastudio.engine.data.synthetic import write_reference_set
 
 
 @pytest.fixture

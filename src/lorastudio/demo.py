@@ -13,12 +13,11 @@ from pathlib import Path
 from rich.console import Console
 
 from lorastudio.config import Settings
-from lorastudio.engine.dataset import scan_dataset
-from lorastudio.engine.generate import GenerateRequest, generate, save_result
-from lorastudio.engine.grid import strength_grid
-from lorastudio.engine.pipecache import PipelineCache
-from lorastudio.engine.pngmeta import save_png
-from lorastudio.engine.presets import get_preset
+from lorastudio.engine.data.dataset import scan_dataset
+from lorastudio.engine.generation.generate import GenerateRequest, generate, save_result
+from lorastudio.engine.generation.grid import strength_grid
+from lorastudio.engine.generation.pipecache import PipelineCache
+from lorastudio.engine.generation.pngmeta import save_png
 from lorastudio.engine.toyworld.consistency import (
     TOY_STRENGTH,
     Prompt,
@@ -31,7 +30,8 @@ from lorastudio.engine.toyworld.consistency import (
 )
 from lorastudio.engine.toyworld.detect import find_character
 from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS
-from lorastudio.engine.train import train_lora
+from lorastudio.engine.training.presets import get_preset
+from lorastudio.engine.training.train import train_lora
 from lorastudio.export.contact_sheet import contact_sheet
 
 SEQUENCE = [

@@ -49,3 +49,20 @@ class NaNLoss(TrainingFailed):
     """The loss became NaN or infinite; training was stopped."""
 
     code = "nan_loss"
+
+
+class Stopped(LoraStudioError):
+    """The caller asked the work to stop (should_stop); nothing half-made was kept."""
+
+    code = "stopped"
+
+
+def format_validation_error(exc: Exception, what: str) -> str:
+    """One readable line per bad field of a pydantic ValidationError: 'invalid <what> - field: message; ...'."""
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    lines = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ())) or what
+        msg = str(err.get("msg", "invalid value"))
+        lines.append(f"{where}: {msg.removeprefix('Value error, ')}")
+    return f"invalid {what} - " + ("; ".join(lines) or str(exc))

@@ -2,7 +2,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lorastudio.engine.basemodel import detect_family, family_from_checkpoint_keys, load_base_model
+from lorastudio.engine.models.basemodel import detect_family, family_from_checkpoint_keys, load_base_model
 from lorastudio.errors import Invalid, NotFound, Unsupported
 
 
@@ -59,10 +59,10 @@ def test_single_file_without_configs_says_how_to_load_it(settings, tmp_path):
 
 @pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sdxl"])
 def test_single_file_checkpoint_loads_generates_and_trains_like_its_folder(settings, figure_dir, tmp_path, name):
-    from lorastudio.engine.generate import GenerateRequest, generate
-    from lorastudio.engine.lorafile import inspect_lora
-    from lorastudio.engine.pipecache import PipelineCache
-    from lorastudio.engine.train import train_lora
+    from lorastudio.engine.generation.generate import GenerateRequest, generate
+    from lorastudio.engine.generation.pipecache import PipelineCache
+    from lorastudio.engine.lora.file import inspect_lora
+    from lorastudio.engine.training.train import train_lora
     from tests.conftest import tiny_config
     from tests.ldm_checkpoint import write_single_file
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
-from lorastudio.engine.train import train_lora
+from lorastudio.engine.training.train import train_lora
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -42,8 +42,8 @@ def test_generation_on_cuda_fp16(settings, trained):
     import numpy as np
 
     from lorastudio.config import Settings
-    from lorastudio.engine.generate import GenerateRequest, generate
-    from lorastudio.engine.pipecache import PipelineCache
+    from lorastudio.engine.generation.generate import GenerateRequest, generate
+    from lorastudio.engine.generation.pipecache import PipelineCache
 
     cache = PipelineCache(Settings(home=settings.home, device="cuda"))
     assert cache.dtype == torch.float16

@@ -1,10 +1,10 @@
 import pytest
 from PIL import Image, ImageFilter
 
-from lorastudio.engine.buckets import bucket_for, fit_to_bucket
-from lorastudio.engine.dataset import make_caption, scan_dataset
-from lorastudio.engine.presets import PRESETS, get_preset
-from lorastudio.engine.synthetic import render_figure, write_reference_set
+from lorastudio.engine.data.buckets import bucket_for, fit_to_bucket
+from lorastudio.engine.data.dataset import make_caption, scan_dataset
+from lorastudio.engine.data.synthetic import render_figure, write_reference_set
+from lorastudio.engine.training.presets import PRESETS, get_preset
 from lorastudio.errors import Invalid, NotFound
 
 

@@ -16,14 +16,14 @@ from diffusers.loaders.lora_conversion_utils import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from lorastudio.engine.basemodel import family_from_unet_config
-from lorastudio.engine.lorakeys import (
+from lorastudio.engine.lora.keys import (
     te_kohya_name,
     te_kohya_prefix,
     text_encoder_targets,
     unet_stem_namer,
     unet_targets,
 )
+from lorastudio.engine.models.basemodel import family_from_unet_config
 
 SD15_UNET = dict(
     sample_size=64, cross_attention_dim=768, attention_head_dim=8, block_out_channels=(320, 640, 1280, 1280),

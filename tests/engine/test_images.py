@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lorastudio.engine.images import ImageRejected, dhash, hamming, open_image, sharpness
-from lorastudio.engine.synthetic import render_figure
+from lorastudio.engine.data.images import ImageRejected, dhash, hamming, open_image, sharpness
+from lorastudio.engine.data.synthetic import render_figure
 
 LIMIT = 64_000_000
 

@@ -6,9 +6,9 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors.torch import load_file, save_file
 
-from lorastudio.engine.applylora import check_fits
-from lorastudio.engine.basemodel import load_base_model
-from lorastudio.engine.lorafile import inspect_lora, lora_state, read_lora, save_lora
+from lorastudio.engine.lora.file import inspect_lora, lora_state, read_lora, save_lora
+from lorastudio.engine.lora.fit import check_fits
+from lorastudio.engine.models.basemodel import load_base_model
 from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
 
 

@@ -5,13 +5,13 @@ import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 
-from lorastudio.engine.buckets import fit_to_bucket
-from lorastudio.engine.checkpoint import list_checkpoints
-from lorastudio.engine.dataset import list_images
-from lorastudio.engine.images import open_image
-from lorastudio.engine.synthetic import write_reference_set
-from lorastudio.engine.train import train_lora
-from lorastudio.engine.trainparts import encode_latents, to_pixels
+from lorastudio.engine.data.buckets import fit_to_bucket
+from lorastudio.engine.data.dataset import list_images
+from lorastudio.engine.data.images import open_image
+from lorastudio.engine.data.synthetic import write_reference_set
+from lorastudio.engine.training.checkpoint import list_checkpoints
+from lorastudio.engine.training.parts import encode_latents, to_pixels
+from lorastudio.engine.training.train import train_lora
 from lorastudio.errors import Invalid, NaNLoss, OutOfMemory
 from tests.conftest import tiny_config
 
@@ -144,7 +144,7 @@ def test_invalid_settings_are_refused_with_the_field_named(figure_dir, tmp_path)
     ids=["cuda", "cpu"],
 )
 def test_out_of_memory_keeps_the_checkpoint_and_the_earlier_lora(settings, figure_dir, tmp_path, monkeypatch, error):
-    import lorastudio.engine.train as train_module
+    import lorastudio.engine.training.train as train_module
 
     cfg = tiny_config(figure_dir, tmp_path, steps=4, checkpoint_every=1)
     cfg.output.write_bytes(b"an earlier version")

@@ -54,7 +54,7 @@ def parse_lora_option(value: str) -> dict:
 
 
 def _request(prompt: str, loras: list[str] | None, base: str | None, settings, **values):
-    from lorastudio.engine.generate import GenerateRequest
+    from lorastudio.engine.generation.generate import GenerateRequest
 
     return GenerateRequest.build(
         prompt=prompt,
@@ -95,9 +95,9 @@ def generate(
     """Generate images with stacked LoRAs; every PNG carries the parameters that reproduce it."""
 
     def work() -> dict:
-        from lorastudio.engine.generate import generate as run
-        from lorastudio.engine.generate import save_result
-        from lorastudio.engine.pipecache import PipelineCache
+        from lorastudio.engine.generation.generate import generate as run
+        from lorastudio.engine.generation.generate import save_result
+        from lorastudio.engine.generation.pipecache import PipelineCache
 
         settings = settings_from_env()
         keep = None  # --from-png re-runs the image's whole batch and keeps just that image
@@ -129,8 +129,8 @@ def generate(
 
 
 def _from_png(path: Path, base: str | None, settings):
-    from lorastudio.engine.generate import GenerateRequest, request_from_params
-    from lorastudio.engine.pngmeta import read_png_parameters
+    from lorastudio.engine.generation.generate import GenerateRequest, request_from_params
+    from lorastudio.engine.generation.pngmeta import read_png_parameters
 
     params = read_png_parameters(path)
     if params["source"] == "lorastudio":
@@ -182,9 +182,9 @@ def grid(
     """One labelled image: a no-LoRA baseline row, then a row per strength, a column per seed."""
 
     def work() -> dict:
-        from lorastudio.engine.grid import strength_grid
-        from lorastudio.engine.pipecache import PipelineCache
-        from lorastudio.engine.pngmeta import save_png
+        from lorastudio.engine.generation.grid import strength_grid
+        from lorastudio.engine.generation.pipecache import PipelineCache
+        from lorastudio.engine.generation.pngmeta import save_png
 
         settings = settings_from_env()
         req = _request(prompt, lora, base, settings, steps=steps, sampler=sampler, cfg_scale=cfg,
@@ -218,8 +218,8 @@ def diagnose(
     def work() -> dict:
         from dataclasses import asdict
 
-        from lorastudio.engine.grid import diagnose as run
-        from lorastudio.engine.pipecache import PipelineCache
+        from lorastudio.engine.generation.grid import diagnose as run
+        from lorastudio.engine.generation.pipecache import PipelineCache
 
         settings = settings_from_env()
         req = _request(prompt, lora, base, settings, seed=seed, steps=steps, sampler=sampler)

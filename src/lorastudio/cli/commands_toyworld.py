@@ -95,7 +95,7 @@ def train_base(
     """Train the toyworld base model from scratch (the shipped weights: --minutes 8.3 on one H100)."""
 
     def work() -> dict:
-        from lorastudio.engine.device import resolve_device
+        from lorastudio.engine.models.device import resolve_device
         from lorastudio.engine.toyworld.basetrain import train_toyworld_base
 
         dev = resolve_device(device if device != "auto" else settings_from_env().device)

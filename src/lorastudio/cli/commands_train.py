@@ -38,8 +38,8 @@ def dataset_check(
     """Validate every image: format, corruption, size, duplicates, blur, and the image count."""
 
     def work() -> dict:
-        from lorastudio.engine.dataset import scan_dataset
-        from lorastudio.engine.presets import get_preset
+        from lorastudio.engine.data.dataset import scan_dataset
+        from lorastudio.engine.training.presets import get_preset
 
         settings = settings_from_env()
         p = get_preset(preset, kind)
@@ -113,8 +113,8 @@ def train(
     """Train a LoRA from a folder of images and write a kohya-format .safetensors file."""
 
     def work() -> dict:
-        from lorastudio.engine.train import train_lora
-        from lorastudio.engine.trainconfig import TrainConfig
+        from lorastudio.engine.training.config import TrainConfig
+        from lorastudio.engine.training.train import train_lora
 
         settings = settings_from_env()
         output = out_file or settings.loras_dir / f"{trigger}-{kind}.safetensors"
@@ -194,11 +194,11 @@ def lora_inspect(
     """Show a LoRA's family, rank, alpha, modules, trigger words and metadata."""
 
     def work() -> dict:
-        from lorastudio.engine.lorafile import inspect_lora
+        from lorastudio.engine.lora.file import inspect_lora
 
         info = inspect_lora(file)
         if base:
-            from lorastudio.engine.applylora import check_lora_fits
+            from lorastudio.engine.lora.fit import check_lora_fits
 
             settings = settings_from_env()
             check_lora_fits(file, base, settings)
@@ -247,8 +247,8 @@ def lora_describe(
     """Record a LoRA's description (used by regional LoRAs) and trigger word in the file itself."""
 
     def work() -> dict:
-        from lorastudio.engine.lorafile import describe_lora
-        from lorastudio.engine.pipecache import resolve_lora
+        from lorastudio.engine.generation.pipecache import resolve_lora
+        from lorastudio.engine.lora.file import describe_lora
 
         if description is None and trigger is None:
             raise Invalid("give a description, --trigger WORD, or both")
@@ -273,7 +273,7 @@ def lora_convert(
     """Import a LoRA in diffusers/peft format and write it in kohya format (what A1111/ComfyUI load)."""
 
     def work() -> dict:
-        from lorastudio.engine.lorafile import read_lora, save_lora
+        from lorastudio.engine.lora.file import read_lora, save_lora
 
         lora = read_lora(file)
         save_lora(out_file, lora)
@@ -287,8 +287,8 @@ def models_list(as_json: JsonOpt = False) -> None:
     """List built-in and installed base models."""
 
     def work() -> list[dict]:
-        from lorastudio.engine.basemodel import TOYWORLD, detect_family, family_label
-        from lorastudio.engine.tiny import TINY_NAMES
+        from lorastudio.engine.models.basemodel import TOYWORLD, detect_family, family_label
+        from lorastudio.engine.models.tiny import TINY_NAMES
 
         settings = settings_from_env()
         rows = []
@@ -328,7 +328,7 @@ def presets(as_json: JsonOpt = False) -> None:
     def work() -> list[dict]:
         from dataclasses import asdict
 
-        from lorastudio.engine.presets import PRESETS
+        from lorastudio.engine.training.presets import PRESETS
 
         return [asdict(p) for p in PRESETS.values()]
 

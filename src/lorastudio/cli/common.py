@@ -38,8 +38,8 @@ def settings_from_env() -> Settings:
 
 def warn_if_builtin(base: str) -> None:
     """Say so when a built-in model is in use, so nobody mistakes its pictures for Stable Diffusion's."""
-    from lorastudio.engine.basemodel import TOYWORLD
-    from lorastudio.engine.tiny import TINY_NAMES
+    from lorastudio.engine.models.basemodel import TOYWORLD
+    from lorastudio.engine.models.tiny import TINY_NAMES
 
     if base == TOYWORLD:
         err.print(

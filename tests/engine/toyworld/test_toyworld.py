@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lorastudio.engine.basemodel import load_base_model
-from lorastudio.engine.generate import GenerateRequest, generate
-from lorastudio.engine.pipecache import PipelineCache
+from lorastudio.engine.generation.generate import GenerateRequest, generate
+from lorastudio.engine.generation.pipecache import PipelineCache
+from lorastudio.engine.models.basemodel import load_base_model
 from lorastudio.engine.toyworld.basetrain import base_training_characters, base_training_set, train_toyworld_base
 from lorastudio.engine.toyworld.detect import detect_style, find_character, find_figures
 from lorastudio.engine.toyworld.render import draw_scene, make_scene

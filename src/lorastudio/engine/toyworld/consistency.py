@@ -141,7 +141,7 @@ TOY_STRENGTH = 1.2
 def toy_lora_config(kind: str, images: Path, trigger: str, output: Path, run_dir: Path, **overrides):
     """A TrainConfig for a toyworld LoRA with TOY_RECIPE (any field overridable); a held-out character's
     LoRA is described in the world's words (what a user types in the Character Manager)."""
-    from lorastudio.engine.trainconfig import TrainConfig
+    from lorastudio.engine.training.config import TrainConfig
 
     known = HELD_OUT_CHARACTERS.get(trigger) if kind == "character" else None
     values = {**TOY_RECIPE, "description": known.words() if known else "", **overrides}
@@ -151,7 +151,7 @@ def toy_lora_config(kind: str, images: Path, trigger: str, output: Path, run_dir
 
 def hit_rate(cache, prompts: list[Prompt], loras: list[dict], hit, *, first_seed: int = 1000, steps: int = 20) -> float:
     """Fraction of prompts whose image (seed first_seed + i) passes `hit`, with the given LoRA selection."""
-    from lorastudio.engine.generate import GenerateRequest, generate
+    from lorastudio.engine.generation.generate import GenerateRequest, generate
 
     hits = 0
     for i, prompt in enumerate(prompts):

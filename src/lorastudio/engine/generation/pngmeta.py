@@ -10,7 +10,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from lorastudio import __version__
-from lorastudio.engine.atomic import write_atomic
+from lorastudio.engine.fileio.atomic import write_atomic
 from lorastudio.errors import Invalid
 
 OUR_CHUNK = "lorastudio"

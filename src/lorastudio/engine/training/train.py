@@ -17,13 +17,10 @@ from peft import LoraConfig, inject_adapter_in_model
 
 from lorastudio import __version__
 from lorastudio.config import Settings
-from lorastudio.engine.atomic import write_bytes_atomic
-from lorastudio.engine.basemodel import BaseModel, is_sdxl_like, load_base_model
-from lorastudio.engine.buckets import fit_to_bucket
-from lorastudio.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from lorastudio.engine.dataset import scan_dataset
-from lorastudio.engine.device import is_out_of_memory, peak_memory_mb, resolve_device, resolve_precision, weight_dtype
-from lorastudio.engine.lorafile import (
+from lorastudio.engine.data.buckets import fit_to_bucket
+from lorastudio.engine.data.dataset import scan_dataset
+from lorastudio.engine.fileio.atomic import write_bytes_atomic
+from lorastudio.engine.lora.file import (
     SS_BASE_VERSION,
     LoraFile,
     check_lora_path,
@@ -31,17 +28,25 @@ from lorastudio.engine.lorafile import (
     peft_to_kohya,
     save_lora,
 )
-from lorastudio.engine.lorakeys import (
+from lorastudio.engine.lora.keys import (
     te_kohya_name,
     te_kohya_prefix,
     text_encoder_targets,
     unet_stem_namer,
     unet_targets,
 )
-from lorastudio.engine.presets import get_preset
-from lorastudio.engine.textenc import Conditioning, encode_text, sdxl_time_ids
-from lorastudio.engine.trainconfig import ProgressEvent, TrainConfig, TrainResult
-from lorastudio.engine.trainparts import (
+from lorastudio.engine.models.basemodel import BaseModel, is_sdxl_like, load_base_model
+from lorastudio.engine.models.device import (
+    is_out_of_memory,
+    peak_memory_mb,
+    resolve_device,
+    resolve_precision,
+    weight_dtype,
+)
+from lorastudio.engine.models.textenc import Conditioning, encode_text, sdxl_time_ids
+from lorastudio.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from lorastudio.engine.training.config import ProgressEvent, TrainConfig, TrainResult
+from lorastudio.engine.training.parts import (
     Sample,
     check_optimizer,
     encode_latents,
@@ -52,6 +57,7 @@ from lorastudio.engine.trainparts import (
     tag_frequency,
     to_pixels,
 )
+from lorastudio.engine.training.presets import get_preset
 from lorastudio.errors import Invalid, NaNLoss, OutOfMemory
 
 RECOMMENDED_STRENGTH = {"character": 0.8, "fighting_style": 0.6, "pose": 0.4, "visual_style": 0.6}

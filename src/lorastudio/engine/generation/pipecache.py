@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from lorastudio.config import Settings
-from lorastudio.engine.applylora import check_fits
-from lorastudio.engine.basemodel import BaseModel, load_base_model, weights_hash
-from lorastudio.engine.device import resolve_device
-from lorastudio.engine.lorafile import OURS, read_lora
+from lorastudio.engine.lora.file import OURS, read_lora
+from lorastudio.engine.lora.fit import check_fits
+from lorastudio.engine.models.basemodel import BaseModel, load_base_model, weights_hash
+from lorastudio.engine.models.device import resolve_device
 from lorastudio.errors import NotFound
 
 

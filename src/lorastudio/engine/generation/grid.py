@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from lorastudio.engine.generate import GenerateRequest, LoraChoice, generate
-from lorastudio.engine.pipecache import PipelineCache
+from lorastudio.engine.generation.generate import GenerateRequest, LoraChoice, generate
+from lorastudio.engine.generation.pipecache import PipelineCache
 from lorastudio.errors import Invalid
 
 LABEL_W, HEADER_H, MIN_CELL = 150, 28, 160

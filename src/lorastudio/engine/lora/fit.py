@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from lorastudio.config import Settings
-from lorastudio.engine.basemodel import BaseModel, is_sdxl_like, load_base_model
-from lorastudio.engine.lorafile import LoraFile, check_compatible, read_lora
-from lorastudio.engine.lorakeys import unet_name_table
+from lorastudio.engine.lora.file import LoraFile, check_compatible, read_lora
+from lorastudio.engine.lora.keys import unet_name_table
+from lorastudio.engine.models.basemodel import BaseModel, is_sdxl_like, load_base_model
 
 
 def unet_module_table(base: BaseModel) -> dict[str, torch.nn.Module]:

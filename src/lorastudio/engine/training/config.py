@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lorastudio.engine.presets import KINDS, check_trigger, get_preset
+from lorastudio.engine.training.presets import KINDS, check_trigger, get_preset
 from lorastudio.errors import Invalid
 
 SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from lorastudio.engine.images import IMAGE_SUFFIXES, ImageRejected, dhash, hamming, open_image, sharpness
-from lorastudio.engine.presets import Preset, check_trigger
+from lorastudio.engine.data.images import IMAGE_SUFFIXES, ImageRejected, dhash, hamming, open_image, sharpness
+from lorastudio.engine.training.presets import Preset, check_trigger
 from lorastudio.errors import NotFound
 
 NEAR_DUPLICATE_BITS = 4  # dHash distance at or under which two images count as near duplicates

@@ -16,10 +16,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from lorastudio.engine.atomic import write_atomic
-from lorastudio.engine.basemodel import PICKLE_SUFFIXES, family_label
-from lorastudio.engine.lorakeys import te_kohya_name, te_kohya_prefix, unet_kohya_name
-from lorastudio.engine.presets import check_trigger
+from lorastudio.engine.fileio.atomic import write_atomic
+from lorastudio.engine.lora.keys import te_kohya_name, te_kohya_prefix, unet_kohya_name
+from lorastudio.engine.models.basemodel import PICKLE_SUFFIXES, family_label
+from lorastudio.engine.training.presets import check_trigger
 from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
 
 OURS = "lorastudio_"  # prefix of our own metadata keys beside kohya's ss_*

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lorastudio.engine.buckets import Fitted
+from lorastudio.engine.data.buckets import Fitted
 from lorastudio.errors import Invalid
 
 

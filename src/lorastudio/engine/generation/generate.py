@@ -15,12 +15,9 @@ from pydantic import BaseModel as Model
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from lorastudio import __version__
-from lorastudio.engine.basemodel import is_sdxl_like
-from lorastudio.engine.device import is_out_of_memory
-from lorastudio.engine.pipecache import LoadedLora, PipelineCache, resolve_lora
-from lorastudio.engine.pngmeta import save_png
-from lorastudio.engine.prompts import SelectedLora, add_missing_triggers, parse_lora_tags, prompt_warnings
-from lorastudio.engine.regions import (
+from lorastudio.engine.generation.pipecache import LoadedLora, PipelineCache, resolve_lora
+from lorastudio.engine.generation.pngmeta import save_png
+from lorastudio.engine.generation.regions import (
     DEFAULT_REGION_BLEND,
     RegionPlan,
     blend_latents,
@@ -31,8 +28,11 @@ from lorastudio.engine.regions import (
     region_masks,
     regional_unet,
 )
-from lorastudio.engine.samplers import DEFAULT_SAMPLER, canonical_sampler, make_scheduler
-from lorastudio.engine.trainconfig import ProgressEvent, format_validation_error
+from lorastudio.engine.generation.samplers import DEFAULT_SAMPLER, canonical_sampler, make_scheduler
+from lorastudio.engine.models.basemodel import is_sdxl_like
+from lorastudio.engine.models.device import is_out_of_memory
+from lorastudio.engine.prompts import SelectedLora, add_missing_triggers, parse_lora_tags, prompt_warnings
+from lorastudio.engine.training.config import ProgressEvent, format_validation_error
 from lorastudio.errors import Invalid, OutOfMemory
 
 DEFAULT_SIZE = {"toyworld": 32, "sd15": 512, "sdxl": 1024, "tiny-sd15": 64, "tiny-sdxl": 64}
@@ -44,7 +44,7 @@ class LoraChoice(Model):
     model_config = ConfigDict(extra="forbid")
     lora: str
     strength: float | None = Field(default=None, ge=-4, le=4)
-    region: str | None = None  # None: the whole picture; else a part of it (engine/regions.py)
+    region: str | None = None  # None: the whole picture; else a part of it (engine/generation/regions.py)
 
     @field_validator("region")
     @classmethod
@@ -71,7 +71,7 @@ class GenerateRequest(Model):
     variation_strength: float = Field(default=0.0, ge=0, le=1)
     add_triggers: bool = False
     fuse: bool | None = None  # None: fuse for batches when weights are fp32 (see generate())
-    region_blend: float = Field(default=DEFAULT_REGION_BLEND, ge=0, le=1)  # see engine/regions.py
+    region_blend: float = Field(default=DEFAULT_REGION_BLEND, ge=0, le=1)  # see engine/generation/regions.py
 
     @field_validator("sampler")
     @classmethod
@@ -241,7 +241,7 @@ def generate(
 
 
 def _plan_regions(cache: PipelineCache, req: GenerateRequest, prep: Prepared) -> RegionPlan:
-    """Passes (one per region, see engine/regions.py), their blend masks at latent size, and each
+    """Passes (one per region, see engine/generation/regions.py), their blend masks at latent size, and each
     pass's text inputs: its own prompt, encoded with its own LoRAs (a LoRA may change the text encoder)."""
     pipe = cache.base.pipe
     passes = plan_passes([(lora.adapter, s, region) for lora, s, region in prep.loras if s != 0])

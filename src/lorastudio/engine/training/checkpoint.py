@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from lorastudio.engine.lorafile import write_safetensors
+from lorastudio.engine.lora.file import write_safetensors
 from lorastudio.errors import Invalid
 
 FORMAT = "lorastudio-checkpoint-1"

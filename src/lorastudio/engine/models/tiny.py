@@ -21,7 +21,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from lorastudio.engine.tokenizer import build_clip_tokenizer
+from lorastudio.engine.models.tokenizer import build_clip_tokenizer
 
 TINY_NAMES = ("tiny-sd15", "tiny-sdxl")
 

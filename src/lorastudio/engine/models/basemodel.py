@@ -15,11 +15,11 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 from safetensors import safe_open
 
-from lorastudio.engine.tiny import TINY_NAMES, ensure_tiny_model
+from lorastudio.engine.models.tiny import TINY_NAMES, ensure_tiny_model
 from lorastudio.errors import Invalid, NotFound, Unsupported
 
 TOYWORLD = "toyworld"
-TOYWORLD_DIR = Path(__file__).parent / "toyworld" / "weights"
+TOYWORLD_DIR = Path(__file__).parents[1] / "toyworld" / "weights"
 BUILT_IN = (TOYWORLD, *TINY_NAMES)
 FAMILY_MARKER = "lorastudio_family.txt"  # a diffusers folder may name its family (our built-in models do)
 
