@@ -71,3 +71,20 @@ def tiny_config(images: Path, out: Path, **overrides) -> TrainConfig:
     )
     values.update(overrides)
     return TrainConfig.from_preset(kind=values.pop("kind", "character"), **values)
+
+
+@pytest.fixture
+def run(settings, monkeypatch):
+    """Invoke the `lorastudio` command in-process (typer's runner) on the session's data dir."""
+    from typer.testing import CliRunner
+
+    from lorastudio.cli import app
+
+    monkeypatch.setenv("LORASTUDIO_HOME", str(settings.home))
+    monkeypatch.setenv("LORASTUDIO_DEVICE", "cpu")
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke

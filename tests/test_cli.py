@@ -2,25 +2,8 @@
 
 import json
 
-import pytest
-from typer.testing import CliRunner
-
-from lorastudio.cli import app
 from lorastudio.config import Settings
 from lorastudio.engine.data.synthetic import write_reference_set
-
-
-@pytest.fixture
-def run(settings, monkeypatch):
-    monkeypatch.setenv("LORASTUDIO_HOME", str(settings.home))
-    monkeypatch.setenv("LORASTUDIO_DEVICE", "cpu")
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        result = runner.invoke(app, [str(a) for a in args])
-        return result
-
-    return invoke
 
 
 def test_dataset_check_json_reports_every_image(run, tmp_path):
@@ -157,11 +140,11 @@ def test_toyworld_is_the_default_base_and_says_so(run, tmp_path):
 
 
 def test_regional_loras_from_the_command_line(run, trained, tmp_path):
-    from lorastudio.cli.commands_generate import parse_lora_option
+    from lorastudio.engine.selection import LoraSelection
 
-    assert parse_lora_option("a/b@c.safetensors:0.8@left") == {"lora": "a/b@c.safetensors", "strength": 0.8,
-                                                               "region": "left"}  # fmt: skip
-    assert parse_lora_option("hero@right") == {"lora": "hero", "strength": None, "region": "right"}
+    assert LoraSelection.parse("a/b@c.safetensors:0.8@left") == LoraSelection(lora="a/b@c.safetensors", strength=0.8,
+                                                                              region="left")  # fmt: skip
+    assert LoraSelection.parse("hero@right") == LoraSelection(lora="hero", region="right")
     lora = tmp_path / "hero.safetensors"
     lora.write_bytes(trained["tiny-sd15"].read_bytes())
     described = run("lora", "describe", lora, "tall, red gi", "--trigger", "hero", "--json")

@@ -66,5 +66,12 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment, with explicit overrides on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Read settings from the environment, with explicit overrides on top; a bad value is Invalid."""
+    from pydantic import ValidationError
+
+    from lorastudio.errors import Invalid, format_validation_error
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise Invalid(format_validation_error(exc, "settings (LORASTUDIO_* environment variables)")) from exc

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from lorastudio.config import Settings
 from lorastudio.engine.data.dataset import scan_dataset
+from lorastudio.engine.fileio.atomic import check_writable_dir
 from lorastudio.engine.generation.generate import GenerateRequest, generate, save_result
 from lorastudio.engine.generation.grid import strength_grid
 from lorastudio.engine.generation.pipecache import PipelineCache
@@ -44,7 +45,7 @@ SEQUENCE = [
 def run_demo(settings: Settings, out_dir: Path, steps: int, progress: Callable[[int], object]) -> dict:
     """Run the demo end to end and print where every file is; `progress(total)` makes a progress bar."""
     console = Console(soft_wrap=True)
-    out_dir = out_dir.resolve()
+    out_dir = check_writable_dir(out_dir.resolve(), "--out folder")
     john, kane = HELD_OUT_CHARACTERS["johnhero"], HELD_OUT_CHARACTERS["kanehero"]
     console.print(f"1. Character 'Action Hero John' (trigger johnhero): {john.words()}; his opponent 'Villain "
                   f"Kane' (kanehero): {kane.words()}. The toyworld base model never saw these colour pairings, so "

@@ -21,7 +21,7 @@ def test_family_of_single_file_checkpoints_from_their_keys():
 
 def test_built_in_models_load_with_their_family(settings):
     for name in ("tiny-sd15", "tiny-sdxl"):
-        base = load_base_model(name, models_dir=settings.models_dir)
+        base = load_base_model(name, settings)
         assert base.family == name and len(base.text_encoders) == (2 if name == "tiny-sdxl" else 1)
         assert detect_family(settings.models_dir / name) == name
         assert len(base.model_hash) == 64
@@ -31,22 +31,22 @@ def test_bad_base_models_are_refused_with_a_reason(settings, tmp_path):
     pickle = tmp_path / "model.ckpt"
     pickle.write_bytes(b"\x80\x04")
     with pytest.raises(Unsupported, match="Convert it once to .safetensors"):
-        load_base_model(str(pickle), models_dir=settings.models_dir)
+        load_base_model(str(pickle), settings)
     with pytest.raises(NotFound, match="not found"):
-        load_base_model(str(tmp_path / "nope"), models_dir=settings.models_dir)
+        load_base_model(str(tmp_path / "nope"), settings)
     with pytest.raises(Invalid, match="LORASTUDIO_ALLOW_DOWNLOADS"):
-        load_base_model("hf:some/model", models_dir=settings.models_dir)
+        load_base_model("hf:some/model", settings)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00nope!")
     with pytest.raises(Invalid, match="not a readable .safetensors"):
-        load_base_model(str(garbage), models_dir=settings.models_dir)
+        load_base_model(str(garbage), settings)
     lora_as_base = tmp_path / "lora.safetensors"
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(1, 1)}, lora_as_base)
     with pytest.raises(Invalid, match="pass it with --lora"):
-        load_base_model(str(lora_as_base), models_dir=settings.models_dir)
+        load_base_model(str(lora_as_base), settings)
     (tmp_path / "folder").mkdir()
     with pytest.raises(Invalid, match="not a diffusers model"):
-        load_base_model(str(tmp_path / "folder"), models_dir=settings.models_dir)
+        load_base_model(str(tmp_path / "folder"), settings)
 
 
 def test_single_file_without_configs_says_how_to_load_it(settings, tmp_path):
@@ -54,7 +54,7 @@ def test_single_file_without_configs_says_how_to_load_it(settings, tmp_path):
     save_file({"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": torch.zeros(2, 2),
                "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 2)}, ckpt)  # fmt: skip
     with pytest.raises(NotFound, match="LORASTUDIO_SINGLE_FILE_CONFIG"):
-        load_base_model(str(ckpt), models_dir=settings.models_dir)
+        load_base_model(str(ckpt), settings)
 
 
 @pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sdxl"])
@@ -67,11 +67,11 @@ def test_single_file_checkpoint_loads_generates_and_trains_like_its_folder(setti
     from tests.ldm_checkpoint import write_single_file
 
     family = name.removeprefix("tiny-")
-    folder = load_base_model(name, models_dir=settings.models_dir)
+    folder = load_base_model(name, settings)
     ckpt = write_single_file(folder.pipe, tmp_path / "my-model.safetensors")  # A1111/Civitai layout
     assert detect_family(ckpt) == family
     configs = settings.models_dir / name
-    single = load_base_model(str(ckpt), models_dir=settings.models_dir, single_file_config=configs)
+    single = load_base_model(str(ckpt), settings.model_copy(update={"single_file_config": configs}))
     assert single.family == family and single.name == "my-model.safetensors"
     parts = ["unet", "vae", "text_encoder"] + (["text_encoder_2"] if family == "sdxl" else [])
     for part in parts:

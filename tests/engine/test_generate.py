@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lorastudio.engine.generation.generate import GenerateRequest, generate, request_from_params, save_result
+from lorastudio.engine.generation.generate import GenerateRequest, generate, save_result
 from lorastudio.engine.generation.grid import diagnose, strength_grid
 from lorastudio.engine.generation.pipecache import PipelineCache
 from lorastudio.engine.generation.pngmeta import parse_a1111, read_png_parameters
+from lorastudio.engine.generation.reproduce import request_from_params
 from lorastudio.engine.generation.samplers import SAMPLERS, canonical_sampler
 from lorastudio.engine.lora.file import read_lora, save_lora
 from lorastudio.errors import FamilyMismatch, Invalid, NotFound

@@ -6,7 +6,8 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors.torch import load_file, save_file
 
-from lorastudio.engine.lora.file import inspect_lora, lora_state, read_lora, save_lora
+from lorastudio.engine.lora.convert import lora_state
+from lorastudio.engine.lora.file import inspect_lora, read_lora, save_lora
 from lorastudio.engine.lora.fit import check_fits
 from lorastudio.engine.models.basemodel import load_base_model
 from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
@@ -84,7 +85,7 @@ def test_refusals_say_what_is_wrong(tmp_path, trained):
         read_lora(ckpt)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
-    with pytest.raises(Invalid, match="not a valid .safetensors"):
+    with pytest.raises(Invalid, match="not a readable .safetensors"):
         read_lora(bad)
     with pytest.raises(NotFound):
         read_lora(tmp_path / "missing.safetensors")
@@ -105,7 +106,7 @@ def test_refusals_say_what_is_wrong(tmp_path, trained):
 
 
 def test_family_mismatch_names_both_families(settings, trained):
-    sdxl = load_base_model("tiny-sdxl", models_dir=settings.models_dir)
+    sdxl = load_base_model("tiny-sdxl", settings)
     with pytest.raises(FamilyMismatch) as exc:
         check_fits(read_lora(trained["tiny-sd15"]), sdxl)
     assert "tiny SD1.5-shaped" in str(exc.value) and "tiny SDXL-shaped" in str(exc.value)
@@ -117,7 +118,7 @@ def test_shape_mismatch_without_metadata_is_refused(settings, trained, tmp_path)
     stem = next(k for k in tensors if "attn2_to_k.lora_down" in k)
     tensors[stem] = torch.zeros(tensors[stem].shape[0], 99)  # as if made for a wider text encoder
     save_file(tensors, tmp_path / "odd.safetensors")
-    sd15 = load_base_model("tiny-sd15", models_dir=settings.models_dir)
+    sd15 = load_base_model("tiny-sd15", settings)
     with pytest.raises(FamilyMismatch, match="do not fit"):
         check_fits(read_lora(tmp_path / "odd.safetensors"), sd15)
 

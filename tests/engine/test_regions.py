@@ -6,18 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from lorastudio.engine.generation.generate import GenerateRequest, generate, request_from_params
+from lorastudio.engine.generation.generate import GenerateRequest, generate
 from lorastudio.engine.generation.pipecache import PipelineCache
 from lorastudio.engine.generation.pngmeta import a1111_parameters, parse_a1111
 from lorastudio.engine.generation.regions import (
     RegionPass,
     blend_latents,
-    parse_region,
     pass_prompt,
     plan_passes,
     region_masks,
 )
+from lorastudio.engine.generation.reproduce import request_from_params
 from lorastudio.engine.lora.file import describe_lora, inspect_lora, read_lora
+from lorastudio.engine.selection import parse_region
 from lorastudio.errors import Invalid
 
 

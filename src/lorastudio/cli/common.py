@@ -3,27 +3,49 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from lorastudio.config import Settings, load_settings
 from lorastudio.errors import LoraStudioError
 from lorastudio.quiet import quiet_libraries
 
+
+def _json_error(code: str, message: str) -> None:
+    print(json.dumps({"error": {"code": code, "message": message}}))
+
+
+class JsonAwareGroup(TyperGroup):
+    """With --json anywhere on the line, usage errors (a bad option value, a missing argument) are one
+    JSON document on stdout too, like every other error, so scripts never have to parse usage text."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or "--json" not in argv:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            _json_error("interrupted", "interrupted")
+            sys.exit(1)
+        except typer.TyperException as exc:  # typer's own click: a usage error (bad value, missing argument)
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            _json_error("usage", message or "missing argument or option; see --help")
+            sys.exit(2)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=JsonAwareGroup,
     help="LoRA Studio: train LoRAs for characters, fighting styles, poses and visual styles.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-dataset_app = typer.Typer(help="Check training images before you train.", no_args_is_help=True)
-lora_app = typer.Typer(help="Inspect and convert LoRA files.", no_args_is_help=True)
-models_app = typer.Typer(help="Base models LoRA Studio can use.", no_args_is_help=True)
-app.add_typer(dataset_app, name="dataset")
-app.add_typer(lora_app, name="lora")
-app.add_typer(models_app, name="models")
 
 out = Console()
 err = Console(stderr=True)
@@ -57,15 +79,22 @@ def run_command(as_json: bool, fn: Callable[[], Any], render: Callable[[Any], No
     try:
         result = fn()
     except LoraStudioError as exc:
-        if as_json:
-            print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
-        else:
-            err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        _fail(as_json, exc.code, str(exc))
+    except OSError as exc:  # a file system refusal we did not foresee: say which file and why
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _fail(as_json, "os_error", f"{exc.strerror or exc}{where}; check the path and its permissions")
     if as_json:
         print(json.dumps(result, default=str, indent=2))
     else:
         render(result)
+
+
+def _fail(as_json: bool, code: str, message: str) -> None:
+    if as_json:
+        _json_error(code, message)
+    else:
+        err.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 class TrainProgress:

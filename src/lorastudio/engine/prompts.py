@@ -4,31 +4,57 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
+
+from lorastudio.engine.kinds import acts_as_character
+from lorastudio.engine.selection import LoraSelection, parse_strength
+from lorastudio.errors import Invalid
+
+MAX_TRIGGER_LENGTH = 64  # a trigger is one word; longer text is a caption, not a trigger
 
 # <lora:name>, <lora:name:0.8>, <lora:name:0.8:0.5> (A1111's te:unet form; the first weight is used)
-LORA_TAG = re.compile(r"<lora:([^:>]+)(?::(-?[\d.]+))?(?::[^>]*)?>", re.IGNORECASE)
+LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
 
 # Guide, "Strength balance": character 0.8 + style 0.6 + pose 0.4.
 STRENGTH_BUDGET = 1.8
 MULTI_CHARACTER_RANGE = (0.6, 0.8)
 
 
-@dataclass(frozen=True)
-class LoraTag:
-    """One `<lora:...>` tag found in a prompt."""
+class SelectedLora(Protocol):
+    """What the warnings read of a selected, loaded LoRA (generation's LoadedLora has these)."""
 
     name: str
-    strength: float
+    kind: str | None
+    triggers: tuple[str, ...]
+    description: str
 
 
-def parse_lora_tags(prompt: str) -> tuple[str, list[LoraTag]]:
-    """Remove `<lora:...>` tags from a prompt; return the clean prompt and the tags in order."""
-    tags = [LoraTag(m.group(1).strip(), float(m.group(2)) if m.group(2) else 1.0) for m in LORA_TAG.finditer(prompt)]
+def parse_lora_tags(prompt: str) -> tuple[str, list[LoraSelection]]:
+    """Remove `<lora:...>` tags from a prompt; return the clean prompt and the selections in order
+    (no weight: 1.0, as A1111). A weight that is not a number from -4 to 4 is refused."""
+    tags = []
+    for m in LORA_TAG.finditer(prompt):
+        weight = m.group(2)
+        strength = 1.0 if weight is None or not weight.strip() else parse_strength(weight, m.group(0)[:60])
+        tags.append(LoraSelection(lora=m.group(1).strip(), strength=strength))
     clean = LORA_TAG.sub("", prompt)
     clean = re.sub(r"\s+,", ",", clean)  # "fights , style" -> "fights, style"
     clean = re.sub(r",(\s*,)+", ",", clean)  # collapse the ", ," a removed tag leaves
     clean = re.sub(r"\s{2,}", " ", clean)
     return clean.strip(" ,"), tags
+
+
+def check_trigger(word: str) -> str:
+    """A trigger word is one token-like word: no spaces or commas (it is matched inside captions), no
+    tag brackets, at most 64 characters. Returns it stripped, or raises Invalid saying what is wrong."""
+    word = word.strip() if isinstance(word, str) else ""
+    if not word or any(c.isspace() for c in word) or any(c in word for c in ",<>:\x00"):
+        raise Invalid("the trigger word must be one word without spaces, commas or <>: e.g. 'johnhero'")
+    if len(word) > MAX_TRIGGER_LENGTH:
+        raise Invalid(f"the trigger word is {len(word)} characters long; keep it to one short word (at most 64)")
+    if not word.isprintable():
+        raise Invalid("the trigger word contains control characters; use letters and digits, e.g. 'johnhero'")
+    return word
 
 
 def has_word(prompt: str, word: str) -> bool:
@@ -43,19 +69,22 @@ def add_missing_triggers(prompt: str, triggers: list[str]) -> str:
 
 
 @dataclass(frozen=True)
-class SelectedLora:
-    """What the warnings need to know about one selected LoRA."""
-
+class _Use:
     name: str
     strength: float
+    region: str | None
     kind: str | None
     triggers: tuple[str, ...]
-    region: str | None = None  # None: the whole picture
-    description: str = ""
+    description: str
 
 
-def prompt_warnings(prompt: str, selection: list[SelectedLora]) -> list[str]:
-    """Warnings for a prompt + LoRA selection: missing triggers, strengths off the guide's ranges."""
+def prompt_warnings(prompt: str, chosen: list[tuple[LoraSelection, SelectedLora]]) -> list[str]:
+    """Warnings for a prompt + LoRA selection (each selection with its strength settled, beside the LoRA
+    it loaded): missing triggers, strengths off the guide's ranges, characters sharing a region."""
+    selection = [
+        _Use(lora.name, sel.strength or 0.0, sel.region, lora.kind, lora.triggers, lora.description)
+        for sel, lora in chosen
+    ]
     warnings = []
     for lora in selection:
         if lora.triggers and not any(has_word(prompt, t) for t in lora.triggers):
@@ -79,7 +108,7 @@ def prompt_warnings(prompt: str, selection: list[SelectedLora]) -> list[str]:
             "stacked LoRAs this strong tend to overcook - lower some strengths"
         )
     for lora in selection:
-        confined_character = lora.region is not None and lora.kind in (None, "character")
+        confined_character = lora.region is not None and acts_as_character(lora.kind)
         if confined_character and not lora.description and any(has_word(prompt, t) for t in lora.triggers):
             warnings.append(
                 f"{lora.name}: confined to the {lora.region} region but its file has no description, so the other "
@@ -89,7 +118,7 @@ def prompt_warnings(prompt: str, selection: list[SelectedLora]) -> list[str]:
     return warnings + _shared_character_warnings(selection)
 
 
-def _shared_character_warnings(selection: list[SelectedLora]) -> list[str]:
+def _shared_character_warnings(selection: list[_Use]) -> list[str]:
     """Two character LoRAs drawn in the same place bleed into each other: say so, and how to avoid it."""
     characters = [lora for lora in selection if lora.kind == "character" and lora.strength > 0]
     sharing = [

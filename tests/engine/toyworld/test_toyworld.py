@@ -65,7 +65,7 @@ def toy_cache(settings):
 
 
 def test_shipped_toyworld_model_draws_what_the_words_say(toy_cache):
-    base = load_base_model("toyworld", models_dir=toy_cache.settings.models_dir)
+    base = load_base_model("toyworld", toy_cache.settings)
     assert base.family == "toyworld"
     villain = Character("kane", "green", "magenta", "cape")
     prompt = "green fighter with magenta head with a cape, boxingstyle, jab, at night"
@@ -87,7 +87,7 @@ def test_shipped_toyworld_model_draws_what_the_words_say(toy_cache):
 
 def test_train_base_command_produces_a_loadable_model(tmp_path, settings):
     out = train_toyworld_base(tmp_path / "tw", vae_steps=2, unet_steps=2, renders=64, batch=8, log=lambda _: None)
-    base = load_base_model(str(out), models_dir=settings.models_dir)
+    base = load_base_model(str(out), settings)
     assert base.family == "toyworld" and "trained 2 UNet steps" in (out / "training_log.txt").read_text()
 
 

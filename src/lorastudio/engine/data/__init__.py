@@ -1,1 +1,1 @@
-
+"""Training data: one image (images.py), a dataset and its report (dataset.py), aspect buckets."""

@@ -9,12 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from lorastudio.engine.data.images import IMAGE_SUFFIXES, ImageRejected, dhash, hamming, open_image, sharpness
-from lorastudio.engine.training.presets import Preset, check_trigger
-from lorastudio.errors import NotFound
+from lorastudio.engine.kinds import check_kind
+from lorastudio.engine.prompts import check_trigger
+from lorastudio.errors import Invalid, NotFound
+
+if TYPE_CHECKING:
+    from lorastudio.engine.training.presets import Preset
+
+MAX_CAPTION_BYTES = 4096  # a caption is a line of tags; a bigger sidecar is read only this far
 
 NEAR_DUPLICATE_BITS = 4  # dHash distance at or under which two images count as near duplicates
 BLUR_THRESHOLD = 15.0  # Laplacian variance below which an image is reported as blurry
@@ -136,6 +143,9 @@ def scan_dataset(
 ) -> tuple[DatasetReport, list[TrainItem]]:
     """Validate every image and build the captioned items; never raises for a single bad image."""
     trigger = check_trigger(trigger)
+    class_words = check_kind(kind).class_words
+    if resolution < 32 or resolution > 4096:
+        raise Invalid(f"resolution {resolution} is out of range; use 32 to 4096 (the preset's is {preset.resolution})")
     report = DatasetReport(kind=kind, trigger=trigger, images=[])
     items: list[TrainItem] = []
     seen_exact: dict[str, str] = {}
@@ -185,8 +195,8 @@ def scan_dataset(
         if sharpness(img) < BLUR_THRESHOLD:
             entry.add("blurry", "warning", "looks blurry or very flat; sharp images give sharper LoRAs")
         sidecar = path.with_suffix(".txt")
-        text = sidecar.read_text(encoding="utf-8", errors="replace") if sidecar.is_file() else None
-        entry.caption, entry.caption_source = make_caption(text, trigger, preset.class_words)
+        text = _read_caption(sidecar)
+        entry.caption, entry.caption_source = make_caption(text, trigger, class_words)
         items.append(TrainItem(path=path, image=img, caption=entry.caption))
     _count_notes(report, preset, len(items), min_images or preset.min_images)
     return report, items
@@ -212,3 +222,16 @@ def _count_notes(report: DatasetReport, preset: Preset, n: int, minimum: int) ->
         report.notes.append(
             Problem("many_images", "warning", f"{n} images; the guide recommends {low}-{high} for a {label}")
         )
+
+
+def _read_caption(sidecar: Path) -> str | None:
+    """The sidecar caption's text (at most MAX_CAPTION_BYTES), None when there is none or it is unreadable."""
+    try:
+        if not sidecar.is_file():
+            return None
+        with sidecar.open("rb") as fh:
+            raw = fh.read(MAX_CAPTION_BYTES)
+    except OSError:
+        return None
+    text = raw.decode("utf-8", errors="replace").replace("\x00", " ")
+    return "".join(c if c.isprintable() else " " for c in text)

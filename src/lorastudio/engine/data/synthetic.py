@@ -1,4 +1,4 @@
-"""Generated training pictures for the demo and tests: a simple coloured figure on varied backgrounds.
+"""Generated training pictures for tests and benchmarks: a simple coloured figure on varied backgrounds.
 
 Deterministic by seed. This is a stand-in subject with known ground truth (its colours), not art.
 """

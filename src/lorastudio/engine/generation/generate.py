@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +13,7 @@ from pydantic import BaseModel as Model
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from lorastudio import __version__
+from lorastudio.engine.fileio.atomic import check_writable_dir
 from lorastudio.engine.generation.pipecache import LoadedLora, PipelineCache, resolve_lora
 from lorastudio.engine.generation.pngmeta import save_png
 from lorastudio.engine.generation.regions import (
@@ -22,61 +21,52 @@ from lorastudio.engine.generation.regions import (
     RegionPlan,
     blend_latents,
     blend_now,
-    parse_region,
     pass_prompt,
     plan_passes,
     region_masks,
     regional_unet,
 )
 from lorastudio.engine.generation.samplers import DEFAULT_SAMPLER, canonical_sampler, make_scheduler
-from lorastudio.engine.models.basemodel import is_sdxl_like
+from lorastudio.engine.kinds import acts_as_character
 from lorastudio.engine.models.device import is_out_of_memory
-from lorastudio.engine.prompts import SelectedLora, add_missing_triggers, parse_lora_tags, prompt_warnings
-from lorastudio.engine.training.config import ProgressEvent, format_validation_error
-from lorastudio.errors import Invalid, OutOfMemory
+from lorastudio.engine.models.families import get_family, is_sdxl_like
+from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop, never_stop, no_progress
+from lorastudio.engine.prompts import add_missing_triggers, parse_lora_tags, prompt_warnings
+from lorastudio.engine.seeds import SEED_LIMIT, offset_seed, pick_seed
+from lorastudio.engine.selection import LoraSelection
+from lorastudio.errors import Invalid, OutOfMemory, format_validation_error
 
-DEFAULT_SIZE = {"toyworld": 32, "sd15": 512, "sdxl": 1024, "tiny-sd15": 64, "tiny-sdxl": 64}
-
-
-class LoraChoice(Model):
-    """A LoRA picked explicitly (file path or library name) with its strength; None = recommended."""
-
-    model_config = ConfigDict(extra="forbid")
-    lora: str
-    strength: float | None = Field(default=None, ge=-4, le=4)
-    region: str | None = None  # None: the whole picture; else a part of it (engine/generation/regions.py)
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        return None if v is None else parse_region(v)
+MAX_PROMPT = 10_000  # characters; CLIP reads 77 tokens anyway, so more is a mistake or an attack
 
 
 class GenerateRequest(Model):
     """Everything that decides the pixels of a txt2img call."""
 
     model_config = ConfigDict(extra="forbid")
-    prompt: str = Field(min_length=1)
-    negative_prompt: str = ""
-    loras: list[LoraChoice] = Field(default_factory=list)
-    base: str
-    seed: int | None = Field(default=None, ge=0, lt=2**32)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT, description="Prompt; <lora:name:0.8> tags work too")
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT)
+    loras: list[LoraSelection] = Field(default_factory=list, max_length=16)
+    base: str = Field(min_length=1, max_length=4096)
+    seed: int | None = Field(default=None, ge=-1, lt=SEED_LIMIT, description="-1 or None: random (recorded)")
     n: int = Field(default=1, ge=1, le=16)
     steps: int = Field(default=20, ge=1, le=150)
-    cfg_scale: float = Field(default=7.0, ge=0, le=30)
+    cfg_scale: float = Field(default=7.0, ge=0, le=30, allow_inf_nan=False)
     width: int | None = Field(default=None, ge=32, le=2048)
     height: int | None = Field(default=None, ge=32, le=2048)
     sampler: str = DEFAULT_SAMPLER
-    variation_seed: int | None = Field(default=None, ge=0, lt=2**32)
-    variation_strength: float = Field(default=0.0, ge=0, le=1)
+    variation_seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
+    variation_strength: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
     add_triggers: bool = False
     fuse: bool | None = None  # None: fuse for batches when weights are fp32 (see generate())
-    region_blend: float = Field(default=DEFAULT_REGION_BLEND, ge=0, le=1)  # see engine/generation/regions.py
+    region_blend: float = Field(default=DEFAULT_REGION_BLEND, ge=0, le=1, allow_inf_nan=False)  # generation/regions.py
 
     @field_validator("sampler")
     @classmethod
     def _sampler(cls, v: str) -> str:
-        return canonical_sampler(v)
+        try:
+            return canonical_sampler(v)
+        except Invalid as exc:
+            raise ValueError(str(exc)) from exc
 
     @field_validator("width", "height")
     @classmethod
@@ -91,7 +81,7 @@ class GenerateRequest(Model):
         try:
             return cls(**{k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
-            raise Invalid(format_validation_error(exc).replace("training settings", "generation settings")) from exc
+            raise Invalid(format_validation_error(exc, "generation settings")) from exc
 
 
 @dataclass
@@ -103,6 +93,21 @@ class GenerateResult:
     warnings: list[str]
     seconds: float
     paths: list[Path] = field(default_factory=list)
+    stopped: bool = False  # should_stop() said so between two steps; no images then
+
+    def to_dict(self) -> dict:
+        """What `generate --json` prints and the HTTP API returns (images as their saved paths)."""
+        first = self.params[0] if self.params else {}
+        return {
+            "images": [str(p) for p in self.paths],
+            "seeds": [p["seed"] for p in self.params],
+            "prompt": first.get("prompt"),
+            "loras": first.get("loras", []),
+            "warnings": self.warnings,
+            "seconds": round(self.seconds, 3),
+            "stopped": self.stopped,
+            "params": self.params,
+        }
 
 
 @dataclass
@@ -110,7 +115,7 @@ class Prepared:
     """A request resolved against the warm pipeline: final prompt, LoRAs, sizes, seeds."""
 
     prompt: str
-    loras: list[tuple[LoadedLora, float, str | None]]  # LoRA, strength, region (None: everywhere)
+    loras: list[tuple[LoraSelection, LoadedLora]]  # each selection with its strength settled
     width: int
     height: int
     seeds: list[int]
@@ -122,27 +127,25 @@ def prepare(cache: PipelineCache, req: GenerateRequest) -> Prepared:
     base = cache.get_base(req.base)
     clean, tags = parse_lora_tags(req.prompt)
     search = [cache.settings.loras_dir]
-    wanted = [(resolve_lora(c.lora, search), c.strength, c.region) for c in req.loras]
-    wanted += [(resolve_lora(t.name, search), t.strength, None) for t in tags]
+    wanted = [(resolve_lora(sel.lora, search), sel) for sel in [*req.loras, *tags]]
     keep: set[str] = set()
-    loras = []
-    for path, strength, region in wanted:
+    loras: list[tuple[LoraSelection, LoadedLora]] = []
+    for path, sel in wanted:
         # The adapter is shared by content; the name and path are the ones this request used.
         loaded = replace(cache.load_lora(path, keep), name=path.stem, path=path.resolve())
         keep.add(loaded.adapter)
-        chosen = strength if strength is not None else (loaded.recommended_strength or 1.0)
-        loras.append((loaded, chosen, None if region == "full" else region))
-    if len({lora.adapter for lora, _, _ in loras}) != len(loras):
+        strength = sel.strength if sel.strength is not None else (loaded.recommended_strength or 1.0)
+        loras.append((sel.model_copy(update={"strength": strength}), loaded))
+    if len({lora.adapter for _, lora in loras}) != len(loras):
         raise Invalid("the same LoRA is selected twice; give it once with the strength (and region) you want")
     if req.add_triggers:
-        clean = add_missing_triggers(clean, [t for lora, s, _ in loras if s > 0 for t in lora.triggers])
-    selected = [
-        SelectedLora(lora.name, s, lora.kind, lora.triggers, region, lora.description) for lora, s, region in loras
-    ]
-    size = DEFAULT_SIZE.get(base.family, 512)
-    seed = req.seed if req.seed is not None else random.randrange(2**32)
-    seeds = [(seed + i) % 2**32 for i in range(req.n)]
-    return Prepared(clean, loras, req.width or size, req.height or size, seeds, prompt_warnings(clean, selected))
+        clean = add_missing_triggers(clean, [t for sel, lora in loras if sel.strength > 0 for t in lora.triggers])
+    family = get_family(base.family)
+    size = family.default_size if family else 512
+    seed = pick_seed(req.seed)
+    seeds = [offset_seed(seed, i) for i in range(req.n)]
+    warnings = [w for _, lora in loras for w in lora.warnings] + prompt_warnings(clean, loras)
+    return Prepared(clean, loras, req.width or size, req.height or size, seeds, warnings)
 
 
 def initial_latents(pipe, seeds: list[int], width: int, height: int, req: GenerateRequest) -> torch.Tensor:
@@ -154,7 +157,7 @@ def initial_latents(pipe, seeds: list[int], width: int, height: int, req: Genera
     for i, seed in enumerate(seeds):
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
         if req.variation_seed is not None and req.variation_strength > 0:
-            other = torch.randn(shape, generator=torch.Generator().manual_seed(req.variation_seed + i))
+            other = torch.randn(shape, generator=torch.Generator().manual_seed(offset_seed(req.variation_seed, i)))
             noise = slerp(req.variation_strength, noise, other)
         out.append(noise)
     return torch.cat(out)
@@ -170,23 +173,34 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
 
 
+class _StopRequested(Exception):
+    """Raised from the step callback to leave the pipeline between two steps."""
+
+
 def generate(
     cache: PipelineCache,
     req: GenerateRequest,
     *,
-    on_progress: Callable[[ProgressEvent], None] | None = None,
+    on_progress: OnProgress | None = None,
+    should_stop: ShouldStop | None = None,
+    preview_every: int = 0,
 ) -> GenerateResult:
-    """Render req.n images (seeds seed, seed+1, ...) with the selected LoRAs at their strengths."""
+    """Render req.n images (seeds seed, seed+1, ...) with the selected LoRAs at their strengths.
+
+    Reports every step to on_progress (with a decoded preview of the first image every `preview_every`
+    steps when asked); checks should_stop() between steps and then returns with stopped=True, no images."""
+    emit, stop = on_progress or no_progress, should_stop or never_stop
     t0 = time.perf_counter()
     prep = prepare(cache, req)
     base = cache.base
     pipe = base.pipe
-    regional = any(region for _, s, region in prep.loras if s != 0)
+    active = [(sel, lora) for sel, lora in prep.loras if sel.strength != 0]
+    regional = any(sel.region for sel, _ in active)
     if regional and req.fuse:
         raise Invalid("LoRAs confined to a region cannot be fused (each region needs its own set); drop --fuse")
     pipe.scheduler = make_scheduler(req.sampler, pipe.scheduler.config)
     if not regional:  # a regional plan activates each pass's set itself
-        cache.activate({lora.adapter: s for lora, s, _ in prep.loras})
+        cache.activate({lora.adapter: sel.strength for sel, lora in prep.loras})
     plan = _plan_regions(cache, req, prep) if regional else None
     copies = len(plan.passes) if plan else 1  # each region's pass keeps its own copy of every image
     latents = initial_latents(pipe, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)
@@ -195,19 +209,24 @@ def generate(
     generators = [torch.Generator().manual_seed(s) for _ in range(copies) for s in prep.seeds]
 
     def step_end(pipe_, step: int, _t, kwargs: dict) -> dict:
-        if on_progress:
-            on_progress(ProgressEvent("generate", step + 1, req.steps, message=prep.prompt))
         if plan and blend_now(step, pipe_.num_timesteps, pipe_.scheduler, req.region_blend):
             kwargs["latents"] = blend_latents(kwargs["latents"], plan.masks)
+        done = step + 1
+        preview = None
+        if preview_every and done % preview_every == 0 and done < req.steps:
+            preview = _preview(pipe_, kwargs["latents"][:1])
+        emit(ProgressEvent("generate", done, req.steps, message=prep.prompt, preview_image=preview))
+        if done < req.steps and stop():
+            raise _StopRequested
         return kwargs
 
     # Fusing folds the LoRAs into the weights for the call: measured 5% faster on a batch of 4 and 3%
     # instead of 16% overhead for 3 LoRAs (benchmarks/generate_speed.py). Automatic only for batches in
     # fp32, where fuse + unfuse restores the base weights exactly; fp16 could keep rounding residue.
     auto = req.n >= 2 and cache.dtype == torch.float32 and not regional
-    fused = (auto if req.fuse is None else req.fuse) and any(s != 0 for _, s, _ in prep.loras)
+    fused = (auto if req.fuse is None else req.fuse) and bool(active)
     if fused:
-        pipe.fuse_lora(adapter_names=[lora.adapter for lora, s, _ in prep.loras if s != 0])
+        pipe.fuse_lora(adapter_names=[lora.adapter for _, lora in active])
     patch = regional_unet(pipe.unet, plan.passes, cache.activate, plan.text_inputs, req.n) if plan else nullcontext()
     try:
         with torch.inference_mode(), patch:
@@ -223,6 +242,8 @@ def generate(
                 latents=latents,
                 callback_on_step_end=step_end,
             ).images[: req.n]  # after the last blend every pass's copy is the same picture
+    except _StopRequested:
+        return GenerateResult([], [], prep.warnings, time.perf_counter() - t0, stopped=True)
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
         if not is_out_of_memory(exc):
             raise
@@ -240,18 +261,26 @@ def generate(
     return GenerateResult(images, params, prep.warnings, time.perf_counter() - t0)
 
 
+def _preview(pipe, latents: torch.Tensor) -> Image.Image:
+    """The first image as it stands, decoded by the VAE (costs one decode; only when asked for)."""
+    vae = pipe.vae
+    scaled = latents.to(vae.dtype) / vae.config.scaling_factor
+    pixels = vae.decode(scaled, return_dict=False)[0]
+    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+
+
 def _plan_regions(cache: PipelineCache, req: GenerateRequest, prep: Prepared) -> RegionPlan:
     """Passes (one per region, see engine/generation/regions.py), their blend masks at latent size, and each
     pass's text inputs: its own prompt, encoded with its own LoRAs (a LoRA may change the text encoder)."""
     pipe = cache.base.pipe
-    passes = plan_passes([(lora.adapter, s, region) for lora, s, region in prep.loras if s != 0])
+    passes = plan_passes([(lora.adapter, sel.strength, sel.region) for sel, lora in prep.loras if sel.strength != 0])
     factor = pipe.vae_scale_factor
     passes, masks = region_masks(passes, prep.height // factor, prep.width // factor)
     # Only characters stand in for each other; a style or pose LoRA's trigger word stays as it is.
     confined = [
-        (lora.triggers, lora.description, region)
-        for lora, s, region in prep.loras
-        if region and s != 0 and lora.kind in (None, "character")
+        (lora.triggers, lora.description, sel.region)
+        for sel, lora in prep.loras
+        if sel.region and sel.strength != 0 and acts_as_character(lora.kind)
     ]
     inputs = []
     for p in passes:
@@ -281,12 +310,16 @@ def _text_inputs(pipe, prompt: str, req: GenerateRequest) -> dict:
     return {"encoder_hidden_states": torch.cat([neg, pos]) if cfg else pos}
 
 
+def lora_record(sel: LoraSelection, lora: LoadedLora) -> dict:
+    """A selection as the PNG record keeps it: the selection itself (path as the reference, so it
+    reproduces) plus what identifies the file (name, hash, kind)."""
+    record = {"lora": str(lora.path), "strength": sel.strength, "name": lora.name, "hash": lora.sha256,
+              "kind": lora.kind}  # fmt: skip
+    return record | ({"region": sel.region} if sel.region else {})
+
+
 def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:
-    loras = [
-        {"name": lora.name, "path": str(lora.path), "hash": lora.sha256, "strength": s, "kind": lora.kind}
-        | ({"region": region} if region else {})
-        for lora, s, region in prep.loras
-    ]
+    loras = [lora_record(sel, lora) for sel, lora in prep.loras]
     tags = " ".join(f"<lora:{lora['name']}:{lora['strength']:g}>" for lora in loras)
     return {
         "prompt": prep.prompt,
@@ -304,7 +337,7 @@ def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:
         "family": base.family,
         "sdxl": is_sdxl_like(base.family),
         "loras": loras,
-        "variation_seed": None if req.variation_seed is None else req.variation_seed + index,
+        "variation_seed": None if req.variation_seed is None else offset_seed(req.variation_seed, index),
         "variation_strength": req.variation_strength,
         "region_blend": req.region_blend,
         "batch_index": index,
@@ -314,35 +347,9 @@ def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:
     }
 
 
-def request_from_params(params: dict) -> tuple[GenerateRequest, int]:
-    """The request that reproduces one image from its own parameters (our JSON record), and the image's
-    index in that request's results. A batch is re-run whole: batched maths can differ from a single
-    image's in the last bits, so only the same batch gives the same pixels."""
-    index = int(params.get("batch_index", 0))
-    request = GenerateRequest.build(
-        prompt=params["prompt"],
-        negative_prompt=params.get("negative_prompt", ""),
-        loras=[
-            {"lora": lora["path"], "strength": lora["strength"], "region": lora.get("region")}
-            for lora in params.get("loras", [])
-        ],
-        base=params["base"],
-        seed=params.get("first_seed", params["seed"]),
-        n=int(params.get("batch_size", 1)),
-        steps=params["steps"],
-        cfg_scale=params["cfg_scale"],
-        width=params["width"],
-        height=params["height"],
-        sampler=params["sampler"],
-        variation_seed=None if params.get("variation_seed") is None else params["variation_seed"] - index,
-        variation_strength=params.get("variation_strength", 0.0),
-        region_blend=params.get("region_blend", DEFAULT_REGION_BLEND),
-    )
-    return request, index
-
-
 def save_result(result: GenerateResult, out_dir: Path) -> list[Path]:
     """Write each image as NNNNN-<seed>.png (numbering continues what is in the folder)."""
+    check_writable_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = 1 + max((int(p.name[:5]) for p in out_dir.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")), default=0)
     paths = []

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from lorastudio.engine.generation.generate import GenerateRequest, LoraChoice, generate
+from lorastudio.engine.generation.generate import GenerateRequest, generate, prepare
 from lorastudio.engine.generation.pipecache import PipelineCache
+from lorastudio.engine.seeds import check_seed
+from lorastudio.engine.selection import LoraSelection, parse_strength
 from lorastudio.errors import Invalid
 
 LABEL_W, HEADER_H, MIN_CELL = 150, 28, 160
@@ -26,6 +28,10 @@ class Grid:
     warnings: list[str]
     params: dict
 
+    def to_dict(self) -> dict:
+        """JSON-able form (the image is left out; the caller saves it)."""
+        return {"rows": self.rows, "seeds": self.seeds, "warnings": self.warnings, "params": self.params}
+
 
 def strength_grid(cache: PipelineCache, req: GenerateRequest, strengths: list[float], seeds: list[int]) -> Grid:
     """Render req's LoRAs at each strength (all LoRAs together) for each seed, under a no-LoRA row."""
@@ -33,7 +39,13 @@ def strength_grid(cache: PipelineCache, req: GenerateRequest, strengths: list[fl
         raise Invalid("a strength grid needs at least one --lora")
     if not strengths or not seeds:
         raise Invalid("give at least one strength and one seed, e.g. --strengths 0,0.5,1 --seeds 1,2")
-    rows: list[tuple[str, list[LoraChoice]]] = [("no LoRA", [])]
+    if len(strengths) > 16 or len(seeds) > 16:
+        raise Invalid("a grid has at most 16 strengths and 16 seeds; split it into several grids")
+    strengths = [parse_strength(str(s), "--strengths") for s in strengths]
+    seeds = [check_seed(seed, "--seeds: seed") for seed in seeds]
+    if any(seed is None for seed in seeds):
+        raise Invalid("--seeds: a grid compares fixed seeds; give seeds from 0 to 2**64-1 (not -1)")
+    rows: list[tuple[str, list[LoraSelection]]] = [("no LoRA", [])]
     for s in strengths:
         rows.append((f"strength {s:g}", [c.model_copy(update={"strength": s}) for c in req.loras]))
     cells, warnings = [], []
@@ -79,22 +91,29 @@ class Effect:
     verdict: str
 
 
+def diagnosis_to_dict(effects: list[Effect], warnings: list[str]) -> dict:
+    """What `diagnose --json` prints and the HTTP API returns."""
+    return {"effects": [asdict(e) for e in effects], "warnings": warnings}
+
+
 def diagnose(cache: PipelineCache, req: GenerateRequest) -> tuple[list[Effect], list[str]]:
     """Compare each selected LoRA alone, and the stack, against the no-LoRA image with the same seed."""
     seed = req.seed if req.seed is not None else 1
     single = req.model_copy(update={"seed": seed, "n": 1})
-    first = generate(cache, single)
-    chosen = [(lora["path"], lora["name"], lora["strength"], lora.get("region")) for lora in first.params[0]["loras"]]
+    chosen = prepare(cache, single).loras  # every selection (options and prompt tags), strengths settled
     if not chosen:
         raise Invalid("nothing to diagnose: select a LoRA with --lora or <lora:name:weight>")
-    plain = _pixels(generate(cache, single.model_copy(update={"loras": []})).images[0])
+    first = generate(cache, single)
+    prompt_only = single.model_copy(update={"loras": [], "prompt": prepare(cache, single).prompt})
+    plain = _pixels(generate(cache, prompt_only).images[0])
     effects = []
-    for path, name, strength, region in chosen:
-        choice = LoraChoice(lora=path, strength=strength, region=region)
-        alone = generate(cache, single.model_copy(update={"loras": [choice]}))
-        effects.append(_effect(name, strength, plain, _pixels(alone.images[0])))
+    for sel, lora in chosen:
+        alone = generate(
+            cache, prompt_only.model_copy(update={"loras": [sel.model_copy(update={"lora": str(lora.path)})]})
+        )
+        effects.append(_effect(lora.name, sel.strength, plain, _pixels(alone.images[0])))
     if len(chosen) > 1:
-        effects.append(_effect("all together", sum(s for _, _, s, _ in chosen), plain, _pixels(first.images[0])))
+        effects.append(_effect("all together", sum(sel.strength for sel, _ in chosen), plain, _pixels(first.images[0])))
     return effects, first.warnings
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from lorastudio.config import Settings
-from lorastudio.engine.lora.file import OURS, read_lora
+from lorastudio.engine.lora.file import read_lora
 from lorastudio.engine.lora.fit import check_fits
 from lorastudio.engine.models.basemodel import BaseModel, load_base_model, weights_hash
 from lorastudio.engine.models.device import resolve_device
@@ -33,20 +33,25 @@ class LoadedLora:
     description: str
     recommended_strength: float | None
     megabytes: float
+    warnings: tuple[str, ...] = ()  # what was wrong with the file's metadata (ignored values)
 
 
 def resolve_lora(name_or_path: str | Path, search_dirs: list[Path]) -> Path:
     """A LoRA given as a path, or as a name looked up as <dir>/<name>.safetensors in search_dirs."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    for folder in search_dirs:
-        candidate = folder / f"{name_or_path}.safetensors"
-        if candidate.is_file():
-            return candidate
+    text = str(name_or_path)
+    try:
+        path = Path(text).expanduser()
+        if path.is_file():
+            return path
+        for folder in search_dirs:
+            candidate = folder / f"{text}.safetensors"
+            if "/" not in text and "\\" not in text and candidate.is_file():
+                return candidate
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL byte
+        pass
     known = sorted(p.stem for d in search_dirs if d.is_dir() for p in d.glob("*.safetensors"))
     hint = f" Known LoRAs: {', '.join(known[:20])}" if known else ""
-    raise NotFound(f"LoRA {str(name_or_path)!r} not found as a file or in {', '.join(map(str, search_dirs))}.{hint}")
+    raise NotFound(f"LoRA {text[:80]!r} not found as a file or in {', '.join(map(str, search_dirs))}.{hint}")
 
 
 class PipelineCache:
@@ -70,13 +75,7 @@ class PipelineCache:
         self.base, self.base_spec, self.loras = None, None, OrderedDict()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        base = load_base_model(
-            spec,
-            models_dir=self.settings.models_dir,
-            dtype=self.dtype,
-            single_file_config=self.settings.single_file_config,
-            allow_downloads=self.settings.allow_downloads,
-        )
+        base = load_base_model(spec, self.settings, dtype=self.dtype)
         base.pipe.to(self.device)
         self.base, self.base_spec = base, spec
         self.base_loads += 1
@@ -104,17 +103,18 @@ class PipelineCache:
         megabytes = sum(t.numel() * t.element_size() for t in lora.tensors.values()) / 2**20
         self._evict(megabytes, keep)
         base.pipe.load_lora_weights(dict(lora.tensors), adapter_name=adapter)
-        strength = lora.metadata.get(OURS + "recommended_strength")
+        info = lora.info
         loaded = LoadedLora(
             adapter=adapter,
             name=path.stem,
             path=path.resolve(),
             sha256=digest,
-            kind=lora.metadata.get(OURS + "kind"),
-            triggers=tuple(lora.trigger_words),
-            description=lora.description,
-            recommended_strength=float(strength) if strength else None,
+            kind=info.kind,
+            triggers=tuple(info.trigger_words),
+            description=info.description,
+            recommended_strength=info.recommended_strength,
             megabytes=megabytes,
+            warnings=tuple(f"{path.stem}: {w}" for w in info.warnings),
         )
         self.loras[adapter] = loaded
         return loaded

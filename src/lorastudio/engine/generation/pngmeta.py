@@ -83,11 +83,20 @@ def read_png_parameters(path: Path) -> dict:
             text = dict(getattr(img, "text", {}) or img.info)
     except (OSError, ValueError) as exc:
         raise Invalid(f"{path} is not a readable PNG ({exc})") from exc
+    except Image.DecompressionBombError as exc:
+        raise Invalid(f"{path} is too large to open safely ({exc})") from exc
     if OUR_CHUNK in text:
-        params = json.loads(text[OUR_CHUNK])
+        try:
+            params = json.loads(text[OUR_CHUNK])
+        except (ValueError, RecursionError) as exc:
+            raise Invalid(
+                f"{path.name}: its '{OUR_CHUNK}' record is not valid JSON, so it cannot be reproduced"
+            ) from exc
+        if not isinstance(params, dict):
+            raise Invalid(f"{path.name}: its '{OUR_CHUNK}' record is not a JSON object, so it cannot be reproduced")
         params["source"] = "lorastudio"
         return params
-    if "parameters" in text:
+    if isinstance(text.get("parameters"), str):
         parsed = parse_a1111(text["parameters"])
         parsed["source"] = "a1111"
         return parsed

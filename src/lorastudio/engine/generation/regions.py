@@ -22,20 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lorastudio.engine.selection import region_box
 from lorastudio.errors import Invalid
 
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the width and height
-
-NAMED_REGIONS: dict[str, Box] = {
-    "full": (0.0, 0.0, 1.0, 1.0),
-    "left": (0.0, 0.0, 0.5, 1.0),
-    "right": (0.5, 0.0, 1.0, 1.0),
-    "top": (0.0, 0.0, 1.0, 0.5),
-    "bottom": (0.0, 0.5, 1.0, 1.0),
-    "left-third": (0.0, 0.0, 1 / 3, 1.0),
-    "middle-third": (1 / 3, 0.0, 2 / 3, 1.0),
-    "right-third": (2 / 3, 0.0, 1.0, 1.0),
-}
 # Share of the last sampler steps in which the passes share one blended latent; before that each pass
 # paints its own copy. Measured on the toy world (benchmarks/consistency.py, 20 pair prompts): sharing
 # from the start (MultiDiffusion-style) 30% both fighters right, last 50% 30%, last 25% 55%, last 10% 95%,
@@ -43,29 +32,6 @@ NAMED_REGIONS: dict[str, Box] = {
 # The shared tail smooths the seam; raise it (--region-blend) if a seam shows, lower it if looks mix.
 DEFAULT_REGION_BLEND = 0.1
 FEATHER = 1 / 16  # soft edge, as a fraction of the latent's shorter side: hides the seam on big latents
-
-
-def parse_region(text: str) -> str:
-    """A region's canonical spelling: a name (left, right, top, bottom, left-third, ...) or a box of
-    fractions 'x0,y0,x1,y1'; raises Invalid with the choices otherwise."""
-    name = text.strip().lower()
-    if name in NAMED_REGIONS:
-        return name
-    try:
-        box = tuple(float(x) for x in name.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4 or not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
-        raise Invalid(
-            f"region {text!r} is not one of {', '.join(NAMED_REGIONS)} nor a box 'x0,y0,x1,y1' of fractions "
-            "with x0 < x1 and y0 < y1 (e.g. 0,0,0.5,1 is the left half)"
-        )
-    return ",".join(f"{x:g}" for x in box)
-
-
-def region_box(region: str) -> Box:
-    """The box (fractions) of a region spelled as parse_region returns it."""
-    return NAMED_REGIONS.get(region) or tuple(float(x) for x in region.split(","))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,10 @@
-"""Fit checks between a LoRA file and a base model, done before anything is applied."""
+"""Fit checks between a LoRA file and a loaded base model, done before anything is applied.
+
+Whether a LoRA fits is decided from the base model actually loaded: every module the LoRA names must
+exist there with the shapes its weights expect. A family label in the file is only used to name it in
+the message; a file from another trainer with no (or another) label still fits when its shapes do.
+Modules may be spelled any way diffusers' own kohya loader reads them (the loader applies the file).
+"""
 
 from __future__ import annotations
 
@@ -7,31 +13,88 @@ from pathlib import Path
 import torch
 
 from lorastudio.config import Settings
-from lorastudio.engine.lora.file import LoraFile, check_compatible, read_lora
-from lorastudio.engine.lora.keys import unet_name_table
-from lorastudio.engine.models.basemodel import BaseModel, is_sdxl_like, load_base_model
+from lorastudio.engine.lora.file import LoraFile, read_lora
+from lorastudio.engine.lora.keys import te_kohya_prefix, te_name_table, unet_name_table
+from lorastudio.engine.models.basemodel import BaseModel, load_base_model
+from lorastudio.engine.models.families import family_label, is_sdxl_like
+from lorastudio.errors import FamilyMismatch
 
 
-def unet_module_table(base: BaseModel) -> dict[str, torch.nn.Module]:
-    """kohya stem -> module of the base model's UNet."""
-    table = unet_name_table(base.unet, is_sdxl_like(base.family))
-    modules = {stem: base.unet.get_submodule(path) for stem, path in table.items()}
-    return {stem: getattr(m, "base_layer", m) for stem, m in modules.items()}  # the layer under a LoRA wrapper
+def module_table(base: BaseModel) -> dict[str, torch.nn.Module]:
+    """kohya stem -> layer of the base model (UNet and text encoders), seen under any LoRA wrapper."""
+    sdxl = is_sdxl_like(base.family)
+    paths = {stem: ("unet", path) for stem, path in unet_name_table(base.unet, sdxl).items()}
+    for i, encoder in enumerate(base.text_encoders):
+        for stem, path in te_name_table(encoder, te_kohya_prefix(i, sdxl)).items():
+            paths[stem] = (i, path)
+    table = {}
+    for stem, (part, path) in paths.items():
+        owner = base.unet if part == "unet" else base.text_encoders[part]
+        module = owner.get_submodule(path)
+        table[stem] = getattr(module, "base_layer", module)
+    return table
+
+
+def spellings(base: BaseModel) -> dict[str, str]:
+    """Other kohya spellings that diffusers' kohya loader maps to a module of this base -> our stem for it:
+    what diffusers' own convert_state_dict_to_kohya writes (diffusers UNet names on SDXL, lora_te1_ for a
+    single text encoder) and text-encoder names without transformers 4's text_model level."""
+    sdxl = is_sdxl_like(base.family)
+    out: dict[str, str] = {}
+    if sdxl:
+        sgm = {path: stem for stem, path in unet_name_table(base.unet, True).items()}
+        out |= {stem: sgm[path] for stem, path in unet_name_table(base.unet, False).items() if path in sgm}
+    for i, encoder in enumerate(base.text_encoders):
+        prefix = te_kohya_prefix(i, sdxl)
+        # diffusers reads lora_te1_ as the first encoder, which for a single-encoder base kohya spells lora_te_
+        prefixes = [prefix] if sdxl else [prefix, "lora_te1_"]
+        for stem in te_name_table(encoder, prefix):
+            rest = stem.removeprefix(prefix)
+            for other in (p + r for p in prefixes for r in (rest, rest.removeprefix("text_model_"))):
+                if other != stem:
+                    out[other] = stem
+    return out
+
+
+def misfits(lora: LoraFile, table: dict[str, torch.nn.Module], aliases: dict[str, str] | None = None) -> list[str]:
+    """Stems of the LoRA that name no module of the base, or whose weights do not fit its shape."""
+    bad = []
+    for stem in lora.stems:
+        module = table.get(stem)
+        if module is None and aliases:
+            module = table.get(aliases.get(stem, ""))
+        if module is None:
+            bad.append(stem)
+            continue
+        down = lora.tensors[f"{stem}.lora_down.weight"]
+        up = lora.tensors[f"{stem}.lora_up.weight"]
+        w = module.weight
+        if (
+            down.shape[1] != w.shape[1]
+            or up.shape[0] != w.shape[0]
+            or w.ndim != down.ndim
+            and not (w.ndim == 4 and down.ndim == 2)
+        ):
+            bad.append(stem)
+    return bad
 
 
 def check_fits(lora: LoraFile, base: BaseModel) -> None:
-    """Raise FamilyMismatch unless every UNet module of the LoRA exists in the base with matching shapes."""
-    check_compatible(lora, base.family, unet_module_table(base))
+    """Raise FamilyMismatch, naming both families, unless every module of the LoRA fits the base."""
+    bad = misfits(lora, module_table(base), spellings(base))
+    if not bad:
+        return
+    family = lora.info.family
+    lora_label = family_label(family) if family and family != base.family else "another model family"
+    raise FamilyMismatch(
+        f"this LoRA was trained for {lora_label}, but the base model is {family_label(base.family)} "
+        f"({len(bad)} of {len(lora.stems)} modules do not fit, e.g. {bad[0][:80]}); use a base model of the "
+        "LoRA's family or a LoRA trained for this one"
+    )
 
 
 def check_lora_fits(file: Path, base_spec: str, settings: Settings) -> LoraFile:
     """Load the base model named by base_spec and check that the LoRA file fits it."""
     lora = read_lora(file)
-    base = load_base_model(
-        base_spec,
-        models_dir=settings.models_dir,
-        single_file_config=settings.single_file_config,
-        allow_downloads=settings.allow_downloads,
-    )
-    check_fits(lora, base)
+    check_fits(lora, load_base_model(base_spec, settings))
     return lora

@@ -1,8 +1,5 @@
-"""Load a base model (built-in tiny, diffusers folder, single .safetensors, or explicit hub id) and name its family.
-
-Families decide LoRA key names and compatibility: sd15 and sdxl are the real ones; tiny-sd15 and
-tiny-sdxl share their structure at a smaller width, so a LoRA for one never fits the other.
-"""
+"""Load a base model (built-in, diffusers folder, single .safetensors, or explicit hub id) and name its
+family (the families themselves are one table in models/families.py)."""
 
 from __future__ import annotations
 
@@ -13,34 +10,17 @@ from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
-from safetensors import safe_open
 
+from lorastudio.config import Settings
+from lorastudio.engine.fileio.tensorfile import PICKLE_SUFFIXES, read_safetensors_keys
+from lorastudio.engine.models.families import FAMILIES, family_label, is_sdxl_like
 from lorastudio.engine.models.tiny import TINY_NAMES, ensure_tiny_model
-from lorastudio.errors import Invalid, NotFound, Unsupported
+from lorastudio.errors import Invalid, LoraStudioError, NotFound, Unsupported
 
 TOYWORLD = "toyworld"
 TOYWORLD_DIR = Path(__file__).parents[1] / "toyworld" / "weights"
 BUILT_IN = (TOYWORLD, *TINY_NAMES)
 FAMILY_MARKER = "lorastudio_family.txt"  # a diffusers folder may name its family (our built-in models do)
-
-FAMILY_LABELS = {
-    "toyworld": "toyworld (built-in 32x32 toy-world model, not SD)",
-    "sd15": "SD1.5",
-    "sdxl": "SDXL",
-    "tiny-sd15": "tiny SD1.5-shaped test model",
-    "tiny-sdxl": "tiny SDXL-shaped test model",
-}
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
-
-
-def family_label(family: str) -> str:
-    """Human name of a family for messages."""
-    return FAMILY_LABELS.get(family, family)
-
-
-def is_sdxl_like(family: str) -> bool:
-    """SDXL-shaped families use kohya's SGM key names and two text encoders."""
-    return family.endswith("sdxl")
 
 
 def family_from_unet_config(config: dict) -> str:
@@ -159,7 +139,10 @@ def detect_family(source: Path | str) -> str:
     path = Path(source)
     if path.is_dir():
         if (path / FAMILY_MARKER).is_file():
-            return (path / FAMILY_MARKER).read_text().strip()
+            marked = (path / FAMILY_MARKER).read_text(errors="replace").strip()
+            if marked not in FAMILIES:
+                raise Invalid(f"{path / FAMILY_MARKER} names an unknown family {marked[:40]!r}; delete the file")
+            return marked
         config_path = path / "unet" / "config.json"
         if not config_path.exists():
             raise Invalid(f"{path} is a folder but not a diffusers model (no unet/config.json)")
@@ -167,26 +150,46 @@ def detect_family(source: Path | str) -> str:
     _refuse_pickle(path)
     if path.suffix.lower() != ".safetensors":
         raise Unsupported(f"{path.name}: base models must be a diffusers folder or a .safetensors file")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            keys = list(fh.keys())
-    except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise Invalid(f"{path.name} is not a readable .safetensors file ({exc}); re-download or re-export it") from exc
-    return family_from_checkpoint_keys(keys)
+    return family_from_checkpoint_keys(read_safetensors_keys(path))
 
 
-def load_base_model(
-    spec: str,
-    *,
-    models_dir: Path,
-    dtype: torch.dtype = torch.float32,
-    single_file_config: Path | None = None,
-    allow_downloads: bool = False,
-) -> BaseModel:
-    """Load a base model on CPU in `dtype`; the caller moves parts to its device."""
-    source = resolve_base_spec(spec, models_dir)
+def base_family(spec: str, settings: Settings) -> str | None:
+    """The family a --base value names, read from its files without loading weights; None for hub ids."""
+    source = resolve_base_spec(spec, settings.models_dir)
+    return None if isinstance(source, str) else detect_family(source)
+
+
+def list_base_models(settings: Settings) -> list[dict]:
+    """The `models list` rows: built-in models, then the diffusers folders and .safetensors files found
+    in the models folder (ones that are not models are left out)."""
+    rows = []
+    for name in BUILT_IN:
+        ready = name == TOYWORLD or (settings.models_dir / name / "model_index.json").exists()
+        rows.append(_model_row(name, name, built_in=True, ready=ready, settings=settings))
+    if settings.models_dir.is_dir():
+        for path in sorted(settings.models_dir.iterdir()):
+            if path.name in TINY_NAMES or path.name.startswith("."):
+                continue
+            try:
+                family = detect_family(path)
+            except LoraStudioError:
+                continue
+            rows.append(_model_row(str(path), family, built_in=False, ready=True, settings=settings))
+    return rows
+
+
+def _model_row(name: str, family: str, *, built_in: bool, ready: bool, settings: Settings) -> dict:
+    return {"name": name, "family": family, "label": family_label(family), "built_in": built_in, "ready": ready,
+            "default": name == settings.default_base_model}  # fmt: skip
+
+
+def load_base_model(spec: str, settings: Settings, *, dtype: torch.dtype = torch.float32) -> BaseModel:
+    """Load a base model on CPU in `dtype` (where to look and what may be downloaded come from settings);
+    the caller moves parts to its device."""
+    source = resolve_base_spec(spec, settings.models_dir)
+    single_file_config = settings.single_file_config
     if isinstance(source, str):  # explicit hub id
-        if not allow_downloads:
+        if not settings.allow_downloads:
             raise Invalid(
                 f"{spec} would be downloaded from the Hugging Face hub; set LORASTUDIO_ALLOW_DOWNLOADS=1 "
                 "to allow it, or download it yourself and pass the local folder"

@@ -1,1 +1,1 @@
-
+"""Training: presets, TrainConfig/TrainResult (config.py), train_lora (train.py), checkpoints, file metadata."""

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
-from lorastudio.engine.lora.file import write_safetensors
+from lorastudio.engine.fileio.tensorfile import read_safetensors, write_safetensors
 from lorastudio.errors import Invalid
 
 FORMAT = "lorastudio-checkpoint-1"
@@ -76,23 +75,30 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint written by save_checkpoint."""
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise Invalid(f"{path.name} is not a LoRA Studio training checkpoint")
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open is not iterable
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
-    for idx, values in json.loads(meta["opt_scalars"]).items():
-        state.setdefault(int(idx), {}).update(values)
-    return Checkpoint(
-        step=int(meta["step"]),
-        lora={k[5:]: v for k, v in tensors.items() if k.startswith("lora.")},
-        optimizer={"state": state, "param_groups": json.loads(meta["param_groups"])},
-        loss_history=[tuple(x) for x in json.loads(meta["loss_history"])],
-        config=json.loads(meta["config"]),
+    """Read a checkpoint written by save_checkpoint; a damaged one is named, with the earlier ones."""
+    earlier = [p.name for p in list_checkpoints(path.parent.parent) if p != path]
+    hint = (
+        f"it is damaged; delete it and --resume continues from {earlier[-1]}"
+        if earlier
+        else "it is damaged and no earlier checkpoint is kept; start the run again without --resume"
     )
+    tensors, meta = read_safetensors(path, hint=hint)
+    if meta.get("format") != FORMAT:
+        raise Invalid(f"{path.name} is not a LoRA Studio training checkpoint")
+    try:
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, idx, name = key.split(".", 2)
+                state.setdefault(int(idx), {})[name] = value
+        for idx, values in json.loads(meta["opt_scalars"]).items():
+            state.setdefault(int(idx), {}).update(values)
+        return Checkpoint(
+            step=int(meta["step"]),
+            lora={k[5:]: v for k, v in tensors.items() if k.startswith("lora.")},
+            optimizer={"state": state, "param_groups": json.loads(meta["param_groups"])},
+            loss_history=[(int(s), float(v)) for s, v in json.loads(meta["loss_history"])],
+            config=json.loads(meta["config"]),
+        )
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise Invalid(f"{path.name}: {hint} (its header is garbled: {exc})") from exc

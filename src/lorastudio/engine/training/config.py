@@ -1,4 +1,4 @@
-"""What a training run is asked to do (TrainConfig), what it reports (ProgressEvent) and returns (TrainResult)."""
+"""What a training run is asked to do (TrainConfig) and what it returns (TrainResult)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lorastudio.engine.training.presets import KINDS, check_trigger, get_preset
-from lorastudio.errors import Invalid
+from lorastudio.engine.kinds import check_kind
+from lorastudio.engine.prompts import check_trigger
+from lorastudio.engine.seeds import SEED_LIMIT, pick_seed
+from lorastudio.engine.training.presets import get_preset
+from lorastudio.errors import Invalid, format_validation_error
 
 SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial")
 
@@ -35,6 +38,7 @@ class TrainConfig(BaseModel):
     resolution: int = Field(ge=32, le=4096)
     batch_size: int = Field(ge=1, le=64)
     bucket_step: int = Field(default=64, ge=8, le=256, description="Bucket sides are multiples of this")
+    family: str | None = Field(default=None, description="Family of the base model the defaults were fitted to")
     gradient_accumulation: int = Field(default=1, ge=1, le=128)
     target: Literal["attn", "attn-ff", "all"] = "attn"
     train_text_encoder: bool = False
@@ -48,7 +52,7 @@ class TrainConfig(BaseModel):
     gradient_checkpointing: bool = False
     precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     save_precision: Literal["fp16", "bf16", "fp32"] = "fp16"
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, lt=SEED_LIMIT, description="0 to 2**64-1; -1 picks one (recorded)")
     flip_augment: bool = False
     cache_latents: bool = True
     checkpoint_every: int = Field(default=100, ge=0)
@@ -69,49 +73,37 @@ class TrainConfig(BaseModel):
             raise ValueError(str(exc)) from exc
 
     @classmethod
-    def from_preset(cls, *, kind: str, preset: str | None = None, **overrides: object) -> TrainConfig:
-        """Build a config from the kind's preset (or a named one) with explicit overrides on top."""
-        if kind not in KINDS:
-            raise Invalid(f"unknown kind {kind!r}; choose one of: {', '.join(KINDS)}")
-        p = get_preset(preset, kind)
+    def from_preset(
+        cls, *, kind: str, preset: str | None = None, family: str | None = None, **overrides: object
+    ) -> TrainConfig:
+        """Build a config from the kind's preset (or a named one), fitted to the base model's family
+        (resolution, bucket step, the toy world's recipe), with explicit overrides on top."""
+        check_kind(kind)
+        p = get_preset(preset, kind, family)
         values = {
             "preset": p.name,
+            "family": family,
             "steps": p.steps,
             "learning_rate": p.learning_rate,
             "network_dim": p.network_dim,
             "network_alpha": p.network_alpha,
             "resolution": p.resolution,
             "batch_size": p.batch_size,
+            "bucket_step": p.bucket_step,
+            "target": p.target,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        values["warmup_steps"] = values.get("warmup_steps", min(100, int(values["steps"]) // 10))
+        if values.get("seed") == -1:
+            values["seed"] = pick_seed(None)  # A1111's -1: pick one, and record it in the file
+        try:
+            steps = int(values["steps"])
+        except (TypeError, ValueError):
+            steps = 0
+        values["warmup_steps"] = values.get("warmup_steps", min(100, max(steps, 0) // 10))
         try:
             return cls(kind=kind, **values)
         except ValidationError as exc:
-            raise Invalid(format_validation_error(exc)) from exc
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One readable line per bad field."""
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        lines.append(f"{where}: {err['msg']}")
-    return "invalid training settings - " + "; ".join(lines)
-
-
-@dataclass
-class ProgressEvent:
-    """One progress report from a run; `phase` is prepare, cache, train, sample, checkpoint or save."""
-
-    phase: str
-    step: int = 0
-    total: int = 0
-    loss: float | None = None
-    seconds_per_step: float | None = None
-    eta_seconds: float | None = None
-    message: str = ""
-    preview: Path | None = None
+            raise Invalid(format_validation_error(exc, "training settings")) from exc
 
 
 @dataclass
@@ -130,3 +122,19 @@ class TrainResult:
     samples: list[Path] = field(default_factory=list)
     peak_memory_mb: float | None = None
     report: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """What `train --json` prints and the HTTP API returns."""
+        return {
+            "lora": str(self.lora_path) if self.lora_path else None,
+            "stopped": self.stopped,
+            "steps": self.steps_done,
+            "total_steps": self.total_steps,
+            "family": self.family,
+            "images_used": self.images_used,
+            "seconds": round(self.seconds, 2),
+            "final_loss": self.loss_history[-1][1] if self.loss_history else None,
+            "checkpoints": [str(p) for p in self.checkpoints],
+            "samples": [str(p) for p in self.samples],
+            "peak_memory_mb": self.peak_memory_mb,
+        }

@@ -32,7 +32,7 @@ def to_pixels(fitted: Fitted, flip: bool = False) -> torch.Tensor:
 
 def epoch_batches(samples: list[Sample], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """Deterministic batches for one epoch: shuffled within each bucket, then batch order shuffled."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64)
     by_bucket: dict[tuple[int, int], list[int]] = {}
     for i, s in enumerate(samples):
         by_bucket.setdefault(s.bucket, []).append(i)
@@ -59,7 +59,7 @@ def step_noise(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise and timesteps for one micro-step, drawn from a generator seeded by (seed, step) so a
     resumed run draws exactly what an uninterrupted one would."""
-    gen = torch.Generator().manual_seed(seed * 7919 + micro_step)
+    gen = torch.Generator().manual_seed((seed * 7919 + micro_step) % 2**64)
     noise = torch.randn(shape, generator=gen)
     if offset:
         noise = noise + offset * torch.randn((shape[0], shape[1], 1, 1), generator=gen)

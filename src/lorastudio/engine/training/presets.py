@@ -6,15 +6,17 @@ Character and fighting style are the guide's numbers. Pose and visual style are 
 - visual style: lighting and colour grading spread over whole images like a fighting style, so the
   fighting style's gentler rate and batch 2 with the longer step range.
 Every value can be overridden ("custom configuration"); the `-hires` variants train at 1024.
+The resolution (and bucket step) follow the base model's family: the guide's 768 on SD1.5, 1024 on
+SDXL, 32 on the toy world, whose CPU recipe also replaces steps, rate and rank (models/families.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from lorastudio.engine.kinds import check_kind
+from lorastudio.engine.models.families import get_family
 from lorastudio.errors import Invalid
-
-KINDS = ("character", "fighting_style", "pose", "visual_style")
 
 
 @dataclass(frozen=True)
@@ -33,24 +35,23 @@ class Preset:
     batch_size: int
     images_range: tuple[int, int]  # the guide's recommended number of images
     min_images: int  # below this, training is refused
-    class_words: str  # caption words used with the trigger when an image has no caption
+    bucket_step: int = 64  # bucket sides are multiples of this
+    target: str = "attn"  # which layers get a LoRA
 
 
 BASE_PRESETS: dict[str, Preset] = {
     "character": Preset(
         "character", "character", 1200, (1000, 1500), 1e-4, 64, (64, 64), 32, 768, 1, (15, 25), 5,
-        "a person",
     ),
     "fighting_style": Preset(
         "fighting_style", "fighting_style", 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40),
-        10, "martial arts fighting technique",
+        10,
     ),
     "pose": Preset(
-        "pose", "pose", 1200, (1000, 1500), 1e-4, 32, (16, 32), 16, 768, 1, (15, 30), 5, "action pose",
+        "pose", "pose", 1200, (1000, 1500), 1e-4, 32, (16, 32), 16, 768, 1, (15, 30), 5,
     ),
     "visual_style": Preset(
         "visual_style", "visual_style", 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40), 10,
-        "cinematic visual style",
     ),
 }  # fmt: skip
 
@@ -62,25 +63,18 @@ def _hires(p: Preset) -> Preset:
 PRESETS: dict[str, Preset] = {**BASE_PRESETS, **{f"{k}-hires": _hires(p) for k, p in BASE_PRESETS.items()}}
 
 
-def check_trigger(word: str) -> str:
-    """A trigger word is one token-like word: no spaces or commas (it is matched inside captions)."""
-    word = word.strip()
-    if not word or any(c.isspace() for c in word) or "," in word:
-        raise Invalid("the trigger word must be one word without spaces or commas, e.g. 'johnhero'")
-    return word
-
-
-def check_kind(kind: str) -> str:
-    """Return `kind` if known, else raise Invalid listing the kinds."""
-    if kind not in KINDS:
-        raise Invalid(f"unknown kind {kind!r}; choose one of: {', '.join(KINDS)}")
-    return kind
-
-
-def get_preset(name: str | None, kind: str) -> Preset:
-    """The named preset, or the kind's own preset when no name is given."""
+def get_preset(name: str | None, kind: str, family: str | None = None) -> Preset:
+    """The named preset (or the kind's own), fitted to a base-model family when one is given: its
+    resolution and bucket step, and on the toy world its CPU recipe."""
     check_kind(kind)
     name = name or kind
     if name not in PRESETS:
-        raise Invalid(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return PRESETS[name]
+        raise Invalid(f"unknown preset {str(name)[:40]!r}; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    fam = get_family(family)
+    if fam is None:
+        return preset
+    hires = name.endswith("-hires")
+    fitted = replace(preset, resolution=fam.hires_resolution if hires else fam.train_resolution,
+                     bucket_step=min(preset.bucket_step, fam.bucket_step))  # fmt: skip
+    return replace(fitted, **fam.recipe) if fam.recipe else fitted

@@ -6,7 +6,6 @@ import contextlib
 import json
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -15,27 +14,13 @@ from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from peft import LoraConfig, inject_adapter_in_model
 
-from lorastudio import __version__
 from lorastudio.config import Settings
 from lorastudio.engine.data.buckets import fit_to_bucket
 from lorastudio.engine.data.dataset import scan_dataset
-from lorastudio.engine.fileio.atomic import write_bytes_atomic
-from lorastudio.engine.lora.file import (
-    SS_BASE_VERSION,
-    LoraFile,
-    check_lora_path,
-    lora_state,
-    peft_to_kohya,
-    save_lora,
-)
-from lorastudio.engine.lora.keys import (
-    te_kohya_name,
-    te_kohya_prefix,
-    text_encoder_targets,
-    unet_stem_namer,
-    unet_targets,
-)
-from lorastudio.engine.models.basemodel import BaseModel, is_sdxl_like, load_base_model
+from lorastudio.engine.fileio.atomic import check_writable_dir, check_writable_file, write_bytes_atomic
+from lorastudio.engine.lora.file import check_lora_path, save_lora
+from lorastudio.engine.lora.keys import text_encoder_targets, unet_targets
+from lorastudio.engine.models.basemodel import BaseModel, load_base_model
 from lorastudio.engine.models.device import (
     is_out_of_memory,
     peak_memory_mb,
@@ -43,9 +28,12 @@ from lorastudio.engine.models.device import (
     resolve_precision,
     weight_dtype,
 )
+from lorastudio.engine.models.families import is_sdxl_like
 from lorastudio.engine.models.textenc import Conditioning, encode_text, sdxl_time_ids
+from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop, never_stop, no_progress
 from lorastudio.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from lorastudio.engine.training.config import ProgressEvent, TrainConfig, TrainResult
+from lorastudio.engine.training.config import TrainConfig, TrainResult
+from lorastudio.engine.training.metadata import export_lora
 from lorastudio.engine.training.parts import (
     Sample,
     check_optimizer,
@@ -54,13 +42,11 @@ from lorastudio.engine.training.parts import (
     make_optimizer,
     snr_weights,
     step_noise,
-    tag_frequency,
     to_pixels,
 )
 from lorastudio.engine.training.presets import get_preset
 from lorastudio.errors import Invalid, NaNLoss, OutOfMemory
 
-RECOMMENDED_STRENGTH = {"character": 0.8, "fighting_style": 0.6, "pose": 0.4, "visual_style": 0.6}
 RESUME_KEYS = (
     "kind",
     "trigger",
@@ -77,18 +63,19 @@ def train_lora(
     cfg: TrainConfig,
     *,
     settings: Settings,
-    on_progress: Callable[[ProgressEvent], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    on_progress: OnProgress | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> TrainResult:
     """Train one LoRA. Checks everything it can before loading a model; checkpoints as it goes."""
-    emit = on_progress or (lambda event: None)
-    stop = should_stop or (lambda: False)
+    emit, stop = on_progress or no_progress, should_stop or never_stop
     started_at, t0 = time.time(), time.perf_counter()
     device = resolve_device(settings.device if cfg.device == "auto" else cfg.device)
     precision = resolve_precision(cfg.precision, device)
     preset = get_preset(cfg.preset, cfg.kind)
     check_optimizer(cfg.optimizer, device)
     check_lora_path(cfg.output)
+    check_writable_file(cfg.output, "--out file")
+    check_writable_dir(cfg.run_dir, "--run-dir")
 
     # 1. The dataset, validated before any model is loaded.
     emit(ProgressEvent("prepare", message="checking images"))
@@ -112,7 +99,7 @@ def train_lora(
         found = list_checkpoints(cfg.run_dir)
         if not found:
             raise Invalid(f"--resume: no checkpoint in {cfg.run_dir / 'checkpoints'}; start without --resume")
-        checkpoint = load_checkpoint(found[-1])
+        checkpoint = load_checkpoint(found[-1])  # a damaged one is named, with the one to fall back to
         changed = [k for k in RESUME_KEYS if str(checkpoint.config.get(k)) != str(getattr(cfg, k))]
         if changed:
             raise Invalid(f"--resume: these settings differ from the checkpoint's run: {', '.join(changed)}")
@@ -120,13 +107,7 @@ def train_lora(
     # 3. Base model, frozen, with LoRA adapters on the target modules.
     emit(ProgressEvent("prepare", message=f"loading base model {cfg.base}"))
     wdtype = weight_dtype(precision)
-    base = load_base_model(
-        cfg.base,
-        models_dir=settings.models_dir,
-        dtype=torch.float32,
-        single_file_config=settings.single_file_config,
-        allow_downloads=settings.allow_downloads,
-    )
+    base = load_base_model(cfg.base, settings, dtype=torch.float32)
     sdxl = is_sdxl_like(base.family)
     unet, vae = base.unet, base.pipe.vae
     encoders, tokenizers = base.text_encoders, base.tokenizers
@@ -201,6 +182,8 @@ def train_lora(
     loss_history: list[tuple[int, float]] = []
     start_step = 0
     if checkpoint is not None:
+        if set(checkpoint.lora) != set(named):
+            raise Invalid(f"--resume: {found[-1].name} holds other LoRA layers than this run trains; start afresh")
         with torch.no_grad():
             for name, p in named.items():
                 p.copy_(checkpoint.lora[name])
@@ -303,8 +286,9 @@ def train_lora(
     emit(ProgressEvent("save", step, cfg.steps, message=f"saving {cfg.output}"))
     unet.eval()
     seconds = time.perf_counter() - t0
-    lora = _export(base, cfg, unet, encoders, report, [s.caption for s in samples], started_at, seconds)
-    lora.metadata["lorastudio_final_loss"] = f"{loss_history[-1][1]:.6f}" if loss_history else ""
+    lora = export_lora(base, cfg, unet, encoders, report, [s.caption for s in samples], started_at, seconds,
+                       loss_history=loss_history, per_epoch=per_epoch, buckets=[s.bucket for s in samples],
+                       precision=precision)  # fmt: skip
     save_lora(cfg.output, lora)
     history = json.dumps({"loss": loss_history, "steps": cfg.steps, "seconds": seconds}).encode()
     write_bytes_atomic(cfg.run_dir / "loss_history.json", history)
@@ -356,70 +340,3 @@ def _samples(base: BaseModel, cfg: TrainConfig, step: int, device, precision, em
         emit(ProgressEvent("sample", step, cfg.steps, message=prompt, preview=path))
     base.unet.train()
     return paths
-
-
-def _export(base, cfg: TrainConfig, unet, encoders, report, captions, started_at, seconds) -> LoraFile:
-    sdxl = is_sdxl_like(base.family)
-    save_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[cfg.save_precision]
-    tensors = peft_to_kohya(lora_state(unet), unet_stem_namer(unet, sdxl), cfg.network_alpha, save_dtype)
-    if cfg.train_text_encoder:
-        for i, encoder in enumerate(encoders):
-            prefix = te_kohya_prefix(i, sdxl)
-            state = lora_state(encoder)
-            tensors.update(
-                peft_to_kohya(state, lambda p, pre=prefix: te_kohya_name(pre, p), cfg.network_alpha, save_dtype)
-            )
-    folder = Path(cfg.images).name if isinstance(cfg.images, Path) else "images"
-    n = len(report.valid)
-    meta = {
-        "ss_network_module": "networks.lora",
-        "ss_network_dim": str(cfg.network_dim),
-        "ss_network_alpha": str(cfg.network_alpha),
-        "ss_network_args": json.dumps({"target": cfg.target}),
-        "ss_learning_rate": str(cfg.learning_rate),
-        "ss_unet_lr": str(cfg.learning_rate),
-        "ss_text_encoder_lr": str(cfg.text_encoder_lr or cfg.learning_rate) if cfg.train_text_encoder else "0",
-        "ss_max_train_steps": str(cfg.steps),
-        "ss_steps": str(cfg.steps),
-        "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
-        "ss_batch_size_per_device": str(cfg.batch_size),
-        "ss_gradient_accumulation_steps": str(cfg.gradient_accumulation),
-        "ss_gradient_checkpointing": str(cfg.gradient_checkpointing),
-        "ss_lr_scheduler": cfg.lr_scheduler,
-        "ss_lr_warmup_steps": str(cfg.warmup_steps),
-        "ss_optimizer": cfg.optimizer,
-        "ss_mixed_precision": cfg.precision,
-        "ss_min_snr_gamma": str(cfg.min_snr_gamma),
-        "ss_noise_offset": str(cfg.noise_offset),
-        "ss_flip_aug": str(cfg.flip_augment),
-        "ss_seed": str(cfg.seed),
-        "ss_sd_model_name": base.name,
-        "ss_new_sd_model_hash": base.model_hash,
-        "ss_base_model_version": SS_BASE_VERSION.get(base.family, base.family),
-        "ss_v2": "False",
-        "ss_num_train_images": str(n),
-        "ss_dataset_dirs": json.dumps({folder: {"n_repeats": 1, "img_count": n}}),
-        "ss_tag_frequency": json.dumps({folder: tag_frequency(captions)}),
-        "ss_caption_extension": ".txt",
-        "ss_output_name": cfg.output.stem,
-        "ss_training_started_at": str(started_at),
-        "ss_training_finished_at": str(time.time()),
-        "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": ("stable-diffusion-xl-v1-base" if sdxl else "stable-diffusion-v1") + "/lora",
-        "modelspec.implementation": "https://github.com/huggingface/diffusers",
-        "modelspec.title": cfg.output.stem,
-        "modelspec.trigger_phrase": cfg.trigger,
-        "modelspec.description": cfg.description,
-        "lorastudio_version": __version__,
-        "lorastudio_kind": cfg.kind,
-        "lorastudio_preset": cfg.preset,
-        "lorastudio_trigger_words": json.dumps([cfg.trigger]),
-        "lorastudio_description": cfg.description,
-        "lorastudio_recommended_strength": str(RECOMMENDED_STRENGTH[cfg.kind]),
-        "lorastudio_base_family": base.family,
-        "lorastudio_layers_per_block": str(unet.config.layers_per_block),
-        "lorastudio_target": cfg.target,
-        "lorastudio_training_seconds": f"{seconds:.1f}",
-        "lorastudio_steps_per_second": f"{cfg.steps / max(seconds, 1e-9):.4f}",
-    }
-    return LoraFile(tensors, meta)

@@ -37,28 +37,13 @@ NegOpt = Annotated[str | None, typer.Option("--negative", help="Negative prompt"
 SizeOpt = Annotated[int | None, typer.Option(help="Pixels, a multiple of 8 (default: the model's native size)")]
 
 
-def parse_lora_option(value: str) -> dict:
-    """'hero.safetensors:0.8@left' -> {'lora': 'hero.safetensors', 'strength': 0.8, 'region': 'left'};
-    no number -> the recommended strength, no region -> the whole picture."""
-    region = None
-    head, sep, tail = value.rpartition("@")
-    if sep and head:
-        value, region = head, tail
-    head, sep, tail = value.rpartition(":")
-    if sep and head:
-        try:
-            return {"lora": head, "strength": float(tail), "region": region}
-        except ValueError:
-            pass
-    return {"lora": value, "strength": None, "region": region}
-
-
 def _request(prompt: str, loras: list[str] | None, base: str | None, settings, **values):
     from lorastudio.engine.generation.generate import GenerateRequest
+    from lorastudio.engine.selection import LoraSelection
 
     return GenerateRequest.build(
         prompt=prompt,
-        loras=[parse_lora_option(v) for v in loras or []],
+        loras=[LoraSelection.parse(v) for v in loras or []],
         base=base or settings.default_base_model,
         **values,
     )
@@ -69,7 +54,9 @@ def generate(
     prompt: Annotated[str | None, typer.Argument(help="Prompt; A1111 <lora:name:0.8> tags work too")] = None,
     lora: LoraOpt = None,
     base: BaseOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (default: random); image i uses seed+i")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed, 0 to 2**64-1 (default, -1: random); image i uses seed+i")
+    ] = None,
     n: Annotated[int | None, typer.Option("--n", help="Number of images (batch)")] = None,
     steps: StepsOpt = None,
     width: SizeOpt = None,
@@ -95,6 +82,7 @@ def generate(
     """Generate images with stacked LoRAs; every PNG carries the parameters that reproduce it."""
 
     def work() -> dict:
+        from lorastudio.engine.fileio.atomic import check_writable_dir
         from lorastudio.engine.generation.generate import generate as run
         from lorastudio.engine.generation.generate import save_result
         from lorastudio.engine.generation.pipecache import PipelineCache
@@ -102,7 +90,9 @@ def generate(
         settings = settings_from_env()
         keep = None  # --from-png re-runs the image's whole batch and keeps just that image
         if from_png is not None:
-            req, keep = _from_png(from_png, base, settings)
+            from lorastudio.engine.generation.reproduce import request_from_png
+
+            req, keep = request_from_png(from_png, base=base, default_base=settings.default_base_model)
         elif not prompt:
             raise Invalid("give a prompt, or --from-png IMAGE to reproduce an image")
         else:
@@ -111,41 +101,16 @@ def generate(
                            variation_seed=variation_seed, variation_strength=variation_strength, fuse=fuse,
                            region_blend=region_blend)  # fmt: skip
         warn_if_builtin(req.base)
+        target = out_dir or settings.home / "outputs"
+        check_writable_dir(target, "--out folder")
         with StepProgress("generating") as progress:
             result = run(PipelineCache(settings), req, on_progress=progress.update)
         if keep is not None:
             result.images, result.params = [result.images[keep]], [result.params[keep]]
-        paths = save_result(result, out_dir or settings.home / "outputs")
-        return {
-            "images": [str(p) for p in paths],
-            "seeds": [p["seed"] for p in result.params],
-            "prompt": result.params[0]["prompt"],
-            "loras": result.params[0]["loras"],
-            "warnings": result.warnings,
-            "seconds": round(result.seconds, 3),
-        }
+        save_result(result, target)
+        return result.to_dict()
 
     run_command(as_json, work, _render_generate)
-
-
-def _from_png(path: Path, base: str | None, settings):
-    from lorastudio.engine.generation.generate import GenerateRequest, request_from_params
-    from lorastudio.engine.generation.pngmeta import read_png_parameters
-
-    params = read_png_parameters(path)
-    if params["source"] == "lorastudio":
-        req, index = request_from_params(params)
-        return (req.model_copy(update={"base": base}) if base else req), index
-    width, _, height = params.get("Size", "").partition("x")
-    try:
-        return GenerateRequest.build(
-            prompt=params["prompt"], negative_prompt=params.get("negative_prompt", ""),
-            base=base or settings.default_base_model, seed=int(params["Seed"]), steps=int(params["Steps"]),
-            cfg_scale=float(params.get("CFG scale", 7)), sampler=params.get("Sampler", "Euler a"),
-            width=int(width) if width else None, height=int(height) if height else None,
-        ), 0  # fmt: skip
-    except (KeyError, ValueError) as exc:
-        raise Invalid(f"{path.name}: its A1111 parameters lack or garble {exc}; cannot reproduce it") from exc
 
 
 def _render_generate(result: dict) -> None:
@@ -160,7 +125,7 @@ def _numbers(text: str, kind: type, what: str) -> list:
     try:
         return [kind(x) for x in text.split(",") if x.strip()]
     except ValueError as exc:
-        raise Invalid(f"{what} must be a comma-separated list like 0,0.5,1 (got {text!r})") from exc
+        raise Invalid(f"{what} must be a comma-separated list like 0,0.5,1 (got {text[:60]!r})") from exc
 
 
 @app.command()
@@ -182,18 +147,20 @@ def grid(
     """One labelled image: a no-LoRA baseline row, then a row per strength, a column per seed."""
 
     def work() -> dict:
+        from lorastudio.engine.fileio.atomic import check_writable_file
         from lorastudio.engine.generation.grid import strength_grid
         from lorastudio.engine.generation.pipecache import PipelineCache
         from lorastudio.engine.generation.pngmeta import save_png
 
         settings = settings_from_env()
+        check_writable_file(out_file, "--out file")
         req = _request(prompt, lora, base, settings, steps=steps, sampler=sampler, cfg_scale=cfg,
                        negative_prompt=negative, width=width, height=height)  # fmt: skip
         warn_if_builtin(req.base)
         result = strength_grid(PipelineCache(settings), req, _numbers(strengths, float, "--strengths"),
                                _numbers(seeds, int, "--seeds"))  # fmt: skip
         save_png(out_file, result.image, result.params, a1111=False)
-        return {"grid": str(out_file), "rows": result.rows, "seeds": result.seeds, "warnings": result.warnings}
+        return {"grid": str(out_file)} | result.to_dict()
 
     def render(r: dict) -> None:
         for warning in r["warnings"]:
@@ -216,15 +183,14 @@ def diagnose(
     """ "LoRA not affecting generation?" Measures how much each LoRA changes the same-seed image."""
 
     def work() -> dict:
-        from dataclasses import asdict
-
         from lorastudio.engine.generation.grid import diagnose as run
+        from lorastudio.engine.generation.grid import diagnosis_to_dict
         from lorastudio.engine.generation.pipecache import PipelineCache
 
         settings = settings_from_env()
         req = _request(prompt, lora, base, settings, seed=seed, steps=steps, sampler=sampler)
         effects, warnings = run(PipelineCache(settings), req)
-        return {"effects": [asdict(e) for e in effects], "warnings": warnings}
+        return diagnosis_to_dict(effects, warnings)
 
     def render(r: dict) -> None:
         table = Table(title="Effect against the no-LoRA image (same seed), mean |difference| in 0-255")

@@ -27,16 +27,18 @@ def _character(name: str):
 def references(
     name: Annotated[str, typer.Argument(help="johnhero, kanehero or mirahero; or a style: boxing, kungfu, mma, sword")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the PNGs and .txt captions")],
-    n: Annotated[int, typer.Option(help="How many renders")] = 20,
+    n: Annotated[int, typer.Option(help="How many renders", min=1, max=1000)] = 20,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Render captioned reference pictures of a toy-world character or style, ready for `lorastudio train`."""
 
     def work() -> dict:
+        from lorastudio.engine.fileio.atomic import check_writable_dir
         from lorastudio.engine.toyworld.consistency import character_references, style_references
         from lorastudio.engine.toyworld.world import STYLES
 
+        check_writable_dir(out_dir, "--out folder")
         if name in STYLES:
             paths = style_references(name, out_dir, n, seed)
         else:
@@ -95,9 +97,11 @@ def train_base(
     """Train the toyworld base model from scratch (the shipped weights: --minutes 8.3 on one H100)."""
 
     def work() -> dict:
+        from lorastudio.engine.fileio.atomic import check_writable_dir
         from lorastudio.engine.models.device import resolve_device
         from lorastudio.engine.toyworld.basetrain import train_toyworld_base
 
+        check_writable_dir(out_dir, "--out folder")
         dev = resolve_device(device if device != "auto" else settings_from_env().device)
         path = train_toyworld_base(out_dir, vae_steps=vae_steps, unet_steps=unet_steps, minutes=minutes,
                                    renders=renders, batch=batch, device=str(dev), seed=seed,

@@ -1,0 +1,152 @@
+"""`lorastudio train` and `lorastudio presets`."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lorastudio.cli.common import (
+    JsonOpt,
+    KindOpt,
+    TrainProgress,
+    app,
+    out,
+    run_command,
+    settings_from_env,
+    warn_if_builtin,
+)
+
+
+@app.command()
+def train(
+    images: Annotated[Path, typer.Argument(help="Folder of training images")],
+    kind: KindOpt,
+    trigger: Annotated[str, typer.Option(help="Trigger word, e.g. johnhero")],
+    description: Annotated[
+        str | None, typer.Option(help="What the subject looks like, e.g. 'red gi, yellow hair, white headband'")
+    ] = None,
+    preset: Annotated[str | None, typer.Option(help="Preset (see `lorastudio presets`)")] = None,
+    base: Annotated[str | None, typer.Option(help="Base model: tiny-sd15, tiny-sdxl, folder, .safetensors")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Training resolution (bucket area)")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Output .safetensors file")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = False,
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate")] = None,
+    dim: Annotated[int | None, typer.Option("--dim", help="Network dim (rank)")] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="Network alpha")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size")] = None,
+    grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Gradient accumulation steps")] = None,
+    target: Annotated[str | None, typer.Option(help="attn, attn-ff or all (adds conv layers)")] = None,
+    train_text_encoder: Annotated[bool, typer.Option(help="Also train text-encoder LoRA")] = False,
+    optimizer: Annotated[str | None, typer.Option(help="adamw, adamw8bit (CUDA) or prodigy")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="LR schedule, e.g. cosine")] = None,
+    warmup: Annotated[int | None, typer.Option(help="Warm-up steps")] = None,
+    min_snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR gamma (default 5)")] = None,
+    noise_offset: Annotated[float | None, typer.Option(help="Noise offset, e.g. 0.05")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, no, fp16 or bf16")] = None,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade speed for memory")] = False,
+    flip: Annotated[bool, typer.Option("--flip", help="Add mirrored copies (not for asymmetric characters)")] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed, 0 to 2**64-1; -1 picks one (recorded)")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps (0: off)")] = None,
+    sample_every: Annotated[int | None, typer.Option(help="Render sample prompts every N steps")] = None,
+    sample_prompt: Annotated[list[str] | None, typer.Option(help="Sample prompt (repeatable)")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Folder for checkpoints and samples")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a LoRA from a folder of images and write a kohya-format .safetensors file."""
+
+    def work() -> dict:
+        from lorastudio.engine.models.basemodel import base_family
+        from lorastudio.engine.prompts import check_trigger
+        from lorastudio.engine.training.config import TrainConfig
+        from lorastudio.engine.training.train import train_lora
+
+        settings = settings_from_env()
+        spec = base or settings.default_base_model
+        output = out_file or settings.loras_dir / f"{check_trigger(trigger)}-{kind}.safetensors"
+        cfg = TrainConfig.from_preset(
+            kind=kind,
+            preset=preset,
+            family=base_family(spec, settings),
+            images=images,
+            trigger=trigger,
+            description=description,
+            base=spec,
+            output=output,
+            run_dir=run_dir or settings.runs_dir / output.stem,
+            resume=resume,
+            steps=steps,
+            resolution=resolution,
+            learning_rate=lr,
+            network_dim=dim,
+            network_alpha=alpha,
+            batch_size=batch_size,
+            gradient_accumulation=grad_accum,
+            target=target,
+            train_text_encoder=train_text_encoder,
+            optimizer=optimizer,
+            lr_scheduler=scheduler,
+            warmup_steps=warmup,
+            min_snr_gamma=min_snr_gamma,
+            noise_offset=noise_offset,
+            precision=precision,
+            gradient_checkpointing=gradient_checkpointing,
+            flip_augment=flip,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            sample_every=sample_every,
+            sample_prompts=sample_prompt,
+            device=device,
+        )
+        warn_if_builtin(cfg.base)
+        stop = threading.Event()
+        # Ctrl-C asks the loop to stop after the current step and write a checkpoint for --resume.
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+        try:
+            with TrainProgress(cfg.steps) as progress:
+                result = train_lora(cfg, settings=settings, on_progress=progress.update, should_stop=stop.is_set)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return result.to_dict() | {"run_dir": str(cfg.run_dir), "seed": cfg.seed, "resolution": cfg.resolution}
+
+    run_command(as_json, work, _render_train)
+
+
+def _render_train(result: dict) -> None:
+    if result["stopped"]:
+        out.print(f"Stopped at step {result['steps']}; resume with --resume. Run folder: {result['run_dir']}")
+        return
+    out.print(f"[green]LoRA written:[/] {result['lora']}", highlight=False)
+    out.print(f"{result['steps']} steps on {result['images_used']} images in {result['seconds']} s, "
+              f"final loss {result['final_loss']:.4f}, family {result['family']}")  # fmt: skip
+
+
+@app.command()
+def presets(as_json: JsonOpt = False) -> None:
+    """Show the training presets (the guide's optimal settings, plus pose, visual style and -hires)."""
+
+    def work() -> list[dict]:
+        from dataclasses import asdict
+
+        from lorastudio.engine.training.presets import PRESETS
+
+        return [asdict(p) for p in PRESETS.values()]
+
+    def render(rows: list[dict]) -> None:
+        table = Table(title="Training presets")
+        for col in ("name", "steps", "lr", "dim/alpha", "resolution", "batch", "images"):
+            table.add_column(col)
+        for p in rows:
+            lo, hi = p["steps_range"]
+            table.add_row(p["name"], f"{p['steps']} ({lo}-{hi})", f"{p['learning_rate']:g}",
+                          f"{p['network_dim']}/{p['network_alpha']:g}", str(p["resolution"]),
+                          str(p["batch_size"]), "{}-{}".format(*p["images_range"]))  # fmt: skip
+        out.print(table)
+
+    run_command(as_json, work, render)

@@ -1,0 +1,70 @@
+"""Model families: the one table of what each family is called, how kohya and the model spec name it,
+what size it draws and trains at, and whether it is SDXL-shaped. Adding a family means a row here.
+
+sd15 and sdxl are the real ones; toyworld is the built-in toy-world model (SD1.5-shaped at 32 px);
+tiny-sd15 and tiny-sdxl share their structure at a smaller width, so a LoRA for one never fits another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# kohya's modelspec implementations: SD1.5 LoRAs name diffusers; SDXL LoRAs name Stability's SGM code.
+IMPL_DIFFUSERS = "diffusers"
+IMPL_SGM = "https://github.com/Stability-AI/generative-models"
+
+
+@dataclass(frozen=True)
+class Family:
+    """What LoRA Studio knows about one model family."""
+
+    name: str
+    label: str  # for messages
+    ss_base_model_version: str  # kohya's ss_base_model_version
+    architecture: str  # modelspec.architecture of the base ("/lora" is added for LoRA files)
+    implementation: str  # modelspec.implementation of a LoRA for it
+    default_size: int  # generation width/height when none is asked for
+    train_resolution: int  # presets' training resolution on this family
+    hires_resolution: int  # the -hires presets' resolution
+    bucket_step: int  # bucket sides are multiples of this
+    sdxl_like: bool  # two text encoders, pooled embeddings and size ids; kohya's SGM key names
+    prediction_type: str = "epsilon"
+    # Training values that replace the preset's on this family (the toy world's CPU recipe).
+    recipe: dict = field(default_factory=dict)
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("sd15", "SD1.5", "sd_v1", "stable-diffusion-v1", IMPL_DIFFUSERS, 512, 768, 1024, 64, False),
+        Family("sdxl", "SDXL", "sdxl_base_v1-0", "stable-diffusion-xl-v1-base", IMPL_SGM, 1024, 1024, 1024, 64, True),
+        Family(
+            "toyworld", "toyworld (built-in 32x32 toy-world model, not SD)", "sd_v1", "stable-diffusion-v1",
+            IMPL_DIFFUSERS, 32, 32, 32, 32, False,
+            # Measured on 2 CPU cores: 600 steps (~110 s) give 100% identity hits (benchmarks/consistency.py).
+            recipe=dict(steps=600, learning_rate=2e-3, network_dim=16, network_alpha=16, batch_size=4,
+                        target="attn-ff"),
+        ),
+        Family("tiny-sd15", "tiny SD1.5-shaped test model", "sd_v1", "stable-diffusion-v1", IMPL_DIFFUSERS,
+               64, 64, 64, 64, False),
+        Family("tiny-sdxl", "tiny SDXL-shaped test model", "sdxl_base_v1-0", "stable-diffusion-xl-v1-base", IMPL_SGM,
+               64, 64, 64, 64, True),
+    )
+}  # fmt: skip
+
+
+def get_family(name: str | None) -> Family | None:
+    """The family row for a name, or None when the name is unknown (or None)."""
+    return FAMILIES.get(name) if name else None
+
+
+def family_label(name: str | None) -> str:
+    """Human name of a family for messages."""
+    family = get_family(name)
+    return family.label if family else (name or "an unknown model family")
+
+
+def is_sdxl_like(name: str) -> bool:
+    """SDXL-shaped families use kohya's SGM key names and two text encoders."""
+    family = get_family(name)
+    return family.sdxl_like if family else name.endswith("sdxl")
