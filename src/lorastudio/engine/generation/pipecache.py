@@ -54,6 +54,23 @@ def resolve_lora(name_or_path: str | Path, search_dirs: list[Path]) -> Path:
     raise NotFound(f"LoRA {text[:80]!r} not found as a file or in {', '.join(map(str, search_dirs))}.{hint}")
 
 
+def alpha_folded(lora) -> dict[str, torch.Tensor]:
+    """The kohya tensors with each module's alpha/rank folded into its up weight and the alphas dropped.
+
+    diffusers' kohya loader (0.42) misnames the alphas of attention modules, so a file whose modules
+    have different alphas would be applied with the most common one everywhere; without alpha keys it
+    scales every module by 1, which the folded up weights make right."""
+    tensors = dict(lora.tensors)
+    for stem in lora.stems:
+        alpha = tensors.pop(f"{stem}.alpha", None)
+        if alpha is None:
+            continue
+        up = tensors[f"{stem}.lora_up.weight"]
+        rank = tensors[f"{stem}.lora_down.weight"].shape[0]
+        tensors[f"{stem}.lora_up.weight"] = (up.float() * (float(alpha) / rank)).to(up.dtype)
+    return tensors
+
+
 class PipelineCache:
     """One warm base model plus an LRU of LoRA adapters loaded into it."""
 
@@ -102,7 +119,7 @@ class PipelineCache:
         check_fits(lora, base)  # refuse before anything is applied: no partial loads
         megabytes = sum(t.numel() * t.element_size() for t in lora.tensors.values()) / 2**20
         self._evict(megabytes, keep)
-        base.pipe.load_lora_weights(dict(lora.tensors), adapter_name=adapter)
+        base.pipe.load_lora_weights(alpha_folded(lora), adapter_name=adapter)
         info = lora.info
         loaded = LoadedLora(
             adapter=adapter,

@@ -24,6 +24,7 @@ from lorastudio.engine.lora.keys import te_kohya_name, te_kohya_prefix, unet_koh
 from lorastudio.errors import Invalid, Unsupported
 
 _ADAPTER_SEGMENT = re.compile(r"\.lora_([AB])\.[^.]+\.weight$")
+# One key of a LoRA pair: module path, then its down/up part in any spelling diffusers' loaders accept.
 _PAIR_KEY = re.compile(
     r"^(?P<path>.+?)\."
     r"(?:(?P<proc>to_q|to_k|to_v|to_out)_lora\.(?P<proc_part>down|up)"
@@ -103,7 +104,7 @@ def diffusers_to_kohya(tensors: dict[str, torch.Tensor], metadata: dict[str, str
                 raise Invalid(f"this LoRA is damaged: the alpha of {component} module {path[:80]} is not one number")
             alpha = float(parts["alpha"].reshape(()))
         else:
-            alpha = _alpha(configs.get(component, {}), path, rank)
+            alpha = _alpha(configs.get(component, configs.get("", {})), path, rank)
         out[f"{stem}.lora_down.weight"] = parts["down"]
         if "up" in parts:  # a missing up weight is reported by read_lora's pair check
             out[f"{stem}.lora_up.weight"] = parts["up"]
@@ -186,8 +187,9 @@ def _sdxl_like(modules: dict[tuple[str, str], dict[str, torch.Tensor]]) -> bool:
 
 
 def _peft_configs(metadata: dict[str, str]) -> dict[str, dict]:
-    """LoraConfig fields per component from diffusers' `lora_adapter_metadata` (flat `unet.lora_alpha` keys
-    or one dict per component); metadata is untrusted, so anything else is ignored."""
+    """LoraConfig fields per component from diffusers' `lora_adapter_metadata`: flat `unet.lora_alpha` keys
+    (pipelines), one dict per component, or one model's own unprefixed config (ModelMixin.save_lora_adapter,
+    kept under ""). Metadata is untrusted, so anything else is ignored."""
     try:
         data = json.loads(metadata.get("lora_adapter_metadata") or "{}")
     except (ValueError, RecursionError):
@@ -197,10 +199,13 @@ def _peft_configs(metadata: dict[str, str]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for key, value in data.items():
         component, _, field = key.rpartition(".")
+        nested = key.removesuffix("_lora_adapter_metadata")
         if component in _COMPONENTS:
             out.setdefault(component, {})[field] = value
-        elif isinstance(value, dict):
-            out.setdefault(key.removesuffix("_lora_adapter_metadata"), {}).update(value)
+        elif nested in _COMPONENTS and isinstance(value, dict):
+            out.setdefault(nested, {}).update(value)
+        elif not component:
+            out.setdefault("", {})[key] = value
     return out
 
 
