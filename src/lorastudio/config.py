@@ -48,6 +48,27 @@ class Settings(BaseSettings):
         default=64_000_000,
         description="Images with more pixels than this are refused as possible decompression bombs.",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the studio database. Unset: SQLite (WAL) at $LORASTUDIO_HOME/studio.db.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `lorastudio serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `lorastudio serve` listens on.")
+    serve_workers: int = Field(
+        default=1, ge=0, le=16, description="Worker processes `lorastudio serve` spawns (0: run `lorastudio worker`)."
+    )
+    max_upload_mb: int = Field(default=50, ge=1, description="Largest single uploaded file (MB); larger is a 413.")
+    max_upload_files: int = Field(default=200, ge=1, description="Most files in one upload request (zip entries too).")
+    max_zip_mb: int = Field(
+        default=500, ge=1, description="Most bytes a zip may unpack to (MB); more is refused as a zip bomb."
+    )
+    lease_seconds: int = Field(
+        default=60, ge=2, description="A worker's claim on a job lasts this long unless its heartbeat renews it."
+    )
+    heartbeat_seconds: float = Field(default=10.0, gt=0, description="How often a running job renews its lease.")
+    reaper_seconds: int = Field(
+        default=30, ge=1, description="How often expired leases are returned to the queue and workers woken."
+    )
 
     @property
     def models_dir(self) -> Path:
@@ -63,6 +84,16 @@ class Settings(BaseSettings):
     def runs_dir(self) -> Path:
         """Folder for training runs: checkpoints, samples, loss history."""
         return self.home / "runs"
+
+    @property
+    def blobs_dir(self) -> Path:
+        """Content-addressed files of the studio (images, LoRA files)."""
+        return self.home / "blobs"
+
+    @property
+    def db_url(self) -> str:
+        """The database URL in force (the SQLite default under home when none is set)."""
+        return self.database_url or f"sqlite:///{self.home / 'studio.db'}"
 
 
 def load_settings(**overrides: object) -> Settings:

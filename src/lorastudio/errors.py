@@ -21,6 +21,18 @@ class NotFound(LoraStudioError):
     code = "not_found"
 
 
+class Conflict(LoraStudioError):
+    """The request clashes with the current state (a trigger word taken, a job already finished)."""
+
+    code = "conflict"
+
+
+class TooLarge(Invalid):
+    """An upload is over a size or count limit (Settings)."""
+
+    code = "too_large"
+
+
 class Unsupported(Invalid):
     """The input is well-formed but of a kind we refuse (pickle checkpoints, unknown model families)."""
 

@@ -14,6 +14,7 @@ import lorastudio.cli.generate
 import lorastudio.cli.models
 import lorastudio.cli.toyworld
 import lorastudio.cli.demo
+import lorastudio.cli.studio
 from lorastudio.cli.common import app
 
 __all__ = ["app", "main"]

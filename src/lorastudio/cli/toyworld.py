@@ -109,3 +109,22 @@ def train_base(
         return {"model": str(path)}
 
     run_command(False, work, lambda r: out.print(f"Model written: {r['model']} (use it with --base {r['model']})"))
+
+
+@toyworld_app.command("train-styles")
+def train_styles(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the four style LoRAs and training_log.txt")],
+    steps: Annotated[int, typer.Option(help="Training steps per style", min=1, max=100_000)] = 600,
+) -> None:
+    """Train the four pre-built fighting-style LoRAs on toyworld and measure them (the shipped files: --steps STEPS_USED)."""
+
+    def work() -> dict:
+        from lorastudio.engine.fileio.atomic import check_writable_dir
+        from lorastudio.engine.toyworld.prebuilt import train_prebuilt_styles
+
+        check_writable_dir(out_dir, "--out folder")
+        paths = train_prebuilt_styles(out_dir, settings_from_env(), steps=steps,
+                                      log=lambda line: err.print(line, highlight=False))  # fmt: skip
+        return {"folder": str(out_dir), "loras": [p.name for p in paths]}
+
+    run_command(False, work, lambda r: out.print(f"Style LoRAs written in {r['folder']}: {', '.join(r['loras'])}"))

@@ -1,0 +1,125 @@
+"""`lorastudio serve`, `lorastudio worker` and `lorastudio db upgrade`: the studio as a server."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from lorastudio.cli.common import app, err, out, run_command, settings_from_env
+from lorastudio.errors import Invalid
+
+db_app = typer.Typer(help="The studio database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _threads(workers: int) -> int:
+    # Several CPU-bound processes slow each other far more than their share: split the cores.
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes to spawn (default 1; 0: none)")] = None,
+) -> None:
+    """Start the studio: the JSON API on http://HOST:PORT/api/v1 (docs at /docs) and its worker(s)."""
+
+    def work() -> None:
+        import uvicorn
+
+        from lorastudio.web.app import create_app
+
+        settings = settings_from_env()
+        bind = host or settings.host
+        if not _loopback(bind):
+            raise Invalid(
+                f"refusing to listen on {bind}: without accounts anyone who can reach it could use the studio. "
+                "Accounts are not built yet; listen on 127.0.0.1 (the default) and reach it through an SSH tunnel"
+            )
+        count = settings.serve_workers if workers is None else workers
+        application = create_app(settings)  # migrates and seeds before any worker starts
+        env = os.environ | {"LORASTUDIO_HOME": str(settings.home)}
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "lorastudio.cli", "worker", "--threads", str(_threads(count))],
+                             env=env)
+            for _ in range(count)
+        ]  # fmt: skip
+        err.print(f"LoRA Studio on http://{bind}:{port or settings.port}/api/v1 (API docs: /docs); {count} worker(s)")
+        try:
+            uvicorn.run(application, host=bind, port=port or settings.port, log_level="warning")
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    run_command(False, work, lambda r: None)
+
+
+@app.command()
+def worker(
+    name: Annotated[str | None, typer.Option(help="Worker name (default: host-pid@device)")] = None,
+    queue: Annotated[list[str] | None, typer.Option(help="training and/or generation (repeatable)")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: all cores)", min=1)] = None,
+) -> None:
+    """Run jobs from the studio's table, one at a time (start one per GPU)."""
+
+    def work() -> None:
+        import logging
+
+        import torch
+
+        from lorastudio.studio import setup
+        from lorastudio.studio.queue import make_queue, wake
+        from lorastudio.studio.worker import Worker
+
+        settings = settings_from_env()
+        types = tuple(queue or ("training", "generation"))
+        bad = [q for q in types if q not in ("training", "generation")]
+        if bad:
+            raise Invalid(f"unknown queue {bad[0][:40]!r}; use --queue training and/or --queue generation")
+        if threads:
+            torch.set_num_threads(threads)
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        setup.prepare(settings)
+        runner = Worker(settings, name=name, types=types)
+        huey = make_queue(settings, runner)
+        wake(huey)  # look at the table once at start: jobs left by a restart resume now
+        err.print(f"worker {runner.name}: waiting for {' and '.join(types)} jobs")
+        consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=True, initial_delay=0.1,
+                                        backoff=1.15, max_delay=1.0)  # fmt: skip
+        consumer.run()
+
+    run_command(False, work, lambda r: None)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the studio database to the newest schema."""
+
+    def work() -> str:
+        from lorastudio.studio import setup
+
+        settings = settings_from_env()
+        setup.prepare(settings)
+        return settings.db_url
+
+    run_command(False, work, lambda url: out.print(f"database at {url} is up to date"))

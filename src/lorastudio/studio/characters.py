@@ -1,0 +1,99 @@
+"""The Character Manager: characters with a trigger word, a reference image and their LoRA versions."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lorastudio.engine.lora.info import check_description
+from lorastudio.errors import NotFound
+from lorastudio.studio.library import versions_of
+from lorastudio.studio.models import Character, Lora
+from lorastudio.studio.schemas import CharacterIn, CharacterOut, CharacterUpdate
+from lorastudio.studio.storage import BlobStore
+from lorastudio.studio.styles import taken_triggers
+from lorastudio.studio.triggers import check_new_trigger, suggest_trigger
+from lorastudio.studio.uploads import check_image_upload
+
+
+def to_out(session: Session, character: Character) -> CharacterOut:
+    """The API form, with the character's LoRA and its versions."""
+    lora_id = session.scalar(
+        select(Lora.id).where(Lora.character_id == character.id, ~Lora.deleted).order_by(Lora.id.desc())
+    )
+    ref = f"/api/v1/characters/{character.id}/reference" if character.reference_blob else None
+    return CharacterOut.model_validate(character).model_copy(
+        update={
+            "lora_id": lora_id,
+            "versions": versions_of(session, lora_id) if lora_id else [],
+            "reference_image": ref,
+        }
+    )
+
+
+def get_row(session: Session, *, owner_id: int, character_id: int) -> Character:
+    """The row, or NotFound (another user's character is not found either)."""
+    found = session.scalar(select(Character).where(Character.id == character_id, Character.owner_id == owner_id))
+    if found is None:
+        raise NotFound(f"character {character_id} not found")
+    return found
+
+
+def create_character(session: Session, *, owner_id: int, data: CharacterIn) -> CharacterOut:
+    """'Add New Character': the trigger word is suggested from the name unless given."""
+    taken = taken_triggers(session, owner_id)
+    trigger = check_new_trigger(data.trigger, taken) if data.trigger else suggest_trigger(data.name, taken)
+    character = Character(
+        owner_id=owner_id,
+        name=data.name.strip(),
+        description=check_description(data.description),
+        fighting_style=data.fighting_style.strip(),
+        trigger=trigger,
+    )
+    session.add(character)
+    session.commit()
+    return to_out(session, character)
+
+
+def list_characters(session: Session, *, owner_id: int) -> list[CharacterOut]:
+    """The user's characters, oldest first."""
+    rows = session.scalars(select(Character).where(Character.owner_id == owner_id).order_by(Character.id))
+    return [to_out(session, c) for c in rows]
+
+
+def get_character(session: Session, *, owner_id: int, character_id: int) -> CharacterOut:
+    """One character."""
+    return to_out(session, get_row(session, owner_id=owner_id, character_id=character_id))
+
+
+def update_character(session: Session, *, owner_id: int, character_id: int, data: CharacterUpdate) -> CharacterOut:
+    """Change name, description or fighting style (the trigger word stays: prompts and files use it)."""
+    character = get_row(session, owner_id=owner_id, character_id=character_id)
+    if data.name is not None:
+        character.name = data.name.strip()
+    if data.description is not None:
+        character.description = check_description(data.description)
+    if data.fighting_style is not None:
+        character.fighting_style = data.fighting_style.strip()
+    session.commit()
+    return to_out(session, character)
+
+
+def set_reference(
+    session: Session, store: BlobStore, *, owner_id: int, character_id: int, data: bytes, max_pixels: int
+) -> CharacterOut:
+    """Upload the character's reference image (checked like a training image)."""
+    character = get_row(session, owner_id=owner_id, character_id=character_id)
+    check_image_upload(data, max_pixels=max_pixels)
+    character.reference_blob = store.put_bytes(data)
+    session.commit()
+    return to_out(session, character)
+
+
+def delete_character(session: Session, *, owner_id: int, character_id: int) -> None:
+    """Delete a character; its LoRAs stay in the library (unlinked)."""
+    character = get_row(session, owner_id=owner_id, character_id=character_id)
+    for lora in session.scalars(select(Lora).where(Lora.character_id == character.id)):
+        lora.character_id = None
+    session.delete(character)
+    session.commit()

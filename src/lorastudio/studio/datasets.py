@@ -1,0 +1,205 @@
+"""Datasets: many images uploaded at once (files and zips), each checked by the engine and given a
+verdict; bad files are kept and flagged, never sink the rest; captions are editable."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lorastudio.config import Settings
+from lorastudio.engine.data.dataset import make_caption, scan_dataset
+from lorastudio.engine.kinds import check_kind
+from lorastudio.engine.models.basemodel import base_family
+from lorastudio.engine.prompts import check_trigger
+from lorastudio.engine.training.presets import get_preset
+from lorastudio.errors import NotFound, TooLarge
+from lorastudio.studio.models import Character, Dataset, DatasetImage, FightingStyle
+from lorastudio.studio.schemas import DatasetImageOut, DatasetIn, DatasetOut
+from lorastudio.studio.storage import BlobStore
+from lorastudio.studio.uploads import CAPTION_SUFFIX, Upload, check_size, unpack_zip
+
+
+def get_row(session: Session, *, owner_id: int, dataset_id: int) -> Dataset:
+    """The row, or NotFound (another user's dataset is not found either)."""
+    found = session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner_id == owner_id))
+    if found is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return found
+
+
+def images_of(session: Session, dataset_id: int) -> list[DatasetImage]:
+    """A dataset's images in upload order."""
+    return list(
+        session.scalars(select(DatasetImage).where(DatasetImage.dataset_id == dataset_id).order_by(DatasetImage.id))
+    )
+
+
+def to_out(session: Session, dataset: Dataset, notes: list[dict] | None = None) -> DatasetOut:
+    """The API form with every image's verdict."""
+    images = images_of(session, dataset.id)
+    return DatasetOut.model_validate(dataset).model_copy(
+        update={
+            "images": [DatasetImageOut.model_validate(i) for i in images],
+            "usable": sum(1 for i in images if i.status != "skipped"),
+            "notes": notes or [],
+        }
+    )
+
+
+def create_dataset(session: Session, *, owner_id: int, data: DatasetIn) -> DatasetOut:
+    """A new, empty dataset for a character or a style."""
+    check_kind(data.kind)
+    trigger = check_trigger(data.trigger)
+    if (
+        data.character_id is not None
+        and session.scalar(
+            select(Character.id).where(Character.id == data.character_id, Character.owner_id == owner_id)
+        )
+        is None
+    ):
+        raise NotFound(f"character {data.character_id} not found")
+    if (
+        data.style_id is not None
+        and session.scalar(
+            select(FightingStyle.id).where(
+                FightingStyle.id == data.style_id,
+                (FightingStyle.owner_id == owner_id) | FightingStyle.owner_id.is_(None),
+            )
+        )
+        is None
+    ):
+        raise NotFound(f"fighting style {data.style_id} not found")
+    dataset = Dataset(
+        owner_id=owner_id,
+        name=data.name.strip(),
+        kind=data.kind,
+        trigger=trigger,
+        character_id=data.character_id,
+        style_id=data.style_id,
+    )
+    session.add(dataset)
+    session.commit()
+    return to_out(session, dataset)
+
+
+def list_datasets(session: Session, *, owner_id: int) -> list[DatasetOut]:
+    """The user's datasets."""
+    rows = session.scalars(select(Dataset).where(Dataset.owner_id == owner_id).order_by(Dataset.id))
+    return [to_out(session, d) for d in rows]
+
+
+def get_dataset(
+    session: Session, settings: Settings, store: BlobStore, *, owner_id: int, dataset_id: int, base: str | None = None
+) -> DatasetOut:
+    """One dataset, its verdicts refreshed against the base model it will train on."""
+    dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
+    return check_dataset(session, settings, store, dataset=dataset, base=base)
+
+
+def add_files(
+    session: Session, settings: Settings, store: BlobStore, *, owner_id: int, dataset_id: int, files: list[Upload]
+) -> DatasetOut:
+    """Add uploaded images (a .zip is unpacked; `name.txt` beside `name.png` is its caption), then check
+    every image. A file that is not a usable image is kept with its verdict; nothing else is lost."""
+    dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
+    limit = settings.max_upload_mb * 2**20
+    expanded: list[Upload] = []
+    for upload in files:
+        check_size(upload, limit)
+        if upload.name.lower().endswith(".zip"):
+            expanded += unpack_zip(
+                upload.data, max_files=settings.max_upload_files, max_total=settings.max_zip_mb * 2**20, max_file=limit
+            )
+        else:
+            expanded.append(upload)
+    if len(expanded) > settings.max_upload_files:
+        raise TooLarge(f"{len(expanded)} files in one upload; the limit is {settings.max_upload_files}")
+    captions = {Path(u.name).stem: u.data for u in expanded if u.name.lower().endswith(CAPTION_SUFFIX)}
+    for upload in expanded:
+        if upload.name.lower().endswith(CAPTION_SUFFIX):
+            continue
+        text = captions.get(Path(upload.name).stem)
+        caption = text.decode("utf-8", errors="replace")[:1000] if text else None
+        blob = store.put_bytes(upload.data) if upload.data else None
+        session.add(DatasetImage(dataset_id=dataset.id, filename=upload.name, blob=blob, caption=caption))
+    session.commit()
+    return check_dataset(session, settings, store, dataset=dataset)
+
+
+def materialize(session: Session, store: BlobStore, dataset: Dataset, folder: Path) -> dict[str, DatasetImage]:
+    """Write the dataset's images (by id, never by the uploaded name) and captions into `folder`."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    by_file = {}
+    for image in images_of(session, dataset.id):
+        name = f"img-{image.id:06d}"
+        target = folder / name
+        if image.blob and store.exists(image.blob):
+            shutil.copyfile(store.path(image.blob), target)
+        else:
+            target.write_bytes(b"")  # an empty upload: the engine reports it as such
+        if image.caption:
+            (folder / f"{name}.txt").write_text(image.caption, encoding="utf-8")
+        by_file[name] = image
+    return by_file
+
+
+def check_dataset(
+    session: Session, settings: Settings, store: BlobStore, *, dataset: Dataset, base: str | None = None
+) -> DatasetOut:
+    """Run the engine's checks over the whole dataset (duplicates need all of it) and store the verdicts."""
+    spec = base or settings.default_base_model
+    preset = get_preset(None, dataset.kind, base_family(spec, settings))
+    folder = settings.home / "datasets" / f"check-{dataset.id}"
+    by_file = materialize(session, store, dataset, folder)
+    try:
+        report, _ = scan_dataset(
+            folder,
+            kind=dataset.kind,
+            trigger=dataset.trigger,
+            preset=preset,
+            resolution=preset.resolution,
+            max_pixels=settings.max_image_pixels,
+            bucket_step=preset.bucket_step,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    for entry in report.images:
+        image = by_file[Path(entry.path).name]
+        image.status, image.width, image.height = entry.status, entry.width, entry.height
+        image.problems = [{"code": p.code, "severity": p.severity, "message": p.message} for p in entry.problems]
+        if entry.caption and image.caption is None:
+            image.caption = entry.caption
+    session.commit()
+    notes = [{"code": p.code, "severity": p.severity, "message": p.message} for p in report.notes]
+    return to_out(session, dataset, notes)
+
+
+def set_caption(session: Session, *, owner_id: int, dataset_id: int, image_id: int, caption: str) -> DatasetOut:
+    """Edit one image's caption (the trigger word is put in front if it is missing)."""
+    dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
+    image = session.scalar(
+        select(DatasetImage).where(DatasetImage.id == image_id, DatasetImage.dataset_id == dataset.id)
+    )
+    if image is None:
+        raise NotFound(f"image {image_id} not found in dataset {dataset_id}")
+    image.caption, _ = make_caption(caption, dataset.trigger, check_kind(dataset.kind).class_words)
+    session.commit()
+    return to_out(session, dataset)
+
+
+def delete_image(session: Session, *, owner_id: int, dataset_id: int, image_id: int) -> DatasetOut:
+    """Remove one image from a dataset."""
+    dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
+    image = session.scalar(
+        select(DatasetImage).where(DatasetImage.id == image_id, DatasetImage.dataset_id == dataset.id)
+    )
+    if image is None:
+        raise NotFound(f"image {image_id} not found in dataset {dataset_id}")
+    session.delete(image)
+    session.commit()
+    return to_out(session, dataset)

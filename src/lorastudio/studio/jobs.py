@@ -1,0 +1,155 @@
+"""Jobs: the row is the truth. Submit, claim (atomic), renew the lease, report progress, finish.
+
+A worker claims with one UPDATE ... RETURNING inside BEGIN IMMEDIATE (SQLite; PostgreSQL adds FOR UPDATE
+SKIP LOCKED), so of two workers woken for one job exactly one gets it. A running job whose lease has
+expired (its worker died) is claimable again and resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from lorastudio.errors import Conflict, NotFound
+from lorastudio.studio.db import write_transaction
+from lorastudio.studio.models import Job, now
+from lorastudio.studio.schemas import JobOut
+
+FINAL = ("succeeded", "failed", "canceled")
+MAX_ATTEMPTS = 5  # a job that kills its worker this often is failed, not retried forever
+
+
+def to_out(job: Job) -> JobOut:
+    """The API form of a job row."""
+    return JobOut.model_validate(job)
+
+
+def add_job(session: Session, *, owner_id: int, type: str, request: dict) -> Job:
+    """A new pending job (the caller commits and then wakes the workers)."""
+    job = Job(owner_id=owner_id, type=type, request=request, status="pending", progress={})
+    session.add(job)
+    return job
+
+
+def get_row(session: Session, *, owner_id: int, job_id: int) -> Job:
+    """The row, or NotFound (another user's job is not found either)."""
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.owner_id == owner_id))
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def get_job(session: Session, *, owner_id: int, job_id: int) -> JobOut:
+    """One job."""
+    return to_out(get_row(session, owner_id=owner_id, job_id=job_id))
+
+
+def list_jobs(session: Session, *, owner_id: int, status: str | None = None, limit: int = 50) -> list[JobOut]:
+    """The user's newest jobs."""
+    query = select(Job).where(Job.owner_id == owner_id)
+    if status:
+        query = query.where(Job.status == status)
+    return [to_out(j) for j in session.scalars(query.order_by(Job.id.desc()).limit(limit))]
+
+
+def cancel(session: Session, *, owner_id: int, job_id: int) -> JobOut:
+    """Cancel: a pending job at once; a running one stops at its next step boundary."""
+    job = get_row(session, owner_id=owner_id, job_id=job_id)
+    if job.status in FINAL:
+        raise Conflict(f"job {job_id} already {job.status}; nothing to cancel")
+    job.cancel_requested = True
+    if job.status == "pending":
+        job.status, job.finished_at = "canceled", now()
+    session.commit()
+    return to_out(job)
+
+
+def claim(factory: sessionmaker[Session], *, worker: str, lease_seconds: int, types: tuple[str, ...]) -> int | None:
+    """Atomically take the oldest runnable job (pending, or running with an expired lease); its id or None."""
+    with write_transaction(factory) as session:
+        t = now()
+        lock = " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
+        kinds = ", ".join(f"'{k}'" for k in types if k in ("training", "generation"))
+        row = session.execute(
+            text(
+                "UPDATE jobs SET status = 'running', lease_owner = :worker, lease_expires_at = :expires, "
+                "attempts = attempts + 1, started_at = COALESCE(started_at, :now) "
+                "WHERE id = (SELECT id FROM jobs WHERE cancel_requested = false AND type IN ("
+                + kinds
+                + ") AND (status = 'pending' OR (status = 'running' AND lease_expires_at < :now)) "
+                "ORDER BY id LIMIT 1" + lock + ") RETURNING id"
+            ),
+            {"worker": worker, "expires": t + timedelta(seconds=lease_seconds), "now": t},
+        ).first()
+        return row[0] if row else None
+
+
+def renew(factory: sessionmaker[Session], *, job_id: int, worker: str, lease_seconds: int) -> bool:
+    """Extend our lease; False when the job is no longer ours (expired and taken, or finished)."""
+    with factory() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lease_owner == worker, Job.status == "running")
+            .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
+        )
+        session.commit()
+        return result.rowcount == 1
+
+
+def report(factory: sessionmaker[Session], *, job_id: int, worker: str, progress: dict) -> bool:
+    """Write progress (only while the job is ours); also says whether a cancel was asked for."""
+    with factory() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.lease_owner != worker or job.status != "running":
+            return True  # not ours any more: stop
+        job.progress = progress
+        session.commit()
+        return bool(job.cancel_requested)
+
+
+def finish(
+    session: Session,
+    *,
+    job_id: int,
+    worker: str,
+    status: str,
+    result: dict | None = None,
+    error: tuple[str, str] | None = None,
+) -> bool:
+    """Record the outcome, only if the job is still ours (the caller's transaction commits)."""
+    job = session.get(Job, job_id)
+    if job is None or job.lease_owner != worker or job.status != "running":
+        return False
+    job.status, job.result, job.finished_at = status, result, now()
+    job.lease_expires_at = None
+    if error:
+        job.error_code, job.error_message = error
+    return True
+
+
+def reap(factory: sessionmaker[Session]) -> dict:
+    """Housekeeping for dead workers: canceled-and-expired jobs end as canceled, jobs that used up their
+    attempts end as failed; the rest of the expired ones are claimable as they are. Returns counts."""
+    with write_transaction(factory) as session:
+        t = now()
+        expired = (Job.status == "running") & (Job.lease_expires_at < t)
+        canceled = session.execute(
+            update(Job).where(expired & Job.cancel_requested).values(status="canceled", finished_at=t)
+        ).rowcount
+        failed = session.execute(
+            update(Job)
+            .where(expired & (Job.attempts >= MAX_ATTEMPTS))
+            .values(
+                status="failed",
+                finished_at=t,
+                error_code="worker_lost",
+                error_message=f"the job stopped its worker {MAX_ATTEMPTS} times (out of memory or a crash); "
+                "lower its settings and submit it again",
+            )
+        ).rowcount
+        waiting = session.scalar(
+            select(Job.lease_expires_at).where(Job.status == "running").order_by(Job.lease_expires_at).limit(1)
+        )
+    return {"canceled": canceled, "failed": failed, "next_expiry": waiting}

@@ -1,0 +1,199 @@
+"""The studio's tables. Every user object has an owner; jobs carry what a worker needs to run them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def now() -> datetime:
+    """The current time in UTC (naive in SQLite, so one convention everywhere: UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the studio tables."""
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class FightingStyle(Base):
+    __tablename__ = "fighting_styles"
+    __table_args__ = (UniqueConstraint("owner_id", "trigger"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)  # None: built in, for all
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    trigger: Mapped[str] = mapped_column(String(64))
+    recommended_strength: Mapped[float] = mapped_column(Float, default=0.6)
+    phrases: Mapped[list] = mapped_column(JSON, default=list)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class Character(Base):
+    __tablename__ = "characters"
+    __table_args__ = (UniqueConstraint("owner_id", "trigger"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    fighting_style: Mapped[str] = mapped_column(String(120), default="")
+    trigger: Mapped[str] = mapped_column(String(64))
+    reference_blob: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class Lora(Base):
+    """A library entry: one LoRA (of a character, a style, or imported) with its versions and metrics."""
+
+    __tablename__ = "loras"
+    __table_args__ = (Index("ix_loras_owner_name", "owner_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)  # None: shipped with us
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    family: Mapped[str | None] = mapped_column(String(32), index=True)
+    trigger_words: Mapped[list] = mapped_column(JSON, default=list)
+    triggers_text: Mapped[str] = mapped_column(String(400), default="")  # for search
+    description: Mapped[str] = mapped_column(Text, default="")
+    recommended_strength: Mapped[float | None] = mapped_column(Float)
+    character_id: Mapped[int | None] = mapped_column(ForeignKey("characters.id"), index=True)
+    style_id: Mapped[int | None] = mapped_column(ForeignKey("fighting_styles.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16), default="trained")  # trained | imported | prebuilt
+    usage_count: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    kept_count: Mapped[int] = mapped_column(Integer, default=0)
+    judged_count: Mapped[int] = mapped_column(Integer, default=0)
+    success_rate: Mapped[float | None] = mapped_column(Float, index=True)  # kept / judged, kept in step
+    rating_sum: Mapped[int] = mapped_column(Integer, default=0)
+    rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    rating_avg: Mapped[float | None] = mapped_column(Float, index=True)
+    training_seconds: Mapped[float | None] = mapped_column(Float, index=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # hidden; file kept while in use
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+
+
+class LoraVersion(Base):
+    __tablename__ = "lora_versions"
+    __table_args__ = (UniqueConstraint("lora_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int | None] = mapped_column(Integer)
+    training_seconds: Mapped[float | None] = mapped_column(Float)
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class Rating(Base):
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("lora_id", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    stars: Mapped[int] = mapped_column(Integer)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(32))
+    trigger: Mapped[str] = mapped_column(String(64))
+    character_id: Mapped[int | None] = mapped_column(ForeignKey("characters.id"))
+    style_id: Mapped[int | None] = mapped_column(ForeignKey("fighting_styles.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class DatasetImage(Base):
+    __tablename__ = "dataset_images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))  # cleaned; shown only, never opened as a path
+    blob: Mapped[str | None] = mapped_column(String(64))  # None: nothing usable was stored (empty upload)
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | warning | skipped
+    problems: Mapped[list] = mapped_column(JSON, default=list)
+    caption: Mapped[str | None] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class Recipe(Base):
+    __tablename__ = "recipes"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    settings: Mapped[dict] = mapped_column(JSON)  # loras (with strengths, regions), prompt template, sampler...
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class Job(Base):
+    """The truth about a piece of work: the queue only wakes workers, this row says what to do."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "status", "lease_expires_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    type: Mapped[str] = mapped_column(String(16))  # training | generation
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending running succeeded failed canceled
+    request: Mapped[dict] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    credit_hold_id: Mapped[int | None] = mapped_column(Integer)  # the credits issue fills it
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class JobLora(Base):
+    """A LoRA a generation job used: usage is counted once per job per LoRA."""
+
+    __tablename__ = "job_loras"
+    __table_args__ = (UniqueConstraint("job_id", "lora_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id"), index=True)
+
+
+class Image(Base):
+    """A generated image, with the parameters that reproduce it and the user's verdict."""
+
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    blob: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[str] = mapped_column(String(24))  # seeds reach 2**64: kept as text
+    params: Mapped[dict] = mapped_column(JSON)
+    verdict: Mapped[str | None] = mapped_column(String(16))  # kept | rejected | None
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class DeviceTiming(Base):
+    """Measured training speed on a device, so estimates learn from the machines that ran jobs here."""
+
+    __tablename__ = "device_timings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device: Mapped[str] = mapped_column(String(120), index=True)
+    family: Mapped[str] = mapped_column(String(32))
+    resolution: Mapped[int] = mapped_column(Integer)
+    seconds_per_step: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)

@@ -1,0 +1,167 @@
+"""Generation jobs (scenes): a prompt, LoRAs from the library with strengths and regions, seed, size,
+sampler, batch. Images are stored with their PNG parameters; each can be kept or rejected, which feeds
+the success rate of every LoRA the job used. Usage is counted once per job per LoRA."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lorastudio.config import Settings
+from lorastudio.engine.generation.generate import GenerateRequest
+from lorastudio.engine.generation.pngmeta import a1111_parameters
+from lorastudio.engine.models.basemodel import base_family
+from lorastudio.engine.prompts import has_word
+from lorastudio.errors import Invalid, NotFound
+from lorastudio.studio import jobs, library
+from lorastudio.studio.db import write_transaction
+from lorastudio.studio.models import FightingStyle, Image, Lora
+from lorastudio.studio.schemas import GenerationIn, ImageOut, JobOut, LibrarySelection
+from lorastudio.studio.storage import BlobStore
+
+
+def image_out(image: Image) -> ImageOut:
+    """The API form of an image."""
+    return ImageOut.model_validate(image).model_copy(update={"url": f"/api/v1/images/{image.id}/file"})
+
+
+def _styles_in_prompt(session: Session, owner_id: int, prompt: str) -> list[FightingStyle]:
+    visible = (FightingStyle.owner_id == owner_id) | FightingStyle.owner_id.is_(None)
+    return [s for s in session.scalars(select(FightingStyle).where(visible)) if has_word(prompt, s.trigger)]
+
+
+def resolve(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> tuple[dict, list[int]]:
+    """The engine request (as JSON) and the library ids it uses. A fighting style named in the prompt
+    brings its LoRA for this base when it has one; otherwise its trigger expands to its phrases."""
+    base = data.base or settings.default_base_model
+    family = base_family(base, settings)
+    selections = list(data.loras)
+    prompt = data.prompt
+    chosen_styles = {session.get(Lora, s.lora_id).style_id for s in selections if session.get(Lora, s.lora_id)}
+    for style in _styles_in_prompt(session, owner_id, prompt):
+        if style.id in chosen_styles:
+            continue
+        lora = session.scalar(
+            select(Lora).where(
+                Lora.style_id == style.id,
+                Lora.family == family,
+                ~Lora.deleted,
+                (Lora.owner_id == owner_id) | Lora.owner_id.is_(None),
+            )
+        )
+        if lora is not None:
+            selections.append(LibrarySelection(lora_id=lora.id, strength=style.recommended_strength))
+        elif style.phrases:
+            words = ", ".join([style.trigger, *style.phrases])
+            prompt = re.sub(rf"(?<![\w]){re.escape(style.trigger)}(?![\w])", words, prompt, count=1, flags=re.I)
+    engine_loras, ids = [], []
+    for sel in selections:
+        version = library.version_row(session, owner_id=owner_id, lora_id=sel.lora_id, version=sel.version)
+        engine_loras.append({"blob": version.blob, "strength": sel.strength, "region": sel.region})
+        ids.append(sel.lora_id)
+    request = {
+        "prompt": prompt,
+        "negative_prompt": data.negative_prompt,
+        "base": base,
+        "seed": data.seed,
+        "n": data.n,
+        "steps": data.steps,
+        "cfg_scale": data.cfg_scale,
+        "width": data.width,
+        "height": data.height,
+        "sampler": data.sampler,
+        "add_triggers": data.add_triggers,
+        "loras": engine_loras,
+    }
+    # Validate now with placeholder paths, so a bad request is a 422 at submit, not a failed job later.
+    GenerateRequest.build(
+        **request | {"loras": [{"lora": "x", "strength": x["strength"], "region": x["region"]} for x in engine_loras]}
+    )
+    return request, ids
+
+
+def submit_generation(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> JobOut:
+    """Queue a scene (the caller wakes the workers)."""
+    request, ids = resolve(session, settings, owner_id=owner_id, data=data)
+    job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"lora_ids": ids})
+    session.commit()
+    return jobs.to_out(job)
+
+
+def run_generation(factory, settings: Settings, store: BlobStore, *, job, cache, progress, should_stop, finish) -> None:
+    """Render a claimed generation job; its images, usage counts and end are one commit."""
+    from lorastudio.engine.generation.generate import generate
+
+    request = dict(job.request)
+    ids = request.pop("lora_ids", [])
+    loras = []
+    for x in request["loras"]:
+        if not store.exists(x["blob"]):
+            raise Invalid("a LoRA file this scene uses is gone from the store; pick the LoRA again")
+        loras.append({"lora": str(store.path(x["blob"])), "strength": x["strength"], "region": x["region"]})
+    req = GenerateRequest.build(**request | {"loras": loras})
+
+    def on_progress(event) -> None:
+        progress({"phase": "generate", "step": event.step, "total": event.total}, force=False)
+
+    result = generate(cache, req, on_progress=on_progress, should_stop=should_stop)
+    blobs = [
+        (store.put_bytes(_png_bytes(image, params)), params)
+        for image, params in zip(result.images, result.params, strict=True)
+    ]
+    with write_transaction(factory) as session:
+        if result.stopped:
+            finish(session, "canceled", None)
+            return
+        image_ids = []
+        for blob, params in blobs:
+            row = Image(owner_id=job.owner_id, job_id=job.id, blob=blob, seed=str(params["seed"]), params=params)
+            session.add(row)
+            session.flush()
+            image_ids.append(row.id)
+        library.record_usage(session, job_id=job.id, lora_ids=ids)
+        finish(
+            session,
+            "succeeded",
+            {"images": image_ids, "warnings": result.warnings, "seconds": round(result.seconds, 3)},
+        )
+
+
+def _png_bytes(image, params: dict) -> bytes:
+    import json
+
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", a1111_parameters(params))
+    info.add_text("lorastudio", json.dumps(params, sort_keys=True))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def get_image_row(session: Session, *, owner_id: int, image_id: int) -> Image:
+    """The row, or NotFound (another user's image is not found either)."""
+    image = session.scalar(select(Image).where(Image.id == image_id, Image.owner_id == owner_id))
+    if image is None:
+        raise NotFound(f"image {image_id} not found")
+    return image
+
+
+def list_images(session: Session, *, owner_id: int, job_id: int) -> list[ImageOut]:
+    """The images of one of the user's jobs."""
+    jobs.get_row(session, owner_id=owner_id, job_id=job_id)
+    rows = session.scalars(select(Image).where(Image.job_id == job_id).order_by(Image.id))
+    return [image_out(i) for i in rows]
+
+
+def set_verdict(session: Session, *, owner_id: int, image_id: int, verdict: str | None) -> ImageOut:
+    """Keep or reject an image (or undo); the success rate of the job's LoRAs follows."""
+    image = get_image_row(session, owner_id=owner_id, image_id=image_id)
+    library.record_verdict(session, job_id=image.job_id, old=image.verdict, new=verdict)
+    image.verdict = verdict
+    session.commit()
+    return image_out(image)

@@ -1,0 +1,202 @@
+"""Training jobs: validated and estimated at submit (before any long work), run by a worker through the
+engine's train_lora, resumed from the run's checkpoint after a restart, registered as a new LoRA version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from lorastudio.config import Settings
+from lorastudio.engine.models.basemodel import base_family
+from lorastudio.engine.progress import ProgressEvent
+from lorastudio.engine.training.checkpoint import list_checkpoints
+from lorastudio.engine.training.config import TrainConfig
+from lorastudio.engine.training.presets import get_preset
+from lorastudio.errors import Invalid
+from lorastudio.studio import datasets, jobs, library
+from lorastudio.studio.db import write_transaction
+from lorastudio.studio.estimates import estimate, record_timing
+from lorastudio.studio.models import Character, Dataset, FightingStyle
+from lorastudio.studio.schemas import Estimate, JobOut, TrainingIn
+from lorastudio.studio.storage import BlobStore
+
+# Overrides a request may carry: the knobs of TrainConfig a user tunes (never paths or devices).
+ALLOWED = {
+    "steps",
+    "learning_rate",
+    "text_encoder_lr",
+    "network_dim",
+    "network_alpha",
+    "resolution",
+    "batch_size",
+    "gradient_accumulation",
+    "target",
+    "train_text_encoder",
+    "optimizer",
+    "lr_scheduler",
+    "warmup_steps",
+    "min_snr_gamma",
+    "noise_offset",
+    "precision",
+    "gradient_checkpointing",
+    "flip_augment",
+    "seed",
+    "checkpoint_every",
+    "sample_every",
+    "min_images",
+}
+LOSS_POINTS = 200  # how much of the loss curve the job row keeps (evenly thinned)
+
+
+def _config(settings: Settings, dataset: Dataset, data: TrainingIn, folder: Path, **extra) -> TrainConfig:
+    unknown = sorted(set(data.overrides) - ALLOWED)
+    if unknown:
+        raise Invalid(f"unknown training settings: {', '.join(unknown)[:200]}; allowed: {', '.join(sorted(ALLOWED))}")
+    base = data.base or settings.default_base_model
+    values = {**data.overrides, **{k: v for k, v in extra.items() if v is not None}}
+    return TrainConfig.from_preset(
+        kind=dataset.kind,
+        preset=data.preset,
+        family=base_family(base, settings),
+        images=folder / "images",
+        trigger=dataset.trigger,
+        description=data.description,
+        base=base,
+        output=folder / "lora.safetensors",
+        run_dir=folder / "run",
+        **values,
+    )
+
+
+def estimate_training(session: Session, settings: Settings, *, owner_id: int, data: TrainingIn) -> Estimate:
+    """The estimate a submit would show (minutes, credits, dollars), without submitting."""
+    dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
+    cfg = _config(settings, dataset, data, settings.home / "jobs" / "estimate")
+    usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
+    preset = get_preset(cfg.preset, cfg.kind, cfg.family)
+    return estimate(
+        session,
+        kind=cfg.kind,
+        images=usable,
+        steps=cfg.steps,
+        preset_steps=preset.steps,
+        resolution=cfg.resolution,
+        family=cfg.family,
+    )
+
+
+def submit_training(session: Session, settings: Settings, *, owner_id: int, data: TrainingIn) -> JobOut:
+    """Check everything a run needs, estimate it, and queue it (the caller wakes the workers)."""
+    dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
+    cfg = _config(settings, dataset, data, settings.home / "jobs" / "check")
+    usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
+    minimum = cfg.min_images or get_preset(cfg.preset, cfg.kind).min_images
+    if usable < minimum:
+        raise Invalid(
+            f"dataset {dataset.id} has {usable} usable image(s); a {cfg.kind.replace('_', ' ')} LoRA needs "
+            f"at least {minimum} - upload more or fix the skipped ones"
+        )
+    est = estimate_training(session, settings, owner_id=owner_id, data=data)
+    request = data.model_dump() | {
+        "kind": cfg.kind,
+        "trigger": cfg.trigger,
+        "estimate": est.model_dump(),
+        "seed": cfg.seed,
+    }
+    job = jobs.add_job(session, owner_id=owner_id, type="training", request=request)
+    session.commit()
+    return jobs.to_out(job)
+
+
+def _thin(losses: list[list[float]]) -> list[list[float]]:
+    if len(losses) <= LOSS_POINTS:
+        return losses
+    stride = len(losses) / LOSS_POINTS
+    return [losses[int(i * stride)] for i in range(LOSS_POINTS - 1)] + [losses[-1]]
+
+
+def run_training(
+    factory, settings: Settings, store: BlobStore, *, job, worker: str, progress, should_stop, finish
+) -> None:
+    """Run a claimed training job to its end. Resumes from the run's latest checkpoint when one exists (a
+    previous worker died), so nothing is trained twice; the new LoRA version and the job's end are one commit."""
+    from lorastudio.engine.training.train import train_lora
+
+    data = TrainingIn.model_validate({k: v for k, v in job.request.items() if k in TrainingIn.model_fields})
+    folder = settings.home / "jobs" / f"job-{job.id}"
+    with factory() as session:  # read what the run needs, then hold no transaction while it trains
+        dataset = session.get(Dataset, data.dataset_id)
+        if dataset is None or dataset.owner_id != job.owner_id:
+            raise Invalid(f"dataset {data.dataset_id} was deleted; the job cannot run")
+        datasets.materialize(session, store, dataset, folder / "images")
+        name = dataset.name
+        if dataset.character_id and (c := session.get(Character, dataset.character_id)):
+            name = c.name
+        elif dataset.style_id and (s := session.get(FightingStyle, dataset.style_id)):
+            name = s.name
+        owner = (dataset.character_id, dataset.style_id)
+        cfg = _config(
+            settings,
+            dataset,
+            data,
+            folder,
+            resume=bool(list_checkpoints(folder / "run")),
+            seed=job.request.get("seed"),
+            checkpoint_every=data.overrides.get("checkpoint_every", 50),
+        )
+    losses: list[list[float]] = []
+    state: dict = {"phase": "prepare", "step": 0, "total": cfg.steps, "previews": []}
+
+    def on_progress(event: ProgressEvent) -> None:
+        state.update(
+            phase=event.phase,
+            step=event.step or state["step"],
+            total=event.total or cfg.steps,
+            message=event.message,
+            eta_seconds=event.eta_seconds,
+        )
+        if event.loss is not None:
+            losses.append([event.step, round(event.loss, 6)])
+            state["loss"] = event.loss
+        if event.preview is not None:
+            state["previews"] = [*state["previews"], store.put_file(event.preview)][-8:]
+        progress(state | {"losses": _thin(losses)}, force=event.phase != "train")
+
+    result = train_lora(cfg, settings=settings, on_progress=on_progress, should_stop=should_stop)
+    with write_transaction(factory) as session:
+        if result.stopped:
+            finish(session, "canceled", {"steps": result.steps_done})
+            return
+        lora = library.register_file(
+            session,
+            store,
+            owner_id=job.owner_id,
+            path=cfg.output,
+            name=name,
+            source="trained",
+            character_id=owner[0],
+            style_id=owner[1],
+            job_id=job.id,
+            training_seconds=result.seconds,
+            commit=False,
+        )
+        trained = result.steps_done - (result.loss_history[0][0] - 1 if result.loss_history else 0)
+        if trained > 0:
+            record_timing(
+                session,
+                device=worker.split("@")[-1],
+                family=result.family,
+                resolution=cfg.resolution,
+                seconds_per_step=result.seconds / trained,
+            )
+        finish(
+            session,
+            "succeeded",
+            {
+                "lora_id": lora.id,
+                "version": lora.versions[-1].version,
+                "seconds": round(result.seconds, 2),
+                "final_loss": result.to_dict()["final_loss"],
+            },
+        )

@@ -1,0 +1,127 @@
+"""A worker: claims jobs from the table, runs them through the engine, and maps the engine's two callbacks
+onto the job row (progress written as it goes; should_stop answers cancel and a lost lease). A heartbeat
+thread renews the lease. One job at a time: one GPU, one worker process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from lorastudio.config import Settings
+from lorastudio.errors import LoraStudioError
+from lorastudio.studio import jobs, library
+from lorastudio.studio.db import make_engine, session_factory, write_transaction
+from lorastudio.studio.models import Job
+from lorastudio.studio.storage import LocalBlobStore
+
+log = logging.getLogger("lorastudio.worker")
+
+
+class _LeaseLost(Exception):
+    """The job was taken over by another worker while this one ran it."""
+
+
+REPORT_EVERY = 0.5  # seconds between progress writes (the last event of a phase is always written)
+
+
+class Worker:
+    """Runs jobs for one device. Built from settings; `drain()` works until nothing is claimable."""
+
+    def __init__(
+        self, settings: Settings, *, name: str | None = None, types: tuple[str, ...] = ("training", "generation")
+    ):
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}@{settings.device}"
+        self.types = types
+        self.factory: sessionmaker[Session] = session_factory(make_engine(settings))
+        self.store = LocalBlobStore(settings.blobs_dir)
+        self._cache = None
+
+    @property
+    def cache(self):
+        """The warm pipeline, kept between generation jobs (base model and LoRAs stay loaded)."""
+        if self._cache is None:
+            from lorastudio.engine.generation.pipecache import PipelineCache
+
+            self._cache = PipelineCache(self.settings)
+        return self._cache
+
+    def drain(self, limit: int | None = None) -> int:
+        """Claim and run jobs until none is claimable (or `limit` ran); how many ran."""
+        done = 0
+        while limit is None or done < limit:
+            job_id = jobs.claim(
+                self.factory, worker=self.name, lease_seconds=self.settings.lease_seconds, types=self.types
+            )
+            if job_id is None:
+                return done
+            self.run(job_id)
+            done += 1
+        return done
+
+    def run(self, job_id: int) -> None:
+        """Run one claimed job to its end, whatever happens inside it."""
+        lost = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job_id, lost), daemon=True)
+        beat.start()
+        state = {"last": 0.0, "cancel": False}
+
+        def progress(values: dict, force: bool) -> None:
+            t = time.monotonic()
+            if force or t - state["last"] >= REPORT_EVERY:
+                state["last"] = t
+                state["cancel"] = jobs.report(self.factory, job_id=job_id, worker=self.name, progress=values)
+
+        def should_stop() -> bool:
+            return lost.is_set() or state["cancel"]
+
+        def finish(session: Session, status: str, result: dict | None) -> None:
+            # Called by the runner inside the transaction that registers what the job made, so the result
+            # and the job's end are one commit; a job that is no longer ours commits nothing.
+            if lost.is_set() or not jobs.finish(session, job_id=job_id, worker=self.name, status=status, result=result):
+                raise _LeaseLost
+
+        try:
+            with self.factory() as session:
+                job = session.get(Job, job_id)
+                session.expunge(job)
+            self._dispatch(job, progress, should_stop, finish)
+        except _LeaseLost:
+            log.warning("job %s: lease lost to another worker; its outcome counts", job_id)
+        except LoraStudioError as exc:
+            self._fail(job_id, exc.code, str(exc))
+        except Exception as exc:  # a bug or a library failure: the job says so, the worker goes on
+            log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+            self._fail(job_id, "internal_error", f"the job failed unexpectedly ({type(exc).__name__}: {exc})"[:500])
+        finally:
+            lost.set()  # also stops the heartbeat
+            beat.join(timeout=5)
+            with self.factory() as session:
+                library.purge_deleted(session, self.store)
+
+    def _dispatch(self, job: Job, progress, should_stop, finish) -> None:
+        common = {"job": job, "progress": progress, "should_stop": should_stop, "finish": finish}
+        if job.type == "training":
+            from lorastudio.studio.trainings import run_training
+
+            run_training(self.factory, self.settings, self.store, worker=self.name, **common)
+        else:
+            from lorastudio.studio.scenes import run_generation
+
+            run_generation(self.factory, self.settings, self.store, cache=self.cache, **common)
+
+    def _fail(self, job_id: int, code: str, message: str) -> None:
+        with write_transaction(self.factory) as session:
+            jobs.finish(session, job_id=job_id, worker=self.name, status="failed", error=(code, message))
+
+    def _heartbeat(self, job_id: int, lost: threading.Event) -> None:
+        interval = min(self.settings.heartbeat_seconds, self.settings.lease_seconds / 3)
+        while not lost.wait(interval):
+            if not jobs.renew(self.factory, job_id=job_id, worker=self.name, lease_seconds=self.settings.lease_seconds):
+                lost.set()

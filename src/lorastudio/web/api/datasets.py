@@ -1,0 +1,58 @@
+"""Dataset routes: create, upload many files (and zips) at once, see verdicts, edit captions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, UploadFile
+
+from lorastudio.errors import TooLarge
+from lorastudio.studio import datasets
+from lorastudio.studio.schemas import CaptionIn, DatasetIn, DatasetOut
+from lorastudio.web.api.files import read_upload
+from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
+
+router = APIRouter(prefix="/datasets", tags=["Datasets"])
+
+
+@router.get("", summary="Your datasets")
+def list_datasets(session: SessionDep, user: UserDep) -> list[DatasetOut]:
+    return datasets.list_datasets(session, owner_id=user)
+
+
+@router.post("", status_code=201, summary="A new, empty dataset")
+def create_dataset(data: DatasetIn, session: SessionDep, user: UserDep) -> DatasetOut:
+    return datasets.create_dataset(session, owner_id=user, data=data)
+
+
+@router.get("/{dataset_id}", summary="A dataset with every image's verdict (checked for the given base)")
+def get_dataset(
+    dataset_id: Id,
+    session: SessionDep,
+    studio: StudioDep,
+    user: UserDep,
+    base: Annotated[str | None, Query(max_length=1000, description="Base model")] = None,
+) -> DatasetOut:
+    return datasets.get_dataset(session, studio.settings, studio.store, owner_id=user, dataset_id=dataset_id, base=base)
+
+
+@router.post("/{dataset_id}/images", summary="Upload images (PNG/JPEG, .txt captions, or a .zip of them)")
+async def upload(
+    dataset_id: Id, files: list[UploadFile], session: SessionDep, studio: StudioDep, user: UserDep
+) -> DatasetOut:
+    if len(files) > studio.settings.max_upload_files:
+        raise TooLarge(f"{len(files)} files in one upload; the limit is {studio.settings.max_upload_files}")
+    uploads = [await read_upload(f, studio.settings) for f in files]
+    return datasets.add_files(
+        session, studio.settings, studio.store, owner_id=user, dataset_id=dataset_id, files=uploads
+    )
+
+
+@router.put("/{dataset_id}/images/{image_id}/caption", summary="Edit one image's caption")
+def set_caption(dataset_id: Id, image_id: Id, data: CaptionIn, session: SessionDep, user: UserDep) -> DatasetOut:
+    return datasets.set_caption(session, owner_id=user, dataset_id=dataset_id, image_id=image_id, caption=data.caption)
+
+
+@router.delete("/{dataset_id}/images/{image_id}", summary="Remove one image")
+def delete_image(dataset_id: Id, image_id: Id, session: SessionDep, user: UserDep) -> DatasetOut:
+    return datasets.delete_image(session, owner_id=user, dataset_id=dataset_id, image_id=image_id)

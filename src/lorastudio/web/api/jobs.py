@@ -1,0 +1,143 @@
+"""Training and generation jobs, their progress (also as Server-Sent Events), images and recipes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+from fastapi.sse import EventSourceResponse
+
+from lorastudio.studio import jobs, recipes, scenes, trainings
+from lorastudio.studio.queue import wake
+from lorastudio.studio.schemas import (
+    ApplyRecipeIn,
+    Estimate,
+    GenerationIn,
+    ImageOut,
+    ImageVerdictIn,
+    JobOut,
+    RecipeIn,
+    RecipeOut,
+    TrainingIn,
+)
+from lorastudio.web.api.files import file_response
+from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
+
+router = APIRouter(tags=["Jobs"])
+POLL = 0.25  # seconds between looks at the job row while streaming its progress
+
+
+@router.post("/trainings/estimate", summary="Minutes, credits and dollars a training would take")
+def estimate(data: TrainingIn, session: SessionDep, studio: StudioDep, user: UserDep) -> Estimate:
+    return trainings.estimate_training(session, studio.settings, owner_id=user, data=data)
+
+
+@router.post("/trainings", status_code=201, summary="Train a LoRA from a dataset (a job)")
+def train(data: TrainingIn, session: SessionDep, studio: StudioDep, user: UserDep) -> JobOut:
+    job = trainings.submit_training(session, studio.settings, owner_id=user, data=data)
+    wake(studio.queue)
+    return job
+
+
+@router.post("/generations", status_code=201, summary="Generate a scene (a job)")
+def generate(data: GenerationIn, session: SessionDep, studio: StudioDep, user: UserDep) -> JobOut:
+    job = scenes.submit_generation(session, studio.settings, owner_id=user, data=data)
+    wake(studio.queue)
+    return job
+
+
+@router.get("/jobs", summary="Your newest jobs")
+def list_jobs(
+    session: SessionDep,
+    user: UserDep,
+    status: Annotated[
+        Literal["pending", "running", "succeeded", "failed", "canceled"] | None, Query(description="Only this status")
+    ] = None,
+) -> list[JobOut]:
+    return jobs.list_jobs(session, owner_id=user, status=status)
+
+
+@router.get("/jobs/{job_id}", summary="A job's status, progress and result")
+def get_job(job_id: Id, session: SessionDep, user: UserDep) -> JobOut:
+    return jobs.get_job(session, owner_id=user, job_id=job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel (a running job stops at its next step)")
+def cancel(job_id: Id, session: SessionDep, user: UserDep) -> JobOut:
+    return jobs.cancel(session, owner_id=user, job_id=job_id)
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=EventSourceResponse,
+    summary="Progress as Server-Sent Events: 'progress' while it runs, then one 'end' with the job",
+)
+def events(job_id: Id, studio: StudioDep, user: UserDep) -> EventSourceResponse:
+    with studio.factory() as session:
+        jobs.get_row(session, owner_id=user, job_id=job_id)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[str]:
+        last = None
+        while True:
+            with studio.factory() as session:
+                job = jobs.get_job(session, owner_id=user, job_id=job_id)
+            progress = job.progress
+            snapshot = (job.status, progress.get("step"), progress.get("phase"), len(progress.get("previews", [])))
+            if snapshot != last:
+                last = snapshot
+                data = {"status": job.status} | {k: v for k, v in progress.items() if k != "losses"}
+                yield f"event: progress\ndata: {json.dumps(data)}\n\n"
+            if job.status in jobs.FINAL:
+                yield f"event: end\ndata: {job.model_dump_json()}\n\n"
+                return
+            await asyncio.sleep(POLL)
+
+    return EventSourceResponse(stream(), headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/jobs/{job_id}/images", summary="The images a generation job made")
+def job_images(job_id: Id, session: SessionDep, user: UserDep) -> list[ImageOut]:
+    return scenes.list_images(session, owner_id=user, job_id=job_id)
+
+
+@router.get("/images/{image_id}", summary="One image's parameters and verdict")
+def get_image(image_id: Id, session: SessionDep, user: UserDep) -> ImageOut:
+    return scenes.image_out(scenes.get_image_row(session, owner_id=user, image_id=image_id))
+
+
+@router.get("/images/{image_id}/file", summary="The PNG (with its parameters inside)", response_class=FileResponse)
+def image_file(image_id: Id, session: SessionDep, studio: StudioDep, user: UserDep):
+    image = scenes.get_image_row(session, owner_id=user, image_id=image_id)
+    return file_response(studio.store, image.blob, "image/png", f"image-{image_id}-{image.seed}.png")
+
+
+@router.put("/images/{image_id}/verdict", summary="Keep or reject an image (feeds the LoRAs' success rate)")
+def verdict(image_id: Id, data: ImageVerdictIn, session: SessionDep, user: UserDep) -> ImageOut:
+    return scenes.set_verdict(session, owner_id=user, image_id=image_id, verdict=data.verdict)
+
+
+@router.get("/recipes", tags=["Recipes"], summary="Your saved LoRA combinations")
+def list_recipes(session: SessionDep, user: UserDep) -> list[RecipeOut]:
+    return recipes.list_recipes(session, owner_id=user)
+
+
+@router.post("/recipes", status_code=201, tags=["Recipes"], summary="Save a LoRA combination")
+def save_recipe(data: RecipeIn, session: SessionDep, user: UserDep) -> RecipeOut:
+    return recipes.save_recipe(session, owner_id=user, data=data)
+
+
+@router.delete("/recipes/{recipe_id}", status_code=204, tags=["Recipes"], summary="Delete a recipe")
+def delete_recipe(recipe_id: Id, session: SessionDep, user: UserDep) -> None:
+    recipes.delete_recipe(session, owner_id=user, recipe_id=recipe_id)
+
+
+@router.post("/recipes/{recipe_id}/apply", status_code=201, tags=["Recipes"], summary="A new scene from a recipe")
+def apply_recipe(recipe_id: Id, data: ApplyRecipeIn, session: SessionDep, studio: StudioDep, user: UserDep) -> JobOut:
+    scene = recipes.scene_from_recipe(session, owner_id=user, recipe_id=recipe_id, data=data)
+    job = scenes.submit_generation(session, studio.settings, owner_id=user, data=scene)
+    wake(studio.queue)
+    return job

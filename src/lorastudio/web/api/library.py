@@ -1,0 +1,70 @@
+"""LoRA Library routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, UploadFile
+from fastapi.responses import FileResponse
+
+from lorastudio.studio import library
+from lorastudio.studio.schemas import LoraOut, LoraPage, RatingIn
+from lorastudio.web.api.files import file_response, read_upload
+from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
+
+router = APIRouter(prefix="/loras", tags=["LoRA Library"])
+Sort = Literal["created", "name", "usage", "success", "rating", "training_time"]
+
+
+@router.get("", summary="Search, filter, sort and page through the library")
+def list_loras(
+    session: SessionDep,
+    user: UserDep,
+    q: Annotated[str | None, Query(max_length=100, description="Search name, trigger words, description")] = None,
+    kind: Annotated[
+        Literal["character", "fighting_style", "pose", "visual_style"] | None, Query(description="Only this kind")
+    ] = None,
+    family: Annotated[str | None, Query(max_length=32, description="Only this base-model family")] = None,
+    sort: Annotated[Sort, Query(description="Sort by")] = "created",
+    order: Annotated[Literal["asc", "desc"], Query(description="Direction")] = "desc",
+    page: Annotated[int, Query(ge=1, le=100_000, description="Page, from 1")] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+) -> LoraPage:
+    return library.list_loras(
+        session, owner_id=user, q=q, kind=kind, family=family, sort=sort, order=order, page=page, per_page=per_page
+    )
+
+
+@router.post("", status_code=201, summary="Import a .safetensors LoRA (kohya, diffusers or peft layout)")
+async def import_lora(file: UploadFile, session: SessionDep, studio: StudioDep, user: UserDep) -> LoraOut:
+    upload = await read_upload(file, studio.settings)
+    return library.import_lora(session, studio.store, owner_id=user, data=upload.data, filename=upload.name)
+
+
+@router.get("/{lora_id}", summary="One LoRA with its metrics and versions")
+def get_lora(lora_id: Id, session: SessionDep, user: UserDep) -> LoraOut:
+    return library.get_lora(session, owner_id=user, lora_id=lora_id)
+
+
+@router.get("/{lora_id}/file", summary="Download the newest (or a given) version", response_class=FileResponse)
+def download(
+    lora_id: Id,
+    session: SessionDep,
+    studio: StudioDep,
+    user: UserDep,
+    version: Annotated[int | None, Query(ge=1, description="Version (default: newest)")] = None,
+):
+    row = library.version_row(session, owner_id=user, lora_id=lora_id, version=version)
+    lora = library.get_lora_row(session, owner_id=user, lora_id=lora_id)
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in lora.name)[:60] or "lora"
+    return file_response(studio.store, row.blob, "application/octet-stream", f"{name}-v{row.version}.safetensors")
+
+
+@router.put("/{lora_id}/rating", summary="Rate a LoRA 1-5 (one rating per user)")
+def rate(lora_id: Id, data: RatingIn, session: SessionDep, user: UserDep) -> LoraOut:
+    return library.rate(session, owner_id=user, lora_id=lora_id, stars=data.stars)
+
+
+@router.delete("/{lora_id}", summary="Delete a LoRA (files kept while a job in flight uses it)")
+def delete(lora_id: Id, session: SessionDep, studio: StudioDep, user: UserDep) -> dict:
+    return library.delete_lora(session, studio.store, owner_id=user, lora_id=lora_id)

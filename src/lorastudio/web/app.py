@@ -1,0 +1,53 @@
+"""create_app(settings): the FastAPI app of LoRA Studio (JSON API under /api/v1)."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from lorastudio import __version__
+from lorastudio.config import Settings
+from lorastudio.studio import setup
+from lorastudio.studio.db import make_engine, session_factory
+from lorastudio.studio.queue import make_queue
+from lorastudio.studio.storage import LocalBlobStore
+from lorastudio.studio.users import local_user
+from lorastudio.web import errors
+from lorastudio.web.api import characters, datasets, jobs, library, styles
+from lorastudio.web.state import Studio
+
+API = "/api/v1"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app for these settings: migrates the schema and seeds a fresh install when it starts."""
+    setup.prepare(settings)
+    factory = session_factory(make_engine(settings))
+    store = LocalBlobStore(settings.blobs_dir)
+    with factory() as session:
+        user = local_user(session)
+        setup.seed(session, store)
+    studio = Studio(settings=settings, factory=factory, store=store, queue=make_queue(settings), local_user=user)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+
+    app = FastAPI(
+        title="LoRA Studio",
+        version=__version__,
+        description="Train LoRAs for characters, fighting styles, poses and visual styles, and generate "
+        'consistent action scenes with them. Errors are JSON: {"error": {"code", "message"}}.',
+        lifespan=lifespan,
+    )
+    app.state.studio = studio
+    errors.install(app)
+    for module in (characters, styles, library, datasets, jobs):
+        app.include_router(module.router, prefix=API)
+
+    @app.get(f"{API}/health", tags=["System"], summary="Is the server up")
+    def health() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,100 @@
+"""Studio fixtures: a fresh data dir per test, the app through an in-process HTTP client, toy-world
+references, and real worker processes (`python -m lorastudio.cli worker`) started and stopped here."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lorastudio.config import Settings
+from lorastudio.engine.toyworld.consistency import character_references
+from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS
+
+FAST = {"LORASTUDIO_DEVICE": "cpu", "LORASTUDIO_LEASE_SECONDS": "3", "LORASTUDIO_HEARTBEAT_SECONDS": "0.5"}
+
+
+@pytest.fixture
+def studio_settings(tmp_path) -> Settings:
+    return Settings(home=tmp_path / "home", device="cpu", lease_seconds=3, heartbeat_seconds=0.5)
+
+
+@pytest.fixture
+def client(studio_settings):
+    from lorastudio.web.app import create_app
+
+    with TestClient(create_app(studio_settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def john_refs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("john")
+    character_references(HELD_OUT_CHARACTERS["johnhero"], folder, n=20, seed=7)
+    return folder
+
+
+def upload_refs(client, dataset_id: int, folder: Path, extra: list | None = None):
+    files = [("files", (p.name, p.read_bytes())) for p in sorted(folder.iterdir())] + (extra or [])
+    return client.post(f"/api/v1/datasets/{dataset_id}/images", files=files)
+
+
+def john_dataset(client, refs: Path) -> tuple[int, int]:
+    character = client.post("/api/v1/characters", json={"name": "Action Hero John", "description": "red gi"}).json()
+    dataset = client.post("/api/v1/datasets", json={"name": "John", "kind": "character", "trigger": "johnhero",
+                                                    "character_id": character["id"]}).json()  # fmt: skip
+    assert upload_refs(client, dataset["id"], refs).status_code == 200
+    return character["id"], dataset["id"]
+
+
+def wait_for(client, job_id: int, done, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        if done(job):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not get there in {timeout} s: {job}")
+
+
+class Workers:
+    """Worker processes of one studio home."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str) -> subprocess.Popen:
+        env = os.environ | FAST | {"LORASTUDIO_HOME": str(self.settings.home), "OMP_NUM_THREADS": "1"}
+        log = open(self.settings.home / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([sys.executable, "-m", "lorastudio.cli", "worker", "--name", name, "--threads", "1"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def workers(studio_settings):
+    pool = Workers(studio_settings)
+    yield pool
+    pool.stop()
