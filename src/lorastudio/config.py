@@ -66,9 +66,6 @@ class Settings(BaseSettings):
         default=60, ge=2, description="A worker's claim on a job lasts this long unless its heartbeat renews it."
     )
     heartbeat_seconds: float = Field(default=10.0, gt=0, description="How often a running job renews its lease.")
-    reaper_seconds: int = Field(
-        default=30, ge=1, description="How often expired leases are returned to the queue and workers woken."
-    )
 
     @property
     def models_dir(self) -> Path:

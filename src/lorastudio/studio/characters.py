@@ -6,9 +6,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio.engine.lora.info import check_description
-from lorastudio.errors import NotFound
 from lorastudio.studio.library import versions_of
 from lorastudio.studio.models import Character, Lora
+from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import CharacterIn, CharacterOut, CharacterUpdate
 from lorastudio.studio.storage import BlobStore
 from lorastudio.studio.styles import taken_triggers
@@ -33,10 +33,7 @@ def to_out(session: Session, character: Character) -> CharacterOut:
 
 def get_row(session: Session, *, owner_id: int, character_id: int) -> Character:
     """The row, or NotFound (another user's character is not found either)."""
-    found = session.scalar(select(Character).where(Character.id == character_id, Character.owner_id == owner_id))
-    if found is None:
-        raise NotFound(f"character {character_id} not found")
-    return found
+    return get_owned(session, Character, character_id, owner_id, "character")
 
 
 def create_character(session: Session, *, owner_id: int, data: CharacterIn) -> CharacterOut:

@@ -4,6 +4,7 @@ verdict; bad files are kept and flagged, never sink the rest; captions are edita
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from lorastudio.engine.prompts import check_trigger
 from lorastudio.engine.training.presets import get_preset
 from lorastudio.errors import NotFound, TooLarge
 from lorastudio.studio.models import Character, Dataset, DatasetImage, FightingStyle
+from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import DatasetImageOut, DatasetIn, DatasetOut
 from lorastudio.studio.storage import BlobStore
 from lorastudio.studio.uploads import CAPTION_SUFFIX, Upload, check_size, unpack_zip
@@ -24,10 +26,7 @@ from lorastudio.studio.uploads import CAPTION_SUFFIX, Upload, check_size, unpack
 
 def get_row(session: Session, *, owner_id: int, dataset_id: int) -> Dataset:
     """The row, or NotFound (another user's dataset is not found either)."""
-    found = session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner_id == owner_id))
-    if found is None:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return found
+    return get_owned(session, Dataset, dataset_id, owner_id, "dataset")
 
 
 def images_of(session: Session, dataset_id: int) -> list[DatasetImage]:
@@ -94,8 +93,11 @@ def list_datasets(session: Session, *, owner_id: int) -> list[DatasetOut]:
 def get_dataset(
     session: Session, settings: Settings, store: BlobStore, *, owner_id: int, dataset_id: int, base: str | None = None
 ) -> DatasetOut:
-    """One dataset, its verdicts refreshed against the base model it will train on."""
+    """One dataset with its stored verdicts; with `base`, checked again for that base model (the verdicts
+    depend on the resolution it trains at)."""
     dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
+    if base is None:
+        return to_out(session, dataset)
     return check_dataset(session, settings, store, dataset=dataset, base=base)
 
 
@@ -154,7 +156,8 @@ def check_dataset(
     """Run the engine's checks over the whole dataset (duplicates need all of it) and store the verdicts."""
     spec = base or settings.default_base_model
     preset = get_preset(None, dataset.kind, base_family(spec, settings))
-    folder = settings.home / "datasets" / f"check-{dataset.id}"
+    (settings.home / "tmp").mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"check-{dataset.id}-", dir=settings.home / "tmp")) / "images"
     by_file = materialize(session, store, dataset, folder)
     try:
         report, _ = scan_dataset(
@@ -167,7 +170,7 @@ def check_dataset(
             bucket_step=preset.bucket_step,
         )
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder.parent, ignore_errors=True)
     for entry in report.images:
         image = by_file[Path(entry.path).name]
         image.status, image.width, image.height = entry.status, entry.width, entry.height

@@ -12,9 +12,10 @@ from datetime import timedelta
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from lorastudio.errors import Conflict, NotFound
+from lorastudio.errors import Conflict
 from lorastudio.studio.db import write_transaction
 from lorastudio.studio.models import Job, now
+from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import JobOut
 
 FINAL = ("succeeded", "failed", "canceled")
@@ -35,10 +36,7 @@ def add_job(session: Session, *, owner_id: int, type: str, request: dict) -> Job
 
 def get_row(session: Session, *, owner_id: int, job_id: int) -> Job:
     """The row, or NotFound (another user's job is not found either)."""
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.owner_id == owner_id))
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
-    return job
+    return get_owned(session, Job, job_id, owner_id, "job")
 
 
 def get_job(session: Session, *, owner_id: int, job_id: int) -> JobOut:

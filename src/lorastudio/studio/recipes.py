@@ -7,18 +7,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lorastudio.errors import Conflict, NotFound
+from lorastudio.errors import Conflict
 from lorastudio.studio import library
 from lorastudio.studio.models import Recipe
+from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import ApplyRecipeIn, GenerationIn, RecipeIn, RecipeOut
 
 
 def get_row(session: Session, *, owner_id: int, recipe_id: int) -> Recipe:
     """The row, or NotFound (another user's recipe is not found either)."""
-    found = session.scalar(select(Recipe).where(Recipe.id == recipe_id, Recipe.owner_id == owner_id))
-    if found is None:
-        raise NotFound(f"recipe {recipe_id} not found")
-    return found
+    return get_owned(session, Recipe, recipe_id, owner_id, "recipe")
 
 
 def save_recipe(session: Session, *, owner_id: int, data: RecipeIn) -> RecipeOut:

@@ -53,7 +53,9 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
             )
         )
         if lora is not None:
-            selections.append(LibrarySelection(lora_id=lora.id, strength=style.recommended_strength))
+            selections.append(
+                LibrarySelection(lora_id=lora.id, strength=lora.recommended_strength or style.recommended_strength)
+            )
         elif style.phrases:
             words = ", ".join([style.trigger, *style.phrases])
             prompt = re.sub(rf"(?<![\w]){re.escape(style.trigger)}(?![\w])", words, prompt, count=1, flags=re.I)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, UploadFile
 from fastapi.responses import FileResponse
 
-from lorastudio.studio import characters
-from lorastudio.studio.schemas import CharacterIn, CharacterOut, CharacterUpdate
+from lorastudio.studio import characters, datasets
+from lorastudio.studio.schemas import CharacterIn, CharacterOut, CharacterUpdate, DatasetIn, DatasetOut
 from lorastudio.web.api.files import file_response, read_upload
 from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
 
@@ -57,3 +57,11 @@ async def set_reference(
 def get_reference(character_id: Id, session: SessionDep, studio: StudioDep, user: UserDep):
     character = characters.get_row(session, owner_id=user, character_id=character_id)
     return file_response(studio.store, character.reference_blob, "image/png", f"character-{character_id}.png")
+
+
+@router.post("/{character_id}/dataset", status_code=201, summary="Train LoRA: a dataset prefilled for this character")
+def train_dataset(character_id: Id, session: SessionDep, user: UserDep) -> DatasetOut:
+    character = characters.get_row(session, owner_id=user, character_id=character_id)
+    data = DatasetIn(name=f"{character.name} references"[:120], kind="character", trigger=character.trigger,
+                     character_id=character.id)  # fmt: skip
+    return datasets.create_dataset(session, owner_id=user, data=data)

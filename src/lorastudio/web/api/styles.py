@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lorastudio.studio import styles
-from lorastudio.studio.schemas import StyleIn, StyleOut
+from lorastudio.studio import datasets, styles
+from lorastudio.studio.schemas import DatasetIn, DatasetOut, StyleIn, StyleOut
 from lorastudio.web.state import Id, SessionDep, UserDep
 
 router = APIRouter(prefix="/styles", tags=["Fighting Styles"])
@@ -29,3 +29,11 @@ def get_style(style_id: Id, session: SessionDep, user: UserDep) -> StyleOut:
 @router.delete("/{style_id}", status_code=204, summary="Delete a custom style")
 def delete_style(style_id: Id, session: SessionDep, user: UserDep) -> None:
     styles.delete_style(session, owner_id=user, style_id=style_id)
+
+
+@router.post("/{style_id}/dataset", status_code=201, summary="Train this style: a dataset prefilled for it")
+def train_dataset(style_id: Id, session: SessionDep, user: UserDep) -> DatasetOut:
+    style = styles.get_style_row(session, owner_id=user, style_id=style_id)
+    data = DatasetIn(name=f"{style.name} references"[:120], kind="fighting_style", trigger=style.trigger,
+                     style_id=style.id)  # fmt: skip
+    return datasets.create_dataset(session, owner_id=user, data=data)

@@ -1,0 +1,90 @@
+"""Services without a worker: the guide's cost table, recipes, and an API whose every field is described."""
+
+import pytest
+
+from lorastudio.studio.db import make_engine, session_factory
+from lorastudio.studio.estimates import estimate, record_timing
+from lorastudio.studio.triggers import suggest_trigger
+
+
+@pytest.fixture
+def session(client, studio_settings):
+    with session_factory(make_engine(studio_settings))() as s:
+        yield s
+
+
+def _mid(pair):
+    return sum(pair) / 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "images", "minutes", "credits"),
+    [("character", 15, 15, 50), ("character", 25, 25, 75), ("fighting_style", 20, 20, 75),
+     ("fighting_style", 40, 35, 100)],
+)  # fmt: skip
+def test_estimates_reproduce_the_guides_table(session, kind, images, minutes, credits):
+    steps = 1200 if kind == "character" else 1750
+    e = estimate(session, kind=kind, images=images, steps=steps, preset_steps=steps, resolution=768, family="sd15")
+    assert _mid(e.minutes) == pytest.approx(minutes, rel=0.01) and _mid(e.credits) == pytest.approx(credits, abs=1)
+    hires = estimate(session, kind=kind, images=images, steps=steps, preset_steps=steps, resolution=1024, family="sd15")
+    assert _mid(hires.minutes) == pytest.approx(minutes * 1.5, rel=0.01)
+    assert hires.dollars == pytest.approx(e.dollars + 0.5, abs=0.01)
+
+
+def test_guide_dollars_and_learning_from_measured_speeds(session):
+    char = estimate(session, kind="character", images=20, steps=1200, preset_steps=1200, resolution=768, family="sd15")
+    style = estimate(session, kind="fighting_style", images=30, steps=1750, preset_steps=1750, resolution=768,
+                     family="sd15")  # fmt: skip
+    assert char.dollars == pytest.approx(1.0, abs=0.1) and style.dollars == pytest.approx(1.5, abs=0.1)
+    assert char.measured_minutes is None
+    record_timing(session, device="cuda:RTX", family="sd15", resolution=768, seconds_per_step=0.5)
+    session.commit()
+    learned = estimate(session, kind="character", images=20, steps=1200, preset_steps=1200, resolution=768,
+                       family="sd15")  # fmt: skip
+    assert learned.measured_minutes == pytest.approx(10.0) and any("measured here" in b for b in learned.breakdown)
+
+
+def test_trigger_suggestions():
+    assert suggest_trigger("Action Hero John", set()) == "johnhero"
+    assert suggest_trigger("Villain Kane", {"kanehero"}) == "kanehero2"
+    assert suggest_trigger("Super", set()) not in ("superhero", "super")
+    assert suggest_trigger("Capoeira", set(), "style") == "capoeirastyle"
+
+
+def test_recipes_save_and_apply(client, trained):
+    lora = client.post("/api/v1/loras", files={"file": ("hero.safetensors", trained["tiny-sd15"].read_bytes())}).json()
+    body = {"name": "John, kung fu", "loras": [{"lora_id": lora["id"], "strength": 0.8, "region": "left"}],
+            "prompt_template": "johnhero, kungfustyle, {action}", "seed": 42, "steps": 4}  # fmt: skip
+    recipe = client.post("/api/v1/recipes", json=body)
+    assert recipe.status_code == 201, recipe.text
+    assert client.post("/api/v1/recipes", json=body).status_code == 409
+    job = client.post(f"/api/v1/recipes/{recipe.json()['id']}/apply", json={"action": "crane kick"}).json()
+    assert job["request"]["prompt"].startswith("johnhero, kungfustyle") and "crane kick" in job["request"]["prompt"]
+    assert job["request"]["seed"] == 42 and job["request"]["loras"][0]["region"] == "left"
+    assert [r["name"] for r in client.get("/api/v1/recipes").json()] == ["John, kung fu"]
+
+
+def test_every_api_field_and_route_is_described(client):
+    spec = client.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            assert op.get("summary"), f"{method.upper()} {path} has no summary"
+    skip = ("HTTPValidation", "ValidationError", "Body_")  # FastAPI's own
+    ours = {n: s for n, s in spec["components"]["schemas"].items() if not n.startswith(skip)}
+    assert len(ours) >= 15
+    for name, schema in ours.items():
+        for field, prop in schema.get("properties", {}).items():
+            assert prop.get("description"), f"{name}.{field} has no description"
+
+
+def test_train_lora_from_a_character_or_a_style_prefills_the_dataset(client):
+    john = client.post("/api/v1/characters", json={"name": "Action Hero John"}).json()
+    dataset = client.post(f"/api/v1/characters/{john['id']}/dataset").json()
+    assert (dataset["kind"], dataset["trigger"], dataset["character_id"]) == ("character", "johnhero", john["id"])
+    style = client.post("/api/v1/styles", json={"name": "Capoeira", "phrases": ["ginga", "spinning kick"]}).json()
+    assert style["trigger"] == "capoeirastyle" and not style["builtin"]
+    prefilled = client.post(f"/api/v1/styles/{style['id']}/dataset").json()
+    assert (prefilled["kind"], prefilled["trigger"], prefilled["style_id"]) == ("fighting_style", "capoeirastyle",
+                                                                               style["id"])  # fmt: skip
+    builtin = client.get("/api/v1/styles").json()[0]
+    assert client.delete(f"/api/v1/styles/{builtin['id']}").status_code == 409
