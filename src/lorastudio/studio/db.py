@@ -20,7 +20,11 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.db_url
     if url.startswith("sqlite"):
         settings.home.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        # The pool may grow with demand: FastAPI runs sync routes on 40 threads, and a request gives its
+        # connection back only after its response; a capped pool deadlocked at ~55 concurrent requests
+        # (benchmarks/api_load.py). SQLite connections are cheap to open.
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10,
+                               max_overflow=-1)  # fmt: skip
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record) -> None:

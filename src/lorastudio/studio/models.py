@@ -55,10 +55,16 @@ class Lora(Base):
     """A library entry: one LoRA (of a character, a style, or imported) with its versions and metrics."""
 
     __tablename__ = "loras"
-    __table_args__ = (Index("ix_loras_owner_name", "owner_id", "name"),)
+    # The library's count and filters read these (measured in benchmarks/api_load.py: the visible-rows
+    # count 3.9 -> 1.2 ms, kind + family 4.5 -> 0.3 ms, sort by name 5.9 -> 0.1 ms on 10,000 LoRAs).
+    __table_args__ = (
+        Index("ix_loras_owner_name", "owner_id", "name"),
+        Index("ix_loras_visible", "deleted", "owner_id"),
+        Index("ix_loras_kind_family", "kind", "family", "deleted", "owner_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)  # None: shipped with us
-    name: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(120), index=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
     family: Mapped[str | None] = mapped_column(String(32), index=True)
     trigger_words: Mapped[list] = mapped_column(JSON, default=list)

@@ -25,7 +25,7 @@ class Studio:
     local_user: int
 
 
-def studio(request: Request) -> Studio:
+async def studio(request: Request) -> Studio:
     """The app's Studio."""
     return request.app.state.studio
 
@@ -36,7 +36,7 @@ def session(request: Request) -> Iterator[Session]:
         yield s
 
 
-def current_user(request: Request) -> int:
+async def current_user(request: Request) -> int:
     """The user a request acts for: the local user (accounts arrive with their issue)."""
     return request.app.state.studio.local_user
 

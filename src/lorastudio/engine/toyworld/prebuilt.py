@@ -34,6 +34,7 @@ class PrebuiltStyle:
 # toy character LoRAs need too (TOY_STRENGTH). The base already draws the three known styles, so their
 # LoRAs only have to keep them at that strength.
 STRENGTH = 1.2
+GUIDE_STRENGTH = 0.6
 
 # Phrases are the words the base model's captions use for a style: its trigger and a pose ("boxingstyle,
 # guard"); prop words (gloves, blade) never appear in captions, so they would not steer it. The sword style
@@ -89,9 +90,11 @@ def train_prebuilt_styles(
     )
     from lorastudio.engine.training.train import train_lora
 
-    lines = [f"lorastudio toyworld train-styles --out {out_dir} --steps {steps}",
-             f"recipe: TOY_RECIPE with network_dim={RANK} network_alpha={RANK}, {REFERENCES} references a style, "
-             f"fp16; hit rates: {MEASURE_PROMPTS} style_prompts, 20 sampling steps, strength {STRENGTH}"]  # fmt: skip
+    lines = [
+        f"lorastudio toyworld train-styles --out {out_dir} --steps {steps}",
+        f"recipe: TOY_RECIPE, network_dim={RANK} network_alpha={RANK}, fp16, {REFERENCES} references a style",
+        f"hit rates: {MEASURE_PROMPTS} style_prompts (trigger and pose words), seeds 1000+, 20 sampling steps",
+    ]
     for line in lines:
         log(line)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -112,12 +115,15 @@ def train_prebuilt_styles(
             info.recommended_strength = style.strength
             lora.metadata.update(info.to_metadata())
             save_lora(path, lora)
+            train_s, t0 = time.perf_counter() - t0, time.perf_counter()
             prompts = style_prompts(style.key, MEASURE_PROMPTS)
-            with_lora = hit_rate(cache, prompts, [{"lora": str(path), "strength": style.strength}], style_hit)
+            rates = {s: hit_rate(cache, prompts, [{"lora": str(path), "strength": s}], style_hit)
+                     for s in (style.strength, GUIDE_STRENGTH)}  # fmt: skip
             prompt_only = hit_rate(cache, prompts, [], style_hit)
-            line = (f"{style.key:7s} {path.name:24s} {path.stat().st_size / 1024:6.0f} KB  trained {result.seconds:5.1f}s "
-                    f"(total {time.perf_counter() - t0:5.1f}s)  hit rate with LoRA {with_lora:4.0%}  "
-                    f"prompt only {prompt_only:4.0%}")  # fmt: skip
+            line = (f"{style.key}: {path.name}, {path.stat().st_size / 1024:.0f} KB, {result.steps_done} steps in "
+                    f"{train_s:.0f}s; style hit rate with LoRA {rates[style.strength]:.0%} (at the guide's "
+                    f"{GUIDE_STRENGTH}: {rates[GUIDE_STRENGTH]:.0%}), prompt only {prompt_only:.0%} "
+                    f"(measured in {time.perf_counter() - t0:.0f}s)")  # fmt: skip
             lines.append(line)
             log(line)
             paths.append(path)

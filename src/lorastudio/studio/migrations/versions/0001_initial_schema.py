@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 22:00:26.565472
+Create Date: 2026-12-01 23:10:29.029690
 """
 
 import sqlalchemy as sa
@@ -220,6 +220,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_loras_deleted"), ["deleted"], unique=False)
         batch_op.create_index(batch_op.f("ix_loras_family"), ["family"], unique=False)
         batch_op.create_index(batch_op.f("ix_loras_kind"), ["kind"], unique=False)
+        batch_op.create_index("ix_loras_kind_family", ["kind", "family", "deleted", "owner_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_loras_name"), ["name"], unique=False)
         batch_op.create_index(batch_op.f("ix_loras_owner_id"), ["owner_id"], unique=False)
         batch_op.create_index("ix_loras_owner_name", ["owner_id", "name"], unique=False)
         batch_op.create_index(batch_op.f("ix_loras_rating_avg"), ["rating_avg"], unique=False)
@@ -227,6 +229,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_loras_success_rate"), ["success_rate"], unique=False)
         batch_op.create_index(batch_op.f("ix_loras_training_seconds"), ["training_seconds"], unique=False)
         batch_op.create_index(batch_op.f("ix_loras_usage_count"), ["usage_count"], unique=False)
+        batch_op.create_index("ix_loras_visible", ["deleted", "owner_id"], unique=False)
 
     op.create_table(
         "dataset_images",
@@ -333,6 +336,7 @@ def downgrade() -> None:
 
     op.drop_table("dataset_images")
     with op.batch_alter_table("loras", schema=None) as batch_op:
+        batch_op.drop_index("ix_loras_visible")
         batch_op.drop_index(batch_op.f("ix_loras_usage_count"))
         batch_op.drop_index(batch_op.f("ix_loras_training_seconds"))
         batch_op.drop_index(batch_op.f("ix_loras_success_rate"))
@@ -340,6 +344,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_loras_rating_avg"))
         batch_op.drop_index("ix_loras_owner_name")
         batch_op.drop_index(batch_op.f("ix_loras_owner_id"))
+        batch_op.drop_index(batch_op.f("ix_loras_name"))
+        batch_op.drop_index("ix_loras_kind_family")
         batch_op.drop_index(batch_op.f("ix_loras_kind"))
         batch_op.drop_index(batch_op.f("ix_loras_family"))
         batch_op.drop_index(batch_op.f("ix_loras_deleted"))
