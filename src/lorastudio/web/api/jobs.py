@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
 from lorastudio.studio import jobs, recipes, scenes, trainings
@@ -73,7 +73,8 @@ def cancel(job_id: Id, session: SessionDep, user: UserDep) -> JobOut:
 
 @router.get(
     "/jobs/{job_id}/events",
-    response_class=EventSourceResponse,
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "progress events, then one end event"}},
     summary="Progress as Server-Sent Events: 'progress' while it runs, then one 'end' with the job",
 )
 def events(job_id: Id, studio: StudioDep, user: UserDep) -> EventSourceResponse:
