@@ -88,3 +88,20 @@ def test_train_lora_from_a_character_or_a_style_prefills_the_dataset(client):
                                                                                style["id"])  # fmt: skip
     builtin = client.get("/api/v1/styles").json()[0]
     assert client.delete(f"/api/v1/styles/{builtin['id']}").status_code == 409
+
+
+def test_a_fresh_install_has_the_four_style_loras_and_uses_them_by_trigger(client):
+    styles = {s["trigger"]: s for s in client.get("/api/v1/styles").json()}
+    shipped = client.get("/api/v1/loras", params={"per_page": 100}).json()["items"]
+    assert sorted((x["source"], x["family"], x["kind"], x["trigger_words"][0]) for x in shipped) == [
+        ("prebuilt", "toyworld", "fighting_style", t) for t in ("boxingstyle", "kungfustyle", "mmastyle", "swordstyle")
+    ]
+    assert {x["style_id"]: x["id"] for x in shipped} == {s["id"]: s["lora_id"] for s in styles.values()}
+    on_toyworld = client.post("/api/v1/generations", json={"prompt": "swordstyle, in a forest", "n": 1, "steps": 2})
+    assert on_toyworld.json()["request"]["lora_ids"] == [styles["swordstyle"]["lora_id"]]
+    assert on_toyworld.json()["request"]["prompt"] == "swordstyle, in a forest"
+    # The shipped files are for the toy world only: on another base the trigger stands for its phrases.
+    on_sd15 = client.post("/api/v1/generations", json={"prompt": "swordstyle, in a forest", "base": "tiny-sd15"})
+    assert on_sd15.status_code == 201, on_sd15.text
+    assert on_sd15.json()["request"]["lora_ids"] == []
+    assert on_sd15.json()["request"]["prompt"].startswith(", ".join(["swordstyle", *styles["swordstyle"]["phrases"]]))

@@ -116,7 +116,7 @@ def train_styles(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the four style LoRAs and training_log.txt")],
     steps: Annotated[int, typer.Option(help="Training steps per style", min=1, max=100_000)] = 600,
 ) -> None:
-    """Train the four pre-built fighting-style LoRAs on toyworld and measure their style hit rates."""
+    """Train and measure the four pre-built fighting-style LoRAs on toyworld (the shipped ones: --steps 600)."""
 
     def work() -> dict:
         from lorastudio.engine.fileio.atomic import check_writable_dir
