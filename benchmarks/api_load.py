@@ -1,7 +1,7 @@
 """API load: library and job-progress latency over real HTTP under 100 concurrent clients, vs plain SQL.
 
-Builds a fresh studio in a temp dir, starts it with uvicorn on 127.0.0.1 (a subprocess, so the server
-has its own interpreter and core and the clients do not share its GIL), seeds 10,000 LoRAs with varied
+Builds a fresh studio in a temp dir, starts it as `lorastudio serve --http-processes N` does (uvicorn with
+httptools and uvloop, N processes; a subprocess, so the clients do not share its GIL), seeds 10,000 LoRAs with varied
 metrics (owner 1 and shipped ones, a few deleted) and a few hundred jobs with progress JSON by bulk
 inserts, then measures p50/p95 latency of GET /api/v1/loras (default list, search, kind+family filter,
 each sort, a deep page) and GET /api/v1/jobs/{id}:
@@ -13,15 +13,14 @@ each sort, a deep page) and GET /api/v1/jobs/{id}:
 Prints each measure's p50/p95, throughput, server and client CPU per request and the ratio api/sql, and
 whether the library target (p95 < 50 ms at 100 clients, default list) is met.
 
-A server that stops answering under the load (as shipped it does: its connection pool and thread pool
-deadlock) is given --stall-after seconds, reported, and replaced by the same app with SQLAlchemy's pool
-unbounded, so that the load figures exist at all. When the target is missed it prints a diagnosis: the
+A server that stops answering under the load (an earlier one did: its capped connection pool deadlocked)
+is given --stall-after seconds and reported. When the target is missed it prints a diagnosis: the
 query plans of the statements the service sends, where one request's time goes (SQL, ORM, pydantic,
 framework, HTTP), a cProfile of in-process requests, and candidate fixes timed on a copy of the database.
 About 2.5 minutes on 2 cores.
 
     python benchmarks/api_load.py [--loras 10000] [--jobs 300] [--clients 100] [--requests 2] [--serial 30]
-                                  [--stall-after 32] [--diagnose] [--json]
+                                  [--processes 2] [--stall-after 32] [--diagnose] [--json]
 """
 
 from __future__ import annotations
@@ -64,10 +63,8 @@ PER_PAGE = 20
 # --- the studio -------------------------------------------------------------------------------------
 
 
-def serve(home: Path, port: int, unbounded_pool: bool) -> None:
-    """The server side (run in a subprocess): the studio's app, as `lorastudio serve` runs it. With
-    unbounded_pool, the one what-if this benchmark serves: SQLAlchemy's pool may open connections beyond
-    its 5 + 10 (max_overflow=-1), i.e. what make_engine would do with that fix."""
+def serve(home: Path, port: int, processes: int) -> None:
+    """The server side (run in a subprocess): the studio's app as `lorastudio serve --http-processes N` runs it."""
     from lorastudio.quiet import quiet_libraries
 
     quiet_libraries()
@@ -75,15 +72,14 @@ def serve(home: Path, port: int, unbounded_pool: bool) -> None:
 
     from lorastudio.web.app import create_app
 
-    if unbounded_pool:
-        import sqlalchemy
-
-        from lorastudio.studio import db
-
-        db.create_engine = lambda url, **kw: sqlalchemy.create_engine(url, max_overflow=-1, **kw)
-    app = create_app(Settings(home=home, device="cpu"))
+    app = create_app(Settings(home=home, device="cpu"))  # migrates and seeds once, before any child starts
     # A long keep-alive so the clients' connections survive the pauses between measures.
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=120)
+    options = dict(host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=120)
+    if processes == 1:
+        uvicorn.run(app, **options)
+    else:
+        os.environ |= {"LORASTUDIO_HOME": str(home), "LORASTUDIO_DEVICE": "cpu"}
+        uvicorn.run("lorastudio.web.app:app_from_env", factory=True, workers=processes, **options)
 
 
 def free_port() -> int:
@@ -92,10 +88,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path, log: Path, unbounded_pool: bool = False) -> tuple[subprocess.Popen, str]:
+def start_server(home: Path, log: Path, processes: int) -> tuple[subprocess.Popen, str]:
     """Start the server (its output to log) and wait until /health answers (it imports torch: seconds)."""
     port = free_port()
-    command = [sys.executable, __file__, "--serve", str(home), str(port), "unbounded" if unbounded_pool else "as-is"]
+    command = [sys.executable, __file__, "--serve", str(home), str(port), str(processes)]
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -111,11 +107,27 @@ def start_server(home: Path, log: Path, unbounded_pool: bool = False) -> tuple[s
     raise SystemExit("the server did not answer /health within 180 s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc."""
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return fh.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live children (several HTTP processes), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                parents[int(entry)] = int(_stat(int(entry))[1])
+    tree, total = {pid}, 0.0
+    for p in sorted(parents):
+        if parents[p] in tree:
+            tree.add(p)
+    for p in tree:
+        with contextlib.suppress(OSError):
+            fields = _stat(p)
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 # --- seeding ----------------------------------------------------------------------------------------
@@ -238,7 +250,7 @@ def measures(db: Path, job_ids: list[int]) -> list[dict]:
             "SELECT count(*) FROM loras WHERE (owner_id = ? OR owner_id IS NULL) AND deleted = 0", (OWNER,)
         ).fetchone()[0]
     deep = max(1, visible // PER_PAGE - 2)  # among the last pages: the offset skips ~all rows
-    search = " AND (lower(name) LIKE ? OR lower(triggers_text) LIKE ? OR lower(description) LIKE ?)"
+    search = " AND id IN (SELECT rowid FROM loras_fts WHERE loras_fts MATCH ?)"  # the service's trigram index
 
     def library(name, queries, sort="created", page=1):
         paths, sql = [], []
@@ -250,7 +262,7 @@ def measures(db: Path, job_ids: list[int]) -> list[dict]:
 
     out = [
         library("list (default)", [({}, "", ())]),
-        library("search q=", [({"q": t}, search, (f"%{t}%",) * 3) for t in SEARCH_TERMS]),
+        library("search q=", [({"q": t}, search, (f'"{t}"',)) for t in SEARCH_TERMS]),
         library(
             "filter kind+family",
             [({"kind": k, "family": f}, " AND kind = ? AND family = ?", (k, f)) for k, f in FILTERS],
@@ -766,7 +778,7 @@ def print_diagnosis(d: dict, rows: list[dict], clients: int, stalled: bool) -> N
 def main() -> None:
     """Seed, serve, load, baseline, and (if the target is missed) diagnose."""
     if len(sys.argv) == 5 and sys.argv[1] == "--serve":
-        serve(Path(sys.argv[2]), int(sys.argv[3]), unbounded_pool=sys.argv[4] == "unbounded")
+        serve(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loras", type=int, default=10_000)
@@ -776,33 +788,25 @@ def main() -> None:
     parser.add_argument("--serial", type=int, default=30, help="requests of the one-client and SQL runs")
     parser.add_argument("--stall-after", type=float, default=32.0, help="seconds before a load run counts as stalled")
     parser.add_argument("--diagnose", action="store_true", help="diagnose even when the target is met")
+    parser.add_argument("--processes", type=int, default=2, help="HTTP server processes (serve --http-processes)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         home, log = Path(tmp) / "home", Path(tmp) / "server.log"
         settings, db = Settings(home=home, device="cpu"), home / "studio.db"
-        proc, base = start_server(home, log)  # create_app migrates and makes the local user (id 1)
+        proc, base = start_server(home, log, args.processes)  # create_app migrates and makes the local user
         try:
             seed(settings, args.loras, args.jobs)
             with contextlib.closing(sqlite3.connect(db)) as conn:
                 job_ids = [row[0] for row in conn.execute("SELECT id FROM jobs WHERE owner_id = ?", (OWNER,))]
             ms = measures(db, job_ids)
             alone = asyncio.run(solo_and_sql(base, ms, args, db))
-            shipped = asyncio.run(loaded(base, proc.pid, ms, args, args.stall_after))
+            under_load = asyncio.run(loaded(base, proc.pid, ms, args, args.stall_after))
         finally:
             stop(proc)
-        stalled = bool(shipped[-1]["errors"] or shipped[-1]["unanswered"])
-        # Each failure is logged twice (the app's handler, then uvicorn): count the app's, by cause.
+        stalled = bool(under_load[-1]["errors"] or under_load[-1]["unanswered"])
         failures = log.read_text(errors="replace").split("unexpected error")[1:]
-        pool_timeouts = sum("QueuePool limit" in f.split("Exception in ASGI application")[0] for f in failures)
-        under_load = shipped
-        if stalled:  # measure the rest on the same app with the pool fix, so the figures exist at all
-            proc, base = start_server(home, log, unbounded_pool=True)
-            try:
-                under_load = asyncio.run(loaded(base, proc.pid, ms, args, None))
-            finally:
-                stop(proc)
         rows = []
         for r in under_load:
             a = alone[r["measure"]]
@@ -824,11 +828,10 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "target_p95_ms": TARGET_P95_MS,
             "target_met": met,
-            "shipped_stalled": stalled,
-            "shipped_first_failure": shipped[-1] if stalled else None,
+            "http_processes": args.processes,
+            "stalled": stalled,
+            "first_failure": under_load[-1] if stalled else None,
             "server_errors_logged": len(failures),
-            "server_errors_pool_timeout": pool_timeouts,
-            "load_server": "pool max_overflow=-1 (what-if)" if stalled else "as shipped",
             "library_p95_ms": listing["api_p95_ms"],
             "library_measures_meeting_target": [
                 r["measure"] for r in rows if r["library"] and r["api_p95_ms"] < TARGET_P95_MS
@@ -846,22 +849,19 @@ def main() -> None:
         f"api@1 and sql: {args.serial} requests alone; {os.cpu_count()} CPUs"
     )
     if stalled:
-        f = shipped[-1]
+        f = under_load[-1]
         print(
-            f"\nAS SHIPPED the server stalls under {args.clients} clients: {f['measure']}: {f['answered']}/{f['sent']} "
-            f"answered, {f['unanswered']} unanswered after {f['wall_s']:.0f} s, errors {f['errors'] or 'none'}; "
-            f"its log has {len(failures)} unexpected errors, {pool_timeouts} of them 'QueuePool limit of size 5 "
-            "overflow 10 reached'.\n"
-            "(The connection errors follow the 500s: uvicorn closes a connection after an exception.) "
-            "The api@100 figures below are the same app with SQLAlchemy's pool unbounded (max_overflow=-1)."
+            f"\nTHE SERVER STALLED under {args.clients} clients: {f['measure']}: {f['answered']}/{f['sent']} answered, "
+            f"{f['unanswered']} unanswered after {f['wall_s']:.0f} s, errors {f['errors'] or 'none'}; its log has "
+            f"{len(failures)} unexpected errors. The measures after it were not run."
         )
     print()
     print_table(rows)
     verdict = "met" if met else "MISSED"
     print(
         f"\nlibrary list p95 at {args.clients} clients: "
-        + ("stalled as shipped; " if stalled else "")
-        + f"{listing['api_p95_ms']:.1f} ms{' with the pool fix' if stalled else ''} "
+        + ("stalled; " if stalled else "")
+        + f"{listing['api_p95_ms']:.1f} ms "
         f"(target < {TARGET_P95_MS:.0f} ms): {verdict}"
     )
     if "diagnosis" in report:

@@ -84,7 +84,7 @@ def run(settings, monkeypatch):
     monkeypatch.setenv("LORASTUDIO_DEVICE", "cpu")
     runner = CliRunner()
 
-    def invoke(*args: str):
-        return runner.invoke(app, [str(a) for a in args])
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input)
 
     return invoke

@@ -57,6 +57,35 @@ class Settings(BaseSettings):
     serve_workers: int = Field(
         default=1, ge=0, le=16, description="Worker processes `lorastudio serve` spawns (0: run `lorastudio worker`)."
     )
+    http_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="HTTP server processes `lorastudio serve` runs; more serve more concurrent clients (one a core).",
+    )
+    accounts: bool = Field(
+        default=False,
+        description="Users log in (passwords, API tokens). Off: one local user without login, loopback only.",
+    )
+    starting_credits: int = Field(
+        default=1000, ge=0, le=10**9, description="Credits a new user (and the local user) starts with."
+    )
+    credits_per_gpu_minute: float = Field(
+        default=10 / 3,
+        gt=0,
+        le=10_000,
+        description="Credits a training is charged per minute it ran, within its estimate (guide: 50 for 15 min).",
+    )
+    dollars_per_gpu_hour: float = Field(
+        default=3.2, gt=0, le=10_000, description="Rent of the reference GPU (RTX 6000 Ada) in the estimate's $."
+    )
+    hires_surcharge_dollars: float = Field(
+        default=0.5, ge=0, le=10_000, description="Added to the estimate's $ for 1024 px trainings (guide: +$0.50)."
+    )
+    session_days: int = Field(default=14, ge=1, le=365, description="How long a login lasts (accounts on).")
+    secure_cookies: bool = Field(
+        default=False, description="Mark the login cookie Secure: turn on when the studio is served over HTTPS."
+    )
     max_upload_mb: int = Field(default=50, ge=1, description="Largest single uploaded file (MB); larger is a 413.")
     max_upload_files: int = Field(default=200, ge=1, description="Most files in one upload request (zip entries too).")
     max_zip_mb: int = Field(

@@ -27,6 +27,34 @@ class Conflict(LoraStudioError):
     code = "conflict"
 
 
+class InsufficientCredits(LoraStudioError):
+    """The balance does not cover what a job would hold; the message says how many credits are missing."""
+
+    code = "insufficient_credits"
+
+    def __init__(self, message: str, *, needed: int, balance: int):
+        super().__init__(message)
+        self.needed, self.balance = needed, balance
+
+
+class Unauthorized(LoraStudioError):
+    """No valid login or token: log in (or send `Authorization: Bearer <token>`)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(LoraStudioError):
+    """Logged in, but the request is refused (a missing CSRF token, a disabled account)."""
+
+    code = "forbidden"
+
+
+class RateLimited(LoraStudioError):
+    """Too many attempts; the message says when to try again."""
+
+    code = "rate_limited"
+
+
 class TooLarge(Invalid):
     """An upload is over a size or count limit (Settings)."""
 

@@ -46,6 +46,24 @@ def test_malformed_and_mistyped_bodies_are_422(client):
     _error(client.get("/api/v1/loras", params={"per_page": 10_000}), 422)
 
 
+def test_library_search_takes_any_text_as_plain_text(client, trained):
+    def total(q: str) -> int:
+        response = client.get("/api/v1/loras", params={"q": q})
+        assert response.status_code == 200, response.text
+        return response.json()["total"]
+
+    assert total("KUNG") == total("ungfusty") == total("kungfustyle") == 1  # substrings, any case
+    # Search syntax (FTS5 operators, LIKE wildcards, quotes, NUL) is text to find, never a query.
+    for q in ['x"y', "100%", "_", "a_b", "\x00zzz", "NEAR(a b)", "*", "kung OR sword", "' --"]:
+        assert total(q) == 0, q
+    assert total("ku") == 1 and total("  ") == total("\x00") == 4  # short: a scan; blank: everything
+    imported = client.post("/api/v1/loras", files={"file": ("zz.safetensors", trained["tiny-sd15"].read_bytes())})
+    name = imported.json()["name"]
+    assert total(name) >= 1
+    client.delete(f"/api/v1/loras/{imported.json()['id']}")
+    assert total(name) == 0
+
+
 def test_unknown_ids_are_404(client):
     paths = ["/api/v1/characters/999", "/api/v1/loras/999", "/api/v1/datasets/999", "/api/v1/jobs/999"]
     paths += ["/api/v1/images/999", "/api/v1/styles/999", "/api/v1/loras/999/file", "/api/v1/jobs/999/events"]

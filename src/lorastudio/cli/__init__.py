@@ -15,6 +15,8 @@ import lorastudio.cli.models
 import lorastudio.cli.toyworld
 import lorastudio.cli.demo
 import lorastudio.cli.studio
+import lorastudio.cli.accounts
+import lorastudio.cli.storyboard
 from lorastudio.cli.common import app
 
 __all__ = ["app", "main"]

@@ -36,6 +36,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes to spawn (default 1; 0: none)")] = None,
+    http_processes: Annotated[
+        int | None, typer.Option(help="HTTP server processes (default 1; about one a core serves the most clients)")
+    ] = None,
 ) -> None:
     """Start the studio: the JSON API on http://HOST:PORT/api/v1 (docs at /docs) and its worker(s)."""
 
@@ -46,13 +49,22 @@ def serve(
 
         settings = settings_from_env()
         bind = host or settings.host
-        if not _loopback(bind):
+        if not _loopback(bind) and not settings.accounts:
             raise Invalid(
                 f"refusing to listen on {bind}: without accounts anyone who can reach it could use the studio. "
-                "Accounts are not built yet; listen on 127.0.0.1 (the default) and reach it through an SSH tunnel"
+                "Turn accounts on (LORASTUDIO_ACCOUNTS=true, then `lorastudio users add NAME`), "
+                "or listen on 127.0.0.1 (the default) and reach it through an SSH tunnel"
             )
         count = settings.serve_workers if workers is None else workers
         application = create_app(settings)  # migrates and seeds before any worker starts
+        if settings.accounts:
+            from sqlalchemy import func, select
+
+            from lorastudio.studio.models import User
+
+            with application.state.studio.factory() as session:
+                if not session.scalar(select(func.count()).where(User.password_hash.is_not(None))):
+                    err.print("[yellow]Accounts are on but nobody can log in yet: `lorastudio users add NAME`.[/]")
         env = os.environ | {"LORASTUDIO_HOME": str(settings.home)}
         procs = [
             subprocess.Popen([sys.executable, "-m", "lorastudio.cli", "worker", "--threads", str(_threads(count))],
@@ -60,8 +72,16 @@ def serve(
             for _ in range(count)
         ]  # fmt: skip
         err.print(f"LoRA Studio on http://{bind}:{port or settings.port}/api/v1 (API docs: /docs); {count} worker(s)")
+        processes = settings.http_processes if http_processes is None else http_processes
+        if not 1 <= processes <= 64:
+            raise Invalid("--http-processes is 1 to 64")
         try:
-            uvicorn.run(application, host=bind, port=port or settings.port, log_level="warning")
+            if processes == 1:
+                uvicorn.run(application, host=bind, port=port or settings.port, log_level="warning")
+            else:  # each process builds its own app from the environment (the schema is migrated above)
+                os.environ["LORASTUDIO_HOME"] = str(settings.home)
+                uvicorn.run("lorastudio.web.app:app_from_env", factory=True, workers=processes, host=bind,
+                            port=port or settings.port, log_level="warning")  # fmt: skip
         finally:
             for proc in procs:
                 proc.terminate()
@@ -77,7 +97,9 @@ def serve(
 @app.command()
 def worker(
     name: Annotated[str | None, typer.Option(help="Worker name (default: host-pid@device)")] = None,
-    queue: Annotated[list[str] | None, typer.Option(help="training and/or generation (repeatable)")] = None,
+    queue: Annotated[
+        list[str] | None, typer.Option(help="training, generation and/or export (repeatable; default all)")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: all cores)", min=1)] = None,
 ) -> None:
     """Run jobs from the studio's table, one at a time (start one per GPU)."""
@@ -92,10 +114,12 @@ def worker(
         from lorastudio.studio.worker import Worker
 
         settings = settings_from_env()
-        types = tuple(queue or ("training", "generation"))
-        bad = [q for q in types if q not in ("training", "generation")]
+        from lorastudio.studio.jobs import JOB_TYPES
+
+        types = tuple(queue or JOB_TYPES)
+        bad = [q for q in types if q not in JOB_TYPES]
         if bad:
-            raise Invalid(f"unknown queue {bad[0][:40]!r}; use --queue training and/or --queue generation")
+            raise Invalid(f"unknown queue {bad[0][:40]!r}; use --queue with one of: {', '.join(JOB_TYPES)}")
         if threads:
             torch.set_num_threads(threads)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")

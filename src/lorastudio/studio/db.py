@@ -50,6 +50,14 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def begin_write(session: Session) -> None:
+    """End the session's read transaction (committing what it holds) and begin a write one: BEGIN
+    IMMEDIATE on SQLite, so a check and the write that depends on it see the same database."""
+    if session.in_transaction():
+        session.commit()
+    session.connection(execution_options={"sqlite_immediate": True})
+
+
 @contextmanager
 def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose transaction takes SQLite's write lock at BEGIN (BEGIN IMMEDIATE), so two

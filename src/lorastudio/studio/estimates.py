@@ -33,9 +33,18 @@ def _lerp(x: float, x0: float, x1: float, y0: float, y1: float) -> float:
 
 
 def estimate(
-    session: Session, *, kind: str, images: int, steps: int, preset_steps: int, resolution: int, family: str | None
+    session: Session,
+    *,
+    kind: str,
+    images: int,
+    steps: int,
+    preset_steps: int,
+    resolution: int,
+    family: str | None,
+    dollars_per_gpu_hour: float = DOLLARS_PER_GPU_HOUR,
+    hires_dollars: float = HIRES_DOLLARS,
 ) -> Estimate:
-    """Minutes, credits and dollars for a training of `images` images and `steps` steps."""
+    """Minutes, credits and dollars for a training of `images` images and `steps` steps (costs: Settings)."""
     lo_n, hi_n, lo_m, hi_m, lo_c, hi_c = GUIDE[kind]
     n = max(images, 1)
     scale = steps / preset_steps
@@ -46,13 +55,16 @@ def estimate(
         f"{lo_c}-{hi_c} credits on an RTX 6000 Ada; {n} images at {steps} steps (preset {preset_steps})"
     ]
     hires = resolution >= 1024
-    dollars = minutes / 60 * DOLLARS_PER_GPU_HOUR
+    dollars = minutes / 60 * dollars_per_gpu_hour
     if hires:
         minutes *= HIRES_TIME
         credits *= HIRES_TIME
-        dollars += HIRES_DOLLARS
-        breakdown.append("high resolution (1024 px): +50% time, +$0.50")
-    breakdown.append(f"GPU cost: {minutes:.1f} min at ${DOLLARS_PER_GPU_HOUR:.2f}/h" + (" + $0.50" if hires else ""))
+        dollars += hires_dollars
+        breakdown.append(f"high resolution (1024 px): +50% time, +${hires_dollars:.2f}")
+    breakdown.append(
+        f"GPU cost: {minutes:.1f} min at ${dollars_per_gpu_hour:.2f}/h" + (f" + ${hires_dollars:.2f}" if hires else "")
+    )
+    breakdown.append("credits are held at submit; you are charged for the minutes it runs, within this range")
     measured = measured_minutes(session, family=family, resolution=resolution, steps=steps)
     if measured is not None:
         breakdown.append(f"measured here: {measured:.1f} min on the devices that ran jobs like it")

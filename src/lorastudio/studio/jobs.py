@@ -13,18 +13,23 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lorastudio.errors import Conflict
+from lorastudio.studio import credits
 from lorastudio.studio.db import write_transaction
 from lorastudio.studio.models import Job, now
 from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import JobOut
 
 FINAL = ("succeeded", "failed", "canceled")
+JOB_TYPES = ("training", "generation", "export")
 MAX_ATTEMPTS = 5  # a job that kills its worker this often is failed, not retried forever
 
 
-def to_out(job: Job) -> JobOut:
-    """The API form of a job row."""
-    return JobOut.model_validate(job)
+def to_out(session: Session, job: Job, balance: int | None = None) -> JobOut:
+    """The API form of a job row, with its credits and the owner's balance."""
+    out = JobOut.model_validate(job)
+    out.credits = credits.job_credits(session, job)
+    out.balance = credits.balance(session, job.owner_id) if balance is None else balance
+    return out
 
 
 def add_job(session: Session, *, owner_id: int, type: str, request: dict) -> Job:
@@ -41,7 +46,7 @@ def get_row(session: Session, *, owner_id: int, job_id: int) -> Job:
 
 def get_job(session: Session, *, owner_id: int, job_id: int) -> JobOut:
     """One job."""
-    return to_out(get_row(session, owner_id=owner_id, job_id=job_id))
+    return to_out(session, get_row(session, owner_id=owner_id, job_id=job_id))
 
 
 def list_jobs(session: Session, *, owner_id: int, status: str | None = None, limit: int = 50) -> list[JobOut]:
@@ -49,7 +54,8 @@ def list_jobs(session: Session, *, owner_id: int, status: str | None = None, lim
     query = select(Job).where(Job.owner_id == owner_id)
     if status:
         query = query.where(Job.status == status)
-    return [to_out(j) for j in session.scalars(query.order_by(Job.id.desc()).limit(limit))]
+    have = credits.balance(session, owner_id)
+    return [to_out(session, j, have) for j in session.scalars(query.order_by(Job.id.desc()).limit(limit))]
 
 
 def cancel(session: Session, *, owner_id: int, job_id: int) -> JobOut:
@@ -60,8 +66,9 @@ def cancel(session: Session, *, owner_id: int, job_id: int) -> JobOut:
     job.cancel_requested = True
     if job.status == "pending":
         job.status, job.finished_at = "canceled", now()
+        _settle(session, job)
     session.commit()
-    return to_out(job)
+    return to_out(session, job)
 
 
 def claim(factory: sessionmaker[Session], *, worker: str, lease_seconds: int, types: tuple[str, ...]) -> int | None:
@@ -69,7 +76,7 @@ def claim(factory: sessionmaker[Session], *, worker: str, lease_seconds: int, ty
     with write_transaction(factory) as session:
         t = now()
         lock = " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
-        kinds = ", ".join(f"'{k}'" for k in types if k in ("training", "generation"))
+        kinds = ", ".join(f"'{k}'" for k in types if k in JOB_TYPES)
         row = session.execute(
             text(
                 "UPDATE jobs SET status = 'running', lease_owner = :worker, lease_expires_at = :expires, "
@@ -124,7 +131,12 @@ def finish(
     job.lease_expires_at = None
     if error:
         job.error_code, job.error_message = error
+    _settle(session, job)
     return True
+
+
+def _settle(session: Session, job: Job) -> None:
+    credits.settle_job(session, job, job.request.get("credits_per_gpu_minute") or credits.DEFAULT_RATE)
 
 
 def reap(factory: sessionmaker[Session]) -> dict:
@@ -133,21 +145,20 @@ def reap(factory: sessionmaker[Session]) -> dict:
     with write_transaction(factory) as session:
         t = now()
         expired = (Job.status == "running") & (Job.lease_expires_at < t)
-        canceled = session.execute(
-            update(Job).where(expired & Job.cancel_requested).values(status="canceled", finished_at=t)
-        ).rowcount
-        failed = session.execute(
-            update(Job)
-            .where(expired & (Job.attempts >= MAX_ATTEMPTS))
-            .values(
-                status="failed",
-                finished_at=t,
-                error_code="worker_lost",
-                error_message=f"the job stopped its worker {MAX_ATTEMPTS} times (out of memory or a crash); "
-                "lower its settings and submit it again",
+        canceled = list(session.scalars(select(Job).where(expired & Job.cancel_requested)))
+        for job in canceled:
+            job.status, job.finished_at = "canceled", t
+        failed = list(session.scalars(select(Job).where(expired & (Job.attempts >= MAX_ATTEMPTS))))
+        for job in failed:
+            job.status, job.finished_at, job.error_code = "failed", t, "worker_lost"
+            job.error_message = (
+                f"the job stopped its worker {MAX_ATTEMPTS} times (out of memory or a crash); "
+                "lower its settings and submit it again"
             )
-        ).rowcount
+        for job in canceled + failed:
+            _settle(session, job)  # nothing is charged for work that did not finish
+        session.flush()
         waiting = session.scalar(
             select(Job.lease_expires_at).where(Job.status == "running").order_by(Job.lease_expires_at).limit(1)
         )
-    return {"canceled": canceled, "failed": failed, "next_expiry": waiting}
+    return {"canceled": len(canceled), "failed": len(failed), "next_expiry": waiting}

@@ -10,12 +10,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Integer, column, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from lorastudio.engine.lora.file import read_lora
-from lorastudio.errors import Conflict, Invalid, NotFound
-from lorastudio.studio.models import Job, JobLora, Lora, LoraVersion, Rating
+from lorastudio.errors import Conflict, Forbidden, Invalid, NotFound
+from lorastudio.studio.models import Job, JobLora, Lora, LoraVersion, Rating, StoryboardScene
 from lorastudio.studio.schemas import LoraOut, LoraPage, LoraVersionOut
 from lorastudio.studio.storage import BlobStore
 
@@ -31,7 +31,8 @@ IN_FLIGHT = ("pending", "running")
 
 
 def _visible(owner_id: int):
-    return (Lora.owner_id == owner_id) | Lora.owner_id.is_(None)
+    """Mine, shipped with us, or made public by its owner."""
+    return (Lora.owner_id == owner_id) | Lora.owner_id.is_(None) | Lora.public
 
 
 def _same(column, value):
@@ -55,6 +56,24 @@ def get_lora_row(session: Session, *, owner_id: int, lora_id: int) -> Lora:
     if lora is None:
         raise NotFound(f"LoRA {lora_id} not found in your library")
     return lora
+
+
+def own_lora_row(session: Session, *, owner_id: int, lora_id: int) -> Lora:
+    """A LoRA the user may change: their own. Another user's public one is read-only (Forbidden)."""
+    lora = get_lora_row(session, owner_id=owner_id, lora_id=lora_id)
+    if lora.owner_id is None:
+        raise Conflict("LoRAs shipped with LoRA Studio cannot be changed or deleted")
+    if lora.owner_id != owner_id:
+        raise Forbidden(f"LoRA {lora_id} is another user's public LoRA: you can use it, only its owner can change it")
+    return lora
+
+
+def set_public(session: Session, *, owner_id: int, lora_id: int, public: bool) -> LoraOut:
+    """Share one's LoRA with every user (read-only for them, usage counted) or take it back."""
+    lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
+    lora.public = public
+    session.commit()
+    return to_out(session, lora)
 
 
 def get_lora(session: Session, *, owner_id: int, lora_id: int) -> LoraOut:
@@ -149,6 +168,17 @@ def import_lora(session: Session, store: BlobStore, *, owner_id: int, data: byte
         return register_file(session, store, owner_id=owner_id, path=path, name=stem, source="imported")
 
 
+def _matches(session: Session, q: str):
+    """Name, trigger or description contains q (case-insensitive): through the trigram index on SQLite
+    when q has the three characters a trigram needs, else a LIKE scan."""
+    if len(q) >= 3 and session.get_bind().dialect.name == "sqlite":
+        phrase = '"' + q.replace('"', '""') + '"'  # one quoted FTS5 string: no query syntax reaches MATCH
+        hits = text("SELECT rowid FROM loras_fts WHERE loras_fts MATCH :phrase").bindparams(phrase=phrase)
+        return Lora.id.in_(hits.columns(column("rowid", Integer)))
+    like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(*(func.lower(c).like(like, escape="\\") for c in (Lora.name, Lora.triggers_text, Lora.description)))
+
+
 def list_loras(
     session: Session,
     *,
@@ -167,15 +197,9 @@ def list_loras(
     if order not in ("asc", "desc"):
         raise Invalid("order is asc or desc")
     query = select(Lora).where(_visible(owner_id), ~Lora.deleted)
+    q = "".join(ch for ch in (q or "") if ch.isprintable()).strip()[:100]  # a NUL would end the pattern early
     if q:
-        like = f"%{q.strip()[:100].lower()}%"
-        query = query.where(
-            or_(
-                func.lower(Lora.name).like(like),
-                func.lower(Lora.triggers_text).like(like),
-                func.lower(Lora.description).like(like),
-            )
-        )
+        query = query.where(_matches(session, q))
     if kind:
         query = query.where(Lora.kind == kind)
     if family:
@@ -228,22 +252,27 @@ def record_verdict(session: Session, *, job_id: int, old: str | None, new: str |
 def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: int) -> dict:
     """Delete a LoRA of one's own. One that a job in flight uses is hidden from the library at once and
     its files are kept until nothing references it (the answer says so)."""
-    lora = get_lora_row(session, owner_id=owner_id, lora_id=lora_id)
-    if lora.owner_id is None:
-        raise Conflict("LoRAs shipped with LoRA Studio cannot be deleted")
+    lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
     in_use = session.scalar(
         select(func.count())
         .select_from(JobLora)
         .join(Job, Job.id == JobLora.job_id)
         .where(JobLora.lora_id == lora_id, Job.status.in_(IN_FLIGHT))
     )
+    in_storyboards = session.scalar(
+        select(func.count(func.distinct(StoryboardScene.storyboard_id)))
+        .join(JobLora, JobLora.job_id == StoryboardScene.job_id)
+        .where(JobLora.lora_id == lora_id)
+    )
     lora.deleted = True
-    if in_use:
+    if in_use or in_storyboards:
         session.commit()
+        users = [f"the {in_use} job(s) using it finish"] if in_use else []
+        users += [f"its {in_storyboards} storyboard(s) no longer use it"] if in_storyboards else []
         return {
             "deleted": True,
             "files_kept": True,
-            "message": f"removed from the library; its files are kept until the {in_use} job(s) using it finish",
+            "message": "removed from the library; its files are kept until " + " and ".join(users),
         }
     session.commit()
     purge_deleted(session, store)
@@ -252,7 +281,13 @@ def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: i
 
 def purge_deleted(session: Session, store: BlobStore) -> int:
     """Remove the files of deleted LoRAs that no job in flight uses and no live LoRA shares; how many."""
-    busy = select(JobLora.lora_id).join(Job, Job.id == JobLora.job_id).where(Job.status.in_(IN_FLIGHT))
+    # A storyboard's panels are re-rolled and exported from their jobs' LoRA files: those stay too.
+    storyboarded = select(StoryboardScene.job_id)
+    busy = (
+        select(JobLora.lora_id)
+        .join(Job, Job.id == JobLora.job_id)
+        .where(Job.status.in_(IN_FLIGHT) | Job.id.in_(storyboarded))
+    )
     live = select(LoraVersion.blob).join(Lora).where(~Lora.deleted)
     rows = session.execute(
         select(LoraVersion.id, LoraVersion.blob)

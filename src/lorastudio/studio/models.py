@@ -21,6 +21,82 @@ class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2; None: the local user, no login
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class CreditEntry(Base):
+    """One line of the append-only credit ledger; a user's balance is the sum of `delta`.
+
+    grant: +amount. hold: -amount (reserved for a job). capture: 0 (records what the hold cost).
+    release: +what the hold gives back. One capture and one release per hold at most (unique), so a
+    retried or duplicated finish cannot settle a hold twice."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (
+        UniqueConstraint("hold_id", "kind", name="uq_credit_settle_once"),
+        Index("ix_credit_entries_user", "user_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # grant | hold | capture | release
+    amount: Mapped[int] = mapped_column(Integer)  # always >= 0
+    delta: Mapped[int] = mapped_column(Integer)  # the change to the balance
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("credit_entries.id"))  # capture/release: their hold
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    note: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class ApiToken(Base):
+    """A Bearer token: only its SHA-256 is stored; listed by name and prefix, revocable."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to tell tokens apart
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class WebSession(Base):
+    """A login (cookie): the cookie holds a random id whose SHA-256 is stored, with its CSRF token."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class LoginAttempt(Base):
+    """A failed login, for rate limiting by user name and by client address (in the database, so every
+    HTTP process sees the same count)."""
+
+    __tablename__ = "login_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), index=True)
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+
+
+class IdempotencyKey(Base):
+    """A submit's Idempotency-Key: the same key and body answer the first response again."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(80))  # the route it was used on
+    body_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 
@@ -82,6 +158,7 @@ class Lora(Base):
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
     rating_avg: Mapped[float | None] = mapped_column(Float, index=True)
     training_seconds: Mapped[float | None] = mapped_column(Float, index=True)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)  # in everyone's library, read-only for others
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # hidden; file kept while in use
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
 
@@ -202,4 +279,30 @@ class DeviceTiming(Base):
     family: Mapped[str] = mapped_column(String(32))
     resolution: Mapped[int] = mapped_column(Integer)
     seconds_per_step: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class Storyboard(Base):
+    """An ordered fight sequence of scenes, exported as PDF, contact sheet or ZIP."""
+
+    __tablename__ = "storyboards"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class StoryboardScene(Base):
+    """One panel: a generation job's scene with the image chosen among its images."""
+
+    __tablename__ = "storyboard_scenes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    storyboard_id: Mapped[int] = mapped_column(ForeignKey("storyboards.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # 0, 1, 2, ... in the storyboard's order
+    title: Mapped[str] = mapped_column(String(120), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)  # the generation it comes from
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))  # None until the job has images
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)

@@ -16,8 +16,9 @@ from lorastudio.engine.generation.pngmeta import a1111_parameters
 from lorastudio.engine.models.basemodel import base_family
 from lorastudio.engine.prompts import has_word
 from lorastudio.errors import Invalid, NotFound
-from lorastudio.studio import jobs, library
+from lorastudio.studio import credits, jobs, library
 from lorastudio.studio.db import write_transaction
+from lorastudio.studio.idempotency import check_key, once
 from lorastudio.studio.models import FightingStyle, Image, Lora
 from lorastudio.studio.schemas import GenerationIn, ImageOut, JobOut, LibrarySelection
 from lorastudio.studio.storage import BlobStore
@@ -60,8 +61,11 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
             words = ", ".join([style.trigger, *style.phrases])
             prompt = re.sub(rf"(?<![\w]){re.escape(style.trigger)}(?![\w])", words, prompt, count=1, flags=re.I)
     engine_loras, ids = [], []
-    for sel in selections:
+    explicit = len(data.loras)
+    for i, sel in enumerate(selections):
         version = library.version_row(session, owner_id=owner_id, lora_id=sel.lora_id, version=sel.version)
+        if i >= explicit and any(x["blob"] == version.blob for x in engine_loras):
+            continue  # a style's own file, already chosen by hand (an imported copy): once, as chosen
         engine_loras.append({"blob": version.blob, "strength": sel.strength, "region": sel.region})
         ids.append(sel.lora_id)
     request = {
@@ -85,12 +89,23 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
     return request, ids
 
 
-def submit_generation(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> JobOut:
-    """Queue a scene (the caller wakes the workers)."""
+def submit_generation(
+    session: Session, settings: Settings, *, owner_id: int, data: GenerationIn, idempotency_key: str | None = None
+) -> JobOut:
+    """Queue a scene (the caller wakes the workers). It costs nothing (the guide: using trained LoRAs has
+    no extra cost) but is recorded in the ledger as a hold of 0."""
+    check_key(idempotency_key)
     request, ids = resolve(session, settings, owner_id=owner_id, data=data)
-    job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"lora_ids": ids})
-    session.commit()
-    return jobs.to_out(job)
+
+    def make() -> JobOut:
+        job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"lora_ids": ids})
+        session.flush()
+        job.credit_hold_id = credits.hold(
+            session, user_id=owner_id, amount=0, job_id=job.id, note=f"generation job {job.id} (no cost)"
+        )
+        return jobs.to_out(session, job)
+
+    return once(session, user_id=owner_id, key=idempotency_key, scope="generations", body=data, out=JobOut, make=make)
 
 
 def run_generation(factory, settings: Settings, store: BlobStore, *, job, cache, progress, should_stop, finish) -> None:

@@ -114,6 +114,7 @@ class LoraOut(Out):
     description: str = Field(description="What it looks like")
     recommended_strength: float | None = Field(description="Strength recorded at training")
     source: str = Field(description="trained, imported or prebuilt")
+    public: bool = Field(default=False, description="Shared with every user (read-only for them)")
     character_id: int | None = Field(description="Character it belongs to")
     style_id: int | None = Field(description="Fighting style it belongs to")
     usage_count: int = Field(description="Generation jobs that used it")
@@ -269,7 +270,7 @@ class JobOut(Out):
     """A job: its status, progress and result."""
 
     id: int = Field(description="Job id")
-    type: str = Field(description="training or generation")
+    type: str = Field(description="training, generation or export")
     status: str = Field(description="pending, running, succeeded, failed or canceled")
     attempts: int = Field(description="How many times a worker started it")
     progress: dict = Field(description="step, total, loss, eta_seconds, message, losses, previews")
@@ -281,6 +282,10 @@ class JobOut(Out):
     created_at: datetime = Field(description="Submitted (UTC)")
     started_at: datetime | None = Field(description="First started (UTC)")
     finished_at: datetime | None = Field(description="Finished (UTC)")
+    credits: dict | None = Field(
+        default=None, description="This job's credits: held at submit, then charged and released when it ends"
+    )
+    balance: int | None = Field(default=None, description="Your credit balance as this was read")
 
 
 class ImageOut(Out):
@@ -326,3 +331,82 @@ class ApplyRecipeIn(BaseModel):
     )
     seed: int | None = Field(default=None, ge=-1, lt=2**64, description="Seed (default: the recipe's)")
     n: int = Field(default=1, ge=1, le=8, description="Images")
+
+
+class CreditEntryOut(Out):
+    """One line of the credit ledger."""
+
+    id: int = Field(description="Entry id")
+    kind: str = Field(description="grant, hold, capture (what a hold cost) or release (what it gave back)")
+    amount: int = Field(description="Credits (always >= 0)")
+    delta: int = Field(description="Change to the balance")
+    hold_id: int | None = Field(description="The hold a capture or release settles")
+    job_id: int | None = Field(description="The job it is for")
+    note: str = Field(description="Why")
+    created_at: datetime = Field(description="When (UTC)")
+
+
+class CreditsOut(BaseModel):
+    """A balance and the newest ledger lines."""
+
+    balance: int = Field(description="Credits available")
+    entries: list[CreditEntryOut] = Field(description="Ledger, newest first")
+
+
+class UserOut(Out):
+    """A user (accounts on), or the local user."""
+
+    id: int = Field(description="User id")
+    name: str = Field(description="User name")
+    disabled: bool = Field(description="Disabled users cannot log in")
+    created_at: datetime = Field(description="When the account was made (UTC)")
+    balance: int | None = Field(default=None, description="Credits available")
+
+
+class LoginIn(BaseModel):
+    """A login with user name and password."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=80, description="User name", examples=["maya"])
+    password: str = Field(min_length=1, max_length=1024, description="Password")
+
+
+class MeOut(BaseModel):
+    """Who the request acts for."""
+
+    user: UserOut = Field(description="The user")
+    accounts: bool = Field(description="Whether accounts are on (off: the single local user, no login)")
+    csrf_token: str | None = Field(
+        default=None, description="Send as X-CSRF-Token with every write made with the login cookie"
+    )
+
+
+class TokenIn(BaseModel):
+    """A new API token."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=80, description="What it is for", examples=["render farm"])
+
+
+class TokenOut(Out):
+    """An API token, without its secret."""
+
+    id: int = Field(description="Token id")
+    name: str = Field(description="What it is for")
+    prefix: str = Field(description="Its first characters, to tell tokens apart")
+    revoked: bool = Field(description="Revoked tokens are refused")
+    last_used_at: datetime | None = Field(description="Last used (UTC, to the minute)")
+    created_at: datetime = Field(description="Created (UTC)")
+
+
+class TokenCreated(TokenOut):
+    """A new token with its secret, shown this once."""
+
+    token: str = Field(description="The secret: send as `Authorization: Bearer <token>`; it is not shown again")
+
+
+class PublicIn(BaseModel):
+    """Share a LoRA with every user (read-only for them) or take it back."""
+
+    model_config = ConfigDict(extra="forbid")
+    public: bool = Field(description="True: in everyone's library; False: yours only")

@@ -14,9 +14,10 @@ from lorastudio.engine.training.checkpoint import list_checkpoints
 from lorastudio.engine.training.config import TrainConfig
 from lorastudio.engine.training.presets import get_preset
 from lorastudio.errors import Invalid
-from lorastudio.studio import datasets, jobs, library
+from lorastudio.studio import credits, datasets, jobs, library
 from lorastudio.studio.db import write_transaction
 from lorastudio.studio.estimates import estimate, record_timing
+from lorastudio.studio.idempotency import check_key, once
 from lorastudio.studio.models import Character, Dataset, FightingStyle
 from lorastudio.studio.schemas import Estimate, JobOut, TrainingIn
 from lorastudio.studio.storage import BlobStore
@@ -83,11 +84,17 @@ def estimate_training(session: Session, settings: Settings, *, owner_id: int, da
         preset_steps=preset.steps,
         resolution=cfg.resolution,
         family=cfg.family,
+        dollars_per_gpu_hour=settings.dollars_per_gpu_hour,
+        hires_dollars=settings.hires_surcharge_dollars,
     )
 
 
-def submit_training(session: Session, settings: Settings, *, owner_id: int, data: TrainingIn) -> JobOut:
-    """Check everything a run needs, estimate it, and queue it (the caller wakes the workers)."""
+def submit_training(
+    session: Session, settings: Settings, *, owner_id: int, data: TrainingIn, idempotency_key: str | None = None
+) -> JobOut:
+    """Check everything a run needs, estimate it, hold its credits and queue it, all or nothing (the caller
+    wakes the workers). A repeated Idempotency-Key answers the first submit's job."""
+    check_key(idempotency_key)  # validate before the work below
     dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
     cfg = _config(settings, dataset, data, settings.home / "jobs" / "check")
     usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
@@ -104,9 +111,17 @@ def submit_training(session: Session, settings: Settings, *, owner_id: int, data
         "estimate": est.model_dump(),
         "seed": cfg.seed,
     }
-    job = jobs.add_job(session, owner_id=owner_id, type="training", request=request)
-    session.commit()
-    return jobs.to_out(job)
+    request["credits_per_gpu_minute"] = settings.credits_per_gpu_minute  # settled at the price quoted
+
+    def make() -> JobOut:
+        job = jobs.add_job(session, owner_id=owner_id, type="training", request=request)
+        session.flush()
+        job.credit_hold_id = credits.hold(
+            session, user_id=owner_id, amount=est.credits[1], job_id=job.id, note=f"training job {job.id}"
+        )
+        return jobs.to_out(session, job)
+
+    return once(session, user_id=owner_id, key=idempotency_key, scope="trainings", body=data, out=JobOut, make=make)
 
 
 def _thin(losses: list[list[float]]) -> list[list[float]]:

@@ -33,9 +33,7 @@ REPORT_EVERY = 0.5  # seconds between progress writes (the last event of a phase
 class Worker:
     """Runs jobs for one device. Built from settings; `drain()` works until nothing is claimable."""
 
-    def __init__(
-        self, settings: Settings, *, name: str | None = None, types: tuple[str, ...] = ("training", "generation")
-    ):
+    def __init__(self, settings: Settings, *, name: str | None = None, types: tuple[str, ...] = jobs.JOB_TYPES):
         self.settings = settings
         self.name = name or f"{socket.gethostname()}-{os.getpid()}@{settings.device}"
         self.types = types
@@ -111,6 +109,10 @@ class Worker:
             from lorastudio.studio.trainings import run_training
 
             run_training(self.factory, self.settings, self.store, worker=self.name, **common)
+        elif job.type == "export":
+            from lorastudio.studio.storyboard_export import run_export
+
+            run_export(self.factory, self.settings, self.store, **common)
         else:
             from lorastudio.studio.scenes import run_generation
 

@@ -8,13 +8,13 @@ from fastapi import FastAPI
 
 from lorastudio import __version__
 from lorastudio.config import Settings
-from lorastudio.studio import setup
+from lorastudio.studio import credits, setup
 from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.queue import make_queue
 from lorastudio.studio.storage import LocalBlobStore
 from lorastudio.studio.users import local_user
 from lorastudio.web import errors
-from lorastudio.web.api import characters, datasets, jobs, library, styles
+from lorastudio.web.api import account, characters, datasets, jobs, library, storyboards, styles
 from lorastudio.web.state import Studio
 
 API = "/api/v1"
@@ -27,6 +27,8 @@ def create_app(settings: Settings) -> FastAPI:
     store = LocalBlobStore(settings.blobs_dir)
     with factory() as session:
         user = local_user(session)
+        credits.ensure_start(session, user_id=user, amount=settings.starting_credits)
+        session.commit()
         setup.seed(session, store)
     studio = Studio(settings=settings, factory=factory, store=store, queue=make_queue(settings), local_user=user)
 
@@ -43,7 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.studio = studio
     errors.install(app)
-    for module in (characters, styles, library, datasets, jobs):
+    for module in (account, characters, styles, library, datasets, jobs, storyboards):
         app.include_router(module.router, prefix=API)
 
     @app.get(f"{API}/health", tags=["System"], summary="Is the server up")
@@ -51,3 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for the settings in the environment: what each of several HTTP processes imports."""
+    return create_app(Settings())

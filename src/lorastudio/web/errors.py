@@ -11,7 +11,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lorastudio.errors import LoraStudioError, format_validation_error
 
-STATUS = {"not_found": 404, "conflict": 409, "too_large": 413, "stopped": 409}
+STATUS = {
+    "not_found": 404,
+    "conflict": 409,
+    "too_large": 413,
+    "stopped": 409,
+    "insufficient_credits": 402,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "rate_limited": 429,
+}
 log = logging.getLogger("lorastudio.web")
 
 

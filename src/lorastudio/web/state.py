@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,6 +11,7 @@ from huey import Huey
 from sqlalchemy.orm import Session, sessionmaker
 
 from lorastudio.config import Settings
+from lorastudio.errors import Forbidden, Unauthorized
 from lorastudio.studio.storage import BlobStore
 
 
@@ -36,13 +37,47 @@ def session(request: Request) -> Iterator[Session]:
         yield s
 
 
+async def read_session(request: Request) -> AsyncIterator[Session]:
+    """A session for a quick read served on the event loop itself. A thread-pool hop costs more than such
+    a query, and under 100 clients the hops' GIL contention tripled the CPU a request took
+    (benchmarks/api_load.py); WAL readers never wait for a lock, so the loop is not held up."""
+    with request.app.state.studio.factory() as s:
+        yield s
+
+
+COOKIE = "lorastudio_session"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 async def current_user(request: Request) -> int:
-    """The user a request acts for: the local user (accounts arrive with their issue)."""
-    return request.app.state.studio.local_user
+    """The user a request acts for: the local user when accounts are off; else the user of the Bearer
+    token or of the login cookie (whose writes must carry the login's X-CSRF-Token)."""
+    from lorastudio.studio import accounts
+
+    studio: Studio = request.app.state.studio
+    if not studio.settings.accounts:
+        return studio.local_user
+    header = request.headers.get("authorization")
+    with studio.factory() as session:  # a keyed lookup: quicker on the loop than a thread hop
+        if header is not None:
+            scheme, _, secret = header.partition(" ")
+            user = accounts.token_user(session, secret.strip()) if scheme.lower() == "bearer" else None
+            if user is None:
+                raise Unauthorized("this API token is not valid (revoked, mistyped, or its user is disabled)")
+            return user
+        cookie = request.cookies.get(COOKIE)
+        found = accounts.session_user(session, cookie) if cookie else None
+    if found is None:
+        raise Unauthorized("log in first (POST /api/v1/auth/login) or send `Authorization: Bearer <token>`")
+    user, csrf = found
+    if request.method not in SAFE_METHODS and not accounts.csrf_ok(csrf, request.headers.get("x-csrf-token")):
+        raise Forbidden("this write lacks the login's CSRF token: send it as the X-CSRF-Token header")
+    return user
 
 
 StudioDep = Annotated[Studio, Depends(studio)]
 SessionDep = Annotated[Session, Depends(session)]
+ReadSessionDep = Annotated[Session, Depends(read_session)]
 UserDep = Annotated[int, Depends(current_user)]
 
 # Ids in paths are row ids: bounded so no number reaches the database that it cannot hold.

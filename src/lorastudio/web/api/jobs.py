@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
@@ -25,7 +25,7 @@ from lorastudio.studio.schemas import (
     TrainingIn,
 )
 from lorastudio.web.api.files import file_response
-from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
+from lorastudio.web.state import Id, ReadSessionDep, SessionDep, StudioDep, UserDep
 
 router = APIRouter(tags=["Jobs"])
 POLL = 0.25  # seconds between looks at the job row while streaming its progress
@@ -36,16 +36,30 @@ def estimate(data: TrainingIn, session: SessionDep, studio: StudioDep, user: Use
     return trainings.estimate_training(session, studio.settings, owner_id=user, data=data)
 
 
-@router.post("/trainings", status_code=201, summary="Train a LoRA from a dataset (a job)")
-def train(data: TrainingIn, session: SessionDep, studio: StudioDep, user: UserDep) -> JobOut:
-    job = trainings.submit_training(session, studio.settings, owner_id=user, data=data)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        max_length=200,
+        description="Any unique string (a UUID): retrying with the same key and body returns the first response "
+        "instead of a second job; the same key with another body is a 409",
+    ),
+]
+
+
+@router.post("/trainings", status_code=201, summary="Train a LoRA from a dataset (a job; holds its credits)")
+def train(
+    data: TrainingIn, session: SessionDep, studio: StudioDep, user: UserDep, idempotency_key: IdempotencyKey = None
+) -> JobOut:
+    job = trainings.submit_training(session, studio.settings, owner_id=user, data=data, idempotency_key=idempotency_key)
     wake(studio.queue)
     return job
 
 
 @router.post("/generations", status_code=201, summary="Generate a scene (a job)")
-def generate(data: GenerationIn, session: SessionDep, studio: StudioDep, user: UserDep) -> JobOut:
-    job = scenes.submit_generation(session, studio.settings, owner_id=user, data=data)
+def generate(
+    data: GenerationIn, session: SessionDep, studio: StudioDep, user: UserDep, idempotency_key: IdempotencyKey = None
+) -> JobOut:
+    job = scenes.submit_generation(session, studio.settings, owner_id=user, data=data, idempotency_key=idempotency_key)
     wake(studio.queue)
     return job
 
@@ -62,7 +76,7 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", summary="A job's status, progress and result")
-def get_job(job_id: Id, session: SessionDep, user: UserDep) -> JobOut:
+async def get_job(job_id: Id, session: ReadSessionDep, user: UserDep) -> JobOut:
     return jobs.get_job(session, owner_id=user, job_id=job_id)
 
 

@@ -8,17 +8,17 @@ from fastapi import APIRouter, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from lorastudio.studio import library
-from lorastudio.studio.schemas import LoraOut, LoraPage, RatingIn
+from lorastudio.studio.schemas import LoraOut, LoraPage, PublicIn, RatingIn
 from lorastudio.web.api.files import file_response, read_upload
-from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
+from lorastudio.web.state import Id, ReadSessionDep, SessionDep, StudioDep, UserDep
 
 router = APIRouter(prefix="/loras", tags=["LoRA Library"])
 Sort = Literal["created", "name", "usage", "success", "rating", "training_time"]
 
 
 @router.get("", summary="Search, filter, sort and page through the library")
-def list_loras(
-    session: SessionDep,
+async def list_loras(
+    session: ReadSessionDep,
     user: UserDep,
     q: Annotated[str | None, Query(max_length=100, description="Search name, trigger words, description")] = None,
     kind: Annotated[
@@ -65,6 +65,11 @@ def rate(lora_id: Id, data: RatingIn, session: SessionDep, user: UserDep) -> Lor
     return library.rate(session, owner_id=user, lora_id=lora_id, stars=data.stars)
 
 
-@router.delete("/{lora_id}", summary="Delete a LoRA (files kept while a job in flight uses it)")
+@router.delete("/{lora_id}", summary="Delete a LoRA (files kept while a job in flight or a storyboard uses it)")
 def delete(lora_id: Id, session: SessionDep, studio: StudioDep, user: UserDep) -> dict:
     return library.delete_lora(session, studio.store, owner_id=user, lora_id=lora_id)
+
+
+@router.put("/{lora_id}/public", summary="Share a LoRA with every user (read-only for them) or take it back")
+def set_public(lora_id: Id, data: PublicIn, session: SessionDep, user: UserDep) -> LoraOut:
+    return library.set_public(session, owner_id=user, lora_id=lora_id, public=data.public)
