@@ -745,11 +745,20 @@ def print_diagnosis(d: dict, rows: list[dict], clients: int, stalled: bool) -> N
         f"i.e. <= {TARGET_P95_MS / clients:.2f} ms of server CPU a request on one core."
     )
     asgi = next(r for r in d["breakdown"] if r["case"] == "list (default)")["asgi_ms"]
+    rest = listing["server_cpu_ms_per_req"] - asgi
     print(
         f"HTTP layer: under load the server spent {listing['server_cpu_ms_per_req']:.1f} ms CPU per list request, "
-        f"in-process the whole app takes {asgi:.1f} ms: the rest is uvicorn's pure-Python h11 parser, the sockets "
-        f"and {pool['threadpool_hops_per_request']} thread-pool hops a request (sync endpoint, sync dependencies "
-        f"with enter and exit, response validation) contending for one GIL with {pool['threadpool_tokens']} threads."
+        f"in-process the whole app takes {asgi:.1f} ms"
+        + (
+            f": the other {rest:.1f} ms are HTTP parsing, the sockets and {pool['threadpool_hops_per_request']} "
+            f"thread-pool hops a request contending for one GIL with {pool['threadpool_tokens']} threads."
+            if rest > 0.5
+            else ": HTTP and the sockets add next to nothing; the app itself (ORM, validation, framework) is the cost."
+        )
+    )
+    print(
+        f"The clients share the {os.cpu_count()} cores: {listing['client_cpu_ms_per_req']:.1f} ms of client CPU a "
+        "request is CPU the server does not get."
     )
     print("\nOne request, alone, in-process (median ms): SQL the service sends | service call | JSON | whole ASGI app")
     for r in d["breakdown"]:
