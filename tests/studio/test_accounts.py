@@ -97,6 +97,8 @@ BODIES = {
 def _fill(path: str, ids: dict) -> str:
     def value(match: re.Match) -> str:
         name = match.group(1)
+        if name == "index":
+            return "0"
         if name == "image_id" and path.startswith("/datasets"):
             return str(ids["dataset_image_id"])
         if name == "job_id" and "/exports/" in path:

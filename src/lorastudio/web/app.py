@@ -13,7 +13,7 @@ from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.queue import make_queue
 from lorastudio.studio.storage import LocalBlobStore
 from lorastudio.studio.users import local_user
-from lorastudio.web import errors
+from lorastudio.web import errors, pages
 from lorastudio.web.api import account, characters, datasets, jobs, library, storyboards, styles
 from lorastudio.web.state import Studio
 
@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "version": __version__}
 
+    pages.install(app)
     return app
 
 

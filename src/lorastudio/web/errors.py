@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lorastudio.errors import LoraStudioError, format_validation_error
@@ -34,27 +34,52 @@ def install(app: FastAPI) -> None:
     """Register the handlers on the app."""
 
     @app.exception_handler(LoraStudioError)
-    async def domain(_: Request, exc: LoraStudioError) -> JSONResponse:
+    async def domain(request: Request, exc: LoraStudioError) -> Response:
         # Invalid and its kinds (unsupported, family_mismatch) are the request's fault: 422.
         status = STATUS.get(exc.code, 422 if exc.code in ("invalid", "unsupported", "family_mismatch") else 500)
+        if _wants_page(request):
+            return _page(request, str(exc), status)
         return _body(exc.code, str(exc), status)
 
     @app.exception_handler(RequestValidationError)
-    async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
 
         class _E:  # format_validation_error reads .errors()
             def errors(self):
                 return errors
 
-        return _body("invalid", format_validation_error(_E(), "request"), 422)
+        message = format_validation_error(_E(), "request")
+        return _page(request, message, 422) if _wants_page(request) else _body("invalid", message, 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+        if _wants_page(request):
+            return _page(request, "no such page" if exc.status_code == 404 else str(exc.detail), exc.status_code)
         return _body(code, str(exc.detail), exc.status_code)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error")
+        if _wants_page(request):
+            return _page(request, "something went wrong on the server; it has been logged", 500)
         return _body("internal_error", "something went wrong on the server; it has been logged", 500)
+
+
+def _wants_page(request: Request) -> bool:
+    """A page (not the JSON API, not a static file) was asked for: answer with HTML."""
+    path = request.url.path
+    return not path.startswith(("/api/", "/static/", "/docs", "/openapi", "/redoc"))
+
+
+def _page(request: Request, message: str, status: int) -> Response:
+    from lorastudio.web.pages.common import TEMPLATES
+
+    # A fragment for htmx (shown where the request's target is), a whole page otherwise.
+    name = "_error.html" if request.headers.get("hx-request") == "true" else "error.html"
+    context = {"message": message, "status": status, "nav": [], "path": request.url.path}
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if request.headers.get("hx-request") == "true":
+        headers |= {"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"}
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status, headers=headers)

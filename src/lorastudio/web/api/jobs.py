@@ -7,10 +7,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
+from lorastudio.errors import NotFound
 from lorastudio.studio import jobs, recipes, scenes, trainings
 from lorastudio.studio.queue import wake
 from lorastudio.studio.schemas import (
@@ -112,6 +113,18 @@ def events(job_id: Id, studio: StudioDep, user: UserDep) -> EventSourceResponse:
             await asyncio.sleep(POLL)
 
     return EventSourceResponse(stream(), headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/jobs/{job_id}/previews/{index}", summary="A training's sample preview (0: the oldest kept)",
+            response_class=FileResponse)  # fmt: skip
+def preview(
+    job_id: Id, index: Annotated[int, Path(ge=0, le=63, description="Which preview")], session: SessionDep,
+    studio: StudioDep, user: UserDep,
+):  # fmt: skip
+    previews = jobs.get_row(session, owner_id=user, job_id=job_id).progress.get("previews") or []
+    if index >= len(previews):
+        raise NotFound(f"job {job_id} has {len(previews)} preview(s)")
+    return file_response(studio.store, previews[index], "image/png", f"job-{job_id}-preview-{index}.png")
 
 
 @router.get("/jobs/{job_id}/images", summary="The images a generation job made")
