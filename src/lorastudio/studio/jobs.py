@@ -93,24 +93,24 @@ def claim(factory: sessionmaker[Session], *, worker: str, lease_seconds: int, ty
 
 def renew(factory: sessionmaker[Session], *, job_id: int, worker: str, lease_seconds: int) -> bool:
     """Extend our lease; False when the job is no longer ours (expired and taken, or finished)."""
-    with factory() as session:
+    with write_transaction(factory) as session:
         result = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.lease_owner == worker, Job.status == "running")
             .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
         )
-        session.commit()
         return result.rowcount == 1
 
 
 def report(factory: sessionmaker[Session], *, job_id: int, worker: str, progress: dict) -> bool:
     """Write progress (only while the job is ours); also says whether a cancel was asked for."""
-    with factory() as session:
+    # BEGIN IMMEDIATE: a read-then-write transaction that another writer (the heartbeat) overtakes would
+    # fail at once with "database is locked" instead of waiting its turn.
+    with write_transaction(factory) as session:
         job = session.get(Job, job_id)
         if job is None or job.lease_owner != worker or job.status != "running":
             return True  # not ours any more: stop
         job.progress = progress
-        session.commit()
         return bool(job.cancel_requested)
 
 
