@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Response
 from huey import Huey
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,6 +47,12 @@ async def read_session(request: Request) -> AsyncIterator[Session]:
 
 COOKIE = "lorastudio_session"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def set_login_cookie(response: Response, request: Request, settings: Settings, cookie: str) -> None:
+    """The login cookie: HttpOnly, SameSite=Lax, Secure behind HTTPS (or when the settings say so)."""
+    response.set_cookie(COOKIE, cookie, max_age=settings.session_days * 86400, httponly=True, samesite="lax",
+                        secure=settings.secure_cookies or request.url.scheme == "https", path="/")  # fmt: skip
 
 
 async def current_user(request: Request) -> int:

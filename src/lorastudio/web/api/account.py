@@ -10,7 +10,7 @@ from lorastudio.errors import Conflict
 from lorastudio.studio import accounts, credits
 from lorastudio.studio.models import User
 from lorastudio.studio.schemas import CreditsOut, LoginIn, MeOut, TokenCreated, TokenIn, TokenOut, UserOut
-from lorastudio.web.state import COOKIE, Id, SessionDep, StudioDep, UserDep
+from lorastudio.web.state import COOKIE, Id, SessionDep, StudioDep, UserDep, set_login_cookie
 
 router = APIRouter(tags=["Account"])
 
@@ -29,15 +29,7 @@ def login(data: LoginIn, request: Request, response: Response, session: SessionD
     client = request.client.host if request.client else "unknown"
     done = accounts.login(session, name=data.name, password=data.password, client=client,
                           session_days=settings.session_days)  # fmt: skip
-    response.set_cookie(
-        COOKIE,
-        done.cookie,
-        max_age=settings.session_days * 86400,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies or request.url.scheme == "https",
-        path="/",
-    )
+    set_login_cookie(response, request, settings, done.cookie)
     return _me(session, studio, done.user.id, done.csrf_token)
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import accounts, credits, jobs
 from lorastudio.web.pages.common import PageUser, error_text, render, studio_of
-from lorastudio.web.state import COOKIE
+from lorastudio.web.state import COOKIE, set_login_cookie
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,9 +54,7 @@ def login(
         return render(request, "login.html", status_code=401 if exc.code == "unauthorized" else 429,
                       next=_safe_next(next), name=name, error=error_text(exc))  # fmt: skip
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(COOKIE, done.cookie, max_age=studio.settings.session_days * 86400, httponly=True,
-                        samesite="lax", secure=studio.settings.secure_cookies or request.url.scheme == "https",
-                        path="/")  # fmt: skip
+    set_login_cookie(response, request, studio.settings, done.cookie)
     return response
 
 
