@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from lorastudio.errors import Conflict, Invalid, NotFound, RateLimited, Unauthorized
 from lorastudio.studio import credits
+from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import ApiToken, LoginAttempt, User, WebSession, now
 from lorastudio.studio.schemas import TokenOut, UserOut
 from lorastudio.studio.users import LOCAL_USER
@@ -129,6 +130,7 @@ def login(session: Session, *, name: str, password: str, client: str, session_da
 
 def logout(session: Session, *, cookie: str) -> None:
     """End the login this cookie holds."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     session.execute(delete(WebSession).where(WebSession.session_hash == _sha(cookie)))
     session.commit()
 
@@ -150,6 +152,7 @@ def csrf_ok(expected: str, given: str | None) -> bool:
 
 def create_token(session: Session, *, user_id: int, name: str) -> tuple[TokenOut, str]:
     """A new API token; the secret is returned once and never stored."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     name = name.strip()
     if not 0 < len(name) <= 80:
         raise Invalid("a token name is 1-80 characters (what it is for: 'render farm', 'laptop')")
@@ -168,6 +171,7 @@ def list_tokens(session: Session, *, user_id: int) -> list[TokenOut]:
 
 def revoke_token(session: Session, *, user_id: int, token_id: int) -> TokenOut:
     """Revoke one of the user's tokens (another user's is not found)."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     token = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user_id))
     if token is None:
         raise NotFound(f"token {token_id} not found")

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio.engine.lora.info import check_description
+from lorastudio.studio.db import begin_write
 from lorastudio.studio.library import versions_of
 from lorastudio.studio.models import Character, Lora
 from lorastudio.studio.owned import get_owned
@@ -38,6 +39,7 @@ def get_row(session: Session, *, owner_id: int, character_id: int) -> Character:
 
 def create_character(session: Session, *, owner_id: int, data: CharacterIn) -> CharacterOut:
     """'Add New Character': the trigger word is suggested from the name unless given."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     taken = taken_triggers(session, owner_id)
     trigger = check_new_trigger(data.trigger, taken) if data.trigger else suggest_trigger(data.name, taken)
     character = Character(
@@ -65,6 +67,7 @@ def get_character(session: Session, *, owner_id: int, character_id: int) -> Char
 
 def update_character(session: Session, *, owner_id: int, character_id: int, data: CharacterUpdate) -> CharacterOut:
     """Change name, description or fighting style (the trigger word stays: prompts and files use it)."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     character = get_row(session, owner_id=owner_id, character_id=character_id)
     if data.name is not None:
         character.name = data.name.strip()
@@ -80,6 +83,7 @@ def set_reference(
     session: Session, store: BlobStore, *, owner_id: int, character_id: int, data: bytes, max_pixels: int
 ) -> CharacterOut:
     """Upload the character's reference image (checked like a training image)."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     character = get_row(session, owner_id=owner_id, character_id=character_id)
     check_image_upload(data, max_pixels=max_pixels)
     character.reference_blob = store.put_bytes(data)
@@ -89,6 +93,7 @@ def set_reference(
 
 def delete_character(session: Session, *, owner_id: int, character_id: int) -> None:
     """Delete a character; its LoRAs stay in the library (unlinked)."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     character = get_row(session, owner_id=owner_id, character_id=character_id)
     for lora in session.scalars(select(Lora).where(Lora.character_id == character.id)):
         lora.character_id = None

@@ -3,6 +3,7 @@ verdict; bad files are kept and flagged, never sink the rest; captions are edita
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from lorastudio.engine.models.basemodel import base_family
 from lorastudio.engine.prompts import check_trigger
 from lorastudio.engine.training.presets import get_preset
 from lorastudio.errors import NotFound, TooLarge
+from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import Character, Dataset, DatasetImage, FightingStyle
 from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import DatasetImageOut, DatasetIn, DatasetOut
@@ -50,6 +52,7 @@ def to_out(session: Session, dataset: Dataset, notes: list[dict] | None = None) 
 
 def create_dataset(session: Session, *, owner_id: int, data: DatasetIn) -> DatasetOut:
     """A new, empty dataset for a character or a style."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     check_kind(data.kind)
     trigger = check_trigger(data.trigger)
     if (
@@ -84,6 +87,28 @@ def create_dataset(session: Session, *, owner_id: int, data: DatasetIn) -> Datas
     return to_out(session, dataset)
 
 
+def subject_dataset(
+    session: Session,
+    *,
+    owner_id: int,
+    character: Character | None = None,
+    style: FightingStyle | None = None,
+    reuse: bool = True,
+) -> DatasetOut:
+    """'Train LoRA' on a character's or a style's card: (reuse) the user's newest dataset for it, to add
+    images and train a new version, or a new one with its name, kind and trigger word."""
+    subject = character or style
+    column = Dataset.character_id if character else Dataset.style_id
+    if reuse:
+        query = select(Dataset).where(Dataset.owner_id == owner_id, column == subject.id).order_by(Dataset.id.desc())
+        if (found := session.scalar(query.limit(1))) is not None:
+            return to_out(session, found)
+    data = DatasetIn(name=f"{subject.name} references"[:120], kind="character" if character else "fighting_style",
+                     trigger=subject.trigger, character_id=character.id if character else None,
+                     style_id=style.id if style else None)  # fmt: skip
+    return create_dataset(session, owner_id=owner_id, data=data)
+
+
 def list_datasets(session: Session, *, owner_id: int) -> list[DatasetOut]:
     """The user's datasets."""
     rows = session.scalars(select(Dataset).where(Dataset.owner_id == owner_id).order_by(Dataset.id))
@@ -106,6 +131,7 @@ def add_files(
 ) -> DatasetOut:
     """Add uploaded images (a .zip is unpacked; `name.txt` beside `name.png` is its caption), then check
     every image. A file that is not a usable image is kept with its verdict; nothing else is lost."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
     limit = settings.max_upload_mb * 2**20
     expanded: list[Upload] = []
@@ -154,6 +180,7 @@ def check_dataset(
     session: Session, settings: Settings, store: BlobStore, *, dataset: Dataset, base: str | None = None
 ) -> DatasetOut:
     """Run the engine's checks over the whole dataset (duplicates need all of it) and store the verdicts."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     spec = base or settings.default_base_model
     preset = get_preset(None, dataset.kind, base_family(spec, settings))
     (settings.home / "tmp").mkdir(parents=True, exist_ok=True)
@@ -174,7 +201,8 @@ def check_dataset(
     for entry in report.images:
         image = by_file[Path(entry.path).name]
         image.status, image.width, image.height = entry.status, entry.width, entry.height
-        image.problems = [{"code": p.code, "severity": p.severity, "message": p.message} for p in entry.problems]
+        image.problems = [{"code": p.code, "severity": p.severity, "message": _named(p.message, by_file)}
+                          for p in entry.problems]  # fmt: skip
         if entry.caption and image.caption is None:
             image.caption = entry.caption
     session.commit()
@@ -182,8 +210,14 @@ def check_dataset(
     return to_out(session, dataset, notes)
 
 
+def _named(message: str, by_file: dict[str, DatasetImage]) -> str:
+    """The engine names the copies it checked (img-000004); the user knows the file they uploaded."""
+    return re.sub(r"img-\d{6}", lambda m: by_file[m[0]].filename if m[0] in by_file else m[0], message)
+
+
 def set_caption(session: Session, *, owner_id: int, dataset_id: int, image_id: int, caption: str) -> DatasetOut:
     """Edit one image's caption (the trigger word is put in front if it is missing)."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
     image = session.scalar(
         select(DatasetImage).where(DatasetImage.id == image_id, DatasetImage.dataset_id == dataset.id)
@@ -195,8 +229,26 @@ def set_caption(session: Session, *, owner_id: int, dataset_id: int, image_id: i
     return to_out(session, dataset)
 
 
+def image_blob(session: Session, store: BlobStore, *, owner_id: int, dataset_id: int, image_id: int) -> tuple[str, str]:
+    """An uploaded image's blob and media type; NotFound for files that are not a PNG or JPEG (the upload
+    is hostile until checked: it is never served as anything else)."""
+    dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
+    image = session.scalar(
+        select(DatasetImage).where(DatasetImage.id == image_id, DatasetImage.dataset_id == dataset.id)
+    )
+    if image is None or not image.blob:
+        raise NotFound(f"image {image_id} not found in dataset {dataset_id}")
+    with open(store.path(image.blob), "rb") as f:
+        head = f.read(8)
+    media = "image/png" if head.startswith(b"\x89PNG") else "image/jpeg" if head.startswith(b"\xff\xd8") else None
+    if media is None:
+        raise NotFound(f"{image.filename} is not a PNG or JPEG image, so there is nothing to show")
+    return image.blob, media
+
+
 def delete_image(session: Session, *, owner_id: int, dataset_id: int, image_id: int) -> DatasetOut:
     """Remove one image from a dataset."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
     image = session.scalar(
         select(DatasetImage).where(DatasetImage.id == image_id, DatasetImage.dataset_id == dataset.id)

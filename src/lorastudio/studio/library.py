@@ -14,7 +14,8 @@ from sqlalchemy import Integer, column, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from lorastudio.engine.lora.file import read_lora
-from lorastudio.errors import Conflict, Forbidden, Invalid, NotFound
+from lorastudio.errors import Conflict, Forbidden, Invalid, LoraStudioError, NotFound
+from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import Job, JobLora, Lora, LoraVersion, Rating, StoryboardScene
 from lorastudio.studio.schemas import LoraOut, LoraPage, LoraVersionOut
 from lorastudio.studio.storage import BlobStore
@@ -70,6 +71,7 @@ def own_lora_row(session: Session, *, owner_id: int, lora_id: int) -> Lora:
 
 def set_public(session: Session, *, owner_id: int, lora_id: int, public: bool) -> LoraOut:
     """Share one's LoRA with every user (read-only for them, usage counted) or take it back."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
     lora.public = public
     session.commit()
@@ -159,13 +161,20 @@ def register_file(
 
 def import_lora(session: Session, store: BlobStore, *, owner_id: int, data: bytes, filename: str) -> LoraOut:
     """Import an uploaded .safetensors LoRA (kohya, diffusers or peft layout) into the library."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     stem = Path(filename or "imported").stem[:120] or "imported"
     if not (filename or "").lower().endswith(".safetensors"):
         raise Invalid(f"{filename[:80]!r}: LoRAs are imported as .safetensors files only (pickles can run code)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "upload.safetensors"
         path.write_bytes(data)
-        return register_file(session, store, owner_id=owner_id, path=path, name=stem, source="imported")
+        try:
+            return register_file(session, store, owner_id=owner_id, path=path, name=stem, source="imported")
+        except LoraStudioError as exc:  # its checks name the file they read: the user knows their own name
+            exc.args = (
+                str(exc).replace(path.name, Path(filename).name[:120]).replace(str(path), Path(filename).name[:120]),
+            )
+            raise
 
 
 def _matches(session: Session, q: str):
@@ -213,6 +222,7 @@ def list_loras(
 
 def rate(session: Session, *, owner_id: int, lora_id: int, stars: int) -> LoraOut:
     """One rating per user (a new one replaces the old); the average and count follow."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     lora = get_lora_row(session, owner_id=owner_id, lora_id=lora_id)
     old = session.scalar(select(Rating).where(Rating.lora_id == lora_id, Rating.user_id == owner_id))
     if old is None:
@@ -252,6 +262,7 @@ def record_verdict(session: Session, *, job_id: int, old: str | None, new: str |
 def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: int) -> dict:
     """Delete a LoRA of one's own. One that a job in flight uses is hidden from the library at once and
     its files are kept until nothing references it (the answer says so)."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
     in_use = session.scalar(
         select(func.count())
@@ -279,8 +290,16 @@ def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: i
     return {"deleted": True, "files_kept": False, "message": "deleted"}
 
 
+def my_ratings(session: Session, *, owner_id: int, lora_ids: list[int]) -> dict[int, int]:
+    """The stars this user gave each of these LoRAs (those they rated)."""
+    rows = session.execute(select(Rating.lora_id, Rating.stars).where(Rating.user_id == owner_id,
+                                                                      Rating.lora_id.in_(lora_ids)))  # fmt: skip
+    return dict(rows.tuples().all())
+
+
 def purge_deleted(session: Session, store: BlobStore) -> int:
     """Remove the files of deleted LoRAs that no job in flight uses and no live LoRA shares; how many."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     # A storyboard's panels are re-rolled and exported from their jobs' LoRA files: those stay too.
     storyboarded = select(StoryboardScene.job_id)
     busy = (

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from lorastudio.errors import Conflict
 from lorastudio.studio import library
+from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import Recipe
 from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import ApplyRecipeIn, GenerationIn, RecipeIn, RecipeOut
@@ -21,6 +22,7 @@ def get_row(session: Session, *, owner_id: int, recipe_id: int) -> Recipe:
 
 def save_recipe(session: Session, *, owner_id: int, data: RecipeIn) -> RecipeOut:
     """Save a recipe; every LoRA in it must be in the user's library."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     for sel in data.loras:
         library.get_lora_row(session, owner_id=owner_id, lora_id=sel.lora_id)
     recipe = Recipe(owner_id=owner_id, name=data.name.strip(), settings=data.model_dump(exclude={"name"}))
@@ -41,6 +43,7 @@ def list_recipes(session: Session, *, owner_id: int) -> list[RecipeOut]:
 
 def delete_recipe(session: Session, *, owner_id: int, recipe_id: int) -> None:
     """Delete a recipe."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     session.delete(get_row(session, owner_id=owner_id, recipe_id=recipe_id))
     session.commit()
 

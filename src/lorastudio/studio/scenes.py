@@ -17,7 +17,7 @@ from lorastudio.engine.models.basemodel import base_family
 from lorastudio.engine.prompts import has_word
 from lorastudio.errors import Invalid, NotFound
 from lorastudio.studio import credits, jobs, library
-from lorastudio.studio.db import write_transaction
+from lorastudio.studio.db import begin_write, write_transaction
 from lorastudio.studio.idempotency import check_key, once
 from lorastudio.studio.models import FightingStyle, Image, Lora
 from lorastudio.studio.schemas import GenerationIn, ImageOut, JobOut, LibrarySelection
@@ -177,6 +177,7 @@ def list_images(session: Session, *, owner_id: int, job_id: int) -> list[ImageOu
 
 def set_verdict(session: Session, *, owner_id: int, image_id: int, verdict: str | None) -> ImageOut:
     """Keep or reject an image (or undo); the success rate of the job's LoRAs follows."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     image = get_image_row(session, owner_id=owner_id, image_id=image_id)
     library.record_verdict(session, job_id=image.job_id, old=image.verdict, new=verdict)
     image.verdict = verdict

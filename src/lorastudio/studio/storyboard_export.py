@@ -24,7 +24,7 @@ from lorastudio.engine.fileio.atomic import write_atomic
 from lorastudio.engine.prompts import has_word
 from lorastudio.errors import Conflict, Invalid, NotFound
 from lorastudio.studio import jobs, storyboards
-from lorastudio.studio.db import write_transaction
+from lorastudio.studio.db import begin_write, write_transaction
 from lorastudio.studio.models import Character, Image, Job, Lora
 from lorastudio.studio.schemas import JobOut
 from lorastudio.studio.storage import BlobStore
@@ -182,6 +182,7 @@ def _write_zip(snap: Snapshot, dest: Path, store: BlobStore, report: Callable[[i
 
 def submit_export(session: Session, store: BlobStore, *, owner_id: int, storyboard_id: int, fmt: str) -> JobOut:
     """Queue an export job (the caller wakes the workers); refused now if it could not succeed."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     snapshot(session, store, owner_id=owner_id, storyboard_id=storyboard_id)
     job = jobs.add_job(session, owner_id=owner_id, type="export", request={"storyboard_id": storyboard_id,
                                                                            "format": fmt})  # fmt: skip

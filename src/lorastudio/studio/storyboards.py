@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from lorastudio.engine.seeds import pick_seed
 from lorastudio.errors import Invalid, NotFound
 from lorastudio.studio import credits, jobs, library
+from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import Image, Job, Lora, LoraVersion, Storyboard, StoryboardScene, now
 from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import JobOut
@@ -31,6 +32,14 @@ from lorastudio.studio.storyboard_schemas import (
 def get_row(session: Session, *, owner_id: int, storyboard_id: int) -> Storyboard:
     """The row, or NotFound (another user's storyboard is not found either)."""
     return get_owned(session, Storyboard, storyboard_id, owner_id, "storyboard")
+
+
+def _for_write(session: Session, owner_id: int, storyboard_id: int) -> Storyboard:
+    """The row, in a write transaction (BEGIN IMMEDIATE on SQLite). These services read, then write (even
+    a read gives scenes their first image); a SQLite read transaction cannot become a write one once another
+    writer, such as a worker reporting progress, has committed since it began: 'database is locked' at once."""
+    begin_write(session)
+    return get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
 
 
 def scene_rows(session: Session, storyboard_id: int) -> list[StoryboardScene]:
@@ -147,12 +156,12 @@ def list_storyboards(session: Session, *, owner_id: int) -> list[StoryboardSumma
 
 def get_storyboard(session: Session, *, owner_id: int, storyboard_id: int) -> StoryboardOut:
     """One storyboard with its scenes."""
-    return to_out(session, get_row(session, owner_id=owner_id, storyboard_id=storyboard_id))
+    return to_out(session, _for_write(session, owner_id, storyboard_id))
 
 
 def update_storyboard(session: Session, *, owner_id: int, storyboard_id: int, data: StoryboardUpdate) -> StoryboardOut:
     """Change the title or description."""
-    board = get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
+    board = _for_write(session, owner_id, storyboard_id)
     for field in ("title", "description"):
         if getattr(data, field) is not None:
             setattr(board, field, getattr(data, field))
@@ -163,9 +172,10 @@ def update_storyboard(session: Session, *, owner_id: int, storyboard_id: int, da
 
 def delete_storyboard(session: Session, *, owner_id: int, storyboard_id: int) -> None:
     """Delete a storyboard and its scenes (the jobs and images stay)."""
-    board = get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
+    board = _for_write(session, owner_id, storyboard_id)
     for scene in scene_rows(session, board.id):
         session.delete(scene)
+    session.flush()  # the scenes first: they point at the board
     session.delete(board)
     session.commit()
 
@@ -181,7 +191,7 @@ def _generation_job(session: Session, owner_id: int, job_id: int) -> Job:
 
 def add_scene(session: Session, *, owner_id: int, storyboard_id: int, data: SceneIn) -> StoryboardOut:
     """Append a scene made from one of the user's generation jobs."""
-    board = get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
+    board = _for_write(session, owner_id, storyboard_id)
     job = _generation_job(session, owner_id, data.job_id)
     scenes = scene_rows(session, board.id)
     if len(scenes) >= MAX_SCENES:
@@ -198,7 +208,7 @@ def update_scene(
     session: Session, *, owner_id: int, storyboard_id: int, scene_id: int, data: SceneUpdate
 ) -> StoryboardOut:
     """Change a scene's title, notes or chosen image (one of its job's images)."""
-    board = get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
+    board = _for_write(session, owner_id, storyboard_id)
     scene = _scene_row(session, board, scene_id)
     if data.image_id is not None:
         image = session.scalar(select(Image).where(Image.id == data.image_id, Image.owner_id == owner_id))
@@ -219,7 +229,7 @@ def update_scene(
 
 def reorder(session: Session, *, owner_id: int, storyboard_id: int, scene_ids: list[int]) -> StoryboardOut:
     """Put the scenes in the given order; the list must hold every scene id exactly once."""
-    board = get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
+    board = _for_write(session, owner_id, storyboard_id)
     scenes = {s.id: s for s in scene_rows(session, board.id)}
     twice = sorted(i for i, n in Counter(scene_ids).items() if n > 1)
     unknown = [i for i in scene_ids if i not in scenes]
@@ -247,7 +257,7 @@ def _ids(ids: list[int]) -> str:
 
 def move_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_id: int, direction: str) -> StoryboardOut:
     """Swap a scene with its neighbour above or below; at either end nothing moves."""
-    board = get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
+    board = _for_write(session, owner_id, storyboard_id)
     scene = _scene_row(session, board, scene_id)
     order = [s.id for s in scene_rows(session, board.id)]
     i = order.index(scene.id)
@@ -259,7 +269,7 @@ def move_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_id:
 
 def remove_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_id: int) -> StoryboardOut:
     """Remove a scene; the ones after it move up (its job and images stay)."""
-    board = get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
+    board = _for_write(session, owner_id, storyboard_id)
     session.delete(_scene_row(session, board, scene_id))
     session.flush()
     for position, scene in enumerate(scene_rows(session, board.id)):
@@ -272,7 +282,7 @@ def remove_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_i
 def reroll_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_id: int) -> tuple[StoryboardOut, JobOut]:
     """Queue the scene's request again with a new random seed and point the scene at that job (the
     caller wakes the workers); its image is chosen again once the new job has images."""
-    board = get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
+    board = _for_write(session, owner_id, storyboard_id)
     scene = _scene_row(session, board, scene_id)
     old = jobs.get_row(session, owner_id=owner_id, job_id=scene.job_id)
     request = dict(old.request)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio.errors import NotFound
+from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import Character, FightingStyle, Lora
 from lorastudio.studio.schemas import StyleIn, StyleOut
 from lorastudio.studio.triggers import check_new_trigger, suggest_trigger
@@ -118,6 +119,7 @@ def taken_triggers(session: Session, owner_id: int) -> set[str]:
 
 def create_style(session: Session, *, owner_id: int, data: StyleIn) -> StyleOut:
     """A custom fighting style (train it from 20-40 images with a fighting_style training job)."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     taken = taken_triggers(session, owner_id)
     trigger = check_new_trigger(data.trigger, taken) if data.trigger else suggest_trigger(data.name, taken, "style")
     style = FightingStyle(
@@ -136,6 +138,7 @@ def create_style(session: Session, *, owner_id: int, data: StyleIn) -> StyleOut:
 
 def delete_style(session: Session, *, owner_id: int, style_id: int) -> None:
     """Delete a custom style (the pre-built ones stay); its LoRAs stay in the library."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     style = get_style_row(session, owner_id=owner_id, style_id=style_id)
     if style.builtin:
         from lorastudio.errors import Conflict

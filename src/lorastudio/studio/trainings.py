@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
@@ -18,7 +19,7 @@ from lorastudio.studio import credits, datasets, jobs, library
 from lorastudio.studio.db import write_transaction
 from lorastudio.studio.estimates import estimate, record_timing
 from lorastudio.studio.idempotency import check_key, once
-from lorastudio.studio.models import Character, Dataset, FightingStyle
+from lorastudio.studio.models import Character, Dataset, FightingStyle, Job
 from lorastudio.studio.schemas import Estimate, JobOut, TrainingIn
 from lorastudio.studio.storage import BlobStore
 
@@ -122,6 +123,15 @@ def submit_training(
         return jobs.to_out(session, job)
 
     return once(session, user_id=owner_id, key=idempotency_key, scope="trainings", body=data, out=JobOut, make=make)
+
+
+def running_by_character(session: Session, *, owner_id: int) -> dict[int, int]:
+    """{character id: job id} of the user's trainings still pending or running, for the Character Manager."""
+    rows = session.scalars(select(Job).where(Job.owner_id == owner_id, Job.type == "training",
+                                             Job.status.in_(("pending", "running"))))  # fmt: skip
+    by_dataset = {job.request.get("dataset_id"): job.id for job in rows}
+    found = session.execute(select(Dataset.id, Dataset.character_id).where(Dataset.id.in_(list(by_dataset))))
+    return {character: by_dataset[dataset] for dataset, character in found if character is not None}
 
 
 def _thin(losses: list[list[float]]) -> list[list[float]]:

@@ -58,6 +58,11 @@ def set_login_cookie(response: Response, request: Request, settings: Settings, c
 async def current_user(request: Request) -> int:
     """The user a request acts for: the local user when accounts are off; else the user of the Bearer
     token or of the login cookie (whose writes must carry the login's X-CSRF-Token)."""
+    return user_for(request, request.headers.get("x-csrf-token"))
+
+
+def user_for(request: Request, csrf_token: str | None) -> int:
+    """current_user with the CSRF token given (a page's plain form sends it as a field, not a header)."""
     from lorastudio.studio import accounts
 
     studio: Studio = request.app.state.studio
@@ -76,7 +81,7 @@ async def current_user(request: Request) -> int:
     if found is None:
         raise Unauthorized("log in first (POST /api/v1/auth/login) or send `Authorization: Bearer <token>`")
     user, csrf = found
-    if request.method not in SAFE_METHODS and not accounts.csrf_ok(csrf, request.headers.get("x-csrf-token")):
+    if request.method not in SAFE_METHODS and not accounts.csrf_ok(csrf, csrf_token):
         raise Forbidden("this write lacks the login's CSRF token: send it as the X-CSRF-Token header")
     return user
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, UploadFile
 from fastapi.responses import FileResponse
 
 from lorastudio.studio import characters, datasets
-from lorastudio.studio.schemas import CharacterIn, CharacterOut, CharacterUpdate, DatasetIn, DatasetOut
+from lorastudio.studio.schemas import CharacterIn, CharacterOut, CharacterUpdate, DatasetOut
 from lorastudio.web.api.files import file_response, read_upload
 from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
 
@@ -62,6 +62,4 @@ def get_reference(character_id: Id, session: SessionDep, studio: StudioDep, user
 @router.post("/{character_id}/dataset", status_code=201, summary="Train LoRA: a dataset prefilled for this character")
 def train_dataset(character_id: Id, session: SessionDep, user: UserDep) -> DatasetOut:
     character = characters.get_row(session, owner_id=user, character_id=character_id)
-    data = DatasetIn(name=f"{character.name} references"[:120], kind="character", trigger=character.trigger,
-                     character_id=character.id)  # fmt: skip
-    return datasets.create_dataset(session, owner_id=user, data=data)
+    return datasets.subject_dataset(session, owner_id=user, character=character, reuse=False)

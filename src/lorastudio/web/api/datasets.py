@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, UploadFile
+from fastapi.responses import FileResponse
 
 from lorastudio.errors import TooLarge
 from lorastudio.studio import datasets
 from lorastudio.studio.schemas import CaptionIn, DatasetIn, DatasetOut
-from lorastudio.web.api.files import read_upload
+from lorastudio.web.api.files import file_response, read_upload
 from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
 
 router = APIRouter(prefix="/datasets", tags=["Datasets"])
@@ -56,3 +57,13 @@ def set_caption(dataset_id: Id, image_id: Id, data: CaptionIn, session: SessionD
 @router.delete("/{dataset_id}/images/{image_id}", summary="Remove one image")
 def delete_image(dataset_id: Id, image_id: Id, session: SessionDep, user: UserDep) -> DatasetOut:
     return datasets.delete_image(session, owner_id=user, dataset_id=dataset_id, image_id=image_id)
+
+
+@router.get(
+    "/{dataset_id}/images/{image_id}/file", summary="One uploaded image (PNG or JPEG)", response_class=FileResponse
+)
+def image_file(dataset_id: Id, image_id: Id, session: SessionDep, studio: StudioDep, user: UserDep):
+    blob, media_type = datasets.image_blob(
+        session, studio.store, owner_id=user, dataset_id=dataset_id, image_id=image_id
+    )
+    return file_response(studio.store, blob, media_type, f"dataset-{dataset_id}-image-{image_id}")

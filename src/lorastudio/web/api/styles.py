@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from lorastudio.studio import datasets, styles
-from lorastudio.studio.schemas import DatasetIn, DatasetOut, StyleIn, StyleOut
+from lorastudio.studio.schemas import DatasetOut, StyleIn, StyleOut
 from lorastudio.web.state import Id, SessionDep, UserDep
 
 router = APIRouter(prefix="/styles", tags=["Fighting Styles"])
@@ -34,6 +34,4 @@ def delete_style(style_id: Id, session: SessionDep, user: UserDep) -> None:
 @router.post("/{style_id}/dataset", status_code=201, summary="Train this style: a dataset prefilled for it")
 def train_dataset(style_id: Id, session: SessionDep, user: UserDep) -> DatasetOut:
     style = styles.get_style_row(session, owner_id=user, style_id=style_id)
-    data = DatasetIn(name=f"{style.name} references"[:120], kind="fighting_style", trigger=style.trigger,
-                     style_id=style.id)  # fmt: skip
-    return datasets.create_dataset(session, owner_id=user, data=data)
+    return datasets.subject_dataset(session, owner_id=user, style=style, reuse=False)

@@ -9,16 +9,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from lorastudio.web.pages import account, lora_studio, production
+from lorastudio.web.pages import account, characters, jobs, library, storyboards, studio, styles, training
 from lorastudio.web.pages.common import LoginNeeded
 
 STATIC = Path(__file__).parent.parent / "static"
+MODULES = (account, training, characters, styles, library, jobs, studio, storyboards)
 
 
 def install(app: FastAPI) -> None:
     """Mount the pages, their static files and the login redirect on the app."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (account, lora_studio, production):
+    for module in MODULES:
         app.include_router(module.router)
 
     @app.exception_handler(LoginNeeded)

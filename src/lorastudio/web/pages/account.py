@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import accounts, credits, jobs
 from lorastudio.web.pages.common import PageUser, error_text, render, studio_of
-from lorastudio.web.state import COOKIE, set_login_cookie
+from lorastudio.web.state import COOKIE, Id, set_login_cookie
 
 router = APIRouter(include_in_schema=False)
 
@@ -26,6 +26,13 @@ def home(request: Request, user: PageUser) -> HTMLResponse:
     with studio.factory() as session:
         recent = jobs.list_jobs(session, owner_id=user, limit=8)
     return render(request, "home.html", recent=recent)
+
+
+@router.get("/balance", response_class=HTMLResponse)
+def balance(request: Request, user: PageUser) -> HTMLResponse:
+    """The header's balance, refreshed after a submit or when a job ends."""
+    with studio_of(request).factory() as session:
+        return HTMLResponse(f"{credits.balance(session, user)} credits")
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -92,12 +99,8 @@ def create_token(request: Request, user: PageUser, label: Annotated[str, Form(ma
 
 
 @router.post("/account/tokens/{token_id}/revoke", response_class=HTMLResponse)
-def revoke_token(request: Request, user: PageUser, token_id: int) -> HTMLResponse:
-    error = None
+def revoke_token(request: Request, user: PageUser, token_id: Id) -> HTMLResponse:
     with studio_of(request).factory() as session:
-        try:
-            accounts.revoke_token(session, user_id=user, token_id=token_id)
-        except LoraStudioError as exc:
-            error = error_text(exc)
+        accounts.revoke_token(session, user_id=user, token_id=token_id)  # not found: said by the button
         tokens = accounts.list_tokens(session, user_id=user)
-    return render(request, "_tokens.html", tokens=tokens, new_token=None, error=error, label="")
+    return render(request, "_tokens.html", tokens=tokens, new_token=None, error=None, label="")

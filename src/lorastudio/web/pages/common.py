@@ -4,17 +4,19 @@ user and balance. Pages call the same studio services as the JSON API; nothing h
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ValidationError
 
 from lorastudio.errors import LoraStudioError, Unauthorized
 from lorastudio.studio import accounts, credits
 from lorastudio.studio.models import User
-from lorastudio.web.state import COOKIE, Studio, current_user
+from lorastudio.web.state import COOKIE, SAFE_METHODS, Studio, user_for
 
+M = TypeVar("M", bound=BaseModel)
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")  # autoescapes .html
 
 NAV = [
@@ -30,12 +32,20 @@ class LoginNeeded(Exception):
 
 async def page_user(request: Request) -> int:
     """The visitor's user id; without a login (accounts on) they are sent to the login page."""
+    token = request.headers.get("x-csrf-token")
+    if token is None and request.method not in SAFE_METHODS and _is_form(request):
+        token = str((await request.form()).get("csrf_token") or "")  # parsed once: the route's Form()s reuse it
     try:
-        user = await current_user(request)
+        user = user_for(request, token)
     except Unauthorized as exc:
         raise LoginNeeded from exc
     request.state.page_user = user
     return user
+
+
+def _is_form(request: Request) -> bool:
+    kind = request.headers.get("content-type", "")
+    return kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
 
 
 PageUser = Annotated[int, Depends(page_user)]
@@ -71,3 +81,28 @@ def error_text(exc: Exception) -> str:
 def is_htmx(request: Request) -> bool:
     """Whether htmx sent the request (then a fragment is answered, not a whole page)."""
     return request.headers.get("hx-request") == "true"
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """A validation error as {field: words for the user}, to show next to each field."""
+    out: dict[str, str] = {}
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ())) or "form"
+        message = err.get("msg", "is not valid").removeprefix("Value error, ")
+        out.setdefault(field, message)
+    return out
+
+
+def parse_form(model: type[M], data: dict[str, Any]) -> tuple[M | None, dict[str, str]]:
+    """The model built from form fields (empty strings dropped), or the field errors."""
+    try:
+        return model.model_validate({k: v for k, v in data.items() if v != ""}), {}
+    except ValidationError as exc:
+        return None, field_errors(exc)
+
+
+def redirect(request: Request, target: str) -> Response:
+    """Go to target after a write: a 303 for a plain form, HX-Redirect for htmx (which ignores a 303's page)."""
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)

@@ -15,6 +15,7 @@
   function watch(el) {
     const id = el.dataset.jobEvents, q = s => el.querySelector(s);
     const source = new EventSource(`/api/v1/jobs/${id}/events`);
+    el._events = source;  // closed when htmx swaps the panel out: a browser has only 6 connections a site
     source.addEventListener("progress", ev => {
       const p = JSON.parse(ev.data), total = p.total || 0, step = p.step || 0;
       const bar = q("[data-progress-bar]");
@@ -41,7 +42,51 @@
     });
     source.onerror = () => { if (el.dataset.status) source.close(); };
   }
-  function scan(root) { root.querySelectorAll("[data-job-events]").forEach(el => { if (!el.dataset.watching) { el.dataset.watching = "1"; watch(el); } }); }
+  function scan(root) {
+    root.querySelectorAll("svg[data-losses]").forEach(svg => lossPath(svg, JSON.parse(svg.dataset.losses)));
+    root.querySelectorAll("[data-job-events]").forEach(el => { if (!el.dataset.watching) { el.dataset.watching = "1"; watch(el); } }); }
   document.addEventListener("DOMContentLoaded", () => scan(document));
   document.addEventListener("htmx:afterSettle", ev => scan(ev.target));
+  document.addEventListener("htmx:beforeCleanupElement", ev => { if (ev.target._events) ev.target._events.close(); });
+})();
+
+// Errors of htmx requests. A page route that re-renders a form with its field errors answers 422 with
+// that fragment: swap it like a success. Any other error (the server's error handler marks it with
+// HX-Retarget) is shown right after the control that caused it, and nothing on the page is replaced.
+(function () {
+  function place(elt, html) {
+    const box = document.createElement("div");
+    box.innerHTML = html;
+    const text = (box.querySelector("[role=alert]") || box).textContent.trim() || "that did not work";
+    const anchor = elt.closest("form") || elt;
+    let note = anchor.nextElementSibling;
+    if (!note || !note.matches("[data-request-error]")) {
+      note = document.createElement("p");
+      note.className = "field-error";
+      note.setAttribute("role", "alert");
+      note.dataset.requestError = "";
+      anchor.after(note);
+    }
+    note.textContent = text;
+  }
+  document.addEventListener("htmx:beforeSwap", ev => {
+    const xhr = ev.detail.xhr;
+    if (xhr.status < 400) return;
+    if (xhr.getResponseHeader("HX-Retarget")) {
+      ev.detail.shouldSwap = false;
+      ev.detail.isError = false;
+      place(ev.detail.requestConfig.elt, xhr.responseText);
+    } else {
+      ev.detail.shouldSwap = true;
+      ev.detail.isError = false;
+    }
+  });
+  document.addEventListener("htmx:afterRequest", ev => {
+    if (ev.detail.xhr && ev.detail.xhr.status < 400) {
+      const anchor = ev.detail.elt.closest("form") || ev.detail.elt;
+      const note = anchor.nextElementSibling;
+      if (note && note.matches("[data-request-error]")) note.remove();
+    }
+  });
+  document.addEventListener("htmx:sendError", ev => place(ev.detail.elt, "<p role=alert>the studio did not answer; is it still running?</p>"));
 })();

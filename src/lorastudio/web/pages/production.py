@@ -1,7 +1,0 @@
-"""Pages of the guide's production section (being built: see docs/architecture.md)."""
-
-from __future__ import annotations
-
-from fastapi import APIRouter
-
-router = APIRouter(include_in_schema=False)

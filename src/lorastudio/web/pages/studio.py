@@ -1,0 +1,239 @@
+"""Production Studio: the prompt with trigger-word completion, LoRA Selection (characters, fighting style,
+pose, visual style; strength sliders with the guide's ranges; regions), warnings as the scene is composed,
+seed (random / fixed / lock), batches, the results gallery (keep or reject), strength grids and recipes."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from lorastudio.engine.generation.samplers import SAMPLERS
+from lorastudio.engine.models.basemodel import base_family, list_base_models
+from lorastudio.errors import LoraStudioError
+from lorastudio.studio import characters, library, recipes, scenes, styles
+from lorastudio.studio.queue import wake
+from lorastudio.studio.scene_checks import check_scene
+from lorastudio.studio.schemas import GenerationIn, RecipeIn
+from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
+from lorastudio.web.pages.jobs import panel_context
+from lorastudio.web.state import Id
+
+router = APIRouter(include_in_schema=False)
+SECTIONS = [("character", "Characters"), ("fighting_style", "Fighting style"), ("pose", "Pose"),
+            ("visual_style", "Visual style")]  # fmt: skip
+# The guide's strengths: character 0.7-0.9 (0.6-0.8 each with two), style 0.6, pose 0.4.
+GUIDE = {"character": (0.8, "guide: 0.7-0.9; 0.6-0.8 each with two characters"), "fighting_style": (0.6, "guide: 0.6"),
+         "pose": (0.4, "guide: 0.4"), "visual_style": (0.6, "guide: about 0.6")}  # fmt: skip
+REGIONS = [("", "Whole picture"), ("left", "Left half"), ("right", "Right half"), ("top", "Top half"),
+           ("bottom", "Bottom half")]  # fmt: skip
+MAX_GRID = 6
+
+
+async def _form(request: Request) -> dict[str, str]:
+    return {k: v for k, v in (await request.form()).items() if isinstance(v, str) and len(v) <= 4000}
+
+
+def _number(form: dict, key: str, errors: dict, cast=float) -> Any:
+    text = form.get(key, "").strip()
+    if not text:
+        return None
+    try:
+        return cast(text)
+    except ValueError:
+        errors[key] = f"{text[:20]!r} is not a {'whole ' if cast is int else ''}number"
+        return None
+
+
+def selection_from_form(form: dict[str, str], errors: dict) -> list[dict]:
+    """The chosen LoRAs (use_ID checked) with their slider strength and region."""
+    chosen = []
+    for key in form:
+        if key.startswith("use_") and key[4:].isdigit():
+            lora_id = int(key[4:])
+            strength = _number(form, f"strength_{lora_id}", errors)
+            chosen.append({"lora_id": lora_id, "strength": strength, "region": form.get(f"region_{lora_id}") or None})
+    return chosen
+
+
+def scene_from_form(form: dict[str, str]) -> tuple[GenerationIn | None, dict[str, str], dict]:
+    """The GenerationIn the form asks for (the seed settled by its mode), the field errors, and the seed."""
+    errors: dict[str, str] = {}
+    mode = form.get("seed_mode", "random")
+    seed = _number(form, "seed", errors, int)
+    if mode == "fixed" and seed is None and "seed" not in errors:
+        errors["seed"] = "type the seed to use, or choose Random"
+    if mode == "random" or (mode == "lock" and seed is None):
+        seed = secrets.randbelow(2**32)  # picked here, so the page can show (and lock) it at once
+    fields = {"prompt": form.get("prompt", ""), "negative_prompt": form.get("negative_prompt", ""),
+              "base": form.get("base", ""), "sampler": form.get("sampler", ""), "seed": seed,
+              "n": _number(form, "n", errors, int), "steps": _number(form, "steps", errors, int),
+              "cfg_scale": _number(form, "cfg_scale", errors), "width": _number(form, "width", errors, int),
+              "height": _number(form, "height", errors, int), "add_triggers": form.get("add_triggers") == "on",
+              "loras": selection_from_form(form, errors)}  # fmt: skip
+    data, more = parse_form(GenerationIn, {k: v for k, v in fields.items() if v is not None})
+    errors |= more
+    return (None if errors else data), errors, {"mode": mode, "seed": seed}
+
+
+def _completions(session, user: int, loras: list) -> list[dict]:
+    words = [
+        {"word": c.trigger, "label": f"character: {c.name}"} for c in characters.list_characters(session, owner_id=user)
+    ]
+    words += [
+        {"word": s.trigger, "label": f"fighting style: {s.name}"} for s in styles.list_styles(session, owner_id=user)
+    ]
+    words += [{"word": t, "label": f"LoRA: {lora.name}"} for lora in loras for t in lora.trigger_words]
+    seen: set[str] = set()
+    return [w for w in words if not (w["word"].lower() in seen or seen.add(w["word"].lower()))]
+
+
+def _prefill(request: Request, session, user: int) -> tuple[dict, dict]:
+    """The form's first values: a recipe's (?recipe=ID), a LoRA to use (?lora=ID), a style (?style=word)."""
+    q = request.query_params
+    form = {"prompt": "", "seed_mode": "random", "n": "2", "steps": "20", "cfg_scale": "7", "add_triggers": "on",
+            "sampler": "DPM++ 2M Karras"}  # fmt: skip
+    selected: dict[int, dict] = {}
+    if (rid := q.get("recipe", "")).isdigit():
+        saved = recipes.get_row(session, owner_id=user, recipe_id=int(rid)).settings
+        form |= {"prompt": saved.get("prompt_template", "").replace("{action}", "").strip(" ,"),
+                 "negative_prompt": saved.get("negative_prompt", ""), "sampler": saved.get("sampler", form["sampler"]),
+                 "steps": str(saved.get("steps", 20)), "cfg_scale": str(saved.get("cfg_scale", 7))}  # fmt: skip
+        if saved.get("seed") is not None:
+            form |= {"seed_mode": "fixed", "seed": str(saved["seed"])}
+        selected = {s["lora_id"]: s for s in saved.get("loras", [])}
+    if (lid := q.get("lora", "")).isdigit():
+        lora = library.get_lora(session, owner_id=user, lora_id=int(lid))
+        selected[lora.id] = {"lora_id": lora.id, "strength": None, "region": None}
+        form["prompt"] = form["prompt"] or ", ".join(lora.trigger_words[:1])
+    if style := q.get("style", "")[:64]:
+        form["prompt"] = f"epic fight scene, {style}, two fighters in combat"
+    return form, selected
+
+
+@router.get("/studio", response_class=HTMLResponse)
+def studio_page(request: Request, user: PageUser) -> HTMLResponse:
+    studio = studio_of(request)
+    family = base_family(studio.settings.default_base_model, studio.settings)
+    with studio.factory() as session:
+        loras = library.list_loras(session, owner_id=user, family=family, sort="usage", per_page=100).items
+        form, selected = _prefill(request, session, user)
+        completions = _completions(session, user, loras)
+        saved = recipes.list_recipes(session, owner_id=user)
+    sections = [(kind, label, [lora for lora in loras if lora.kind == kind]) for kind, label in SECTIONS]
+    return render(request, "studio.html", form=form, selected=selected, sections=sections, guide=GUIDE,
+                  regions=REGIONS, completions=completions, recipes=saved, samplers=list(SAMPLERS),
+                  bases=list_base_models(studio.settings))  # fmt: skip
+
+
+@router.post("/studio/check", response_class=HTMLResponse)
+async def check(request: Request, user: PageUser) -> HTMLResponse:
+    """Warnings for the scene as composed so far (the form posts itself here as it changes)."""
+    studio = studio_of(request)
+    form = await _form(request)
+    data, errors, _ = scene_from_form(form | {"prompt": form.get("prompt") or " "})
+    result, problem = None, None
+    if data is not None:
+        with studio.factory() as session:
+            try:
+                result = check_scene(session, studio.settings, owner_id=user, data=data)
+            except LoraStudioError as exc:
+                problem = error_text(exc)
+    return render(request, "_scene_check.html", result=result, errors=errors, problem=problem)
+
+
+@router.post("/studio/generate", response_class=HTMLResponse)
+async def generate(request: Request, user: PageUser) -> HTMLResponse:
+    """Queue the scene: its live panel goes on top of the results; field errors go beside the button."""
+    studio = studio_of(request)
+    data, errors, seed = scene_from_form(await _form(request))
+    if data is None:
+        return render(request, "_submit_error.html", status_code=422, errors=errors, problem=None)
+    with studio.factory() as session:
+        try:
+            job = scenes.submit_generation(session, studio.settings, owner_id=user, data=data)
+        except LoraStudioError as exc:
+            return render(request, "_submit_error.html", status_code=422, errors={}, problem=error_text(exc))
+        wake(studio.queue)
+        panels = [panel_context(session, owner_id=user, job_id=job.id) | {"label": None}]
+    return _results(request, panels, seed)
+
+
+@router.post("/studio/grid", response_class=HTMLResponse)
+async def strength_grid(request: Request, user: PageUser) -> HTMLResponse:
+    """A strength grid: the same seed with no LoRA, then each chosen LoRA at every strength listed."""
+    studio = studio_of(request)
+    form = await _form(request)
+    data, errors, seed = scene_from_form(
+        form | {"seed_mode": "lock" if form.get("seed_mode") == "random" else form.get("seed_mode", "")}
+    )
+    strengths = _strengths(form.get("grid_strengths", ""), errors)
+    if data is not None and not data.loras:
+        errors["loras"] = "a strength grid needs at least one LoRA chosen in LoRA Selection"
+    if data is None or errors:
+        return render(request, "_submit_error.html", status_code=422, errors=errors, problem=None)
+    rows = [("no LoRA", data.model_copy(update={"loras": [], "add_triggers": False}))]
+    for s in strengths:
+        rows.append((f"strength {s:g}", data.model_copy(update={"loras": [x.model_copy(update={"strength": s})
+                                                                          for x in data.loras]})))  # fmt: skip
+    panels = []
+    with studio.factory() as session:
+        try:
+            for label, scene in rows:
+                job = scenes.submit_generation(session, studio.settings, owner_id=user, data=scene)
+                panels.append(panel_context(session, owner_id=user, job_id=job.id) | {"label": label})
+        except LoraStudioError as exc:
+            return render(request, "_submit_error.html", status_code=422, errors={}, problem=error_text(exc))
+        wake(studio.queue)
+    return _results(request, panels, seed, grid=True)
+
+
+def _strengths(text: str, errors: dict) -> list[float]:
+    try:
+        values = [float(x) for x in text.replace(";", ",").split(",") if x.strip()] or [0.4, 0.6, 0.8, 1.0]
+    except ValueError:
+        errors["grid_strengths"] = "strengths are numbers separated by commas, e.g. 0.4, 0.6, 0.8, 1.0"
+        return []
+    if len(values) > MAX_GRID or any(not -4 <= v <= 4 for v in values):
+        errors["grid_strengths"] = f"up to {MAX_GRID} strengths, each between -4 and 4"
+    return values
+
+
+def _results(request: Request, panels: list[dict], seed: dict, grid: bool = False) -> HTMLResponse:
+    response = render(request, "_studio_results.html", panels=panels, seed=seed, grid=grid)
+    response.headers["HX-Retarget"] = "#results"
+    response.headers["HX-Reswap"] = "afterbegin"
+    return response
+
+
+@router.post("/studio/recipes", response_class=HTMLResponse)
+async def save_recipe(request: Request, user: PageUser) -> HTMLResponse:
+    """'Save LoRA settings': the chosen LoRAs with strengths and regions, the prompt and sampler settings."""
+    form = await _form(request)
+    data, errors, _ = scene_from_form(form | {"seed_mode": form.get("seed_mode", "random")})
+    error = next(iter(errors.values()), None)
+    with studio_of(request).factory() as session:
+        if data is not None:
+            recipe, more = parse_form(RecipeIn, {
+                "name": form.get("recipe_name", ""), "loras": [s.model_dump() for s in data.loras],
+                "prompt_template": data.prompt, "negative_prompt": data.negative_prompt, "sampler": data.sampler,
+                "seed": data.seed if form.get("seed_mode") != "random" else None, "steps": data.steps,
+                "cfg_scale": data.cfg_scale})  # fmt: skip
+            error = more and ("name: " + more["name"] if "name" in more else next(iter(more.values())))
+            if recipe is not None:
+                try:
+                    recipes.save_recipe(session, owner_id=user, data=recipe)
+                except LoraStudioError as exc:
+                    error = error_text(exc)
+        saved = recipes.list_recipes(session, owner_id=user)
+    return render(request, "_recipes.html", recipes=saved, recipe_error=error)
+
+
+@router.post("/studio/recipes/{recipe_id}/delete", response_class=HTMLResponse)
+def delete_recipe(request: Request, user: PageUser, recipe_id: Id) -> HTMLResponse:
+    with studio_of(request).factory() as session:
+        recipes.delete_recipe(session, owner_id=user, recipe_id=recipe_id)
+        saved = recipes.list_recipes(session, owner_id=user)
+    return render(request, "_recipes.html", recipes=saved, recipe_error=None)

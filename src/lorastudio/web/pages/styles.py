@@ -1,0 +1,76 @@
+"""Fighting Styles pages: the four pre-built styles and the user's own; "Create Custom Fighting Style" and
+training one from 20-40 images."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from lorastudio.errors import Conflict, LoraStudioError
+from lorastudio.studio import datasets, styles
+from lorastudio.studio.schemas import StyleIn
+from lorastudio.web.pages.common import PageUser, error_text, parse_form, redirect, render, studio_of
+from lorastudio.web.state import Id
+
+router = APIRouter(include_in_schema=False)
+
+
+def _page(request: Request, user: int, *, form: dict | None = None, errors: dict | None = None, status: int = 200):
+    with studio_of(request).factory() as session:
+        style_list = styles.list_styles(session, owner_id=user)
+    return render(request, "styles.html", status_code=status, styles=style_list,
+                  form=form or {"recommended_strength": "0.6"}, errors=errors or {})  # fmt: skip
+
+
+@router.get("/styles", response_class=HTMLResponse)
+def fighting_styles(request: Request, user: PageUser) -> HTMLResponse:
+    return _page(request, user)
+
+
+@router.post("/styles", response_class=HTMLResponse)
+def create_style(
+    request: Request,
+    user: PageUser,
+    name: Annotated[str, Form(max_length=500)] = "",
+    description: Annotated[str, Form(max_length=2000)] = "",
+    trigger: Annotated[str, Form(max_length=500)] = "",
+    recommended_strength: Annotated[str, Form(max_length=40)] = "0.6",
+    phrases: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """'Create Custom Fighting Style', then straight to training it."""
+    form = {"name": name, "description": description, "trigger": trigger,
+            "recommended_strength": recommended_strength, "phrases": phrases}  # fmt: skip
+    words = [p.strip() for p in phrases.split(",") if p.strip()]
+    data, errors = parse_form(StyleIn, form | {"phrases": words})
+    if data is None:
+        return _page(request, user, form=form, errors=errors, status=422)
+    with studio_of(request).factory() as session:
+        try:
+            style = styles.create_style(session, owner_id=user, data=data)
+        except LoraStudioError as exc:
+            field = "trigger" if "trigger" in str(exc) else "form"
+            return _page(request, user, form=form, errors={field: error_text(exc)}, status=422)
+        row = styles.get_style_row(session, owner_id=user, style_id=style.id)
+        dataset = datasets.subject_dataset(session, owner_id=user, style=row, reuse=False)
+    return redirect(request, f"/train/{dataset.id}")
+
+
+@router.post("/styles/{style_id}/train")
+def train_style(request: Request, user: PageUser, style_id: Id) -> Response:
+    """Train (or retrain) a style: its newest dataset of the user's, or a new one."""
+    with studio_of(request).factory() as session:
+        style = styles.get_style_row(session, owner_id=user, style_id=style_id)
+        dataset = datasets.subject_dataset(session, owner_id=user, style=style)
+    return redirect(request, f"/train/{dataset.id}")
+
+
+@router.post("/styles/{style_id}/delete", response_class=HTMLResponse)
+def delete_style(request: Request, user: PageUser, style_id: Id) -> Response:
+    with studio_of(request).factory() as session:
+        try:
+            styles.delete_style(session, owner_id=user, style_id=style_id)
+        except Conflict as exc:  # a pre-built style: said on its card (not found stays a not-found page)
+            return _page(request, user, errors={f"style-{style_id}": error_text(exc)}, status=409)
+    return redirect(request, "/styles")
