@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lorastudio.errors import Conflict
 from lorastudio.studio import credits
-from lorastudio.studio.db import write_transaction
+from lorastudio.studio.db import begin_write, write_transaction
 from lorastudio.studio.models import Job, now
 from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import JobOut
@@ -60,6 +60,7 @@ def list_jobs(session: Session, *, owner_id: int, status: str | None = None, lim
 
 def cancel(session: Session, *, owner_id: int, job_id: int) -> JobOut:
     """Cancel: a pending job at once; a running one stops at its next step boundary."""
+    begin_write(session)  # the worker writes the row while it runs: take the write lock before reading it
     job = get_row(session, owner_id=owner_id, job_id=job_id)
     if job.status in FINAL:
         raise Conflict(f"job {job_id} already {job.status}; nothing to cancel")

@@ -1,0 +1,49 @@
+"""A service that reads, then writes must not fail with 'database is locked' when a worker commits in
+between: SQLite cannot turn a read transaction into a write one after another writer's commit (in WAL it
+refuses at once, without waiting). Each case reads in a session, lets another connection commit, then calls
+the service on the same session, as a page request does while a job reports progress."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from lorastudio.studio import jobs, library, recipes, scenes, storyboards
+from lorastudio.studio.db import make_engine, session_factory
+from lorastudio.studio.models import Job, Lora
+from lorastudio.studio.schemas import GenerationIn, RecipeIn
+from lorastudio.studio.storyboard_schemas import SceneIn, StoryboardIn, StoryboardUpdate
+
+
+@pytest.fixture
+def world(client, studio_settings):
+    factory = session_factory(make_engine(studio_settings))
+    with factory() as s:
+        user = client.app.state.studio.local_user
+        lora = s.scalar(select(Lora.id).where(Lora.source == "prebuilt"))
+        job = scenes.submit_generation(s, studio_settings, owner_id=user, data=GenerationIn(prompt="johnhero"))
+        board = storyboards.create_storyboard(s, owner_id=user, data=StoryboardIn(title="Alley"))
+    return factory, {"user": user, "lora": lora, "job": job.id, "board": board.id}
+
+
+CASES = {
+    "cancel a job": lambda s, w: jobs.cancel(s, owner_id=w["user"], job_id=w["job"]),
+    "rate a LoRA": lambda s, w: library.rate(s, owner_id=w["user"], lora_id=w["lora"], stars=4),
+    "save a recipe": lambda s, w: recipes.save_recipe(s, owner_id=w["user"], data=RecipeIn(name="r")),
+    "retitle a storyboard": lambda s, w: storyboards.update_storyboard(
+        s, owner_id=w["user"], storyboard_id=w["board"], data=StoryboardUpdate(title="Rooftop")
+    ),
+    "add a scene": lambda s, w: storyboards.add_scene(
+        s, owner_id=w["user"], storyboard_id=w["board"], data=SceneIn(job_id=w["job"])
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_write_after_a_read_survives_a_workers_commit(world, case):
+    factory, w = world
+    with factory() as session, factory() as worker:
+        session.scalar(select(Job.progress).where(Job.id == w["job"]))  # a read: the snapshot is taken
+        worker.execute(update(Job).where(Job.id == w["job"]).values(progress={"step": 1}))
+        worker.commit()  # what a worker's progress report does every half second
+        CASES[case](session, w)
