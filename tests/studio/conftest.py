@@ -20,9 +20,32 @@ from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS
 FAST = {"LORASTUDIO_DEVICE": "cpu", "LORASTUDIO_LEASE_SECONDS": "3", "LORASTUDIO_HEARTBEAT_SECONDS": "0.5"}
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """The test session's PostgreSQL server (started on first use)."""
+    from tests import pg
+
+    if (why := pg.missing()) is not None:
+        pytest.skip(why)
+    server = pg.Postgres()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def studio_settings(tmp_path) -> Settings:
-    return Settings(home=tmp_path / "home", device="cpu", lease_seconds=3, heartbeat_seconds=0.5)
+def studio_settings(request, tmp_path) -> Settings:
+    """A fresh studio; on SQLite, or on a fresh PostgreSQL database when a test is parametrised with
+    `@pytest.mark.parametrize("studio_settings", ["sqlite", "postgresql"], indirect=True)`."""
+    url = (
+        request.getfixturevalue("postgres").new_database()
+        if getattr(request, "param", "sqlite") == "postgresql"
+        else None
+    )
+    return Settings(home=tmp_path / "home", device="cpu", lease_seconds=3, heartbeat_seconds=0.5, database_url=url)
+
+
+BOTH_DATABASES = pytest.mark.parametrize("studio_settings", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.models import CreditEntry, LoraVersion
 from lorastudio.studio.schemas import TrainingIn
 from lorastudio.studio.worker import Worker
-from tests.studio.conftest import john_dataset, wait_for
+from tests.studio.conftest import BOTH_DATABASES, john_dataset, wait_for
 
 BODY = {"overrides": {"steps": 8, "checkpoint_every": 4}}
 
@@ -57,6 +57,7 @@ def _in_process(settings, dataset_id: int, n: int, queue) -> None:
     queue.put(results)
 
 
+@BOTH_DATABASES
 def test_fifty_concurrent_submits_against_three_holds_accept_exactly_three(broke_client, broke_settings, john_refs):
     _, dataset_id = john_dataset(broke_client, john_refs)
     price = broke_client.post("/api/v1/trainings/estimate", json={"dataset_id": dataset_id, **BODY}).json()

@@ -20,6 +20,7 @@ from lorastudio.studio.models import User
 from lorastudio.studio.storyboard_manifest import Manifest
 from lorastudio.studio.storyboard_schemas import StoryboardIn
 from lorastudio.studio.worker import Worker
+from tests.studio.conftest import BOTH_DATABASES
 
 API = "/api/v1"
 SEQUENCE = [  # the demo's Epic Fight Sequence; "attacks" confines kungfustyle to the left half
@@ -80,6 +81,7 @@ def fight(client, studio_settings) -> dict:
     return {"board": board["id"], "jobs": jobs_, "images": images, "worker": worker, "kungfu": kungfu}
 
 
+@BOTH_DATABASES
 def test_epic_fight_sequence_built_reordered_rerolled_and_exported(client, fight, run, monkeypatch, tmp_path):
     board_id, images, worker = fight["board"], fight["images"], fight["worker"]
     url = f"{API}/storyboards/{board_id}"
@@ -167,6 +169,8 @@ def test_epic_fight_sequence_built_reordered_rerolled_and_exported(client, fight
 
     # the CLI exports in-process from the studio database of $LORASTUDIO_HOME
     monkeypatch.setenv("LORASTUDIO_HOME", str(client.app.state.studio.settings.home))
+    if client.app.state.studio.settings.database_url:
+        monkeypatch.setenv("LORASTUDIO_DATABASE_URL", client.app.state.studio.settings.database_url)
     listed = json.loads(run("storyboard", "list", "--json").stdout)
     assert [(b["id"], b["scene_count"]) for b in listed] == [(board_id, 3)]
     for args, says in ((("999", "--format", "pdf"), "storyboard 999 not found"),
