@@ -20,7 +20,6 @@ from lorastudio.studio.models import User
 from lorastudio.studio.storyboard_manifest import Manifest
 from lorastudio.studio.storyboard_schemas import StoryboardIn
 from lorastudio.studio.worker import Worker
-from tests.studio.conftest import BOTH_DATABASES
 
 API = "/api/v1"
 SEQUENCE = [  # the demo's Epic Fight Sequence; "attacks" confines kungfustyle to the left half
@@ -81,7 +80,6 @@ def fight(client, studio_settings) -> dict:
     return {"board": board["id"], "jobs": jobs_, "images": images, "worker": worker, "kungfu": kungfu}
 
 
-@BOTH_DATABASES
 def test_epic_fight_sequence_built_reordered_rerolled_and_exported(client, fight, run, monkeypatch, tmp_path):
     board_id, images, worker = fight["board"], fight["images"], fight["worker"]
     url = f"{API}/storyboards/{board_id}"

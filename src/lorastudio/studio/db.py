@@ -84,3 +84,22 @@ def upgrade(settings: Settings, engine: Engine | None = None) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def schema_behind(session: Session) -> str | None:
+    """None when the database answers and carries the newest migration; else what is wrong (for /readyz)."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    try:
+        current = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception as exc:  # noqa: BLE001 - any failure to answer means not ready; the words say which
+        return f"the database does not answer: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    return (
+        None if current == head else f"the schema is at {current}, the code needs {head}: run `lorastudio db upgrade`"
+    )

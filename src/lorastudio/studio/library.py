@@ -155,7 +155,12 @@ def register_file(
             job_id=job_id,
         )
     )
-    session.commit()
+    # commit=False: the caller's write transaction (a training's end) also records the timing and ends the
+    # job; committing here let the rest run in a new, deferred one that a heartbeat's commit could lock out.
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return to_out(session, lora)
 
 

@@ -15,6 +15,7 @@ from lorastudio.studio.storage import LocalBlobStore
 from lorastudio.studio.users import local_user
 from lorastudio.web import errors, pages
 from lorastudio.web.api import account, characters, datasets, jobs, library, storyboards, styles
+from lorastudio.web.api import health as health_routes
 from lorastudio.web.state import Studio
 
 API = "/api/v1"
@@ -47,6 +48,8 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     for module in (account, characters, styles, library, datasets, jobs, storyboards):
         app.include_router(module.router, prefix=API)
+
+    app.include_router(health_routes.router)  # at the root, where probes and Prometheus look
 
     @app.get(f"{API}/health", tags=["System"], summary="Is the server up")
     def health() -> dict:
