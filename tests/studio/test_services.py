@@ -5,7 +5,6 @@ import pytest
 from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.estimates import estimate, record_timing
 from lorastudio.studio.triggers import suggest_trigger
-from tests.studio.conftest import BOTH_DATABASES
 
 
 @pytest.fixture
@@ -52,7 +51,6 @@ def test_trigger_suggestions():
     assert suggest_trigger("Capoeira", set(), "style") == "capoeirastyle"
 
 
-@BOTH_DATABASES
 def test_recipes_save_and_apply(client, trained):
     lora = client.post("/api/v1/loras", files={"file": ("hero.safetensors", trained["tiny-sd15"].read_bytes())}).json()
     body = {"name": "John, kung fu", "loras": [{"lora_id": lora["id"], "strength": 0.8, "region": "left"}],
@@ -79,7 +77,6 @@ def test_every_api_field_and_route_is_described(client):
             assert prop.get("description"), f"{name}.{field} has no description"
 
 
-@BOTH_DATABASES
 def test_train_lora_from_a_character_or_a_style_prefills_the_dataset(client):
     john = client.post("/api/v1/characters", json={"name": "Action Hero John"}).json()
     dataset = client.post(f"/api/v1/characters/{john['id']}/dataset").json()
@@ -93,7 +90,6 @@ def test_train_lora_from_a_character_or_a_style_prefills_the_dataset(client):
     assert client.delete(f"/api/v1/styles/{builtin['id']}").status_code == 409
 
 
-@BOTH_DATABASES
 def test_a_fresh_install_has_the_four_style_loras_and_uses_them_by_trigger(client):
     styles = {s["trigger"]: s for s in client.get("/api/v1/styles").json()}
     shipped = client.get("/api/v1/loras", params={"per_page": 100}).json()["items"]

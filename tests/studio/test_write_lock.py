@@ -13,7 +13,6 @@ from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.models import Job, Lora
 from lorastudio.studio.schemas import GenerationIn, RecipeIn
 from lorastudio.studio.storyboard_schemas import SceneIn, StoryboardIn, StoryboardUpdate
-from tests.studio.conftest import BOTH_DATABASES
 
 
 @pytest.fixture
@@ -40,7 +39,6 @@ CASES = {
 }
 
 
-@BOTH_DATABASES
 @pytest.mark.parametrize("case", CASES)
 def test_a_write_after_a_read_survives_a_workers_commit(world, case):
     factory, w = world
