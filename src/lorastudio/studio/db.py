@@ -72,13 +72,19 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
 
 
-def upgrade(settings: Settings, engine: Engine | None = None) -> None:
-    """Bring the schema to the newest migration (creating it on a fresh database)."""
-    from alembic import command
+def _alembic_config():
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def upgrade(settings: Settings, engine: Engine | None = None) -> None:
+    """Bring the schema to the newest migration (creating it on a fresh database)."""
+    from alembic import command
+
+    cfg = _alembic_config()
     cfg.set_main_option("sqlalchemy.url", settings.db_url.replace("%", "%%"))
     engine = engine or make_engine(settings)
     with engine.begin() as conn:
@@ -95,11 +101,7 @@ def schema_behind(session: Session) -> str | None:
         current = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except Exception as exc:  # noqa: BLE001 - any failure to answer means not ready; the words say which
         return f"the database does not answer: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     return (
         None if current == head else f"the schema is at {current}, the code needs {head}: run `lorastudio db upgrade`"
     )

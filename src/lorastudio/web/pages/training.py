@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lorastudio.engine.models.basemodel import base_family, list_base_models
 from lorastudio.engine.training.presets import PRESETS, get_preset
-from lorastudio.errors import LoraStudioError, TooLarge
+from lorastudio.errors import Invalid, LoraStudioError, TooLarge
 from lorastudio.studio import credits, datasets, trainings
 from lorastudio.studio.queue import wake
 from lorastudio.studio.schemas import DatasetIn, TrainingIn
@@ -132,8 +132,6 @@ def caption(
 
 
 def _caption(text: str) -> str:
-    from lorastudio.errors import Invalid
-
     text = text.strip()
     if not text or len(text) > 1000:
         raise Invalid("a caption is 1-1000 characters; to train without this image, remove it")
