@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint format bench clean browser postgres
+.PHONY: demo test test-slow lint format bench clean browser postgres redis
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,19 @@ postgres:
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }; \
 	  else echo "PostgreSQL is missing: the PostgreSQL tests will skip (sudo apt-get install postgresql)"; fi; }
 
+# The scale-out tests start Debian's redis-server on a loopback port (no persistence). As root, install it;
+# otherwise they skip and say how.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }; \
+	  else echo "redis-server is missing: the Redis tests will skip (sudo apt-get install redis-server)"; fi; }
+
 demo: $(STAMP)
 	$(BIN)/lorastudio demo --out demo-output
 
-test: $(STAMP) browser postgres
+test: $(STAMP) browser postgres redis
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest -q

@@ -95,6 +95,35 @@ class Settings(BaseSettings):
         default=60, ge=2, description="A worker's claim on a job lasts this long unless its heartbeat renews it."
     )
     heartbeat_seconds: float = Field(default=10.0, gt=0, description="How often a running job renews its lease.")
+    queue_url: str | None = Field(
+        default=None,
+        description=(
+            "Where wake-ups for workers go: redis://HOST:PORT/DB (Redis) for workers on other machines. "
+            "Unset: a SQLite queue under $LORASTUDIO_HOME (one machine)."
+        ),
+    )
+    poll_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="An idle worker looks at the job table this often even without a wake-up (lost messages).",
+    )
+    blob_url: str | None = Field(
+        default=None,
+        description=(
+            "Where the studio keeps its files: s3://BUCKET/PREFIX (S3 or an S3-compatible store; credentials "
+            "from the usual AWS_* variables). Unset: the folder $LORASTUDIO_HOME/blobs (one machine)."
+        ),
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of an S3-compatible store (MinIO, Ceph, R2...), e.g. http://10.0.0.5:9000. Unset: AWS.",
+    )
+    cache_gb: float = Field(
+        default=50.0,
+        gt=0,
+        description="With s3:// files: most gigabytes of them kept on local disk (least recently used go first).",
+    )
 
     @property
     def models_dir(self) -> Path:
@@ -115,6 +144,11 @@ class Settings(BaseSettings):
     def blobs_dir(self) -> Path:
         """Content-addressed files of the studio (images, LoRA files)."""
         return self.home / "blobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies of files from an s3:// blob store (bounded by cache_gb)."""
+        return self.home / "cache"
 
     @property
     def db_url(self) -> str:

@@ -91,6 +91,12 @@ class NaNLoss(TrainingFailed):
     code = "nan_loss"
 
 
+class Unavailable(LoraStudioError):
+    """A service the studio depends on (file store, queue, database) cannot be reached just now."""
+
+    code = "unavailable"
+
+
 class Stopped(LoraStudioError):
     """The caller asked the work to stop (should_stop); nothing half-made was kept."""
 

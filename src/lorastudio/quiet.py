@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import logging
 import os
+import sys
 import warnings
 
 
@@ -17,9 +20,34 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
     for name in ("transformers", "diffusers", "peft", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    # Their own tqdm bars ("Loading weights", "Writing model shards") ignore the log level.
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+    # Their own tqdm bars ("Loading weights", "Writing model shards") ignore the log level. transformers
+    # reads HF_HUB_DISABLE_PROGRESS_BARS; diffusers is told when it is first imported, not here: importing
+    # it costs seconds that commands which never load a model (db upgrade, users add) should not pay.
+    if "diffusers.utils.logging" in sys.modules:
+        _silence_diffusers(sys.modules["diffusers.utils.logging"])
+    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport())
 
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
+
+def _silence_diffusers(module) -> None:
+    module.disable_progress_bar()
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs _silence_diffusers right after diffusers' logging module is imported, whoever imports it."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "diffusers.utils.logging":
+            return None
+        sys.meta_path.remove(self)  # once is enough
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module) -> None:
+            run(module)
+            _silence_diffusers(module)
+
+        spec.loader.exec_module = exec_module
+        return spec

@@ -33,6 +33,38 @@ def postgres():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_server():
+    """The test session's Redis (started on first use; a test may stop and restart it)."""
+    from tests import servers
+
+    if (why := servers.redis_missing()) is not None:
+        pytest.skip(why)
+    server = servers.Redis()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """The test session's S3-compatible server (moto, in its own process)."""
+    from tests import servers
+
+    server = servers.S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """AWS credentials of the test server in the environment (boto3 reads them there, as in production)."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return s3_server
+
+
 @pytest.fixture
 def studio_settings(request, tmp_path) -> Settings:
     """A fresh studio; on SQLite, or on a fresh PostgreSQL database when a test is parametrised with

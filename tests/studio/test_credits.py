@@ -16,7 +16,7 @@ from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.models import CreditEntry, LoraVersion
 from lorastudio.studio.schemas import TrainingIn
 from lorastudio.studio.worker import Worker
-from tests.studio.conftest import BOTH_DATABASES, john_dataset, wait_for
+from tests.studio.conftest import BOTH_DATABASES, john_dataset
 
 BODY = {"overrides": {"steps": 8, "checkpoint_every": 4}}
 
@@ -177,19 +177,3 @@ def test_cancel_releases_and_a_hold_settles_once(client, studio_settings, john_r
         assert credits.balance(session, 1) == start
         assert session.query(LoraVersion).filter_by(job_id=job["id"]).count() == 0
     assert [e.kind for e in _ledger(studio_settings)][-3:] == ["hold", "capture", "release"]
-
-
-def test_a_killed_worker_s_resumed_training_is_charged_once(client, studio_settings, john_refs, workers):
-    _, dataset_id = john_dataset(client, john_refs)
-    start = client.get("/api/v1/credits").json()["balance"]
-    body = {"dataset_id": dataset_id, "overrides": {"steps": 20, "checkpoint_every": 5}}
-    job = client.post("/api/v1/trainings", json=body).json()
-    doomed = workers.start("doomed")
-    wait_for(client, job["id"], lambda j: j["progress"].get("step", 0) >= 6)
-    workers.kill(doomed)
-    workers.start("rescuer")
-    done = wait_for(client, job["id"], lambda j: j["status"] in jobs.FINAL, timeout=180)
-    assert done["status"] == "succeeded" and done["attempts"] == 2
-    ledger = [e for e in _ledger(studio_settings) if e.job_id == job["id"]]
-    assert [e.kind for e in ledger] == ["hold", "capture", "release"]
-    assert done["balance"] == start - done["credits"]["charged"]

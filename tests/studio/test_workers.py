@@ -10,7 +10,7 @@ from lorastudio.studio import jobs
 from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.models import Job
 from lorastudio.studio.queue import make_queue, wake
-from lorastudio.studio.storage import LocalBlobStore
+from lorastudio.studio.storage import make_store
 from tests.studio.conftest import john_dataset, wait_for
 
 
@@ -20,26 +20,36 @@ def _version_tensors(client, studio_settings, lora_id: int, version: int) -> dic
     factory = session_factory(make_engine(studio_settings))
     with factory() as session:
         row = session.query(LoraVersion).filter_by(lora_id=lora_id, version=version).one()
-        return read_safetensors(LocalBlobStore(studio_settings.blobs_dir).path(row.blob))[0]
+        return read_safetensors(make_store(studio_settings).path(row.blob))[0]
 
 
-def test_a_killed_worker_s_job_resumes_from_its_checkpoint_and_matches(client, studio_settings, john_refs, workers):
+def test_a_killed_worker_s_job_resumes_from_its_checkpoint_matches_and_is_charged_once(
+    client, studio_settings, john_refs, workers
+):
+    from tests.studio.test_credits import _ledger
+
     _, dataset_id = john_dataset(client, john_refs)
-    body = {"dataset_id": dataset_id, "overrides": {"steps": 30, "checkpoint_every": 5, "seed": 11}}
+    start = client.get("/api/v1/credits").json()["balance"]
+    body = {"dataset_id": dataset_id, "overrides": {"steps": 20, "checkpoint_every": 4, "seed": 11}}
     first = client.post("/api/v1/trainings", json=body).json()
-    doomed = workers.start("doomed")
-    wait_for(client, first["id"], lambda j: j["progress"].get("step", 0) >= 12)
+    reference = client.post("/api/v1/trainings", json=body).json()  # the same run, never interrupted
+    doomed = workers.start("doomed")  # alone, so it takes the oldest job: the first
+    wait_for(client, first["id"], lambda j: (j["progress"].get("checkpoint") or {}).get("step", 0) >= 8)
     workers.kill(doomed)  # SIGKILL: no clean-up, the lease simply stops being renewed
     assert client.get(f"/api/v1/jobs/{first['id']}").json()["status"] == "running"
     workers.start("rescuer")
+    workers.start("other")
     done = wait_for(client, first["id"], lambda j: j["status"] in jobs.FINAL, timeout=180)
-    assert done["status"] == "succeeded" and done["attempts"] == 2, done
-    reference = client.post("/api/v1/trainings", json=body).json()  # the same run, never interrupted
     ref = wait_for(client, reference["id"], lambda j: j["status"] in jobs.FINAL, timeout=180)
-    assert ref["status"] == "succeeded" and ref["attempts"] == 1
+    assert done["status"] == "succeeded" and done["attempts"] == 2 and done["result"]["resumed_from_step"] >= 8
+    assert ref["status"] == "succeeded" and ref["attempts"] == 1 and ref["result"]["resumed_from_step"] is None
     a = _version_tensors(client, studio_settings, done["result"]["lora_id"], done["result"]["version"])
     b = _version_tensors(client, studio_settings, ref["result"]["lora_id"], ref["result"]["version"])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # Charged once for the resumed run: its hold settled once; the balance is the start less both charges.
+    assert [e.kind for e in _ledger(studio_settings) if e.job_id == first["id"]] == ["hold", "capture", "release"]
+    balance = client.get("/api/v1/credits").json()["balance"]
+    assert balance == start - done["credits"]["charged"] - ref["credits"]["charged"]
 
 
 def test_two_workers_one_job_exactly_one_runs_it(client, studio_settings, workers):

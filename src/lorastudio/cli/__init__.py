@@ -17,6 +17,7 @@ import lorastudio.cli.demo
 import lorastudio.cli.studio
 import lorastudio.cli.accounts
 import lorastudio.cli.storyboard
+import lorastudio.cli.cluster
 from lorastudio.cli.common import app
 
 __all__ = ["app", "main"]

@@ -21,7 +21,7 @@ app.add_typer(storyboard_app, name="storyboard")
 def _studio():
     from lorastudio.studio import setup
     from lorastudio.studio.db import make_engine, session_factory
-    from lorastudio.studio.storage import LocalBlobStore
+    from lorastudio.studio.storage import make_store
     from lorastudio.studio.users import local_user
 
     settings = settings_from_env()
@@ -29,7 +29,7 @@ def _studio():
     factory = session_factory(make_engine(settings))
     with factory() as session:
         user = local_user(session)
-    return factory, LocalBlobStore(settings.blobs_dir), user
+    return factory, make_store(settings), user
 
 
 @storyboard_app.command("list")

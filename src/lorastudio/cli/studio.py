@@ -101,8 +101,16 @@ def worker(
         list[str] | None, typer.Option(help="training, generation and/or export (repeatable; default all)")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: all cores)", min=1)] = None,
+    family: Annotated[
+        list[str] | None,
+        typer.Option(help="Model families it loads: sd15, sdxl, ... (repeatable; default all)"),
+    ] = None,
+    memory_gb: Annotated[
+        float | None,
+        typer.Option(help="Device memory jobs may use, GB (default: the GPU's total, or the RAM on CPU)", min=0.5),
+    ] = None,
 ) -> None:
-    """Run jobs from the studio's table, one at a time (start one per GPU)."""
+    """Run jobs from the studio's table, one at a time (one worker per GPU: CUDA_VISIBLE_DEVICES=N each)."""
 
     def work() -> None:
         import logging
@@ -120,17 +128,31 @@ def worker(
         bad = [q for q in types if q not in JOB_TYPES]
         if bad:
             raise Invalid(f"unknown queue {bad[0][:40]!r}; use --queue with one of: {', '.join(JOB_TYPES)}")
+        from lorastudio.engine.models.families import FAMILIES
+        from lorastudio.studio.capabilities import detect
+
+        families = tuple(family or FAMILIES)
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise Invalid(f"unknown family {unknown[0][:40]!r}; use --family with one of: {', '.join(FAMILIES)}")
         if threads:
             torch.set_num_threads(threads)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         setup.prepare(settings)
-        runner = Worker(settings, name=name, types=types)
+        caps = detect(settings.device, memory_gb=memory_gb, families=families)
+        runner = Worker(settings, name=name, types=types, caps=caps)
+        runner.store.check()  # a wrong bucket or credentials: say so now, not at the first job
         huey = make_queue(settings, runner)
+        runner.start_presence()
         wake(huey)  # look at the table once at start: jobs left by a restart resume now
-        err.print(f"worker {runner.name}: waiting for {' and '.join(types)} jobs")
+        err.print(f"worker {runner.name} ({caps.device}, {caps.memory_mb / 1024:.0f} GB, {', '.join(families)}): "
+                  f"waiting for {' and '.join(types)} jobs")  # fmt: skip
         consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=True, initial_delay=0.1,
                                         backoff=1.15, max_delay=1.0)  # fmt: skip
-        consumer.run()
+        try:
+            consumer.run()
+        finally:
+            runner.stop_presence()
 
     run_command(False, work, lambda r: None)
 

@@ -23,6 +23,7 @@ class ProgressEvent:
     message: str = ""
     preview: Path | None = None  # a file written for this event (training samples)
     preview_image: Image.Image | None = None  # an in-memory preview (generation, when asked for)
+    checkpoint: Path | None = None  # the checkpoint file this event announces (phase "checkpoint")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (the preview image is left out: it is not text)."""
@@ -35,6 +36,7 @@ class ProgressEvent:
             "eta_seconds": self.eta_seconds,
             "message": self.message,
             "preview": str(self.preview) if self.preview else None,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
         }
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lorastudio.errors import Conflict
-from lorastudio.studio import credits
+from lorastudio.studio import credits, workers
 from lorastudio.studio.db import begin_write, write_transaction
 from lorastudio.studio.models import Job, now
 from lorastudio.studio.owned import get_owned
@@ -32,9 +32,19 @@ def to_out(session: Session, job: Job, balance: int | None = None) -> JobOut:
     return out
 
 
-def add_job(session: Session, *, owner_id: int, type: str, request: dict) -> Job:
-    """A new pending job (the caller commits and then wakes the workers)."""
-    job = Job(owner_id=owner_id, type=type, request=request, status="pending", progress={})
+def add_job(
+    session: Session,
+    *,
+    owner_id: int,
+    type: str,
+    request: dict,
+    family: str | None = None,
+    memory_mb: int | None = None,
+) -> Job:
+    """A new pending job (the caller commits and then wakes the workers); `family` and `memory_mb` say
+    which workers can run it (None: any)."""
+    job = Job(owner_id=owner_id, type=type, request=request, status="pending", progress={}, family=family,
+              memory_mb=memory_mb)  # fmt: skip
     session.add(job)
     return job
 
@@ -44,9 +54,27 @@ def get_row(session: Session, *, owner_id: int, job_id: int) -> Job:
     return get_owned(session, Job, job_id, owner_id, "job")
 
 
-def get_job(session: Session, *, owner_id: int, job_id: int) -> JobOut:
-    """One job."""
-    return to_out(session, get_row(session, owner_id=owner_id, job_id=job_id))
+def get_job(session: Session, *, owner_id: int, job_id: int, stale_seconds: float | None = None) -> JobOut:
+    """One job; with `stale_seconds`, a pending one also says why it waits when no live worker can run it."""
+    job = get_row(session, owner_id=owner_id, job_id=job_id)
+    out = to_out(session, job)
+    if job.status == "pending" and stale_seconds is not None:
+        out.waiting = waiting_reason(session, job, stale_seconds=stale_seconds)
+    return out
+
+
+def waiting_reason(session: Session, job: Job, *, stale_seconds: float) -> str | None:
+    """Why no worker takes this pending job, or None when one could (it is just queued)."""
+    alive, able = workers.who_can_run(session, job, stale_seconds=stale_seconds)
+    if alive and able:
+        return None
+    if not alive:
+        return "no worker is running: start one with `lorastudio worker` (or `lorastudio serve` with workers)"
+    need = [f"the {job.type} queue"] + ([f"{job.family} models"] if job.family else [])
+    if job.memory_mb:
+        need.append(f"{job.memory_mb / 1024:.0f} GB of device memory")
+    return (f"none of the {alive} running worker(s) can run it: it needs {', '.join(need)}; start a worker "
+            "that has them, or lower the resolution or batch size")  # fmt: skip
 
 
 def list_jobs(session: Session, *, owner_id: int, status: str | None = None, limit: int = 50) -> list[JobOut]:
@@ -72,22 +100,43 @@ def cancel(session: Session, *, owner_id: int, job_id: int) -> JobOut:
     return to_out(session, job)
 
 
-def claim(factory: sessionmaker[Session], *, worker: str, lease_seconds: int, types: tuple[str, ...]) -> int | None:
-    """Atomically take the oldest runnable job (pending, or running with an expired lease); its id or None."""
+def claim(
+    factory: sessionmaker[Session],
+    *,
+    worker: str,
+    lease_seconds: int,
+    types: tuple[str, ...],
+    families: tuple[str, ...] | None = None,
+    memory_mb: int | None = None,
+) -> int | None:
+    """Atomically take the oldest job this worker can run (pending, or running with an expired lease): of
+    its types, of a family it loads (None: any) and needing no more memory than it has; its id or None."""
     with write_transaction(factory) as session:
         t = now()
         lock = " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
-        kinds = ", ".join(f"'{k}'" for k in types if k in JOB_TYPES)
+        kinds = ", ".join(f"'{k}'" for k in types if k in JOB_TYPES) or "''"
+        can = ""
+        params = {"worker": worker, "expires": t + timedelta(seconds=lease_seconds), "now": t}
+        if families is not None:
+            names = {f"f{i}": f for i, f in enumerate(families)}
+            listed = ", ".join(f":{k}" for k in names) or "''"
+            can += f" AND (family IS NULL OR family IN ({listed}))"
+            params |= names
+        if memory_mb is not None:
+            can += " AND (memory_mb IS NULL OR memory_mb <= :memory)"
+            params["memory"] = memory_mb
         row = session.execute(
             text(
                 "UPDATE jobs SET status = 'running', lease_owner = :worker, lease_expires_at = :expires, "
                 "attempts = attempts + 1, started_at = COALESCE(started_at, :now) "
                 "WHERE id = (SELECT id FROM jobs WHERE cancel_requested = false AND type IN ("
                 + kinds
-                + ") AND (status = 'pending' OR (status = 'running' AND lease_expires_at < :now)) "
+                + ")"
+                + can
+                + " AND (status = 'pending' OR (status = 'running' AND lease_expires_at < :now)) "
                 "ORDER BY id LIMIT 1" + lock + ") RETURNING id"
             ),
-            {"worker": worker, "expires": t + timedelta(seconds=lease_seconds), "now": t},
+            params,
         ).first()
         return row[0] if row else None
 

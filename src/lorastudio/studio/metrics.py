@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from lorastudio.studio import workers
 from lorastudio.studio.jobs import JOB_TYPES
 from lorastudio.studio.models import Job, now
 
@@ -20,12 +21,14 @@ class Snapshot:
     queue_depth: dict[str, int] = field(default_factory=dict)  # type -> pending jobs
     seconds: dict[str, tuple[int, float]] = field(default_factory=dict)  # type -> (finished jobs, seconds run)
     workers_busy: int = 0  # workers holding a live lease
+    workers: int = 0  # registered workers heard from within a lease's time
     gpu_minutes: float = 0.0  # minutes training jobs ran, whatever their end
 
 
-def snapshot(session: Session) -> Snapshot:
-    """Count jobs by type and status, the queues, the busy workers and the time jobs ran."""
+def snapshot(session: Session, *, stale_seconds: float) -> Snapshot:
+    """Count jobs by type and status, the queues, the workers alive and busy, and the time jobs ran."""
     snap = Snapshot()
+    snap.workers = workers.count_alive(session, stale_seconds=stale_seconds)
     for kind, status, count in session.execute(
         select(Job.type, Job.status, func.count()).group_by(Job.type, Job.status)
     ):

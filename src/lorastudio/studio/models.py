@@ -241,9 +241,31 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)
     credit_hold_id: Mapped[int | None] = mapped_column(Integer)  # the credits issue fills it
+    # What a worker must have to run it (None: any worker): the base model's family, device memory in MB.
+    family: Mapped[str | None] = mapped_column(String(16))
+    memory_mb: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class WorkerRow(Base):
+    """A worker process that announced itself: what it can run, and when it was last heard from."""
+
+    __tablename__ = "workers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    device: Mapped[str] = mapped_column(String(120))  # e.g. "cuda: NVIDIA RTX 6000 Ada Generation"
+    memory_mb: Mapped[int] = mapped_column(Integer)  # device memory (RAM on a CPU worker)
+    families: Mapped[list] = mapped_column(JSON)
+    queues: Mapped[list] = mapped_column(JSON)
+    version: Mapped[str] = mapped_column(String(40))
+    current_job_id: Mapped[int | None] = mapped_column(Integer)
+    jobs_done: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    seen_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class JobLora(Base):

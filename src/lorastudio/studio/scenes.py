@@ -17,6 +17,7 @@ from lorastudio.engine.models.basemodel import base_family
 from lorastudio.engine.prompts import has_word
 from lorastudio.errors import Invalid, NotFound
 from lorastudio.studio import credits, jobs, library
+from lorastudio.studio.capabilities import NATIVE, generation_memory_mb
 from lorastudio.studio.db import begin_write, write_transaction
 from lorastudio.studio.idempotency import check_key, once
 from lorastudio.studio.models import FightingStyle, Image, Lora
@@ -98,7 +99,12 @@ def submit_generation(
     request, ids = resolve(session, settings, owner_id=owner_id, data=data)
 
     def make() -> JobOut:
-        job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"lora_ids": ids})
+        family = base_family(request["base"], settings)
+        side = NATIVE.get(family, 512)
+        need = generation_memory_mb(family, request["base"], width=request["width"] or side,
+                                    height=request["height"] or side, batch=request["n"])  # fmt: skip
+        job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"lora_ids": ids},
+                           family=family, memory_mb=need)  # fmt: skip
         session.flush()
         job.credit_hold_id = credits.hold(
             session, user_id=owner_id, amount=0, job_id=job.id, note=f"generation job {job.id} (no cost)"

@@ -286,6 +286,26 @@ class JobOut(Out):
         default=None, description="This job's credits: held at submit, then charged and released when it ends"
     )
     balance: int | None = Field(default=None, description="Your credit balance as this was read")
+    family: str | None = Field(default=None, description="Model family a worker must be able to load")
+    memory_mb: int | None = Field(default=None, description="Device memory (MB) a worker must have; null: any")
+    waiting: str | None = Field(default=None, description="Why a pending job has not started, when known")
+
+
+class WorkerOut(Out):
+    """A worker process of the studio."""
+
+    name: str = Field(description="Its name (lorastudio worker --name)")
+    host: str = Field(description="The machine it runs on")
+    device: str = Field(description="cuda: <card>, mps or cpu")
+    memory_mb: int = Field(description="Device memory it offers (MB)")
+    families: list[str] = Field(description="Model families it loads")
+    queues: list[str] = Field(description="Job types it runs")
+    version: str = Field(description="LoRA Studio version it runs")
+    current_job_id: int | None = Field(description="The job it runs now")
+    jobs_done: int = Field(description="Jobs it has ended since it first registered")
+    started_at: datetime = Field(description="Last start (UTC)")
+    seen_at: datetime = Field(description="Last heartbeat (UTC)")
+    state: str = Field(default="alive", description="alive, lost (no heartbeat for a lease) or stopped")
 
 
 class ImageOut(Out):

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
 from lorastudio.errors import NotFound
-from lorastudio.studio import db, library, styles
+from lorastudio.studio import db
 from lorastudio.studio.models import FightingStyle, Lora
 from lorastudio.studio.storage import BlobStore
 
@@ -21,6 +21,7 @@ def prepare(settings: Settings) -> None:
 def seed(session: Session, store: BlobStore) -> None:
     """The pre-built styles and their shipped toy-world LoRAs (idempotent)."""
     from lorastudio.engine.toyworld.prebuilt import prebuilt_lora_path
+    from lorastudio.studio import library, styles  # torch comes with them: not for `db upgrade`
 
     styles.seed_prebuilt(session)
     for p in styles.PREBUILT:

@@ -1,5 +1,6 @@
 """The blob store: files by the sha256 of their content, written temp-then-rename, so a row only ever
-points at a complete file. One interface; the local folder is the default (S3 arrives with scale-out)."""
+points at a complete file. One interface, two places: the local folder (the default, one machine) and
+S3 or an S3-compatible server (`blobs_s3.py`, for workers on other machines); `make_store` picks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
+from lorastudio.config import Settings
 from lorastudio.engine.fileio.atomic import write_atomic
 from lorastudio.errors import NotFound
 
@@ -23,6 +25,25 @@ class BlobStore(Protocol):
     def path(self, blob: str) -> Path: ...
     def exists(self, blob: str) -> bool: ...
     def delete(self, blob: str) -> None: ...
+    def check(self) -> None: ...
+
+
+def check_blob_id(blob: str) -> str:
+    """A blob id is a sha256 hex digest; anything else names nothing (NotFound), paths included."""
+    if not _SHA.fullmatch(blob or ""):
+        raise NotFound("no such file")
+    return blob
+
+
+def make_store(settings: Settings) -> BlobStore:
+    """The blob store the settings name: s3://... (with a local cache) or the local folder."""
+    if settings.blob_url:
+        from lorastudio.studio.blob_cache import BlobCache
+        from lorastudio.studio.blobs_s3 import S3BlobStore
+
+        cache = BlobCache(settings.cache_dir, int(settings.cache_gb * 1024**3))
+        return S3BlobStore(settings.blob_url, cache=cache, endpoint_url=settings.s3_endpoint_url)
+    return LocalBlobStore(settings.blobs_dir)
 
 
 class LocalBlobStore:
@@ -32,8 +53,7 @@ class LocalBlobStore:
         self.root = Path(root)
 
     def _where(self, blob: str) -> Path:
-        if not _SHA.fullmatch(blob or ""):
-            raise NotFound("no such file")  # ids are hashes; anything else names nothing
+        check_blob_id(blob)
         return self.root / blob[:2] / blob[2:4] / blob
 
     def put_bytes(self, data: bytes) -> str:
@@ -73,3 +93,12 @@ class LocalBlobStore:
     def delete(self, blob: str) -> None:
         """Remove a blob (callers make sure no row points at it)."""
         self._where(blob).unlink(missing_ok=True)
+
+    def check(self) -> None:
+        """Raise Unavailable unless the folder can be written."""
+        from lorastudio.errors import Unavailable
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Unavailable(f"the file folder {self.root} cannot be created: {exc.strerror or exc}") from exc

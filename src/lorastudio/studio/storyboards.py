@@ -300,7 +300,8 @@ def reroll_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_i
         seed = pick_seed(None)
     # The stored request is the one scenes.resolve validated (styles expanded, versions pinned), so the
     # recipe is exactly the old one; only the seed changes.
-    job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"seed": seed})
+    job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"seed": seed},
+                       family=old.family, memory_mb=old.memory_mb)  # fmt: skip
     session.flush()
     # Like every generation: free (the guide), but in the ledger as a hold of 0.
     job.credit_hold_id = credits.hold(session, user_id=owner_id, amount=0, job_id=job.id,

@@ -3,6 +3,7 @@ engine's train_lora, resumed from the run's checkpoint after a restart, register
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from sqlalchemy import select
@@ -11,11 +12,11 @@ from sqlalchemy.orm import Session
 from lorastudio.config import Settings
 from lorastudio.engine.models.basemodel import base_family
 from lorastudio.engine.progress import ProgressEvent
-from lorastudio.engine.training.checkpoint import list_checkpoints
 from lorastudio.engine.training.config import TrainConfig
 from lorastudio.engine.training.presets import get_preset
 from lorastudio.errors import Invalid
-from lorastudio.studio import credits, datasets, jobs, library
+from lorastudio.studio import credits, datasets, jobs, library, run_checkpoints
+from lorastudio.studio.capabilities import training_memory_mb
 from lorastudio.studio.db import write_transaction
 from lorastudio.studio.estimates import estimate, record_timing
 from lorastudio.studio.idempotency import check_key, once
@@ -115,7 +116,10 @@ def submit_training(
     request["credits_per_gpu_minute"] = settings.credits_per_gpu_minute  # settled at the price quoted
 
     def make() -> JobOut:
-        job = jobs.add_job(session, owner_id=owner_id, type="training", request=request)
+        need = training_memory_mb(cfg.family, cfg.base, resolution=cfg.resolution, batch_size=cfg.batch_size,
+                                  gradient_checkpointing=cfg.gradient_checkpointing)  # fmt: skip
+        job = jobs.add_job(session, owner_id=owner_id, type="training", request=request, family=cfg.family,
+                           memory_mb=need)  # fmt: skip
         session.flush()
         job.credit_hold_id = credits.hold(
             session, user_id=owner_id, amount=est.credits[1], job_id=job.id, note=f"training job {job.id}"
@@ -150,11 +154,13 @@ def run_training(
 
     data = TrainingIn.model_validate({k: v for k, v in job.request.items() if k in TrainingIn.model_fields})
     folder = settings.home / "jobs" / f"job-{job.id}"
+    stored = (job.progress or {}).get("checkpoint")  # a previous worker's, perhaps on another machine
     with factory() as session:  # read what the run needs, then hold no transaction while it trains
         dataset = session.get(Dataset, data.dataset_id)
         if dataset is None or dataset.owner_id != job.owner_id:
             raise Invalid(f"dataset {data.dataset_id} was deleted; the job cannot run")
         datasets.materialize(session, store, dataset, folder / "images")
+        resumed_from = run_checkpoints.restore(store, stored, folder / "run")
         name = dataset.name
         if dataset.character_id and (c := session.get(Character, dataset.character_id)):
             name = c.name
@@ -166,12 +172,12 @@ def run_training(
             dataset,
             data,
             folder,
-            resume=bool(list_checkpoints(folder / "run")),
+            resume=resumed_from is not None,
             seed=job.request.get("seed"),
             checkpoint_every=data.overrides.get("checkpoint_every", 50),
         )
     losses: list[list[float]] = []
-    state: dict = {"phase": "prepare", "step": 0, "total": cfg.steps, "previews": []}
+    state: dict = {"phase": "prepare", "step": 0, "total": cfg.steps, "previews": [], "checkpoint": stored}
 
     def on_progress(event: ProgressEvent) -> None:
         state.update(
@@ -186,42 +192,59 @@ def run_training(
             state["loss"] = event.loss
         if event.preview is not None:
             state["previews"] = [*state["previews"], store.put_file(event.preview)][-8:]
+        superseded = None
+        if event.checkpoint is not None:
+            superseded, state["checkpoint"] = (
+                state["checkpoint"],
+                run_checkpoints.keep(store, event.checkpoint, event.step),
+            )
         progress(state | {"losses": _thin(losses)}, force=event.phase != "train")
+        if superseded and superseded != state["checkpoint"]:
+            run_checkpoints.forget(store, superseded)  # the row names the new one now
 
     result = train_lora(cfg, settings=settings, on_progress=on_progress, should_stop=should_stop)
     with write_transaction(factory) as session:
         if result.stopped:
             finish(session, "canceled", {"steps": result.steps_done})
-            return
-        lora = library.register_file(
+        else:
+            _register(session, store, job, worker, cfg, result, name, owner, finish, resumed_from)
+    run_checkpoints.forget(store, state["checkpoint"])  # the job has ended: nobody resumes it
+    shutil.rmtree(folder, ignore_errors=True)  # what it made is in the blob store; a worker's disk stays small
+
+
+def _register(session: Session, store: BlobStore, job, worker: str, cfg, result, name, owner, finish,
+              resumed_from: int | None) -> None:  # fmt: skip
+    """The new LoRA version, the measured speed and the job's end, in the caller's transaction."""
+    lora = library.register_file(
+        session,
+        store,
+        owner_id=job.owner_id,
+        path=cfg.output,
+        name=name,
+        source="trained",
+        character_id=owner[0],
+        style_id=owner[1],
+        job_id=job.id,
+        training_seconds=result.seconds,
+        commit=False,
+    )
+    trained = result.steps_done - (result.loss_history[0][0] - 1 if result.loss_history else 0)
+    if trained > 0:
+        record_timing(
             session,
-            store,
-            owner_id=job.owner_id,
-            path=cfg.output,
-            name=name,
-            source="trained",
-            character_id=owner[0],
-            style_id=owner[1],
-            job_id=job.id,
-            training_seconds=result.seconds,
-            commit=False,
+            device=worker.split("@")[-1],
+            family=result.family,
+            resolution=cfg.resolution,
+            seconds_per_step=result.seconds / trained,
         )
-        trained = result.steps_done - (result.loss_history[0][0] - 1 if result.loss_history else 0)
-        if trained > 0:
-            record_timing(
-                session,
-                device=worker.split("@")[-1],
-                family=result.family,
-                resolution=cfg.resolution,
-                seconds_per_step=result.seconds / trained,
-            )
-        finish(
-            session,
-            "succeeded",
-            {
-                "lora_id": lora.id,
-                "version": lora.versions[-1].version,
-                "seconds": round(result.seconds, 2),
-                "final_loss": result.to_dict()["final_loss"],
-            },
-        )
+    finish(
+        session,
+        "succeeded",
+        {
+            "lora_id": lora.id,
+            "version": lora.versions[-1].version,
+            "seconds": round(result.seconds, 2),
+            "final_loss": result.to_dict()["final_loss"],
+            "resumed_from_step": resumed_from,  # a worker died and another went on from its checkpoint
+        },
+    )

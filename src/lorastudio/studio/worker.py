@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lorastudio.config import Settings
 from lorastudio.errors import LoraStudioError
-from lorastudio.studio import jobs, library
+from lorastudio.studio import jobs, library, workers
+from lorastudio.studio.capabilities import Capabilities
 from lorastudio.studio.db import make_engine, session_factory, write_transaction
 from lorastudio.studio.models import Job
-from lorastudio.studio.storage import LocalBlobStore
+from lorastudio.studio.storage import make_store
 
 log = logging.getLogger("lorastudio.worker")
 
@@ -31,15 +32,72 @@ REPORT_EVERY = 0.5  # seconds between progress writes (the last event of a phase
 
 
 class Worker:
-    """Runs jobs for one device. Built from settings; `drain()` works until nothing is claimable."""
+    """Runs jobs for one device. Built from settings; `drain()` works until nothing is claimable.
 
-    def __init__(self, settings: Settings, *, name: str | None = None, types: tuple[str, ...] = jobs.JOB_TYPES):
+    `caps` (None: any job) is what the claim filters on; `start_presence()` registers the worker and keeps
+    it announced and polling the table, which is what a worker on its own machine needs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        types: tuple[str, ...] = jobs.JOB_TYPES,
+        caps: Capabilities | None = None,
+    ):
         self.settings = settings
         self.name = name or f"{socket.gethostname()}-{os.getpid()}@{settings.device}"
         self.types = types
+        self.caps = caps
         self.factory: sessionmaker[Session] = session_factory(make_engine(settings))
-        self.store = LocalBlobStore(settings.blobs_dir)
+        self.store = make_store(settings)
         self._cache = None
+        self._draining = threading.Lock()
+        self._wanted = threading.Event()
+        self._current: int | None = None
+        self._stop = threading.Event()
+
+    def start_presence(self) -> None:
+        """Register, then beat and poll the table in a background thread until `stop_presence()`."""
+        if self.caps is not None:
+            workers.register(self.factory, name=self.name, caps=self.caps, queues=self.types)
+        threading.Thread(target=self._presence, daemon=True, name="presence").start()
+
+    def stop_presence(self) -> None:
+        """Say the worker stopped (a clean exit)."""
+        self._stop.set()
+        if self.caps is not None:
+            workers.stopped(self.factory, name=self.name)
+
+    def _presence(self) -> None:
+        last_poll = time.monotonic()
+        beat = min(self.settings.heartbeat_seconds, self.settings.lease_seconds / 3)
+        while not self._stop.wait(beat):
+            try:
+                if self.caps is not None:
+                    workers.beat(self.factory, name=self.name, job_id=self._current)
+                if time.monotonic() - last_poll >= self.settings.poll_seconds:
+                    last_poll = time.monotonic()
+                    jobs.reap(self.factory)
+                    self.drain_soon()  # wake-ups may have been lost (the queue was down): look anyway
+            except Exception:  # the database away for a moment: try again at the next beat
+                log.warning("worker %s: heartbeat failed:\n%s", self.name, traceback.format_exc())
+
+    def drain_soon(self) -> None:
+        """Drain unless another thread of this worker is draining; a request that arrives meanwhile makes
+        that thread look again before it stops, so no wake-up is lost between the two."""
+        self._wanted.set()
+        while True:
+            if not self._draining.acquire(blocking=False):
+                return
+            try:
+                while self._wanted.is_set():
+                    self._wanted.clear()
+                    self.drain()
+            finally:
+                self._draining.release()
+            if not self._wanted.is_set():
+                return
 
     @property
     def cache(self):
@@ -55,12 +113,23 @@ class Worker:
         done = 0
         while limit is None or done < limit:
             job_id = jobs.claim(
-                self.factory, worker=self.name, lease_seconds=self.settings.lease_seconds, types=self.types
+                self.factory,
+                worker=self.name,
+                lease_seconds=self.settings.lease_seconds,
+                types=self.types,
+                families=self.caps.families if self.caps else None,
+                memory_mb=self.caps.memory_mb if self.caps else None,
             )
             if job_id is None:
                 return done
-            self.run(job_id)
+            self._current = job_id
+            try:
+                self.run(job_id)
+            finally:
+                self._current = None
             done += 1
+            if self.caps is not None:
+                workers.beat(self.factory, name=self.name, job_id=None, finished=True)
         return done
 
     def run(self, job_id: int) -> None:

@@ -11,7 +11,7 @@ from lorastudio.config import Settings
 from lorastudio.studio import credits, setup
 from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.queue import make_queue
-from lorastudio.studio.storage import LocalBlobStore
+from lorastudio.studio.storage import make_store
 from lorastudio.studio.users import local_user
 from lorastudio.web import errors, pages
 from lorastudio.web.api import account, characters, datasets, jobs, library, storyboards, styles
@@ -25,7 +25,7 @@ def create_app(settings: Settings) -> FastAPI:
     """The app for these settings: migrates the schema and seeds a fresh install when it starts."""
     setup.prepare(settings)
     factory = session_factory(make_engine(settings))
-    store = LocalBlobStore(settings.blobs_dir)
+    store = make_store(settings)
     with factory() as session:
         user = local_user(session)
         credits.ensure_start(session, user_id=user, amount=settings.starting_credits)

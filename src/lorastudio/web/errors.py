@@ -20,6 +20,7 @@ STATUS = {
     "unauthorized": 401,
     "forbidden": 403,
     "rate_limited": 429,
+    "unavailable": 503,
 }
 log = logging.getLogger("lorastudio.web")
 

@@ -260,7 +260,8 @@ def train_lora(
             emit(ProgressEvent("train", step, cfg.steps, step_loss, per_step, per_step * (cfg.steps - step)))
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 checkpoints.append(_checkpoint(cfg, step, named, optimizer, loss_history, config_dict))
-                emit(ProgressEvent("checkpoint", step, cfg.steps, message=str(checkpoints[-1])))
+                emit(ProgressEvent("checkpoint", step, cfg.steps, message=str(checkpoints[-1]),
+                                   checkpoint=checkpoints[-1]))  # fmt: skip
             if cfg.sample_every and cfg.sample_prompts and step % cfg.sample_every == 0:
                 sample_paths += _samples(base, cfg, step, device, precision, emit)
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
@@ -276,7 +277,8 @@ def train_lora(
     if stopped:
         if step > start_step:
             checkpoints.append(_checkpoint(cfg, step, named, optimizer, loss_history, config_dict))
-        emit(ProgressEvent("checkpoint", step, cfg.steps, message="stopped; resume with --resume"))
+        emit(ProgressEvent("checkpoint", step, cfg.steps, message="stopped; resume with --resume",
+                           checkpoint=checkpoints[-1] if step > start_step else None))  # fmt: skip
         return TrainResult(
             None, step, cfg.steps, True, time.perf_counter() - t0, loss_history, len(items), base.family,
             checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(),

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from lorastudio.errors import LoraStudioError
 from lorastudio.studio import metrics
 from lorastudio.studio.db import schema_behind
 from lorastudio.web.state import ReadSessionDep, StudioDep
@@ -20,9 +21,15 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database answers and its schema is current (503 if not)")
-async def readyz(session: ReadSessionDep) -> JSONResponse:
+@router.get("/readyz", summary="Readiness: the database answers with a current schema and the file store answers")
+def readyz(session: ReadSessionDep, studio: StudioDep) -> JSONResponse:
+    # The queue is left out on purpose: with it down the studio still takes jobs (workers poll the table).
     problem = schema_behind(session)
+    if not problem:
+        try:
+            studio.store.check()
+        except LoraStudioError as exc:
+            problem = str(exc)
     if problem:
         return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
     return JSONResponse({"status": "ready"})
@@ -49,15 +56,17 @@ class _Jobs:
             done.add_metric([kind], count)
         busy = GaugeMetricFamily("lorastudio_workers_busy", "Workers holding a live lease on a job")
         busy.add_metric([], snap.workers_busy)
+        alive = GaugeMetricFamily("lorastudio_workers", "Registered workers with a recent heartbeat")
+        alive.add_metric([], snap.workers)
         gpu = CounterMetricFamily("lorastudio_gpu_minutes", "Minutes training jobs ran")
         gpu.add_metric([], snap.gpu_minutes)
-        yield from (jobs, depth, seconds, done, busy, gpu)
+        yield from (jobs, depth, seconds, done, busy, alive, gpu)
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
 def prometheus(studio: StudioDep) -> PlainTextResponse:
     with studio.factory() as session:
-        snap = metrics.snapshot(session)
+        snap = metrics.snapshot(session, stale_seconds=studio.settings.lease_seconds)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Jobs(snap))
     return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
 from lorastudio.errors import NotFound
-from lorastudio.studio import jobs, recipes, scenes, trainings
+from lorastudio.studio import jobs, recipes, scenes, trainings, workers
 from lorastudio.studio.queue import wake
 from lorastudio.studio.schemas import (
     ApplyRecipeIn,
@@ -24,6 +24,7 @@ from lorastudio.studio.schemas import (
     RecipeIn,
     RecipeOut,
     TrainingIn,
+    WorkerOut,
 )
 from lorastudio.web.api.files import file_response
 from lorastudio.web.state import Id, ReadSessionDep, SessionDep, StudioDep, UserDep
@@ -77,8 +78,13 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", summary="A job's status, progress and result")
-async def get_job(job_id: Id, session: ReadSessionDep, user: UserDep) -> JobOut:
-    return jobs.get_job(session, owner_id=user, job_id=job_id)
+async def get_job(job_id: Id, session: ReadSessionDep, studio: StudioDep, user: UserDep) -> JobOut:
+    return jobs.get_job(session, owner_id=user, job_id=job_id, stale_seconds=studio.settings.lease_seconds)
+
+
+@router.get("/workers", tags=["System"], summary="The studio's workers: what each can run, what it runs now")
+def list_workers(session: ReadSessionDep, studio: StudioDep, user: UserDep) -> list[WorkerOut]:
+    return workers.list_workers(session, stale_seconds=studio.settings.lease_seconds)
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel (a running job stops at its next step)")

@@ -17,9 +17,9 @@ from lorastudio.web.state import Id
 router = APIRouter(include_in_schema=False)
 
 
-def panel_context(session, *, owner_id: int, job_id: int) -> dict:
+def panel_context(session, *, owner_id: int, job_id: int, stale_seconds: float | None = None) -> dict:
     """What _job.html needs: the job, a generation's images, the storyboards to add it to."""
-    job = jobs.get_job(session, owner_id=owner_id, job_id=job_id)
+    job = jobs.get_job(session, owner_id=owner_id, job_id=job_id, stale_seconds=stale_seconds)
     images = scenes.list_images(session, owner_id=owner_id, job_id=job_id) if job.type == "generation" else []
     boards = storyboards.list_storyboards(session, owner_id=owner_id) if images else []
     return {"job": job, "images": images, "boards": boards}
@@ -28,14 +28,16 @@ def panel_context(session, *, owner_id: int, job_id: int) -> dict:
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, user: PageUser, job_id: Id) -> HTMLResponse:
     with studio_of(request).factory() as session:
-        ctx = panel_context(session, owner_id=user, job_id=job_id)
+        ctx = panel_context(session, owner_id=user, job_id=job_id,
+                            stale_seconds=studio_of(request).settings.lease_seconds)  # fmt: skip
     return render(request, "job.html", **ctx)
 
 
 @router.get("/jobs/{job_id}/panel", response_class=HTMLResponse)
 def job_panel(request: Request, user: PageUser, job_id: Id) -> HTMLResponse:
     with studio_of(request).factory() as session:
-        ctx = panel_context(session, owner_id=user, job_id=job_id)
+        ctx = panel_context(session, owner_id=user, job_id=job_id,
+                            stale_seconds=studio_of(request).settings.lease_seconds)  # fmt: skip
     return render(request, "_job.html", **ctx)
 
 
