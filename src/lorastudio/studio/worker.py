@@ -79,7 +79,9 @@ class Worker:
                 if time.monotonic() - last_poll >= self.settings.poll_seconds:
                     last_poll = time.monotonic()
                     jobs.reap(self.factory)
-                    self.drain_soon()  # wake-ups may have been lost (the queue was down): look anyway
+                    # Wake-ups may have been lost (the queue was down): look anyway, in a thread of its own,
+                    # since a job found now may run for an hour and this thread must go on beating.
+                    threading.Thread(target=self.drain_soon, daemon=True, name="poll").start()
             except Exception:  # the database away for a moment: try again at the next beat
                 log.warning("worker %s: heartbeat failed:\n%s", self.name, traceback.format_exc())
 
