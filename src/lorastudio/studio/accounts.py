@@ -49,6 +49,7 @@ def add_user(session: Session, *, name: str, password: str, starting_credits: in
         raise Invalid("a user name is 2-40 characters: lower-case letters, digits, '.', '_' or '-', not 'local'")
     if len(password) < MIN_PASSWORD or len(password) > 1024:
         raise Invalid(f"a password is {MIN_PASSWORD} to 1024 characters")
+    begin_write(session)  # reads, then writes: take SQLite's write lock first (workers write all the time)
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise Conflict(f"user {name!r} exists already")
     user = User(name=name, password_hash=_hasher.hash(password))
@@ -74,6 +75,7 @@ def user_id_by_name(session: Session, name: str) -> int:
 
 def set_disabled(session: Session, *, name: str, disabled: bool = True) -> UserOut:
     """Disable (or enable) a user; disabling ends their logins and revokes their tokens."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
     user = session.get(User, user_id_by_name(session, name))
     user.disabled = disabled
     if disabled:
@@ -94,6 +96,7 @@ class Login:
 
 def login(session: Session, *, name: str, password: str, client: str, session_days: int) -> Login:
     """Check a password and open a login; too many failures are refused for a while."""
+    begin_write(session)  # reads, then writes (the attempt or the login): take SQLite's write lock first
     since = now() - FAIL_WINDOW
     name, client = name[:80], client[:64]
     by_user = session.scalar(select(func.count()).where(LoginAttempt.username == name, LoginAttempt.created_at > since))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import User
 
 LOCAL_USER = "local"
@@ -12,6 +13,10 @@ LOCAL_USER = "local"
 
 def local_user(session: Session) -> int:
     """The id of the single local user, created on first use."""
+    found = session.scalar(select(User.id).where(User.name == LOCAL_USER))
+    if found is not None:
+        return found
+    begin_write(session)  # a worker may have written since the read: look again under the write lock
     found = session.scalar(select(User.id).where(User.name == LOCAL_USER))
     if found is not None:
         return found
