@@ -72,7 +72,7 @@ def test_fifty_concurrent_submits_against_three_holds_accept_exactly_three(broke
     threads = [threading.Thread(target=_submit_many, args=(broke_settings, dataset_id, 6, results)) for _ in range(5)]
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_in_process, args=(broke_settings, dataset_id, 5, queue)) for _ in range(4)]
+    procs = [ctx.Process(target=_in_process, args=(broke_settings, dataset_id, 10, queue)) for _ in range(2)]
     for worker in threads + procs:
         worker.start()
     for _ in procs:

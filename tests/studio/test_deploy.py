@@ -213,7 +213,7 @@ def test_a_team_on_many_machines(deployment, john_refs):
 
     def submit(user: str, generations: int) -> list[tuple[str, int]]:
         api, made = apis[user], []
-        bodies = [pair, pair] if user == "alice" else [dict(pair, seed=len(user)), dict(pair, seed=len(user) + 1)]
+        bodies = [pair, pair] if user == "alice" else [dict(pair, steps=8, seed=len(user) + i) for i in range(2)]
         for body in bodies:
             job = api.ok("POST", "/api/v1/trainings", json={"dataset_id": sets[user], "overrides": body})
             made.append((user, job["id"]))

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from lorastudio.errors import Unauthorized
 from lorastudio.studio import accounts, jobs, library, recipes, scenes, storyboards
 from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.models import Job, Lora
+from lorastudio.studio.models import Job, Lora, Storyboard
 from lorastudio.studio.schemas import GenerationIn, RecipeIn
 from lorastudio.studio.storyboard_schemas import SceneIn, StoryboardIn, StoryboardUpdate
 
@@ -24,7 +24,7 @@ def world(client, studio_settings):
         lora = s.scalar(select(Lora.id).where(Lora.source == "prebuilt"))
         job = scenes.submit_generation(s, studio_settings, owner_id=user, data=GenerationIn(prompt="johnhero"))
         board = storyboards.create_storyboard(s, owner_id=user, data=StoryboardIn(title="Alley"))
-    return factory, {"user": user, "lora": lora, "job": job.id, "board": board.id}
+    return factory, {"user": user, "lora": lora, "job": job.id, "board": board.id, "settings": studio_settings}
 
 
 CASES = {
@@ -37,6 +37,13 @@ CASES = {
     "add a scene": lambda s, w: storyboards.add_scene(
         s, owner_id=w["user"], storyboard_id=w["board"], data=SceneIn(job_id=w["job"])
     ),
+    "create a storyboard": lambda s, w: storyboards.create_storyboard(
+        s, owner_id=w["user"], data=StoryboardIn(title="Docks")
+    ),
+    "submit a generation": lambda s, w: scenes.submit_generation(
+        s, w["settings"], owner_id=w["user"], data=GenerationIn(prompt="johnhero")
+    ),
+    "any insert": lambda s, w: (s.add(Storyboard(owner_id=w["user"], title="Pier")), s.commit()),
     "add a user": lambda s, w: accounts.add_user(s, name="maya", password="maya password 123", starting_credits=9),
     "log in": lambda s, w: accounts.login(s, name="maya", password="wrong password", client="c", session_days=1),
     "disable a user": lambda s, w: accounts.set_disabled(s, name="local", disabled=False),
@@ -54,3 +61,18 @@ def test_a_write_after_a_read_survives_a_workers_commit(world, case):
             CASES[case](session, w)
         except Unauthorized:
             assert case == "log in"  # a wrong password, recorded: what matters is that it was not 'locked'
+
+
+def test_taking_the_write_lock_never_commits_a_write_half_done(world):
+    factory, w = world
+    with factory() as session:
+        session.scalar(select(Job.progress).where(Job.id == w["job"]))
+        session.add(Storyboard(owner_id=w["user"], title="first"))
+        session.flush()  # the first write: the read part ends and the write lock is taken here
+        session.scalar(select(Storyboard.id).where(Storyboard.title == "first"))
+        session.add(Storyboard(owner_id=w["user"], title="second"))
+        session.flush()
+        session.rollback()
+    with factory() as check:
+        titles = set(check.scalars(select(Storyboard.title)))
+    assert not titles & {"first", "second"}

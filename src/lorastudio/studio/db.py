@@ -13,6 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from lorastudio.config import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_WRITING = "lorastudio_sqlite_writing"
+_READS = ("SELECT", "PRAGMA", "BEGIN", "COMMIT", "ROLLBACK", "RELEASE", "EXPLAIN")
+
+
+def _reads_only(statement: str) -> bool:
+    # SAVEPOINT counts as a write: committing the read part would end the savepoint too.
+    return statement.lstrip()[:8].upper().startswith(_READS)
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -38,8 +45,22 @@ def make_engine(settings: Settings) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn) -> None:
-            immediate = conn.get_execution_options().get("sqlite_immediate")
+            immediate = bool(conn.get_execution_options().get("sqlite_immediate"))
+            conn.info[_WRITING] = immediate
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _take_write_lock(conn, cursor, statement, _params, _context, _many) -> None:
+            # A transaction that has read and then writes must upgrade its snapshot; in WAL mode SQLite
+            # refuses at once ("database is locked", no busy wait) if any other process wrote since the
+            # read, and workers write every heartbeat. So before the first write of a transaction we end
+            # its read part and take the write lock (waiting up to the busy timeout): SQLite then behaves
+            # like PostgreSQL's READ COMMITTED. A check that must hold until its write uses begin_write.
+            if conn.info.get(_WRITING) or not conn.in_transaction() or _reads_only(statement):
+                return
+            conn.info[_WRITING] = True
+            cursor.execute("COMMIT")
+            cursor.execute("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
