@@ -7,7 +7,11 @@
     costs the same either way (target <= 0.20). switch_resident_vs_cold: the set is already resident.
 (c) batch_speedup = t(4 single calls) / t(one batch of 4).
 
-    python benchmarks/generate_speed.py [--size 256] [--steps 10] [--repeats 3] [--device auto] [--json]
+    python benchmarks/generate_speed.py [--model tiny-sd15|sd15-sized] [--size 256] [--steps 10] [--repeats 3]
+                                        [--device auto] [--json]
+
+--model sd15-sized: the full SD1.5 architecture with random weights (engine/models/sized.py), where
+loading the base takes seconds as it does for a real model.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def make_loras(settings: Settings, folder: Path, count: int) -> list[Path]:
+def make_loras(settings: Settings, folder: Path, count: int, base: str = "tiny-sd15") -> list[Path]:
     """Train `count` small, distinct LoRAs on the tiny model (a few steps each)."""
     from lorastudio.engine.data.synthetic import write_reference_set
     from lorastudio.engine.training.config import TrainConfig
@@ -45,7 +49,7 @@ def make_loras(settings: Settings, folder: Path, count: int) -> list[Path]:
     paths = []
     for i in range(count):
         cfg = TrainConfig.from_preset(
-            kind="character", images=images, trigger=f"hero{i}", base="tiny-sd15", resolution=64, steps=3,
+            kind="character", images=images, trigger=f"hero{i}", base=base, resolution=64, steps=3,
             network_dim=16, network_alpha=16, learning_rate=1e-2, seed=i, min_images=4, checkpoint_every=0,
             output=folder / f"lora{i}.safetensors", run_dir=folder / f"run{i}",
         )  # fmt: skip
@@ -56,6 +60,8 @@ def make_loras(settings: Settings, folder: Path, count: int) -> list[Path]:
 def main() -> None:
     """Run the three measurements and print them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-sd15", choices=("tiny-sd15", "sd15-sized"))
+    parser.add_argument("--models-dir", type=Path, default=Path.home() / ".cache" / "lorastudio-bench")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
@@ -68,12 +74,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", device=args.device)
-        loras = make_loras(settings, Path(tmp), 6)
+        base = "tiny-sd15"
+        if args.model != "tiny-sd15":
+            from lorastudio.engine.models.sized import ensure_sized_model
+
+            base = str(ensure_sized_model(args.model, args.models_dir))
+        loras = make_loras(settings, Path(tmp), 6, base)
         set_a, set_b = [str(p) for p in loras[:3]], [str(p) for p in loras[3:]]
 
         def request(names: list[str], n: int = 1, fuse: bool = False) -> GenerateRequest:
             return GenerateRequest.build(
-                prompt="hero0, hero1, hero2, fighting stance", base="tiny-sd15", seed=1, n=n, steps=args.steps,
+                prompt="hero0, hero1, hero2, fighting stance", base=base, seed=1, n=n, steps=args.steps,
                 width=args.size, height=args.size, loras=[{"lora": x, "strength": 0.6} for x in names], fuse=fuse,
             )  # fmt: skip
 
@@ -84,21 +95,21 @@ def main() -> None:
 
         def cold() -> None:
             fresh = PipelineCache(settings)
-            fresh.activate({lora.adapter: s for lora, s in prepare(fresh, request(set_a)).loras})
+            fresh.activate({lora.adapter: sel.strength for sel, lora in prepare(fresh, request(set_a)).loras})
 
         cold_s = timed(cold, args.repeats)
         warm = PipelineCache(settings, max_loras=3)  # holds one set: switching always loads the other
 
         def switch() -> None:
             for names in (set_a, set_b):
-                warm.activate({lora.adapter: s for lora, s in prepare(warm, request(names)).loras})
+                warm.activate({lora.adapter: sel.strength for sel, lora in prepare(warm, request(names)).loras})
 
         switch_s = timed(switch, args.repeats) / 2
         resident = PipelineCache(settings)
 
         def switch_resident() -> None:
             for names in (set_a, set_b):
-                resident.activate({lora.adapter: s for lora, s in prepare(resident, request(names)).loras})
+                resident.activate({lora.adapter: sel.strength for sel, lora in prepare(resident, request(names)).loras})
 
         resident_s = timed(switch_resident, args.repeats) / 2
         singles_s = timed(lambda: [generate(cache, request(set_a).model_copy(update={"seed": 1 + i}))
@@ -109,6 +120,7 @@ def main() -> None:
 
     result = {
         "device": device,
+        "model": args.model,
         "size": args.size,
         "steps": args.steps,
         "t_no_lora_s": round(none_s, 4),

@@ -1,11 +1,18 @@
 """Training speed: our trainer vs a plain diffusers-style LoRA loop, same model, data and settings.
 
-The baseline follows diffusers' train_text_to_image_lora.py: every step converts the images,
-VAE-encodes them (sampling the latent distribution) and runs the text encoder. Ours caches latents
-and text embeddings once. Both run in this process on the same device; prints steps/s, the ratio
-and peak memory (GPU allocator peak on CUDA, resident-set growth on CPU).
+The baseline follows diffusers' train_text_to_image_lora(_sdxl).py: every step converts the images,
+VAE-encodes them (sampling the latent distribution), runs the text encoder(s) and reads the loss with
+`.item()`. Ours caches latents and text embeddings once and reads losses every 0.5 s. Both run in this
+process on the same device and precision; prints steady-state steps/s (the first step and the model
+load left out), the ratio, peak memory (GPU allocator peak on CUDA, resident-set growth on CPU) and the
+seconds per phase of a step for each.
 
-    python benchmarks/train_speed.py [--steps 80] [--resolution 256] [--device auto] [--json]
+--model tiny-sd15 (default) is the tiny test model; sd15-sized and sdxl-sized are the full SD1.5 and
+SDXL architectures from their published configs with random weights (engine/models/sized.py; written
+once to --models-dir, about 2 GB and 7 GB).
+
+    python benchmarks/train_speed.py [--model sd15-sized] [--steps 80] [--resolution 256] [--batch 2]
+                                     [--precision no|fp16|bf16] [--device auto] [--json]
 """
 
 from __future__ import annotations
@@ -61,67 +68,107 @@ class PeakMemory:
             self._thread.join()
 
 
-def baseline_loop(model_dir: Path, images: list, caption: str, args, device: torch.device) -> float:
-    """A plain loop in the style of diffusers' train_text_to_image_lora.py; returns seconds."""
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
+PHASES = ("data and VAE", "text encoder", "forward", "backward", "optimizer", "loss read")
+
+
+def baseline_loop(model_dir: Path, images: list, caption: str, args, device: torch.device, profile: bool) -> dict:
+    """A plain loop in the style of diffusers' LoRA scripts; returns step times and phase seconds."""
+    from diffusers import DDPMScheduler, DiffusionPipeline
     from peft import LoraConfig
 
     from lorastudio.engine.data.buckets import fit_to_bucket
     from lorastudio.engine.lora.keys import unet_targets
+    from lorastudio.engine.models.device import weight_dtype
+    from lorastudio.engine.models.textenc import encode_text, sdxl_time_ids
     from lorastudio.engine.training.parts import to_pixels
+    from lorastudio.engine.training.steplog import PhaseTimer
 
-    t0 = time.perf_counter()
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir, safety_checker=None)
-    unet, vae, te, tok = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
-    for m in (unet, vae, te):
+    wdtype = weight_dtype(args.precision)
+    pipe = DiffusionPipeline.from_pretrained(model_dir, dtype=wdtype, local_files_only=True)
+    unet, vae = pipe.unet, pipe.vae
+    encoders = [e for e in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if e is not None]
+    tokenizers = [t for t in (pipe.tokenizer, getattr(pipe, "tokenizer_2", None)) if t is not None]
+    for m in (unet, vae, *encoders):
         m.requires_grad_(False)
         m.to(device)
+    vae.to(dtype=torch.float32)  # as the SDXL script does: its VAE overflows in fp16
     torch.manual_seed(args.seed)
     unet.add_adapter(LoraConfig(r=args.dim, lora_alpha=args.dim, target_modules=unet_targets(unet, "attn")))
     params = [p for p in unet.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()  # diffusers' cast_training_params: LoRA weights train in fp32
     opt = torch.optim.AdamW(params, lr=1e-4)
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
     gen = torch.Generator().manual_seed(args.seed)
+    sdxl = len(encoders) == 2
+    phases, stamps = PhaseTimer(device, profile), []
+    autocast = torch.autocast(device.type, dtype=wdtype, enabled=args.precision != "no")
     for _ in range(args.steps):
         idx = torch.randint(0, len(images), (args.batch,), generator=gen).tolist()
-        pixels = torch.stack([to_pixels(fit_to_bucket(images[i], args.resolution)) for i in idx]).to(device)
+        fitted = [fit_to_bucket(images[i], args.resolution) for i in idx]
+        pixels = torch.stack([to_pixels(f) for f in fitted]).to(device)
         latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor
-        ids = tok([caption] * args.batch, padding="max_length", max_length=tok.model_max_length,
-                  truncation=True, return_tensors="pt").input_ids.to(device)  # fmt: skip
-        hidden = te(ids)[0]
         noise = torch.randn(latents.shape, generator=gen).to(device)
         t = torch.randint(0, 1000, (args.batch,), generator=gen).to(device)
-        pred = unet(sched.add_noise(latents, noise, t), t, hidden).sample
+        phases.mark("data and VAE")
+        with autocast:
+            cond = encode_text(tokenizers, encoders, [caption] * args.batch)
+            phases.mark("text encoder")
+            extra = {}
+            if sdxl:
+                ids = torch.stack([sdxl_time_ids(f.original_size, f.crop_top_left, f.bucket[::-1]) for f in fitted])
+                extra = {"added_cond_kwargs": {"text_embeds": cond.pooled, "time_ids": ids.to(device)}}
+            noisy = sched.add_noise(latents, noise, t).to(wdtype)
+            pred = unet(noisy, t, cond.hidden.to(wdtype), **extra).sample
         loss = F.mse_loss(pred.float(), noise.float())
+        phases.mark("forward")
         loss.backward()
+        phases.mark("backward")
         opt.step()
         opt.zero_grad()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+        phases.mark("optimizer")
+        loss.item()  # the script's train_loss += avg_loss.item(): a host sync every step
+        phases.mark("loss read")
+        stamps.append(time.perf_counter())
+    return {"stamps": stamps, "phases": phases.result()}
 
 
-def ours(folder: Path, out: Path, args, settings: Settings) -> float:
+def ours(folder: Path, out: Path, model_dir: Path, args, settings: Settings, profile: bool) -> dict:
     """Our trainer with the same settings (min-SNR and warm-up off to match the baseline's work)."""
     from lorastudio.engine.training.config import TrainConfig
     from lorastudio.engine.training.train import train_lora
 
     cfg = TrainConfig.from_preset(
-        kind="character", images=folder, trigger="johnhero", base="tiny-sd15", output=out / "b.safetensors",
+        kind="character", images=folder, trigger="johnhero", base=str(model_dir), output=out / "b.safetensors",
         run_dir=out / "run", steps=args.steps, resolution=args.resolution, network_dim=args.dim,
         network_alpha=args.dim, learning_rate=1e-4, batch_size=args.batch, checkpoint_every=0,
-        min_snr_gamma=None, warmup_steps=0, min_images=4, seed=args.seed, device=args.device, precision="no",
+        min_snr_gamma=None, warmup_steps=0, min_images=4, seed=args.seed, device=args.device,
+        precision=args.precision, profile=profile,
     )  # fmt: skip
-    t0 = time.perf_counter()
-    train_lora(cfg, settings=settings)
-    if torch.cuda.is_available() and args.device != "cpu":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    stamps: dict[int, float] = {}
+
+    def on_progress(event) -> None:
+        if event.phase == "train":
+            stamps[event.step] = time.perf_counter()  # losses arrive in batches: the read time of each
+
+    result = train_lora(cfg, settings=settings, on_progress=on_progress)
+    return {"stamps": stamps, "phases": result.phase_seconds}
+
+
+def steady_steps_per_s(stamps) -> float:
+    """Steps/s after the first step (which holds one-off work: allocations, kernel choice)."""
+    if isinstance(stamps, dict):  # ours: the time each step's loss was read, in read batches
+        steps = sorted(stamps)
+        first = next((s for s in steps if stamps[s] > stamps[steps[0]]), steps[-1])
+        return (steps[-1] - first) / max(stamps[steps[-1]] - stamps[first], 1e-9) if steps[-1] > first else 0.0
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
 def main() -> None:
     """Run both loops and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-sd15", choices=("tiny-sd15", "sd15-sized", "sdxl-sized"))
+    parser.add_argument("--models-dir", type=Path, default=Path.home() / ".cache" / "lorastudio-bench")
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--images", type=int, default=16)
@@ -129,6 +176,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--dim", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="no", choices=("no", "fp16", "bf16"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -137,38 +185,64 @@ def main() -> None:
 
     from lorastudio.engine.data.synthetic import write_reference_set
     from lorastudio.engine.models.device import resolve_device
+    from lorastudio.engine.models.sized import ensure_sized_model
     from lorastudio.engine.models.tiny import ensure_tiny_model
 
     device = resolve_device(args.device)
+    profile = device.type != "cuda"  # phase marks wait for the GPU: time those in a separate run there
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         settings = Settings(home=tmp / "home", device=args.device)
-        model_dir = ensure_tiny_model("tiny-sd15", settings.models_dir)
+        if args.model == "tiny-sd15":
+            model_dir = ensure_tiny_model("tiny-sd15", settings.models_dir)
+        else:
+            model_dir = ensure_sized_model(args.model, args.models_dir)
         paths = write_reference_set(tmp / "imgs", args.images, size=args.image_size, caption="johnhero, a person")
         images = [Image.open(p).convert("RGB") for p in paths]
-        ours(tmp / "imgs", tmp / "warm", argparse.Namespace(**{**vars(args), "steps": 2}), settings)  # warm-up
+        short = argparse.Namespace(**{**vars(args), "steps": min(args.steps, 5)})
+        ours(tmp / "imgs", tmp / "warm", model_dir, argparse.Namespace(**{**vars(args), "steps": 2}), settings, False)
         with PeakMemory(device) as base_mem:
-            base_s = baseline_loop(model_dir, images, "johnhero, a person", args, device)
+            base = baseline_loop(model_dir, images, "johnhero, a person", args, device, profile)
         with PeakMemory(device) as our_mem:
-            our_s = ours(tmp / "imgs", tmp / "ours", args, settings)
+            mine = ours(tmp / "imgs", tmp / "ours", model_dir, args, settings, profile)
+        if not profile:
+            base["phases"] = baseline_loop(model_dir, images, "johnhero, a person", short, device, True)["phases"]
+            mine["phases"] = ours(tmp / "imgs", tmp / "prof", model_dir, short, settings, True)["phases"]
+    ours_sps, base_sps = steady_steps_per_s(mine["stamps"]), steady_steps_per_s(base["stamps"])
     result = {
-        "device": str(device),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "model": args.model,
+        "precision": args.precision,
         "steps": args.steps,
         "resolution": args.resolution,
         "batch": args.batch,
-        "ours_steps_per_s": round(args.steps / our_s, 3),
-        "baseline_steps_per_s": round(args.steps / base_s, 3),
-        "ratio": round(base_s / our_s, 3),
+        "ours_steps_per_s": round(ours_sps, 3),
+        "baseline_steps_per_s": round(base_sps, 3),
+        "ratio": round(ours_sps / base_sps, 3),
+        "ours_images_per_s": round(ours_sps * args.batch, 3),
         "ours_peak_mb": round(our_mem.peak_mb, 1),
         "baseline_peak_mb": round(base_mem.peak_mb, 1),
+        "ours_phases": _share(mine["phases"]),
+        "baseline_phases": _share(base["phases"]),
     }
     if args.json:
         print(json.dumps(result))
         return
-    print(f"device {result['device']}, {args.steps} steps, {args.resolution}px, batch {args.batch}")
+    print(f"{result['device']}, {args.model}, {args.precision}, {args.steps} steps, {args.resolution}px, "
+          f"batch {args.batch}")  # fmt: skip
     print(f"ours     {result['ours_steps_per_s']:8.3f} steps/s   peak {result['ours_peak_mb']:8.1f} MB")
     print(f"baseline {result['baseline_steps_per_s']:8.3f} steps/s   peak {result['baseline_peak_mb']:8.1f} MB")
-    print(f"ratio    {result['ratio']:.2f}x (target >= 2x, peak memory not above the baseline's)")
+    print(f"ratio    {result['ratio']:.2f}x (target >= 2x at 768 px on SD1.5, peak memory not above the baseline's)")
+    for who in ("ours", "baseline"):
+        print(f"{who:8s} phases: " + ", ".join(f"{k} {v}" for k, v in result[f"{who}_phases"].items()))
+
+
+def _share(phases: dict[str, float] | None) -> dict[str, str]:
+    """Phase seconds of the whole profiled run as 'seconds (share)', in the fixed phase order."""
+    if not phases:
+        return {}
+    total = sum(phases.values()) or 1.0
+    return {k: f"{phases[k]:.3f}s ({phases[k] / total:.0%})" for k in PHASES if k in phases}
 
 
 if __name__ == "__main__":

@@ -159,3 +159,11 @@ def test_regional_loras_from_the_command_line(run, trained, tmp_path):
     assert bad.exit_code == 2 and "region 'upper'" in json.loads(bad.stdout)["error"]["message"]
     nothing = run("lora", "describe", lora)
     assert nothing.exit_code == 2 and "give a description" in nothing.stderr
+
+
+def test_train_profile_prints_the_time_of_each_phase(run, figure_dir, tmp_path):
+    result = run("train", figure_dir, "--kind", "character", "--trigger", "johnhero", "--base", "tiny-sd15",
+                 "--steps", "2", "--resolution", "64", "--dim", "4", "--out", tmp_path / "p.safetensors",
+                 "--profile")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "time per phase:" in result.stdout and "forward" in result.stdout and "backward" in result.stdout

@@ -59,3 +59,24 @@ def test_generation_on_cuda_fp16(settings, trained):
     assert np.array_equal(run(loras=[{"lora": str(trained["tiny-sd15"]), "strength": 0}]), plain)
     run(loras=hero, n=2, fuse=True)  # explicit fuse on fp16, then the plain model again
     print("fp16 plain drift after fuse/unfuse:", int(np.abs(run() - plain).max()))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "no"])
+def test_training_steps_do_not_wait_for_the_gpu(settings, figure_dir, tmp_path, precision):
+    """CUDA's sync debug mode warns at every operation that makes the host wait for the GPU; their number
+    must not grow with the steps (loading, caching and the 0.5 s loss reads may wait, a step may not)."""
+    import warnings
+
+    counts = []
+    for steps in (4, 24):
+        cfg = tiny_config(figure_dir, tmp_path / str(steps), device="cuda", precision=precision, steps=steps,
+                          max_grad_norm=1.0, min_snr_gamma=5.0)  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                train_lora(cfg, settings=settings)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+    assert counts[1] - counts[0] < 10, counts  # 20 more steps

@@ -1,6 +1,6 @@
 """kohya key names on the real SD1.5 and SDXL architectures (random/empty weights, nothing downloaded).
 
-The UNet configs below are the published SD1.5 / SDXL-base ones, written here so no hub is needed.
+The UNet configs are the published SD1.5 / SDXL-base ones (engine/models/sized.py), so no hub is needed.
 Modules are created on the meta device, so building the 2.6B-parameter SDXL UNet costs no memory
 and the test is fast enough for the default run.
 """
@@ -24,22 +24,7 @@ from lorastudio.engine.lora.keys import (
     unet_targets,
 )
 from lorastudio.engine.models.basemodel import family_from_unet_config
-
-SD15_UNET = dict(
-    sample_size=64, cross_attention_dim=768, attention_head_dim=8, block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, layers_per_block=2,
-)  # fmt: skip
-SDXL_UNET = dict(
-    sample_size=128, cross_attention_dim=2048, attention_head_dim=(5, 10, 20), block_out_channels=(320, 640, 1280),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=2,
-    transformer_layers_per_block=(1, 2, 10), use_linear_projection=True, addition_embed_type="text_time",
-    addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
-)  # fmt: skip
-CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
-CLIP_G = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-              projection_dim=1280)  # fmt: skip
+from lorastudio.engine.models.sized import CLIP_G, CLIP_L, SD15_UNET, SDXL_UNET
 
 
 def build(config: dict) -> UNet2DConditionModel:

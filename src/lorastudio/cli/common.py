@@ -128,6 +128,8 @@ class TrainProgress:
             self.progress.update(self.task, description="training", completed=event.step, loss=f"{event.loss:.4f}")
         elif event.phase == "prepare" and event.step:
             self.progress.update(self.task, completed=event.step, description="resumed")
+        elif event.phase == "cache" and event.total:
+            self.progress.update(self.task, description=f"caching {event.step}/{event.total}")
         elif event.phase in ("prepare", "cache", "save"):
             self.progress.update(self.task, description=event.message[:40])
         elif event.phase == "sample":

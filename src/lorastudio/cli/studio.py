@@ -26,11 +26,6 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _threads(workers: int) -> int:
-    # Several CPU-bound processes slow each other far more than their share: split the cores.
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1)")] = None,
@@ -55,6 +50,8 @@ def serve(
                 "Turn accounts on (LORASTUDIO_ACCOUNTS=true, then `lorastudio users add NAME`), "
                 "or listen on 127.0.0.1 (the default) and reach it through an SSH tunnel"
             )
+        from lorastudio.engine.models.device import threads_per_process
+
         count = settings.serve_workers if workers is None else workers
         application = create_app(settings)  # migrates and seeds before any worker starts
         if settings.accounts:
@@ -66,11 +63,8 @@ def serve(
                 if not session.scalar(select(func.count()).where(User.password_hash.is_not(None))):
                     err.print("[yellow]Accounts are on but nobody can log in yet: `lorastudio users add NAME`.[/]")
         env = os.environ | {"LORASTUDIO_HOME": str(settings.home)}
-        procs = [
-            subprocess.Popen([sys.executable, "-m", "lorastudio.cli", "worker", "--threads", str(_threads(count))],
-                             env=env)
-            for _ in range(count)
-        ]  # fmt: skip
+        command = [sys.executable, "-m", "lorastudio.cli", "worker", "--threads", str(threads_per_process(count))]
+        procs = [subprocess.Popen(command, env=env) for _ in range(count)]
         err.print(f"LoRA Studio on http://{bind}:{port or settings.port}/api/v1 (API docs: /docs); {count} worker(s)")
         processes = settings.http_processes if http_processes is None else http_processes
         if not 1 <= processes <= 64:
@@ -100,7 +94,9 @@ def worker(
     queue: Annotated[
         list[str] | None, typer.Option(help="training, generation and/or export (repeatable; default all)")
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: all cores)", min=1)] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="torch CPU threads (default: the cores this process may use)", min=1)
+    ] = None,
     family: Annotated[
         list[str] | None,
         typer.Option(help="Model families it loads: sd15, sdxl, ... (repeatable; default all)"),
@@ -135,8 +131,9 @@ def worker(
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
             raise Invalid(f"unknown family {unknown[0][:40]!r}; use --family with one of: {', '.join(FAMILIES)}")
-        if threads:
-            torch.set_num_threads(threads)
+        from lorastudio.engine.models.device import threads_per_process
+
+        torch.set_num_threads(threads or threads_per_process(1))  # torch's default ignores a container's quota
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         setup.prepare(settings)
         caps = detect(settings.device, memory_gb=memory_gb, families=families)

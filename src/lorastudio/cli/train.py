@@ -57,6 +57,7 @@ def train(
     sample_prompt: Annotated[list[str] | None, typer.Option(help="Sample prompt (repeatable)")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Folder for checkpoints and samples")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps")] = None,
+    profile: Annotated[bool, typer.Option(help="Print the time each phase of a step took (slower on a GPU)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a LoRA from a folder of images and write a kohya-format .safetensors file."""
@@ -103,6 +104,7 @@ def train(
             sample_every=sample_every,
             sample_prompts=sample_prompt,
             device=device,
+            profile=profile,
         )
         warn_if_builtin(cfg.base)
         stop = threading.Event()
@@ -125,6 +127,10 @@ def _render_train(result: dict) -> None:
     out.print(f"[green]LoRA written:[/] {result['lora']}", highlight=False)
     out.print(f"{result['steps']} steps on {result['images_used']} images in {result['seconds']} s, "
               f"final loss {result['final_loss']:.4f}, family {result['family']}")  # fmt: skip
+    if result.get("phase_seconds"):
+        total = sum(result["phase_seconds"].values()) or 1.0
+        out.print("time per phase: " + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})"
+                                                 for k, v in result["phase_seconds"].items()))  # fmt: skip
 
 
 @app.command()

@@ -180,10 +180,11 @@ def run_training(
     state: dict = {"phase": "prepare", "step": 0, "total": cfg.steps, "previews": [], "checkpoint": stored}
 
     def on_progress(event: ProgressEvent) -> None:
+        counts_steps = event.phase != "cache"  # the cache phase counts images, not training steps
         state.update(
             phase=event.phase,
-            step=event.step or state["step"],
-            total=event.total or cfg.steps,
+            step=(event.step if counts_steps else 0) or state["step"],
+            total=(event.total if counts_steps else 0) or cfg.steps,
             message=event.message,
             eta_seconds=event.eta_seconds,
         )

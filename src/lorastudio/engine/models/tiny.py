@@ -34,7 +34,8 @@ johnhero kanehero boxingstyle kungfustyle mmastyle swordstyle square circle stri
 """.split()
 
 
-def _scheduler() -> EulerDiscreteScheduler:
+def sd_scheduler() -> EulerDiscreteScheduler:
+    """The Euler scheduler with SD1.5's and SDXL's published training noise schedule."""
     return EulerDiscreteScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
@@ -99,7 +100,7 @@ def build_tiny_sd15(seed: int = 0) -> StableDiffusionPipeline:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=_scheduler(),
+        scheduler=sd_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -138,7 +139,7 @@ def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
-        scheduler=_scheduler(),
+        scheduler=sd_scheduler(),
         force_zeros_for_empty_prompt=True,
     )
 

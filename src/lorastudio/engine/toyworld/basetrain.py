@@ -36,6 +36,7 @@ from lorastudio.engine.toyworld.world import (
     all_words,
     held_out_pairs,
 )
+from lorastudio.engine.training.parts import to_device
 
 MAX_TOKENS = 40
 
@@ -137,7 +138,7 @@ def train_toyworld_base(
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     step = 0
     while step < vae_steps and time.perf_counter() - t0 < budget * 0.2:
-        idx = torch.randint(0, renders, (batch,), generator=gen).to(dev)
+        idx = to_device(torch.randint(0, renders, (batch,), generator=gen), dev)
         x = pixels[idx]
         dist = vae.encode(x).latent_dist
         recon = vae.decode(dist.sample()).sample
@@ -168,13 +169,13 @@ def train_toyworld_base(
     step, stage_t0 = 0, time.perf_counter()
     stage_budget = budget - (stage_t0 - t0)
     while step < unet_steps and time.perf_counter() - t0 < budget:
-        idx = torch.randint(0, renders, (batch,), generator=gen).to(dev)
+        idx = to_device(torch.randint(0, renders, (batch,), generator=gen), dev)
         lat = latents[idx]
-        ids = ids_all[idx].clone()
-        drop = torch.rand(batch, generator=gen).to(dev) < 0.1
-        ids[drop] = empty
-        noise = torch.randn(lat.shape, generator=gen).to(dev)
-        t = torch.randint(0, 1000, (batch,), generator=gen).to(dev)
+        ids = ids_all[idx]
+        drop = to_device(torch.rand(batch, generator=gen), dev) < 0.1
+        ids = torch.where(drop[:, None], empty, ids)  # masked assignment would wait for the GPU
+        noise = to_device(torch.randn(lat.shape, generator=gen), dev)
+        t = to_device(torch.randint(0, 1000, (batch,), generator=gen), dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             pred = unet(noise_sched.add_noise(lat, noise, t), t, te(ids)[0]).sample
         snr = ac[t] / (1 - ac[t])

@@ -62,6 +62,7 @@ class TrainConfig(BaseModel):
     sample_steps: int = Field(default=20, ge=1)
     resume: bool = False
     device: str = "auto"
+    profile: bool = Field(default=False, description="Time each phase of a step (waits for the GPU at each)")
     min_images: int | None = Field(default=None, ge=1, description="Override the kind's hard minimum")
 
     @field_validator("trigger")
@@ -122,6 +123,7 @@ class TrainResult:
     samples: list[Path] = field(default_factory=list)
     peak_memory_mb: float | None = None
     report: dict = field(default_factory=dict)
+    phase_seconds: dict[str, float] | None = None  # with profile: seconds per phase of the steps
 
     def to_dict(self) -> dict:
         """What `train --json` prints and the HTTP API returns."""
@@ -137,4 +139,5 @@ class TrainResult:
             "checkpoints": [str(p) for p in self.checkpoints],
             "samples": [str(p) for p in self.samples],
             "peak_memory_mb": self.peak_memory_mb,
+            "phase_seconds": self.phase_seconds,
         }

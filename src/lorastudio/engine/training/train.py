@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from lorastudio.engine.data.dataset import scan_dataset
 from lorastudio.engine.fileio.atomic import check_writable_dir, check_writable_file, write_bytes_atomic
 from lorastudio.engine.lora.file import check_lora_path, save_lora
 from lorastudio.engine.lora.keys import text_encoder_targets, unet_targets
-from lorastudio.engine.models.basemodel import BaseModel, load_base_model
+from lorastudio.engine.models.basemodel import BaseModel, base_family, load_base_model
 from lorastudio.engine.models.device import (
     is_out_of_memory,
     peak_memory_mb,
@@ -42,9 +43,11 @@ from lorastudio.engine.training.parts import (
     make_optimizer,
     snr_weights,
     step_noise,
+    to_device,
     to_pixels,
 )
 from lorastudio.engine.training.presets import get_preset
+from lorastudio.engine.training.steplog import LossLog, PhaseTimer
 from lorastudio.errors import Invalid, NaNLoss, OutOfMemory
 
 RESUME_KEYS = (
@@ -70,7 +73,7 @@ def train_lora(
     emit, stop = on_progress or no_progress, should_stop or never_stop
     started_at, t0 = time.time(), time.perf_counter()
     device = resolve_device(settings.device if cfg.device == "auto" else cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    resolve_precision(cfg.precision, device)  # refuse fp16 on a CPU before any work
     preset = get_preset(cfg.preset, cfg.kind)
     check_optimizer(cfg.optimizer, device)
     check_lora_path(cfg.output)
@@ -106,8 +109,11 @@ def train_lora(
 
     # 3. Base model, frozen, with LoRA adapters on the target modules.
     emit(ProgressEvent("prepare", message=f"loading base model {cfg.base}"))
+    precision = resolve_precision(cfg.precision, device, base_family(cfg.base, settings))  # 'auto' by model
     wdtype = weight_dtype(precision)
-    base = load_base_model(cfg.base, settings, dtype=torch.float32)
+    # Loaded in the training dtype: an fp32 copy first would double the peak (4.0 against 2.0 GB at bf16 on
+    # SD1.5, benchmarks/train_speed.py). The VAE is then upcast; diffusers' SD1.5 script runs it in wdtype.
+    base = load_base_model(cfg.base, settings, dtype=wdtype)
     sdxl = is_sdxl_like(base.family)
     unet, vae = base.unet, base.pipe.vae
     encoders, tokenizers = base.text_encoders, base.tokenizers
@@ -156,15 +162,21 @@ def train_lora(
         for flip in (False, True) if cfg.flip_augment else (False,):
             samples.append(Sample(to_pixels(fitted, flip), None, item.caption, time_ids, fitted.bucket))
     if cfg.cache_latents:
-        for s in samples:
-            s.latent = encode_latents(vae, s.pixels[None])[0].cpu()
+        for i, s in enumerate(samples):
+            s.latent = encode_latents(vae, s.pixels[None])[0]  # stays on the device: no copy per step
             s.pixels = None
+            emit(ProgressEvent("cache", i + 1, len(samples), message=f"caching latents {i + 1}/{len(samples)}"))
     text_cache: dict[str, Conditioning] = {}
     if not cfg.train_text_encoder:
         captions = sorted({s.caption for s in samples})
         with torch.no_grad(), _autocast(device, precision):
             cond = encode_text(tokenizers, encoders, captions)
         text_cache = {c: cond.index([i]) for i, c in enumerate(captions)}
+    if device.type == "cuda" and not (cfg.sample_every and cfg.sample_prompts):
+        # What the caches replaced leaves the GPU (kohya does the same): up to 2 GB on SDXL.
+        for module in (vae,) * cfg.cache_latents + (tuple(encoders) if text_cache else ()):
+            module.to("cpu")
+        torch.cuda.empty_cache()
 
     # 5. Optimizer, schedule, loss settings.
     unet_params = [p for n, p in named.items() if n.startswith("unet.")]
@@ -200,6 +212,8 @@ def train_lora(
     checkpoints, sample_paths = [], []
     per_epoch = len(epoch_batches(samples, cfg.batch_size, cfg.seed, 0))
     plans: dict[int, list[list[int]]] = {}
+    losses = LossLog()  # read every 0.5 s: an .item() per step would leave the GPU idle while the host waits
+    phases = PhaseTimer(device, cfg.profile)
     unet.train()
     loop_t0, step, stopped = time.perf_counter(), start_step, False
     try:
@@ -207,7 +221,7 @@ def train_lora(
             if stop():
                 stopped = True
                 break
-            step_loss = 0.0
+            step_loss = torch.zeros((), device=device)
             for micro in range(cfg.gradient_accumulation):
                 k = step * cfg.gradient_accumulation + micro
                 epoch = k // per_epoch
@@ -215,13 +229,14 @@ def train_lora(
                     plans = {epoch: epoch_batches(samples, cfg.batch_size, cfg.seed, epoch)}
                 batch = [samples[i] for i in plans[epoch][k % per_epoch]]
                 if cfg.cache_latents:
-                    latents = torch.stack([s.latent for s in batch]).to(device)
+                    latents = torch.stack([s.latent for s in batch])
                 else:
                     latents = encode_latents(vae, torch.stack([s.pixels for s in batch]))
                 noise, t = step_noise(latents.shape, cfg.seed, k, cfg.noise_offset, len(noise_scheduler))
-                noise, t = noise.to(device), t.to(device)
+                noise, t = to_device(noise, device), to_device(t, device)
                 noisy = noise_scheduler.add_noise(latents, noise, t)
                 target = noise_scheduler.get_velocity(latents, noise, t) if v_pred else noise
+                phases.mark("data and VAE")
                 with _autocast(device, precision):
                     if text_cache:
                         hidden = torch.cat([text_cache[s.caption].hidden for s in batch])
@@ -230,23 +245,19 @@ def train_lora(
                     else:
                         cond = encode_text(tokenizers, encoders, [s.caption for s in batch])
                         hidden, pooled = cond.hidden, cond.pooled
+                    phases.mark("text encoder")
                     extra = {}
                     if sdxl:
-                        time_ids = torch.stack([s.time_ids for s in batch]).to(device)
+                        time_ids = to_device(torch.stack([s.time_ids for s in batch]), device)
                         extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
                     pred = unet(noisy.to(wdtype), t, hidden.to(wdtype), **extra).sample
                 loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
                 weights = snr_weights(noise_scheduler.alphas_cumprod, t, cfg.min_snr_gamma, v_pred)
                 loss = (loss * weights).mean() if weights is not None else loss.mean()
-                if not torch.isfinite(loss):
-                    last = list_checkpoints(cfg.run_dir)
-                    raise NaNLoss(
-                        f"the loss became {loss.item()} at step {step + 1}; training stopped. Lower the learning "
-                        f"rate (now {cfg.learning_rate:g}) or use --precision bf16/no"
-                        + (f"; the last good checkpoint is {last[-1]}" if last else "")
-                    )
+                phases.mark("forward")
                 scaler.scale(loss / cfg.gradient_accumulation).backward()
-                step_loss += loss.item() / cfg.gradient_accumulation
+                step_loss += loss.detach().float() / cfg.gradient_accumulation
+                phases.mark("backward")
             if cfg.max_grad_norm:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(list(named.values()), cfg.max_grad_norm)
@@ -255,14 +266,19 @@ def train_lora(
             lr_schedule.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_history.append((step, step_loss))
-            per_step = (time.perf_counter() - loop_t0) / (step - start_step)
-            emit(ProgressEvent("train", step, cfg.steps, step_loss, per_step, per_step * (cfg.steps - step)))
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            losses.add(step, step_loss)
+            phases.mark("optimizer")
+            checkpoint_due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps
+            sample_due = cfg.sample_every and cfg.sample_prompts and step % cfg.sample_every == 0
+            if losses.due() or checkpoint_due or sample_due or step == cfg.steps:  # never checkpoint a NaN
+                per_step = (time.perf_counter() - loop_t0) / (step - start_step)
+                _report(losses.read(), loss_history, cfg, per_step, emit)
+                phases.mark("loss read")
+            if checkpoint_due:
                 checkpoints.append(_checkpoint(cfg, step, named, optimizer, loss_history, config_dict))
                 emit(ProgressEvent("checkpoint", step, cfg.steps, message=str(checkpoints[-1]),
                                    checkpoint=checkpoints[-1]))  # fmt: skip
-            if cfg.sample_every and cfg.sample_prompts and step % cfg.sample_every == 0:
+            if sample_due:
                 sample_paths += _samples(base, cfg, step, device, precision, emit)
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
         if not is_out_of_memory(exc):
@@ -275,13 +291,14 @@ def train_lora(
             + (f" ({last[-1].name})" if last else " (none was written yet)")
         ) from exc
     if stopped:
+        _report(losses.read(), loss_history, cfg, (time.perf_counter() - loop_t0) / max(1, step - start_step), emit)
         if step > start_step:
             checkpoints.append(_checkpoint(cfg, step, named, optimizer, loss_history, config_dict))
         emit(ProgressEvent("checkpoint", step, cfg.steps, message="stopped; resume with --resume",
                            checkpoint=checkpoints[-1] if step > start_step else None))  # fmt: skip
         return TrainResult(
             None, step, cfg.steps, True, time.perf_counter() - t0, loss_history, len(items), base.family,
-            checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(),
+            checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(), phases.result(),
         )  # fmt: skip
 
     # 7. Export: kohya key names and ss_* metadata, written atomically; loss history beside the run.
@@ -296,8 +313,22 @@ def train_lora(
     write_bytes_atomic(cfg.run_dir / "loss_history.json", history)
     return TrainResult(
         cfg.output, step, cfg.steps, False, seconds, loss_history, len(items), base.family,
-        checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(),
+        checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(), phases.result(),
     )  # fmt: skip
+
+
+def _report(read: list[tuple[int, float]], history: list, cfg: TrainConfig, per_step: float, emit) -> None:
+    """Record and announce losses read back from the device; a non-finite one ends the run."""
+    for step, loss in read:
+        if not math.isfinite(loss):
+            last = list_checkpoints(cfg.run_dir)
+            raise NaNLoss(
+                f"the loss became {loss} at step {step}; training stopped. Lower the learning "
+                f"rate (now {cfg.learning_rate:g}) or use --precision bf16/no"
+                + (f"; the last good checkpoint is {last[-1]}" if last else "")
+            )
+        history.append((step, loss))
+        emit(ProgressEvent("train", step, cfg.steps, loss, per_step, per_step * (cfg.steps - step)))
 
 
 def _autocast(device: torch.device, precision: str):
