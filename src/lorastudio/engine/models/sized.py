@@ -9,9 +9,6 @@ tiny models' (a few hundred tokens): token ids only index the embedding table, s
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,7 +20,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from lorastudio.engine.models.tiny import TINY_WORDS, sd_scheduler
+from lorastudio.engine.models.tiny import TINY_WORDS, save_pipeline_once, sd_scheduler
 from lorastudio.engine.models.tokenizer import build_clip_tokenizer
 
 SIZED_NAMES = ("sd15-sized", "sdxl-sized")
@@ -86,12 +83,4 @@ def ensure_sized_model(name: str, models_dir: Path) -> Path:
         return target
     pipe = build_sized(name)
     pipe.to(torch.float16)  # half the disk; loaders cast to the dtype they ask for
-    models_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=models_dir))
-    try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return save_pipeline_once(pipe, target)

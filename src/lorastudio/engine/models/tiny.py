@@ -151,15 +151,19 @@ def ensure_tiny_model(name: str, models_dir: Path) -> Path:
     target = models_dir / name
     if (target / "model_index.json").exists():
         return target
-    models_dir.mkdir(parents=True, exist_ok=True)
-    pipe = build_tiny_sd15() if name == "tiny-sd15" else build_tiny_sdxl()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=models_dir))
+    return save_pipeline_once(build_tiny_sd15() if name == "tiny-sd15" else build_tiny_sdxl(), target)
+
+
+def save_pipeline_once(pipe, target: Path) -> Path:
+    """Write a pipeline as a diffusers folder at target, temp-then-rename; a copy another process
+    finished first is kept (it is as good as ours)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         pipe.save_pretrained(tmp, safe_serialization=True)
         try:
             os.replace(tmp, target)
         except OSError:
-            # Another process finished first; its copy is as good as ours.
             if not (target / "model_index.json").exists():
                 raise
     finally:
