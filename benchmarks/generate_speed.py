@@ -1,10 +1,15 @@
 """Generation speed with stacked LoRAs, LoRA-set switching and batching, all in one process.
 
-(a) stacked_overhead = t(3 LoRAs) / t(no LoRA) - 1, same warm pipeline, same seed (target <= 0.10);
-    also with the three fused into the weights (stacked_overhead_fused).
+(a) stacked_overhead = t(3 LoRAs, unfused) / t(no LoRA) - 1, same warm pipeline, same seed (target <= 0.10);
+    stacked_overhead_fused: the three folded into the weights, as generate() does by default in fp32 (the
+    set stays fused between calls); refuse_vs_image: changing the fused set (restore the weights, fold
+    the other set in) over the time of one image without LoRAs.
 (b) switch_vs_cold = time to switch a warm pipeline to a set of 3 LoRAs not yet loaded, over the
     cold start (load the base model, load 3 LoRAs); the image itself is excluded from both, since it
-    costs the same either way (target <= 0.20). switch_resident_vs_cold: the set is already resident.
+    costs the same either way (target <= 0.20). The warm cache holds one set, so each switch evicts three
+    adapters; files with their layers and ranks are copied into the evicted adapters' layers
+    (engine/generation/slots.py; switch_hot_swaps counts them). switch_resident_vs_cold: the set is already
+    resident.
 (c) batch_speedup = t(4 single calls) / t(one batch of 4).
 
     python benchmarks/generate_speed.py [--model tiny-sd15|sd15-sized] [--size 256] [--steps 10] [--repeats 3]
@@ -90,8 +95,16 @@ def main() -> None:
 
         cache = PipelineCache(settings)
         none_s = timed(lambda: generate(cache, request([])), args.repeats)
-        stacked_s = timed(lambda: generate(cache, request(set_a)), args.repeats)
+        stacked_s = timed(lambda: generate(cache, request(set_a, fuse=False)), args.repeats)
         fused_s = timed(lambda: generate(cache, request(set_a, fuse=True)), args.repeats)
+
+        generate(cache, request(set_b, fuse=False))  # both sets resident
+
+        def refuse() -> None:
+            for names in (set_b, set_a):
+                cache.fuse({lora.adapter: sel.strength for sel, lora in prepare(cache, request(names)).loras})
+
+        refuse_s = timed(refuse, args.repeats) / 2
 
         def cold() -> None:
             fresh = PipelineCache(settings)
@@ -112,9 +125,9 @@ def main() -> None:
                 resident.activate({lora.adapter: sel.strength for sel, lora in prepare(resident, request(names)).loras})
 
         resident_s = timed(switch_resident, args.repeats) / 2
-        singles_s = timed(lambda: [generate(cache, request(set_a).model_copy(update={"seed": 1 + i}))
+        singles_s = timed(lambda: [generate(cache, request(set_a, fuse=False).model_copy(update={"seed": 1 + i}))
                                    for i in range(4)], args.repeats)  # fmt: skip
-        batch_s = timed(lambda: generate(cache, request(set_a, n=4)), args.repeats)
+        batch_s = timed(lambda: generate(cache, request(set_a, n=4, fuse=False)), args.repeats)
         batch_fused_s = timed(lambda: generate(cache, request(set_a, n=4, fuse=True)), args.repeats)
         device = str(cache.device)
 
@@ -127,10 +140,12 @@ def main() -> None:
         "t_3_loras_s": round(stacked_s, 4),
         "stacked_overhead": round(stacked_s / none_s - 1, 4),
         "stacked_overhead_fused": round(fused_s / none_s - 1, 4),
+        "refuse_vs_image": round(refuse_s / none_s, 4),
         "cold_start_s": round(cold_s, 4),
         "warm_switch_s": round(switch_s, 4),
         "switch_vs_cold": round(switch_s / cold_s, 4),
         "switch_resident_vs_cold": round(resident_s / cold_s, 4),
+        "switch_hot_swaps": warm.swaps,
         "batch_speedup": round(singles_s / batch_s, 4),
         "batch_fused_vs_unfused": round(batch_s / batch_fused_s, 4),
     }

@@ -86,6 +86,25 @@ def test_fused_batches_match_unfused_and_leave_the_base_untouched(cache, trained
     assert np.array_equal(pixels(generate(cache, req(prompt="johnhero"))), plain)
 
 
+def test_a_fused_set_stays_fused_until_another_set_is_asked_for(settings, trained):
+    cache = PipelineCache(settings)
+    hero = {"lora": str(trained["tiny-sd15"]), "strength": 0.8}
+    style = {"lora": str(trained["style-sd15"]), "strength": 0.6}
+    generate(cache, req(prompt="johnhero", loras=[hero | {"strength": 0}, style | {"strength": 0}]))
+    plain = pixels(generate(cache, req(prompt="johnhero")))
+    unfused = pixels(generate(cache, req(prompt="johnhero", loras=[hero, style], fuse=False)))
+    assert cache.fused_set is None
+    first = pixels(generate(cache, req(prompt="johnhero", loras=[hero, style])))  # fp32: fused by default
+    fused_once = cache.fused_set
+    again = pixels(generate(cache, req(prompt="johnhero", loras=[style, hero])))  # the same set, other order
+    assert fused_once is not None and cache.fused_set is fused_once  # not folded in a second time
+    assert np.abs(first - unfused).max() <= 1 and np.array_equal(first, again)
+    weaker = pixels(generate(cache, req(prompt="johnhero", loras=[hero | {"strength": 0.4}, style])))
+    assert cache.fused_set != fused_once and np.abs(weaker - first).mean() > 0.1
+    assert np.array_equal(pixels(generate(cache, req(prompt="johnhero"))), plain)  # weights restored exactly
+    assert cache.fused_set is None
+
+
 def test_batches_use_consecutive_seeds_and_match_single_calls_closely(cache):
     batch = generate(cache, req(prompt="johnhero", n=3, seed=100))
     assert [p["seed"] for p in batch.params] == [100, 101, 102]

@@ -93,3 +93,25 @@ def test_threads_follow_the_cores_a_container_allows(tmp_path, monkeypatch):
     assert threads_per_process(1) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "lots")
     assert threads_per_process(1) == available_cores()
+
+
+@pytest.mark.parametrize("samples", [False, True])
+def test_what_the_caches_replace_is_freed_unless_samples_need_it(settings, figure_dir, tmp_path, monkeypatch, samples):
+    from lorastudio.engine.training import train as train_module
+
+    loaded, load = [], train_module.load_base_model
+
+    def load_and_keep(*args, **kwargs):  # the real loader; the test keeps a handle on the base it made
+        loaded.append(load(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(train_module, "load_base_model", load_and_keep)
+    extra = dict(sample_every=2, sample_prompts=["johnhero kick"], sample_steps=1) if samples else {}
+    result = train_lora(tiny_config(figure_dir, tmp_path, steps=2, **extra), settings=settings)
+    assert result.lora_path.is_file()
+    base = loaded[0]
+    devices = {part: {p.device.type for p in module.parameters()} for part, module in
+               [("vae", base.pipe.vae), ("text", base.text_encoders[0]), ("unet", base.unet)]}  # fmt: skip
+    assert devices["unet"] == {"cpu"}  # still trained
+    expect = {"cpu"} if samples else {"meta"}
+    assert devices["vae"] == expect and devices["text"] == expect

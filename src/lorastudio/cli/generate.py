@@ -69,7 +69,10 @@ def generate(
     variation_strength: Annotated[float | None, typer.Option(help="0-1, how far to blend (e.g. 0.1)")] = None,
     fuse: Annotated[
         bool | None,
-        typer.Option("--fuse/--no-fuse", help="Fuse LoRAs into the weights for this call (default: batches)"),
+        typer.Option(
+            "--fuse/--no-fuse",
+            help="Fold LoRAs into the weights (default: on for fp32 weights, as on a CPU; off for fp16)",
+        ),
     ] = None,
     region_blend: Annotated[
         float | None,

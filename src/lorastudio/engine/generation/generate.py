@@ -57,7 +57,7 @@ class GenerateRequest(Model):
     variation_seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
     variation_strength: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
     add_triggers: bool = False
-    fuse: bool | None = None  # None: fuse for batches when weights are fp32 (see generate())
+    fuse: bool | None = None  # None: fuse when weights are fp32 (see generate())
     region_blend: float = Field(default=DEFAULT_REGION_BLEND, ge=0, le=1, allow_inf_nan=False)  # generation/regions.py
 
     @field_validator("sampler")
@@ -199,8 +199,17 @@ def generate(
     if regional and req.fuse:
         raise Invalid("LoRAs confined to a region cannot be fused (each region needs its own set); drop --fuse")
     pipe.scheduler = make_scheduler(req.sampler, pipe.scheduler.config)
-    if not regional:  # a regional plan activates each pass's set itself
-        cache.activate({lora.adapter: sel.strength for sel, lora in prep.loras})
+    # Fusing folds the LoRAs into the weights, where they stay while the set is unchanged (pipecache.fuse):
+    # each image then costs what one without LoRAs does (benchmarks/generate_speed.py). Automatic in fp32,
+    # where it matches the unfused image to a level; fp16 sums would round differently, so there only
+    # when asked for. A regional plan activates each pass's set itself, unfused.
+    auto = cache.dtype == torch.float32 and not regional
+    fused = (auto if req.fuse is None else req.fuse) and bool(active)
+    weights = {lora.adapter: sel.strength for sel, lora in prep.loras}
+    if fused:
+        cache.fuse(weights)
+    elif not regional:
+        cache.activate(weights)
     plan = _plan_regions(cache, req, prep) if regional else None
     copies = len(plan.passes) if plan else 1  # each region's pass keeps its own copy of every image
     latents = initial_latents(pipe, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)
@@ -220,15 +229,6 @@ def generate(
             raise _StopRequested
         return kwargs
 
-    # Fusing folds the LoRAs into the weights for the call: measured 5% faster on a batch of 4 and 3%
-    # instead of 16% overhead for 3 LoRAs (benchmarks/generate_speed.py). Automatic only for batches in
-    # fp32. Unfusing subtracts the delta again, which is not exact in floating point (measured: one level
-    # of drift in later images), so the wrapped layers' weights are copied first and restored after.
-    auto = req.n >= 2 and cache.dtype == torch.float32 and not regional
-    fused = (auto if req.fuse is None else req.fuse) and bool(active)
-    saved = _wrapped_weights(pipe) if fused else []
-    if fused:
-        pipe.fuse_lora(adapter_names=[lora.adapter for _, lora in active])
     patch = regional_unet(pipe.unet, plan.passes, cache.activate, plan.text_inputs, req.n) if plan else nullcontext()
     try:
         with torch.inference_mode(), patch:
@@ -256,27 +256,8 @@ def generate(
             + "; lower --n or the size"
             + (", or use fewer regions" if copies > 1 else "")
         ) from exc
-    finally:
-        if fused:
-            pipe.unfuse_lora()
-            with torch.no_grad():  # subtracting the delta again is not exact in floating point: restore
-                for param, original in saved:
-                    param.copy_(original)
     params = [_params(req, prep, base, i) for i in range(req.n)]
     return GenerateResult(images, params, prep.warnings, time.perf_counter() - t0)
-
-
-def _wrapped_weights(pipe) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(weight, copy) of every layer under a LoRA wrapper: fusing changes only these."""
-    out = []
-    for part in (pipe.unet, getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)):
-        if part is None:
-            continue
-        for module in part.modules():
-            base = getattr(module, "base_layer", None)
-            if base is not None and getattr(base, "weight", None) is not None:
-                out.append((base.weight, base.weight.detach().clone()))
-    return out
 
 
 def _preview(pipe, latents: torch.Tensor) -> Image.Image:

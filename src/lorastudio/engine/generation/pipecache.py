@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 
 from lorastudio.config import Settings
+from lorastudio.engine.generation.slots import Layout, fits_slot, layout, slot_layers, swap_in
 from lorastudio.engine.lora.file import read_lora
-from lorastudio.engine.lora.fit import check_fits
+from lorastudio.engine.lora.fit import check_fits, module_table, spellings, stem_paths
 from lorastudio.engine.models.basemodel import BaseModel, load_base_model, weights_hash
 from lorastudio.engine.models.device import resolve_device
 from lorastudio.errors import NotFound
@@ -83,17 +84,28 @@ class PipelineCache:
         self.base_spec: str | None = None
         self.loras: OrderedDict[str, LoadedLora] = OrderedDict()
         self._hashes: dict[tuple[str, float, int], str] = {}
+        self._layouts: dict[str, Layout] = {}  # adapter -> the layers and ranks it was first loaded with
+        self._slot_mb: dict[str, float] = {}
+        self._slots = 0
+        self._fused: tuple[tuple[str, float], ...] | None = None  # the set folded into the weights (fuse())
+        self._pristine: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.base_loads = 0  # how often a base model was loaded (the benchmark and tests read it)
+        self.swaps = 0  # how often a LoRA was copied into an evicted adapter's layers (slots.py)
 
     def get_base(self, spec: str) -> BaseModel:
         """The loaded base model for spec, loading it (and dropping the previous one) if needed."""
         if self.base is not None and spec == self.base_spec:
             return self.base
-        self.base, self.base_spec, self.loras = None, None, OrderedDict()
+        self.base, self.base_spec, self.loras, self._layouts, self._slot_mb = None, None, OrderedDict(), {}, {}
+        self._fused, self._pristine = None, []
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         base = load_base_model(spec, self.settings, dtype=self.dtype)
         base.pipe.to(self.device)
+        # kohya stem tables of this base, kept: peft wrappers keep the paths and the base layers
+        self._paths = stem_paths(base)
+        self._table = module_table(base, self._paths)
+        self._aliases = spellings(base)
         self.base, self.base_spec = base, spec
         self.base_loads += 1
         return base
@@ -111,15 +123,25 @@ class PipelineCache:
         base = self.base
         assert base is not None, "get_base() first"
         digest = self.file_hash(path)
-        adapter = f"lora_{digest[:16]}"
-        if adapter in self.loras:
-            self.loras.move_to_end(adapter)
-            return self.loras[adapter]
+        for adapter, resident in self.loras.items():
+            if resident.sha256 == digest:
+                self.loras.move_to_end(adapter)
+                return resident
         lora = read_lora(path)
-        check_fits(lora, base)  # refuse before anything is applied: no partial loads
+        check_fits(lora, base, self._table, self._aliases)  # refuse before anything is applied: no partial loads
         megabytes = sum(t.numel() * t.element_size() for t in lora.tensors.values()) / 2**20
-        self._evict(megabytes, keep)
-        base.pipe.load_lora_weights(alpha_folded(lora), adapter_name=adapter)
+        tensors = alpha_folded(lora)
+        self.unfuse()  # adapters are about to change (and a fused one may be the one replaced)
+        adapter = self._swap(lora, tensors, megabytes, keep)
+        if adapter is None:
+            self._evict(megabytes, keep)
+            self._slots += 1
+            adapter = f"slot{self._slots}"
+            base.pipe.load_lora_weights(tensors, adapter_name=adapter)
+            shape = layout(lora, set(self._table), self._aliases)
+            if shape is not None:
+                self._layouts[adapter] = shape[0]
+        megabytes = self._slot_mb.setdefault(adapter, megabytes)  # a swapped-in file keeps the slot's size
         info = lora.info
         loaded = LoadedLora(
             adapter=adapter,
@@ -136,22 +158,51 @@ class PipelineCache:
         self.loras[adapter] = loaded
         return loaded
 
-    def _evict(self, incoming_mb: float, keep: set[str]) -> None:
-        def over() -> bool:
-            total = sum(x.megabytes for x in self.loras.values()) + incoming_mb
-            return len(self.loras) + 1 > self.max_loras or total > self.max_lora_mb
+    def _over(self, incoming_mb: float) -> bool:
+        total = sum(x.megabytes for x in self.loras.values()) + incoming_mb
+        return len(self.loras) + 1 > self.max_loras or total > self.max_lora_mb
 
+    def _evict(self, incoming_mb: float, keep: set[str]) -> None:
         for adapter in list(self.loras):
-            if not over():
+            if not self._over(incoming_mb):
                 break
             if adapter in keep:
                 continue
             self.base.pipe.delete_adapters(adapter)
             del self.loras[adapter]
+            self._layouts.pop(adapter, None)
+            self._slot_mb.pop(adapter, None)
+
+    def _swap(self, lora, tensors: dict[str, torch.Tensor], megabytes: float, keep: set[str]) -> str | None:
+        """When an adapter must be evicted for this file, copy the file into the layers of one it fits
+        (least recently used first, one with exactly its layers before that) and return its name."""
+        incoming = layout(lora, set(self._table), self._aliases)
+        if incoming is None or not self._over(megabytes):  # with room left a new adapter keeps the rest resident
+            return None
+        shape, names = incoming
+        order = {adapter: i for i, adapter in enumerate(self.loras)}
+        candidates = [
+            a for a in self.loras if a not in keep and a in self._layouts and fits_slot(shape, self._layouts[a])
+        ]
+        for adapter in sorted(candidates, key=lambda a: (self._layouts[a] != shape, order[a])):
+            slot = self._layouts[adapter]
+            wrappers = {stem: owner.get_submodule(path) for stem, (owner, path) in self._paths.items() if stem in slot}
+            layers = slot_layers(adapter, slot, wrappers)
+            if layers is None:
+                continue
+            try:
+                swap_in(adapter, tensors, names, layers)
+            except ValueError:
+                continue
+            del self.loras[adapter]
+            self.swaps += 1
+            return adapter
+        return None
 
     def activate(self, weights: dict[str, float]) -> None:
         """Apply exactly these adapters at these strengths; zero strengths are left out entirely,
         and names are sorted, so strength 0 is the plain model and stacking order cannot matter."""
+        self.unfuse()
         pipe = self.base.pipe
         active = sorted((a, w) for a, w in weights.items() if w != 0)
         if not active:
@@ -160,3 +211,50 @@ class PipelineCache:
             return
         pipe.enable_lora()
         pipe.set_adapters([a for a, _ in active], adapter_weights=[w for _, w in active])
+
+    def fuse(self, weights: dict[str, float]) -> None:
+        """Like activate(), with the adapters folded into the base weights, where they stay until another
+        set is asked for: the same set again (a storyboard's hero scene after scene) costs nothing, and
+        each image runs at the plain model's speed."""
+        wanted = tuple(sorted((a, w) for a, w in weights.items() if w != 0))
+        if wanted == self._fused:
+            return
+        self.activate(dict(wanted))
+        if not wanted:
+            return
+        names = {a for a, _ in wanted}
+        self._pristine = _weights_under(self.base.pipe, names, offload=self.device.type == "cuda")
+        self.base.pipe.fuse_lora(adapter_names=sorted(names))
+        self._fused = wanted
+
+    @property
+    def fused_set(self) -> tuple[tuple[str, float], ...] | None:
+        """(adapter, strength) pairs folded into the weights now, or None."""
+        return self._fused
+
+    def unfuse(self) -> None:
+        """Put the base weights back exactly as loaded, if a set is fused."""
+        if self._fused is None:
+            return
+        self.base.pipe.unfuse_lora()
+        with torch.no_grad():  # subtracting the delta again is not exact in floating point: restore
+            for param, original in self._pristine:
+                param.copy_(original)
+        self._pristine, self._fused = [], None
+
+
+def _weights_under(pipe, adapters: set[str], offload: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, copy) of every layer wrapped by one of these adapters: fusing them changes only these.
+    On a GPU the copies are kept in host memory, which is cheaper than the device's."""
+    out = []
+    for part in (pipe.unet, getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)):
+        if part is None:
+            continue
+        for module in part.modules():
+            base, lora_a = getattr(module, "base_layer", None), getattr(module, "lora_A", None)
+            if base is None or lora_a is None or getattr(base, "weight", None) is None:
+                continue
+            if any(a in lora_a for a in adapters):
+                copy = base.weight.detach().to("cpu", copy=True) if offload else base.weight.detach().clone()
+                out.append((base.weight, copy))
+    return out

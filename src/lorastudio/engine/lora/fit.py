@@ -20,16 +20,23 @@ from lorastudio.engine.models.families import family_label, is_sdxl_like
 from lorastudio.errors import FamilyMismatch
 
 
-def module_table(base: BaseModel) -> dict[str, torch.nn.Module]:
-    """kohya stem -> layer of the base model (UNet and text encoders), seen under any LoRA wrapper."""
+def stem_paths(base: BaseModel) -> dict[str, tuple[torch.nn.Module, str]]:
+    """kohya stem -> (UNet or text encoder, path of the layer in it); the path stays valid when peft
+    wraps the layer (the wrapper takes its place)."""
     sdxl = is_sdxl_like(base.family)
-    paths = {stem: ("unet", path) for stem, path in unet_name_table(base.unet, sdxl).items()}
+    paths = {stem: (base.unet, path) for stem, path in unet_name_table(base.unet, sdxl).items()}
     for i, encoder in enumerate(base.text_encoders):
         for stem, path in te_name_table(encoder, te_kohya_prefix(i, sdxl)).items():
-            paths[stem] = (i, path)
+            paths[stem] = (encoder, path)
+    return paths
+
+
+def module_table(
+    base: BaseModel, paths: dict[str, tuple[torch.nn.Module, str]] | None = None
+) -> dict[str, torch.nn.Module]:
+    """kohya stem -> layer of the base model (UNet and text encoders), seen under any LoRA wrapper."""
     table = {}
-    for stem, (part, path) in paths.items():
-        owner = base.unet if part == "unet" else base.text_encoders[part]
+    for stem, (owner, path) in (paths or stem_paths(base)).items():
         module = owner.get_submodule(path)
         table[stem] = getattr(module, "base_layer", module)
     return table
@@ -79,9 +86,15 @@ def misfits(lora: LoraFile, table: dict[str, torch.nn.Module], aliases: dict[str
     return bad
 
 
-def check_fits(lora: LoraFile, base: BaseModel) -> None:
-    """Raise FamilyMismatch, naming both families, unless every module of the LoRA fits the base."""
-    bad = misfits(lora, module_table(base), spellings(base))
+def check_fits(
+    lora: LoraFile,
+    base: BaseModel,
+    table: dict[str, torch.nn.Module] | None = None,
+    aliases: dict[str, str] | None = None,
+) -> None:
+    """Raise FamilyMismatch, naming both families, unless every module of the LoRA fits the base
+    (table and aliases: module_table and spellings of this base, when the caller keeps them)."""
+    bad = misfits(lora, module_table(base) if table is None else table, spellings(base) if aliases is None else aliases)
     if not bad:
         return
     family = lora.info.family

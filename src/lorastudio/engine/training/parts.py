@@ -76,6 +76,15 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.pin_memory().to(device, non_blocking=True)
 
 
+def release(modules: tuple[torch.nn.Module, ...], device: torch.device) -> None:
+    """Drop the weights of modules the caches replaced (on the GPU and in host memory alike): kohya moves
+    them to the CPU, where on a CPU run they still take their RAM."""
+    for module in modules:
+        module.to("meta")
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def snr_weights(
     alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float | None, v_pred: bool
 ) -> torch.Tensor | None:
