@@ -85,7 +85,6 @@ class PipelineCache:
         self.loras: OrderedDict[str, LoadedLora] = OrderedDict()
         self._hashes: dict[tuple[str, float, int], str] = {}
         self._layouts: dict[str, Layout] = {}  # adapter -> the layers and ranks it was first loaded with
-        self._slot_mb: dict[str, float] = {}
         self._slots = 0
         self._fused: tuple[tuple[str, float], ...] | None = None  # the set folded into the weights (fuse())
         self._pristine: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -96,7 +95,7 @@ class PipelineCache:
         """The loaded base model for spec, loading it (and dropping the previous one) if needed."""
         if self.base is not None and spec == self.base_spec:
             return self.base
-        self.base, self.base_spec, self.loras, self._layouts, self._slot_mb = None, None, OrderedDict(), {}, {}
+        self.base, self.base_spec, self.loras, self._layouts = None, None, OrderedDict(), {}
         self._fused, self._pristine = None, []
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -132,16 +131,17 @@ class PipelineCache:
         megabytes = sum(t.numel() * t.element_size() for t in lora.tensors.values()) / 2**20
         tensors = alpha_folded(lora)
         self.unfuse()  # adapters are about to change (and a fused one may be the one replaced)
-        adapter = self._swap(lora, tensors, megabytes, keep)
-        if adapter is None:
+        incoming = layout(lora, self._table, self._aliases)
+        swapped = self._swap(incoming, tensors, megabytes, keep) if incoming else None
+        if swapped:
+            adapter, megabytes = swapped  # a swapped-in file keeps the slot's size
+        else:
             self._evict(megabytes, keep)
             self._slots += 1
             adapter = f"slot{self._slots}"
             base.pipe.load_lora_weights(tensors, adapter_name=adapter)
-            shape = layout(lora, set(self._table), self._aliases)
-            if shape is not None:
-                self._layouts[adapter] = shape[0]
-        megabytes = self._slot_mb.setdefault(adapter, megabytes)  # a swapped-in file keeps the slot's size
+            if incoming:
+                self._layouts[adapter] = incoming[0]
         info = lora.info
         loaded = LoadedLora(
             adapter=adapter,
@@ -171,13 +171,17 @@ class PipelineCache:
             self.base.pipe.delete_adapters(adapter)
             del self.loras[adapter]
             self._layouts.pop(adapter, None)
-            self._slot_mb.pop(adapter, None)
 
-    def _swap(self, lora, tensors: dict[str, torch.Tensor], megabytes: float, keep: set[str]) -> str | None:
+    def _swap(
+        self,
+        incoming: tuple[Layout, dict[str, str]],
+        tensors: dict[str, torch.Tensor],
+        megabytes: float,
+        keep: set[str],
+    ) -> tuple[str, float] | None:
         """When an adapter must be evicted for this file, copy the file into the layers of one it fits
-        (least recently used first, one with exactly its layers before that) and return its name."""
-        incoming = layout(lora, set(self._table), self._aliases)
-        if incoming is None or not self._over(megabytes):  # with room left a new adapter keeps the rest resident
+        (least recently used first, one with exactly its layers before that); its name and size."""
+        if not self._over(megabytes):  # with room left a new adapter keeps the rest resident
             return None
         shape, names = incoming
         order = {adapter: i for i, adapter in enumerate(self.loras)}
@@ -186,7 +190,7 @@ class PipelineCache:
         ]
         for adapter in sorted(candidates, key=lambda a: (self._layouts[a] != shape, order[a])):
             slot = self._layouts[adapter]
-            wrappers = {stem: owner.get_submodule(path) for stem, (owner, path) in self._paths.items() if stem in slot}
+            wrappers = {stem: self._paths[stem][0].get_submodule(self._paths[stem][1]) for stem in slot}
             layers = slot_layers(adapter, slot, wrappers)
             if layers is None:
                 continue
@@ -194,9 +198,8 @@ class PipelineCache:
                 swap_in(adapter, tensors, names, layers)
             except ValueError:
                 continue
-            del self.loras[adapter]
             self.swaps += 1
-            return adapter
+            return adapter, max(megabytes, self.loras.pop(adapter).megabytes)
         return None
 
     def activate(self, weights: dict[str, float]) -> None:
@@ -223,7 +226,7 @@ class PipelineCache:
         if not wanted:
             return
         names = {a for a, _ in wanted}
-        self._pristine = _weights_under(self.base.pipe, names, offload=self.device.type == "cuda")
+        self._pristine = _weights_under(self.base, names, offload=self.device.type == "cuda")
         self.base.pipe.fuse_lora(adapter_names=sorted(names))
         self._fused = wanted
 
@@ -243,13 +246,11 @@ class PipelineCache:
         self._pristine, self._fused = [], None
 
 
-def _weights_under(pipe, adapters: set[str], offload: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _weights_under(base: BaseModel, adapters: set[str], offload: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(weight, copy) of every layer wrapped by one of these adapters: fusing them changes only these.
     On a GPU the copies are kept in host memory, which is cheaper than the device's."""
     out = []
-    for part in (pipe.unet, getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)):
-        if part is None:
-            continue
+    for part in (base.unet, *base.text_encoders):
         for module in part.modules():
             base, lora_a = getattr(module, "base_layer", None), getattr(module, "lora_A", None)
             if base is None or lora_a is None or getattr(base, "weight", None) is None:

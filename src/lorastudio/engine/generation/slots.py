@@ -11,6 +11,8 @@ diffusers' `hotswap=True` does not support.
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 import torch
 
 from lorastudio.engine.lora.file import LoraFile
@@ -20,7 +22,7 @@ _SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 Layout = dict[str, int]  # canonical kohya stem -> rank of the LoRA on that layer
 
 
-def layout(lora: LoraFile, known: set[str], aliases: dict[str, str]) -> tuple[Layout, dict[str, str]] | None:
+def layout(lora: LoraFile, known: Container[str], aliases: dict[str, str]) -> tuple[Layout, dict[str, str]] | None:
     """Each layer the file targets (in the base's own spelling) with its rank, and canonical stem -> the
     file's stem; None for anything but a plain down/up/alpha LoRA (DoRA, extra tensors), which only a
     fresh load applies."""
