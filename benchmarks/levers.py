@@ -6,7 +6,7 @@ step (> 1: the lever is faster). `--model sd15-sized` is the published SD1.5 UNe
 built in memory, nothing written); `tiny` is the test model's UNet.
 
     python benchmarks/levers.py [--model sd15-sized|tiny] [--latent 32] [--batch 1] [--steps 4]
-                                [--device auto] [--compile] [--json]
+                                [--device auto] [--compile] [--only NAMES] [--json]
 
 `--threads` instead times two such processes running at once (a server's worker and another) on CPU:
 each with torch's default thread count, then each with half the cores (what `lorastudio serve` gives
@@ -44,7 +44,9 @@ def build_unet(model: str) -> torch.nn.Module:
     return unet
 
 
-def run(unet, device, args, *, dtype=torch.float32, fused=False, channels_last=False, compiled=False) -> float:
+def run(
+    unet, device, args, *, dtype=torch.float32, fused=False, foreach=None, channels_last=False, compiled=False
+) -> float:
     """Median seconds per step of `args.steps` steps after two warm-up steps."""
     unet.to(device)
     for p in unet.parameters():
@@ -52,7 +54,7 @@ def run(unet, device, args, *, dtype=torch.float32, fused=False, channels_last=F
     if channels_last:
         unet.to(memory_format=torch.channels_last)
     params = [p for p in unet.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, fused=fused or None)
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=fused or None, foreach=foreach)
     forward = torch.compile(unet) if compiled else unet
     cross = unet.config.cross_attention_dim
     gen = torch.Generator().manual_seed(0)
@@ -105,6 +107,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
+    parser.add_argument("--only", help="comma-separated parts of lever names: time just those (and the plain step)")
     parser.add_argument("--threads", action="store_true", help="time two processes sharing the cores instead")
     parser.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--num-threads", type=int, help=argparse.SUPPRESS)
@@ -127,22 +130,35 @@ def main() -> None:
     if args.plain_only:
         print(json.dumps({"plain_s_per_step": plain}))
         return
-    levers = {
-        "fused AdamW": run(unet, device, args, fused=True),
-        "channels-last": run(unet, device, args, channels_last=True),
-        "bf16 autocast": run(unet, device, args, dtype=torch.bfloat16),
-    }
-    if device.type == "cuda":
-        levers["fp16 autocast"] = run(unet, device, args, dtype=torch.float16)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        levers["TF32"] = run(unet, device, args)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    if args.compile:
-        levers["torch.compile"] = run(unet, device, args, compiled=True)
-    default_processors = unet.attn_processors
-    unet.set_attn_processor(AttnProcessor())  # the pre-SDPA attention: what SDPA saves
-    levers["classic attention (no SDPA)"] = run(unet, device, args)
-    unet.set_attn_processor(default_processors)
+    cuda = device.type == "cuda"
+    candidates = [  # (name, run's keywords, TF32 on, timed here)
+        ("fused AdamW", {"fused": True}, False, True),
+        ("foreach AdamW", {"foreach": True}, False, not cuda),  # CUDA's default already
+        ("channels-last", {"channels_last": True}, False, True),
+        ("bf16 autocast", {"dtype": torch.bfloat16}, False, True),
+        ("fp16 autocast", {"dtype": torch.float16}, False, cuda),
+        ("TF32", {}, True, cuda),
+        # On a GPU the step that would be compiled is the bf16 one: compile once, in that dtype.
+        ("torch.compile" + (" (bf16 autocast)" if cuda else ""),
+         {"compiled": True, "dtype": torch.bfloat16 if cuda else torch.float32}, False, args.compile),
+        ("classic attention (no SDPA)", {"classic": True}, False, True),
+        ("bf16 autocast, classic attention", {"classic": True, "dtype": torch.bfloat16}, False, True),
+        ("bf16 autocast, channels-last", {"channels_last": True, "dtype": torch.bfloat16}, False, True),
+    ]  # fmt: skip
+    wanted = [w for w in (args.only or "").split(",") if w]
+    levers = {}
+    for name, kw, tf32, enabled in candidates:
+        if not enabled or (wanted and not any(w in name for w in wanted)):
+            continue
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        if kw.pop("classic", False):
+            default_processors = unet.attn_processors
+            unet.set_attn_processor(AttnProcessor())  # the pre-SDPA attention: what SDPA saves
+            levers[name] = run(unet, device, args, **kw)
+            unet.set_attn_processor(default_processors)
+        else:
+            levers[name] = run(unet, device, args, **kw)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     cpu = f"cpu, {torch.get_num_threads()} threads"
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
