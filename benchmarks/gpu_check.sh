@@ -49,7 +49,7 @@ check cuda_tests 170 $PY -m pytest tests/engine/test_cuda.py -q -s -p no:cachepr
 check train_sd15_bf16 160 $PY $B/train_speed.py --model sd15-sized --resolution 768 --batch 1 --steps 60 --precision bf16 --json
 check generate_sd15 150 $PY $B/generate_speed.py --model sd15-sized --size 768 --steps 20 --json
 check levers_sd15 90 $PY $B/levers.py --latent 96 --steps 10 --json
-check toyworld_base 60 $PY $B/toyworld_base_speed.py --profile --json
+check toyworld_base 75 $PY $B/toyworld_base_speed.py --profile --steps 30 --json
 check train_sd15_fp16 100 $PY $B/train_speed.py --model sd15-sized --resolution 768 --batch 1 --steps 60 --precision fp16 --json
 check levers_compile 150 $PY $B/levers.py --latent 96 --steps 10 --compile --only compile --json
 check train_sdxl_bf16 200 $PY $B/train_speed.py --model sdxl-sized --resolution 1024 --batch 1 --steps 20 --precision bf16 --json
