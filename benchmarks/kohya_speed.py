@@ -95,7 +95,7 @@ def ours_child(spec: str) -> None:
         kind="character", images=Path(a["images"]), trigger="johnhero", base=a["model"], output=out / "o.safetensors",
         run_dir=out / "run", steps=a["steps"], resolution=a["resolution"], network_dim=a["dim"],
         network_alpha=a["dim"], learning_rate=1e-4, batch_size=a["batch"], checkpoint_every=0, min_snr_gamma=None,
-        warmup_steps=0, min_images=4, seed=0, device="cpu", precision=a["precision"], target="attn-ff",
+        warmup_steps=0, min_images=4, seed=0, device=a["device"], precision=a["precision"], target="attn-ff",
         train_text_encoder=True, weight_decay=1e-2, lr_scheduler="constant",
     )  # fmt: skip
 
@@ -103,7 +103,7 @@ def ours_child(spec: str) -> None:
         if event.phase == "train":
             print(f"step {event.step}/{event.total}", file=sys.stderr, flush=True)
 
-    train_lora(cfg, settings=Settings(home=out / "home", device="cpu"), on_progress=on_progress)
+    train_lora(cfg, settings=Settings(home=out / "home", device=a["device"]), on_progress=on_progress)
 
 
 def main() -> None:
@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--precision", default="no", choices=("no", "bf16"))
     parser.add_argument("--ours-precision", choices=("auto", "no", "bf16"),
                         help="ours at another precision (default: --precision); auto: a user's default")  # fmt: skip
+    parser.add_argument("--device", default="auto", help="ours; kohya's accelerate picks the GPU when there is one")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each, alternating which goes first")
     parser.add_argument("--child-ours", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
@@ -151,7 +152,7 @@ def main() -> None:
             "--save_model_as", "safetensors", *shlex.split(args.kohya_args),
         ]  # fmt: skip
         spec = {"images": str(images), "model": str(model_dir), "out": str(tmp / "ours"), "steps": args.steps,
-                "resolution": args.resolution, "dim": args.dim, "batch": args.batch,
+                "resolution": args.resolution, "dim": args.dim, "batch": args.batch, "device": args.device,
                 "precision": args.ours_precision or args.precision}  # fmt: skip
         child = [sys.executable, __file__, "--sd-scripts", str(args.sd_scripts), "--child-ours", json.dumps(spec)]
         runs: dict[str, list[dict]] = {"kohya": [], "ours": []}

@@ -35,8 +35,8 @@ def timed_run(steps: int, args: argparse.Namespace, folder: Path, device: torch.
 
 
 def device_work(steps: int, args: argparse.Namespace, folder: Path, device: torch.device) -> tuple[float, int, object]:
-    """Device microseconds and kernel count of one profiled run (on a CPU: 0 and the operators called from
-    Python), and the profiler's averages."""
+    """Device microseconds and kernel count of one profiled run (on a CPU: 0 and the outermost aten
+    operators, backward's included), and the profiler's averages."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -48,9 +48,7 @@ def device_work(steps: int, args: argparse.Namespace, folder: Path, device: torc
                      and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))]  # fmt: skip
         return 0.0, len(outermost), averages
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    if kernels:
-        return sum(e.device_time_total for e in kernels), len(kernels), averages
-    return sum(e.self_device_time_total for e in averages), sum(e.count for e in averages), averages
+    return sum(e.device_time_total for e in kernels), len(kernels), averages
 
 
 def main() -> None:
@@ -93,8 +91,8 @@ def main() -> None:
             }
             table = averages.table(sort_by="self_cuda_time_total", row_limit=20)
         elif args.profile:
-            # Outermost operators per step (forward and backward): on a GPU each launches at least one kernel, so this
-            # count times the host's cost per call bounds the steps/s a GPU can reach in eager mode.
+            # Outermost operators per step (forward and backward): on a GPU each launches at least one kernel,
+            # so this count times the host's cost per call bounds the steps/s a GPU can reach in eager mode.
             _, ops_a, _ = device_work(a, args, folder, device)
             _, ops_b, averages = device_work(b, args, folder, device)
             result["host_ops_per_step"] = round((ops_b - ops_a) / args.steps)
