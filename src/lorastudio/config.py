@@ -124,6 +124,39 @@ class Settings(BaseSettings):
         gt=0,
         description="With s3:// files: most gigabytes of them kept on local disk (least recently used go first).",
     )
+    trusted_proxies: str = Field(
+        default="",
+        max_length=2000,
+        description=(
+            "Comma-separated addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto headers are "
+            "believed (the client address of logins' rate limit and of /metrics). Empty: none, the peer is the client."
+        ),
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=200,
+        description="A secret that lets a scraper read /metrics with `Authorization: Bearer <token>` from anywhere.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics to anyone. Off: only to loopback clients and to the metrics token.",
+    )
+    operators: str = Field(
+        default="",
+        max_length=2000,
+        description=(
+            "Comma-separated user names who see the whole studio (every worker's host and job). With accounts off "
+            "the local user is the operator."
+        ),
+    )
+    min_free_mb: int = Field(
+        default=500,
+        ge=0,
+        le=10**7,
+        description="Free disk space (MB) under $LORASTUDIO_HOME below which trainings are refused and /readyz "
+        "says not ready.",
+    )
 
     @property
     def models_dir(self) -> Path:

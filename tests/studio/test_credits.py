@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from lorastudio.errors import InsufficientCredits
 from lorastudio.studio import credits, jobs, trainings
+from lorastudio.studio.credits import cost_of
 from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.models import CreditEntry, LoraVersion
 from lorastudio.studio.schemas import TrainingIn
@@ -91,9 +92,7 @@ def test_fifty_concurrent_submits_against_three_holds_accept_exactly_three(broke
     assert f"{hold} missing" in refused.json()["error"]["message"]
 
 
-def test_success_captures_the_minutes_it_ran_within_the_estimate_and_releases_the_rest(
-    client, studio_settings, john_refs
-):
+def test_success_captures_the_minutes_it_ran_at_the_rate_and_releases_the_rest(client, studio_settings, john_refs):
     _, dataset_id = john_dataset(client, john_refs)
     start = client.get("/api/v1/credits").json()["balance"]
     job = client.post("/api/v1/trainings", json={"dataset_id": dataset_id, **BODY}).json()
@@ -103,10 +102,14 @@ def test_success_captures_the_minutes_it_ran_within_the_estimate_and_releases_th
     done = client.get(f"/api/v1/jobs/{job['id']}").json()
     assert done["status"] == "succeeded"
     charged = done["credits"]["charged"]
-    assert low <= charged <= high and done["credits"]["released"] == high - charged
+    rate = studio_settings.credits_per_gpu_minute
+    assert (
+        charged == min(cost_of(done["result"]["seconds"], rate), high) and done["credits"]["released"] == high - charged
+    )
     assert done["balance"] == start - charged == client.get("/api/v1/credits").json()["balance"]
-    kinds = [e["kind"] for e in client.get("/api/v1/credits").json()["entries"]]
-    assert kinds[:3] == ["release", "capture", "hold"] and kinds[-1] == "grant"
+    entries = client.get("/api/v1/credits").json()["entries"]
+    assert [e["kind"] for e in entries][:3] == ["release", "capture", "hold"] and entries[-1]["kind"] == "grant"
+    assert f"x {rate:.2f} credits/min = {charged} credits" in entries[1]["note"]  # the ledger shows the sum
 
     # A generation costs nothing and is still in the ledger.
     scene = client.post("/api/v1/generations", json={"prompt": "johnhero", "steps": 2}).json()

@@ -17,31 +17,50 @@ def _mid(pair):
     return sum(pair) / 2
 
 
-@pytest.mark.parametrize(
-    ("kind", "images", "minutes", "credits"),
-    [("character", 15, 15, 50), ("character", 25, 25, 75), ("fighting_style", 20, 20, 75),
-     ("fighting_style", 40, 35, 100)],
-)  # fmt: skip
-def test_estimates_reproduce_the_guides_table(session, kind, images, minutes, credits):
-    steps = 1200 if kind == "character" else 1750
-    e = estimate(session, kind=kind, images=images, steps=steps, preset_steps=steps, resolution=768, family="sd15")
-    assert _mid(e.minutes) == pytest.approx(minutes, rel=0.01) and _mid(e.credits) == pytest.approx(credits, abs=1)
-    hires = estimate(session, kind=kind, images=images, steps=steps, preset_steps=steps, resolution=1024, family="sd15")
-    assert _mid(hires.minutes) == pytest.approx(minutes * 1.5, rel=0.01)
-    assert hires.dollars == pytest.approx(e.dollars + 0.5, abs=0.01)
+RATE = 10 / 3
 
 
-def test_guide_dollars_and_learning_from_measured_speeds(session):
-    char = estimate(session, kind="character", images=20, steps=1200, preset_steps=1200, resolution=768, family="sd15")
-    style = estimate(session, kind="fighting_style", images=30, steps=1750, preset_steps=1750, resolution=768,
-                     family="sd15")  # fmt: skip
-    assert char.dollars == pytest.approx(1.0, abs=0.1) and style.dollars == pytest.approx(1.5, abs=0.1)
-    assert char.measured_minutes is None
-    record_timing(session, device="cuda:RTX", family="sd15", resolution=768, seconds_per_step=0.5)
+def _est(session, **work):
+    values = dict(kind="character", images=20, steps=1200, batch_size=1, resolution=768, family="sd15",
+                  credits_per_minute=RATE, dollars_per_gpu_hour=3.2, hires_dollars=0.5) | work  # fmt: skip
+    return estimate(session, **values)
+
+
+def test_the_reference_gpu_lands_in_the_guides_table(session):
+    char = _est(session)  # the guide: 15-25 min, 50-75 credits, ~$1.00
+    style = _est(session, kind="fighting_style", images=30, steps=1750, batch_size=2)  # 20-35 min, ~$1.50
+    assert (
+        15 <= _mid(char.minutes) <= 25 and 50 <= _mid(char.credits) <= 75 and char.dollars == pytest.approx(1, abs=0.2)
+    )
+    assert 20 <= _mid(style.minutes) <= 35 and style.dollars == pytest.approx(1.5, abs=0.3)
+    assert "RTX 6000 Ada" in char.device and char.measured_minutes is None
+
+
+def test_the_estimate_follows_the_work_not_the_image_count(session):
+    base = _est(session)
+    assert _est(session, images=200).minutes == base.minutes  # more pictures, same steps: same work
+    assert _mid(_est(session, steps=2400).minutes) > 1.9 * _mid(base.minutes)
+    assert _mid(_est(session, resolution=1024).minutes) > 1.6 * _mid(base.minutes)  # (1024/768)^2 of the pixels
+    assert _mid(_est(session, batch_size=4).minutes) > 1.8 * _mid(base.minutes)
+    assert _mid(_est(session, family="sdxl", resolution=1024).minutes) > 2 * _mid(base.minutes)
+
+
+def test_measured_speeds_replace_the_reference_and_name_the_device(session):
+    record_timing(session, device="cpu", family="sd15", resolution=768, batch_size=1, seconds_per_step=0.5)
     session.commit()
-    learned = estimate(session, kind="character", images=20, steps=1200, preset_steps=1200, resolution=768,
-                       family="sd15")  # fmt: skip
-    assert learned.measured_minutes == pytest.approx(10.0) and any("measured here" in b for b in learned.breakdown)
+    learned = _est(session)
+    assert learned.measured_minutes == pytest.approx(10.0) and learned.device == "cpu"
+    assert not any("GPU" in line for line in learned.breakdown) and "measured here on cpu" in learned.breakdown[0]
+    assert _est(session, resolution=384).measured_minutes == pytest.approx(2.5)  # scaled from 768 by pixels
+
+
+def test_one_charge_rule_in_the_estimate_and_the_ledger(client, session):
+    from lorastudio.studio.credits import charge_rule, cost_of
+
+    e = _est(session)
+    assert e.rule == charge_rule(RATE) and e.breakdown[-1] == e.rule and "per minute it runs" in e.rule
+    assert cost_of(113, RATE) == 7  # the 113 s run of the issue: 1.88 min x 3.33 = 6.3 -> 7, not the old floor of 38
+    assert e.credits == (cost_of(e.minutes[0] * 60, RATE), cost_of(e.minutes[1] * 60, RATE))
 
 
 def test_trigger_suggestions():

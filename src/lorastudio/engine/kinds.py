@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lorastudio.engine.models.families import get_family
 from lorastudio.errors import Invalid
 
 
@@ -41,3 +42,12 @@ def acts_as_character(name: str | None) -> bool:
     """True for character LoRAs, and for LoRAs from elsewhere whose kind is not recorded (most are people)."""
     kind = KINDS.get(name) if name else None
     return kind.character if kind else name is None
+
+
+def recommended_strength(kind: str | None, family: str | None) -> float:
+    """The strength a LoRA of this kind is used at on this family: the family's own (the toy world's), else
+    the kind's (the guide's), else 1.0."""
+    fam = get_family(family)
+    if fam is not None and fam.recommended_strength is not None:
+        return fam.recommended_strength
+    return KINDS[kind].recommended_strength if kind in KINDS else 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -111,9 +112,10 @@ def prompt_warnings(prompt: str, chosen: list[tuple[LoraSelection, SelectedLora]
         confined_character = lora.region is not None and acts_as_character(lora.kind)
         if confined_character and not lora.description and any(has_word(prompt, t) for t in lora.triggers):
             warnings.append(
-                f"{lora.name}: confined to the {lora.region} region but its file has no description, so the other "
-                "regions' passes read its trigger word as an unknown word (which can spoil the layout); add one "
-                f"with: lorastudio lora describe {lora.name} 'what the character looks like'"
+                f"{lora.name}: confined to the {lora.region} region but it has no description, so the other regions' "
+                "passes read its trigger word as an unknown word (a ghost or one blended fighter); describe what the "
+                "character looks like (in the LoRA Library, on its character's card, or with "
+                f"`lorastudio lora describe {shlex.quote(lora.name)} 'red gi, white headband'`)"
             )
     return warnings + _shared_character_warnings(selection)
 

@@ -66,12 +66,15 @@ def parse_strength(text: str, where: str) -> float:
 
 class LoraSelection(BaseModel):
     """One selected LoRA: a file path or library name, a strength (None: the file's recommended one)
-    and a region (None: the whole picture)."""
+    and a region (None: the whole picture). `name` and `description`, when given, are what the caller knows
+    the LoRA as (a studio's library entry) and replace the file's name and description in prompts and records."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     lora: str = Field(min_length=1, max_length=4096, description="LoRA file path or library name")
     strength: float | None = Field(default=None, ge=-STRENGTH_LIMIT, le=STRENGTH_LIMIT, allow_inf_nan=False)
     region: str | None = Field(default=None, description="left, right, ..., or x0,y0,x1,y1 fractions")
+    name: str | None = Field(default=None, max_length=120, description="How the user knows it (records, tags)")
+    description: str | None = Field(default=None, max_length=300, description="What it looks like (regions)")
 
     @field_validator("region")
     @classmethod

@@ -37,8 +37,19 @@ def get_row(session: Session, *, owner_id: int, character_id: int) -> Character:
     return get_owned(session, Character, character_id, owner_id, "character")
 
 
-def create_character(session: Session, *, owner_id: int, data: CharacterIn) -> CharacterOut:
-    """'Add New Character': the trigger word is suggested from the name unless given."""
+def create_character(
+    session: Session,
+    *,
+    owner_id: int,
+    data: CharacterIn,
+    store: BlobStore | None = None,
+    reference: bytes | None = None,
+    max_pixels: int = 0,
+) -> CharacterOut:
+    """'Add New Character': the trigger word is suggested from the name unless given. A reference image is
+    checked first, so a refused picture leaves no character behind."""
+    if reference is not None:
+        check_image_upload(reference, max_pixels=max_pixels)
     begin_write(session)  # reads, then writes: take SQLite's write lock first
     taken = taken_triggers(session, owner_id)
     trigger = check_new_trigger(data.trigger, taken) if data.trigger else suggest_trigger(data.name, taken)
@@ -48,6 +59,7 @@ def create_character(session: Session, *, owner_id: int, data: CharacterIn) -> C
         description=check_description(data.description),
         fighting_style=data.fighting_style.strip(),
         trigger=trigger,
+        reference_blob=store.put_bytes(reference) if store is not None and reference is not None else None,
     )
     session.add(character)
     session.commit()
@@ -72,7 +84,11 @@ def update_character(session: Session, *, owner_id: int, character_id: int, data
     if data.name is not None:
         character.name = data.name.strip()
     if data.description is not None:
-        character.description = check_description(data.description)
+        old, character.description = character.description, check_description(data.description)
+        # Its LoRAs describe it as the character did (regional scenes read it), unless edited in the library.
+        for lora in session.scalars(select(Lora).where(Lora.character_id == character.id, ~Lora.deleted)):
+            if not lora.description or lora.description == old:
+                lora.description = character.description
     if data.fighting_style is not None:
         character.fighting_style = data.fighting_style.strip()
     session.commit()

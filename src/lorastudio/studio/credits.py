@@ -1,8 +1,9 @@
 """Credits: an append-only ledger. The balance is the sum of the entries, never a stored number.
 
 A training holds its estimate's upper credits in the transaction that creates its job; when the job ends
-the hold is settled once: on success the cost of the minutes it ran is captured (within the estimate's
-range) and the rest released, on failure or cancel everything is released. Generation with trained
+the hold is settled once: on success the minutes it ran are charged at the per-minute rate (never more than
+the hold) and the rest released, on failure or cancel everything is released. `charge_rule` says so in the
+one sentence the estimate, the ledger and the README use. Generation with trained
 LoRAs costs nothing (the guide). A hold is one conditional INSERT: it writes only if the balance
 covers it, so concurrent submits can never take a balance below zero.
 """
@@ -84,19 +85,37 @@ def settle(session: Session, *, hold_id: int, spent: int, note: str = "") -> Non
     session.flush()
 
 
+def charge_rule(credits_per_minute: float) -> str:
+    """How a training is charged, in the one sentence every place that states it uses."""
+    return (
+        f"A training costs {credits_per_minute:.2f} credits per minute it runs, rounded up to a whole credit and "
+        "never more than the estimate's upper figure, which is held when you submit; a failed or canceled "
+        "training costs nothing."
+    )
+
+
+def cost_of(seconds: float, credits_per_minute: float) -> int:
+    """Credits for a training that ran `seconds` (the rule above, before the cap)."""
+    return max(0, math.ceil(round(seconds / 60 * credits_per_minute, 6)))
+
+
 def training_cost(job: Job, credits_per_gpu_minute: float) -> int:
-    """What a finished training costs: the minutes it ran at the per-minute rate, within its estimate."""
-    low, high = (job.request.get("estimate") or {}).get("credits", (0, 0))
-    minutes = float((job.result or {}).get("seconds") or 0) / 60
-    return int(min(max(math.ceil(minutes * credits_per_gpu_minute), low), high))
+    """What a finished training costs: the minutes it ran at the per-minute rate, at most what was held."""
+    high = (job.request.get("estimate") or {}).get("credits", (0, 0))[1]
+    return min(cost_of(float((job.result or {}).get("seconds") or 0), credits_per_gpu_minute), high)
 
 
 def settle_job(session: Session, job: Job, credits_per_gpu_minute: float) -> None:
     """Settle the job's hold for the status it ended in (the caller's transaction commits)."""
     if job.credit_hold_id is None:
         return
-    spent = training_cost(job, credits_per_gpu_minute) if job.status == "succeeded" else 0
-    settle(session, hold_id=job.credit_hold_id, spent=spent, note=f"{job.type} job {job.id} {job.status}")
+    note = f"{job.type} job {job.id} {job.status}"
+    spent = 0
+    if job.status == "succeeded" and job.type == "training":
+        spent = training_cost(job, credits_per_gpu_minute)
+        minutes = float((job.result or {}).get("seconds") or 0) / 60
+        note += f": ran {minutes:.2f} min x {credits_per_gpu_minute:.2f} credits/min = {spent} credits"
+    settle(session, hold_id=job.credit_hold_id, spent=spent, note=note)
 
 
 def history(session: Session, *, user_id: int, limit: int = 100, before: int | None = None) -> list[CreditEntryOut]:

@@ -15,14 +15,16 @@ from lorastudio.config import Settings
 from lorastudio.engine.data.dataset import make_caption, scan_dataset
 from lorastudio.engine.kinds import check_kind
 from lorastudio.engine.models.basemodel import base_family
-from lorastudio.engine.prompts import check_trigger
 from lorastudio.engine.training.presets import get_preset
 from lorastudio.errors import NotFound, TooLarge
+from lorastudio.studio.base_models import check_base
 from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import Character, Dataset, DatasetImage, FightingStyle
 from lorastudio.studio.owned import get_owned
 from lorastudio.studio.schemas import DatasetImageOut, DatasetIn, DatasetOut
 from lorastudio.studio.storage import BlobStore
+from lorastudio.studio.styles import taken_triggers
+from lorastudio.studio.triggers import check_new_trigger
 from lorastudio.studio.uploads import CAPTION_SUFFIX, Upload, check_size, unpack_zip
 
 
@@ -54,26 +56,23 @@ def create_dataset(session: Session, *, owner_id: int, data: DatasetIn) -> Datas
     """A new, empty dataset for a character or a style."""
     begin_write(session)  # reads, then writes: take SQLite's write lock first
     check_kind(data.kind)
-    trigger = check_trigger(data.trigger)
-    if (
-        data.character_id is not None
-        and session.scalar(
-            select(Character.id).where(Character.id == data.character_id, Character.owner_id == owner_id)
-        )
-        is None
-    ):
+    character = session.scalar(
+        select(Character).where(Character.id == data.character_id, Character.owner_id == owner_id)
+    ) if data.character_id is not None else None  # fmt: skip
+    if data.character_id is not None and character is None:
         raise NotFound(f"character {data.character_id} not found")
-    if (
-        data.style_id is not None
-        and session.scalar(
-            select(FightingStyle.id).where(
-                FightingStyle.id == data.style_id,
-                (FightingStyle.owner_id == owner_id) | FightingStyle.owner_id.is_(None),
-            )
+    style = session.scalar(
+        select(FightingStyle).where(
+            FightingStyle.id == data.style_id,
+            (FightingStyle.owner_id == owner_id) | FightingStyle.owner_id.is_(None),
         )
-        is None
-    ):
+    ) if data.style_id is not None else None  # fmt: skip
+    if data.style_id is not None and style is None:
         raise NotFound(f"fighting style {data.style_id} not found")
+    # One rule for every trigger word (characters', styles', datasets'): a made-up word no other of the
+    # user's characters or styles uses; a dataset for a character or style takes that subject's own word.
+    own = {subject.trigger.lower() for subject in (character, style) if subject is not None}
+    trigger = check_new_trigger(data.trigger, taken_triggers(session, owner_id) - own)
     dataset = Dataset(
         owner_id=owner_id,
         name=data.name.strip(),
@@ -181,8 +180,7 @@ def check_dataset(
 ) -> DatasetOut:
     """Run the engine's checks over the whole dataset (duplicates need all of it) and store the verdicts."""
     begin_write(session)  # reads, then writes: take SQLite's write lock first
-    spec = base or settings.default_base_model
-    preset = get_preset(None, dataset.kind, base_family(spec, settings))
+    preset = get_preset(None, dataset.kind, base_family(check_base(settings, base), settings))
     (settings.home / "tmp").mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f"check-{dataset.id}-", dir=settings.home / "tmp")) / "images"
     by_file = materialize(session, store, dataset, folder)

@@ -7,6 +7,7 @@ lists 10,000 LoRAs sorted by any metric without aggregating on every request.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -14,10 +15,11 @@ from sqlalchemy import Integer, column, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from lorastudio.engine.lora.file import read_lora
+from lorastudio.engine.lora.info import check_description
 from lorastudio.errors import Conflict, Forbidden, Invalid, LoraStudioError, NotFound
 from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import Job, JobLora, Lora, LoraVersion, Rating, StoryboardScene
-from lorastudio.studio.schemas import LoraOut, LoraPage, LoraVersionOut
+from lorastudio.studio.schemas import LoraOut, LoraPage, LoraUpdate, LoraVersionOut
 from lorastudio.studio.storage import BlobStore
 
 SORTS = {
@@ -69,11 +71,58 @@ def own_lora_row(session: Session, *, owner_id: int, lora_id: int) -> Lora:
     return lora
 
 
+def tag_name(lora: Lora) -> str:
+    """The name a prompt tag and an image's record use for a LoRA: its first trigger word, else its name
+    made file-safe (the name its download carries too, so `<lora:johnhero:0.8>` works in A1111 as here)."""
+    if lora.trigger_words:
+        return lora.trigger_words[0]
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in lora.name)[:60] or f"lora{lora.id}"
+
+
+def find_lora(session: Session, *, owner_id: int, name: str, family: str | None = None) -> Lora:
+    """A LoRA the user may use, by library id, name, trigger word or tag name (case-insensitive): their own
+    before shipped and shared ones, the base model's family first, then the newest. Never a file path."""
+    text = name.strip()
+    visible = select(Lora).where(_visible(owner_id), ~Lora.deleted)
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        found = session.scalar(visible.where(Lora.id == int(text)))
+        if found is not None:
+            return found
+    lowered = text.lower()
+    like = "%" + lowered.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    matches = [func.lower(Lora.name) == lowered, func.lower(Lora.triggers_text).like(like, escape="\\")]
+    if lowered and all(c.isalnum() or c in "-_" for c in lowered):  # a tag name: '_' stood for any character
+        matches.append(func.lower(Lora.name).like(lowered, escape="\\"))
+    rows = session.scalars(visible.where(or_(*matches))).all()
+    rows = [r for r in rows if lowered in {r.name.lower(), tag_name(r).lower(), *(t.lower() for t in r.trigger_words)}]
+    if not rows:
+        raise Invalid(
+            f"no LoRA called {text[:80]!r} in your library (a prompt tag names a LoRA by its name, trigger word or "
+            "id); pick one in LoRA Selection, or import the file into the LoRA Library first"
+        )
+    mine = {owner_id: 0, None: 1}
+    return min(rows, key=lambda r: (mine.get(r.owner_id, 2), r.family != family, -r.id))
+
+
 def set_public(session: Session, *, owner_id: int, lora_id: int, public: bool) -> LoraOut:
     """Share one's LoRA with every user (read-only for them, usage counted) or take it back."""
     begin_write(session)  # reads, then writes: take SQLite's write lock first
     lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
     lora.public = public
+    session.commit()
+    return to_out(session, lora)
+
+
+def update_lora(session: Session, *, owner_id: int, lora_id: int, data: LoraUpdate) -> LoraOut:
+    """Rename or describe a LoRA of one's own; generations use the new words at once (no file changes)."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
+    lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
+    if data.name is not None:
+        if not data.name.strip():
+            raise Invalid("a LoRA's name needs a letter or digit")
+        lora.name = data.name.strip()
+    if data.description is not None:
+        lora.description = check_description(data.description)
     session.commit()
     return to_out(session, lora)
 
@@ -170,6 +219,12 @@ def import_lora(session: Session, store: BlobStore, *, owner_id: int, data: byte
     stem = Path(filename or "imported").stem[:120] or "imported"
     if not (filename or "").lower().endswith(".safetensors"):
         raise Invalid(f"{filename[:80]!r}: LoRAs are imported as .safetensors files only (pickles can run code)")
+    digest = hashlib.sha256(data).hexdigest()
+    same = session.scalar(
+        select(Lora).join(LoraVersion).where(LoraVersion.blob == digest, _visible(owner_id), ~Lora.deleted).limit(1)
+    )
+    if same is not None:  # a downloaded file brought back: one entry, not a second with the same trigger
+        raise Conflict(f"this file is already in your library as {same.name!r} (LoRA {same.id}); use that one")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "upload.safetensors"
         path.write_bytes(data)

@@ -14,9 +14,10 @@ from lorastudio.config import Settings
 from lorastudio.engine.generation.generate import GenerateRequest
 from lorastudio.engine.generation.pngmeta import a1111_parameters
 from lorastudio.engine.models.basemodel import base_family
-from lorastudio.engine.prompts import has_word
+from lorastudio.engine.prompts import LORA_TAG, has_word, parse_lora_tags
 from lorastudio.errors import Invalid, NotFound
 from lorastudio.studio import credits, jobs, library
+from lorastudio.studio.base_models import check_base
 from lorastudio.studio.capabilities import NATIVE, generation_memory_mb
 from lorastudio.studio.db import begin_write, write_transaction
 from lorastudio.studio.idempotency import check_key, once
@@ -35,13 +36,39 @@ def _styles_in_prompt(session: Session, owner_id: int, prompt: str) -> list[Figh
     return [s for s in session.scalars(select(FightingStyle).where(visible)) if has_word(prompt, s.trigger)]
 
 
+def prompt_tags(session: Session, *, owner_id: int, prompt: str, family: str | None) -> tuple[str, list]:
+    """A1111 `<lora:name:weight>` tags taken out of the prompt and looked up in the user's library (by name,
+    trigger word or id; never a file). An unknown name or a bad weight is Invalid, naming the tag."""
+    clean, tags = parse_lora_tags(prompt)
+    while LORA_TAG.search(clean):  # a tag left whole only by removing one hidden inside it
+        clean, more = parse_lora_tags(clean)
+        tags += more
+    found = []
+    for tag in tags:
+        try:
+            lora = library.find_lora(session, owner_id=owner_id, name=tag.lora, family=family)
+        except Invalid as exc:
+            raise Invalid(f"<lora:{tag.lora[:60]}:{tag.strength:g}> in the prompt: {exc}") from exc
+        found.append(LibrarySelection(lora_id=lora.id, strength=tag.strength))
+    if tags and not clean.strip():
+        raise Invalid("the prompt is empty once its <lora:...> tags are taken out; describe the scene too")
+    return clean, found
+
+
 def resolve(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> tuple[dict, list[int]]:
-    """The engine request (as JSON) and the library ids it uses. A fighting style named in the prompt
-    brings its LoRA for this base when it has one; otherwise its trigger expands to its phrases."""
-    base = data.base or settings.default_base_model
+    """The engine request (as JSON) and the library ids it uses. The base is one of the studio's models; prompt
+    tags are library LoRAs; a fighting style named in the prompt brings its LoRA for this base when it has one,
+    otherwise its trigger expands to its phrases."""
+    base = check_base(settings, data.base)
     family = base_family(base, settings)
-    selections = list(data.loras)
-    prompt = data.prompt
+    prompt, tagged = prompt_tags(session, owner_id=owner_id, prompt=data.prompt, family=family)
+    selections = [*data.loras, *tagged]
+    chosen = [s.lora_id for s in selections]
+    if len(set(chosen)) != len(chosen):
+        twice = next(i for i in chosen if chosen.count(i) > 1)
+        name = library.get_lora_row(session, owner_id=owner_id, lora_id=twice).name
+        raise Invalid(f"{name[:80]!r} is selected twice (in LoRA Selection or a prompt tag); give it once with the "
+                      "strength and region you want")  # fmt: skip
     chosen_styles = {session.get(Lora, s.lora_id).style_id for s in selections if session.get(Lora, s.lora_id)}
     for style in _styles_in_prompt(session, owner_id, prompt):
         if style.id in chosen_styles:
@@ -55,19 +82,22 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
             )
         )
         if lora is not None:
-            selections.append(
-                LibrarySelection(lora_id=lora.id, strength=lora.recommended_strength or style.recommended_strength)
-            )
+            if lora.id not in chosen:
+                selections.append(LibrarySelection(lora_id=lora.id, strength=lora.recommended_strength
+                                                   or style.recommended_strength))  # fmt: skip
         elif style.phrases:
             words = ", ".join([style.trigger, *style.phrases])
             prompt = re.sub(rf"(?<![\w]){re.escape(style.trigger)}(?![\w])", words, prompt, count=1, flags=re.I)
     engine_loras, ids = [], []
-    explicit = len(data.loras)
+    explicit = len(data.loras) + len(tagged)
     for i, sel in enumerate(selections):
         version = library.version_row(session, owner_id=owner_id, lora_id=sel.lora_id, version=sel.version)
         if i >= explicit and any(x["blob"] == version.blob for x in engine_loras):
             continue  # a style's own file, already chosen by hand (an imported copy): once, as chosen
-        engine_loras.append({"blob": version.blob, "strength": sel.strength, "region": sel.region})
+        row = session.get(Lora, sel.lora_id)
+        engine_loras.append({"blob": version.blob, "strength": sel.strength, "region": sel.region,
+                             "name": library.tag_name(row), "description": row.description or "",
+                             "lora_id": row.id, "version": version.version})  # fmt: skip
         ids.append(sel.lora_id)
     request = {
         "prompt": prompt,
@@ -84,10 +114,16 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
         "loras": engine_loras,
     }
     # Validate now with placeholder paths, so a bad request is a 422 at submit, not a failed job later.
-    GenerateRequest.build(
-        **request | {"loras": [{"lora": "x", "strength": x["strength"], "region": x["region"]} for x in engine_loras]}
-    )
+    engine_request(request, lambda x: "x")
     return request, ids
+
+
+def engine_request(request: dict, path_of) -> GenerateRequest:
+    """The engine's request for a stored one: each LoRA's file from `path_of(entry)`, its library name and
+    description beside it, and prompt tags off (they were resolved at submit)."""
+    loras = [{"lora": path_of(x), "strength": x["strength"], "region": x["region"], "name": x.get("name"),
+              "description": x.get("description")} for x in request["loras"]]  # fmt: skip
+    return GenerateRequest.build(**request | {"loras": loras, "prompt_tags": False})
 
 
 def submit_generation(
@@ -120,17 +156,18 @@ def run_generation(factory, settings: Settings, store: BlobStore, *, job, cache,
 
     request = dict(job.request)
     ids = request.pop("lora_ids", [])
-    loras = []
     for x in request["loras"]:
         if not store.exists(x["blob"]):
             raise Invalid("a LoRA file this scene uses is gone from the store; pick the LoRA again")
-        loras.append({"lora": str(store.path(x["blob"])), "strength": x["strength"], "region": x["region"]})
-    req = GenerateRequest.build(**request | {"loras": loras})
+    req = engine_request(request, lambda x: str(store.path(x["blob"])))
 
     def on_progress(event) -> None:
         progress({"phase": "generate", "step": event.step, "total": event.total}, force=False)
 
     result = generate(cache, req, on_progress=on_progress, should_stop=should_stop)
+    for params in result.params:  # the library's ids beside each LoRA's record (the engine knows files only)
+        for record, x in zip(params["loras"], request["loras"], strict=True):
+            record |= {"lora_id": x.get("lora_id"), "version": x.get("version")}
     blobs = [
         (store.put_bytes(_png_bytes(image, params)), params)
         for image, params in zip(result.images, result.params, strict=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from lorastudio.engine.selection import LoraSelection
+from lorastudio.engine.training.config import TrainConfig
 
 Kind = Literal["character", "fighting_style", "pose", "visual_style"]
 
@@ -21,7 +22,7 @@ class Out(BaseModel):
 class CharacterIn(BaseModel):
     """A new character for the Character Manager."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=120, description="Character name", examples=["Action Hero John"])
     description: str = Field(
         default="",
@@ -43,7 +44,7 @@ class CharacterIn(BaseModel):
 class CharacterUpdate(BaseModel):
     """Fields of a character that can be changed (all optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str | None = Field(default=None, min_length=1, max_length=120, description="Character name")
     description: str | None = Field(default=None, max_length=300, description="Appearance and style")
     fighting_style: str | None = Field(default=None, max_length=120, description="Fighting style")
@@ -78,7 +79,7 @@ class CharacterOut(Out):
 class StyleIn(BaseModel):
     """A custom fighting style ("Create Custom Fighting Style")."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=120, description="Style name", examples=["Capoeira"])
     description: str = Field(default="", max_length=300, description="What the technique looks like")
     trigger: str | None = Field(default=None, max_length=64, description="Trigger word; suggested when left out")
@@ -128,6 +129,19 @@ class LoraOut(Out):
     created_at: datetime = Field(description="When it entered the library (UTC)")
 
 
+class LoraUpdate(BaseModel):
+    """What a user may change on a LoRA of their own (all optional)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    name: str | None = Field(default=None, min_length=1, max_length=120, description="Library name")
+    description: str | None = Field(
+        default=None,
+        max_length=300,
+        description="What it looks like, in plain words (a regional scene describes the character with it)",
+        examples=["red gi, yellow hair, white headband"],
+    )
+
+
 class LoraPage(BaseModel):
     """One page of the library."""
 
@@ -140,21 +154,21 @@ class LoraPage(BaseModel):
 class RatingIn(BaseModel):
     """A rating of a LoRA: one per user, a new one replaces the old."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     stars: int = Field(ge=1, le=5, description="1 to 5 stars")
 
 
 class ImageVerdictIn(BaseModel):
     """Keep or reject a generated image (feeds the LoRAs' success rate)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     verdict: Literal["kept", "rejected"] | None = Field(description="kept, rejected, or null to undo")
 
 
 class DatasetIn(BaseModel):
     """A new dataset (a set of training images)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=120, description="Dataset name", examples=["John references"])
     kind: Kind = Field(description="What it will train")
     trigger: str = Field(min_length=1, max_length=64, description="Trigger word its captions carry")
@@ -191,43 +205,76 @@ class DatasetOut(Out):
 class CaptionIn(BaseModel):
     """A new caption for one image."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     caption: str = Field(min_length=1, max_length=1000, description="Caption; the trigger word is added if missing")
+
+
+# The training settings a user may change ("custom configuration"): never paths, devices or the dataset gate.
+TUNABLE = (
+    "steps", "learning_rate", "text_encoder_lr", "network_dim", "network_alpha", "resolution", "batch_size",
+    "gradient_accumulation", "target", "train_text_encoder", "optimizer", "lr_scheduler", "warmup_steps",
+    "min_snr_gamma", "noise_offset", "precision", "gradient_checkpointing", "flip_augment", "seed",
+    "checkpoint_every", "sample_every",
+)  # fmt: skip
+
+
+def _tunable(name: str) -> tuple:
+    """A TrainConfig field as an optional override with the same type and limits (one copy of each limit)."""
+    field = TrainConfig.model_fields[name]
+    copy = Field(default=None, description=field.description)
+    copy.metadata = list(field.metadata)
+    if name == "seed":  # -1: pick one and record it, as A1111 and the CLI take it
+        copy = Field(default=None, ge=-1, lt=2**64, description=field.description + "; -1: random")
+    annotation = field.annotation if field.annotation is not None else object
+    return (annotation | None, copy)
+
+
+TrainingSettings = create_model(
+    "TrainingSettings",
+    __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+    __doc__="Preset values to change; each left out keeps the preset's.",
+    **{name: _tunable(name) for name in TUNABLE},
+)
 
 
 class TrainingIn(BaseModel):
     """A training job: a dataset, a kind and preset, and any overrides of the preset."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     dataset_id: int = Field(ge=1, le=2**62, description="Dataset to train on")
     preset: str | None = Field(default=None, max_length=40, description="Preset name (default: the kind's)")
-    base: str | None = Field(default=None, max_length=1000, description="Base model (default: the server's)")
-    description: str | None = Field(default=None, max_length=300, description="What the subject looks like")
-    overrides: dict[str, int | float | str | bool] = Field(
-        default_factory=dict,
-        description="Preset values to change: steps, learning_rate, network_dim, network_alpha, resolution, "
-        "batch_size, seed, checkpoint_every, ...",
+    base: str | None = Field(default=None, max_length=200, description="Base model, by name (default: the studio's)")
+    description: str | None = Field(
+        default=None, max_length=300, description="What the subject looks like (default: its character's)"
+    )
+    overrides: TrainingSettings = Field(  # type: ignore[valid-type]
+        default_factory=TrainingSettings,
+        description="Preset values to change: " + ", ".join(TUNABLE),
         examples=[{"steps": 1200}],
     )
 
 
 class Estimate(BaseModel):
-    """What a training will take, on the reference GPU and (when measured) on this studio's devices."""
+    """What a training will take: at the speed measured on this studio's devices, or on the reference GPU."""
 
-    minutes: tuple[float, float] = Field(description="Time range on the reference GPU (RTX 6000 Ada)")
-    credits: tuple[int, int] = Field(description="Credits range")
-    dollars: float = Field(description="GPU cost on the reference GPU")
+    minutes: tuple[float, float] = Field(description="Time range on `device`")
+    credits: tuple[int, int] = Field(description="Credits range; the upper figure is held at submit")
+    dollars: float = Field(description="Device cost of the minutes at the configured hourly rent")
     images: int = Field(description="Usable images")
     steps: int = Field(description="Training steps")
     resolution: int = Field(description="Training resolution")
     breakdown: list[str] = Field(description="How the numbers were reached")
+    device: str = Field(
+        default="", description="What the minutes are for: a device measured here, or the reference GPU"
+    )
     measured_minutes: float | None = Field(default=None, description="From training speeds measured here")
+    rule: str = Field(default="", description="How the training is charged")
 
 
 class GenerationIn(BaseModel):
     """A scene to generate: prompt, LoRA selection (strengths, regions), seed, size, sampler, batch."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     prompt: str = Field(
         min_length=1,
         max_length=2000,
@@ -246,11 +293,18 @@ class GenerationIn(BaseModel):
     sampler: str = Field(default="DPM++ 2M Karras", max_length=40, description="Sampler (A1111 or ComfyUI name)")
     add_triggers: bool = Field(default=True, description="Put missing trigger words into the prompt")
 
+    @field_validator("prompt")
+    @classmethod
+    def _words(cls, v: str) -> str:
+        if not v.strip() or "\x00" in v:
+            raise ValueError("describe the scene in words (the prompt is empty)")
+        return v
+
 
 class LibrarySelection(BaseModel):
     """A library LoRA in a selection: which one, how strong, where."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     lora_id: int = Field(ge=1, le=2**62, description="Library id")
     version: int | None = Field(default=None, ge=1, le=2**62, description="Version (default: the newest)")
     strength: float | None = Field(
@@ -322,7 +376,7 @@ class ImageOut(Out):
 class RecipeIn(BaseModel):
     """A saved LoRA combination ("Save LoRA settings")."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=120, description="Recipe name", examples=["John vs Kane, kung fu"])
     loras: list[LibrarySelection] = Field(default_factory=list, max_length=8, description="LoRAs with strengths")
     prompt_template: str = Field(default="", max_length=2000, description="Prompt; {action} is replaced on apply")
@@ -345,7 +399,7 @@ class RecipeOut(Out):
 class ApplyRecipeIn(BaseModel):
     """Apply a recipe to a new scene."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     action: str = Field(
         default="", max_length=1000, description="Replaces {action} in the prompt template", examples=["punch sequence"]
     )
@@ -386,7 +440,7 @@ class UserOut(Out):
 class LoginIn(BaseModel):
     """A login with user name and password."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=80, description="User name", examples=["maya"])
     password: str = Field(min_length=1, max_length=1024, description="Password")
 
@@ -404,7 +458,7 @@ class MeOut(BaseModel):
 class TokenIn(BaseModel):
     """A new API token."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=80, description="What it is for", examples=["render farm"])
 
 
@@ -428,5 +482,5 @@ class TokenCreated(TokenOut):
 class PublicIn(BaseModel):
     """Share a LoRA with every user (read-only for them) or take it back."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     public: bool = Field(description="True: in everyone's library; False: yours only")

@@ -16,7 +16,7 @@ ExportFormat = Literal["pdf", "png", "zip"]
 class StoryboardIn(BaseModel):
     """A new storyboard (an ordered fight sequence)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     title: str = Field(min_length=1, max_length=120, description="Title", examples=["Epic Fight Sequence"])
     description: str = Field(
         default="", max_length=2000, description="What happens, in plain words", examples=["John vs Kane in the dojo"]
@@ -26,7 +26,7 @@ class StoryboardIn(BaseModel):
 class StoryboardUpdate(BaseModel):
     """Fields of a storyboard that can be changed (all optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     title: str | None = Field(default=None, min_length=1, max_length=120, description="Title")
     description: str | None = Field(default=None, max_length=2000, description="What happens")
 
@@ -34,7 +34,7 @@ class StoryboardUpdate(BaseModel):
 class SceneIn(BaseModel):
     """A scene added from one of your generation jobs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     job_id: int = Field(ge=1, le=2**62, description="The generation job the scene's images come from")
     title: str = Field(default="", max_length=120, description="Scene title", examples=["faces"])
     notes: str = Field(default="", max_length=2000, description="Notes (action, camera, dialogue)")
@@ -43,7 +43,7 @@ class SceneIn(BaseModel):
 class SceneUpdate(BaseModel):
     """Fields of a scene that can be changed (all optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     title: str | None = Field(default=None, max_length=120, description="Scene title")
     notes: str | None = Field(default=None, max_length=2000, description="Notes")
     image_id: int | None = Field(default=None, ge=1, le=2**62, description="The chosen image: one of the job's images")
@@ -52,7 +52,7 @@ class SceneUpdate(BaseModel):
 class ReorderIn(BaseModel):
     """The storyboard's scenes in their new order."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     scene_ids: list[int] = Field(
         max_length=MAX_SCENES, description="Every scene id of the storyboard, each once, in the new order"
     )
@@ -61,14 +61,14 @@ class ReorderIn(BaseModel):
 class MoveIn(BaseModel):
     """Move one scene a place up or down (keyboard reordering)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     direction: Literal["up", "down"] = Field(description="up: one place earlier; down: one place later")
 
 
 class ExportIn(BaseModel):
     """An export of the storyboard (runs as a job)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     format: ExportFormat = Field(
         description="pdf: cover + one panel per page; png: contact sheet; zip: PNGs, LoRA files and manifest.json"
     )

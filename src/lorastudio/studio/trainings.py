@@ -10,12 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
+from lorastudio.engine.kinds import check_kind
 from lorastudio.engine.models.basemodel import base_family
 from lorastudio.engine.progress import ProgressEvent
 from lorastudio.engine.training.config import TrainConfig
 from lorastudio.engine.training.presets import get_preset
 from lorastudio.errors import Invalid
 from lorastudio.studio import credits, datasets, jobs, library, run_checkpoints
+from lorastudio.studio.base_models import check_base
 from lorastudio.studio.capabilities import training_memory_mb
 from lorastudio.studio.db import write_transaction
 from lorastudio.studio.estimates import estimate, record_timing
@@ -24,68 +26,69 @@ from lorastudio.studio.models import Character, Dataset, FightingStyle, Job
 from lorastudio.studio.schemas import Estimate, JobOut, TrainingIn
 from lorastudio.studio.storage import BlobStore
 
-# Overrides a request may carry: the knobs of TrainConfig a user tunes (never paths or devices).
-ALLOWED = {
-    "steps",
-    "learning_rate",
-    "text_encoder_lr",
-    "network_dim",
-    "network_alpha",
-    "resolution",
-    "batch_size",
-    "gradient_accumulation",
-    "target",
-    "train_text_encoder",
-    "optimizer",
-    "lr_scheduler",
-    "warmup_steps",
-    "min_snr_gamma",
-    "noise_offset",
-    "precision",
-    "gradient_checkpointing",
-    "flip_augment",
-    "seed",
-    "checkpoint_every",
-    "sample_every",
-    "min_images",
-}
 LOSS_POINTS = 200  # how much of the loss curve the job row keeps (evenly thinned)
+PREVIEWS = 4  # sample previews a run renders by default (Advanced: sample_every; 0 turns them off)
+PREVIEW_SHARE = 0.1  # the most of a run's time the default previews may take
 
 
 def _config(settings: Settings, dataset: Dataset, data: TrainingIn, folder: Path, **extra) -> TrainConfig:
-    unknown = sorted(set(data.overrides) - ALLOWED)
-    if unknown:
-        raise Invalid(f"unknown training settings: {', '.join(unknown)[:200]}; allowed: {', '.join(sorted(ALLOWED))}")
-    base = data.base or settings.default_base_model
-    values = {**data.overrides, **{k: v for k, v in extra.items() if v is not None}}
-    return TrainConfig.from_preset(
+    base = check_base(settings, data.base)
+    values = {**data.overrides.model_dump(exclude_none=True), **{k: v for k, v in extra.items() if v is not None}}
+    cfg = TrainConfig.from_preset(
         kind=dataset.kind,
         preset=data.preset,
         family=base_family(base, settings),
         images=folder / "images",
         trigger=dataset.trigger,
-        description=data.description,
+        description=data.description or "",
         base=base,
         output=folder / "lora.safetensors",
         run_dir=folder / "run",
         **values,
     )
+    if "sample_every" in values:
+        return cfg.model_copy(update={"sample_prompts": preview_prompts(cfg)} if cfg.sample_every else {})
+    # A few previews by default, so the job page shows the LoRA taking shape: at most PREVIEWS and at most
+    # PREVIEW_SHARE of the run (a preview's sampling step runs the UNet twice, a training step about 3x its batch).
+    affordable = int(PREVIEW_SHARE * cfg.steps * 3 * cfg.batch_size / (2 * cfg.sample_steps))
+    previews = min(PREVIEWS, affordable)
+    if previews == 0:
+        return cfg
+    every = max(1, cfg.steps // previews)
+    return cfg.model_copy(update={"sample_every": every, "sample_prompts": preview_prompts(cfg)})
+
+
+def preview_prompts(cfg: TrainConfig) -> list[str]:
+    """The one prompt a run's previews render: the trigger word with the kind's class words."""
+    return [f"{cfg.trigger}, {check_kind(cfg.kind).class_words}"]
+
+
+def _with_description(session: Session, dataset: Dataset, data: TrainingIn) -> TrainingIn:
+    """The request with its subject's description when none was typed: a character's look reaches its LoRA."""
+    if data.description:
+        return data
+    owner = (session.get(Character, dataset.character_id) if dataset.character_id else None) or (
+        session.get(FightingStyle, dataset.style_id) if dataset.style_id else None
+    )
+    return data.model_copy(update={"description": owner.description[:300] if owner and owner.description else None})
 
 
 def estimate_training(session: Session, settings: Settings, *, owner_id: int, data: TrainingIn) -> Estimate:
     """The estimate a submit would show (minutes, credits, dollars), without submitting."""
     dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
-    cfg = _config(settings, dataset, data, settings.home / "jobs" / "estimate")
+    cfg = _config(settings, dataset, data, Path("estimate"))
     usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
-    preset = get_preset(cfg.preset, cfg.kind, cfg.family)
     return estimate(
         session,
         kind=cfg.kind,
         images=usable,
         steps=cfg.steps,
-        preset_steps=preset.steps,
+        batch_size=cfg.batch_size,
         resolution=cfg.resolution,
         family=cfg.family,
+        previews=len(cfg.sample_prompts) * (cfg.steps // cfg.sample_every) if cfg.sample_every else 0,
+        preview_steps=cfg.sample_steps,
+        credits_per_minute=settings.credits_per_gpu_minute,
         dollars_per_gpu_hour=settings.dollars_per_gpu_hour,
         hires_dollars=settings.hires_surcharge_dollars,
     )
@@ -98,7 +101,8 @@ def submit_training(
     wakes the workers). A repeated Idempotency-Key answers the first submit's job."""
     check_key(idempotency_key)  # validate before the work below
     dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
-    cfg = _config(settings, dataset, data, settings.home / "jobs" / "check")
+    data = _with_description(session, dataset, data)
+    cfg = _config(settings, dataset, data, Path("check"))
     usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
     minimum = cfg.min_images or get_preset(cfg.preset, cfg.kind).min_images
     if usable < minimum:
@@ -174,7 +178,7 @@ def run_training(
             folder,
             resume=resumed_from is not None,
             seed=job.request.get("seed"),
-            checkpoint_every=data.overrides.get("checkpoint_every", 50),
+            checkpoint_every=data.overrides.checkpoint_every or 50,
         )
     losses: list[list[float]] = []
     state: dict = {"phase": "prepare", "step": 0, "total": cfg.steps, "previews": [], "checkpoint": stored}
@@ -236,6 +240,7 @@ def _register(session: Session, store: BlobStore, job, worker: str, cfg, result,
             device=worker.split("@")[-1],
             family=result.family,
             resolution=cfg.resolution,
+            batch_size=cfg.batch_size,
             seconds_per_step=result.seconds / trained,
         )
     finish(

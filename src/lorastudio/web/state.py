@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request, Response
 from huey import Huey
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session, sessionmaker
 
 from lorastudio.config import Settings
@@ -91,5 +92,22 @@ SessionDep = Annotated[Session, Depends(session)]
 ReadSessionDep = Annotated[Session, Depends(read_session)]
 UserDep = Annotated[int, Depends(current_user)]
 
+
+def plain_digits(value: object) -> object:
+    """Refuse number text that Python would read but a person would not write ('1_0', '+5', ' 5', '٣')."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written with the digits 0-9 only")
+    return value
+
+
+def as_id(text: str | None) -> int | None:
+    """A form or query field read as a row id: plain digits from 1 to 2**62, else None."""
+    text = (text or "").strip()
+    if text.isascii() and text.isdigit() and len(text) <= 19 and 1 <= int(text) <= 2**62:
+        return int(text)
+    return None
+
+
+Digits = BeforeValidator(plain_digits)
 # Ids in paths are row ids: bounded so no number reaches the database that it cannot hold.
-Id = Annotated[int, Path(ge=1, le=2**62, description="Id")]
+Id = Annotated[int, Path(ge=1, le=2**62, description="Id"), Digits]

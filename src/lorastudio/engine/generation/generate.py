@@ -59,6 +59,9 @@ class GenerateRequest(Model):
     add_triggers: bool = False
     fuse: bool | None = None  # None: fuse when weights are fp32 (see generate())
     region_blend: float = Field(default=DEFAULT_REGION_BLEND, ge=0, le=1, allow_inf_nan=False)  # generation/regions.py
+    # <lora:name:w> tags in the prompt name files (the CLI). A studio resolves tags in its own library before
+    # the request reaches us and turns this off, so no text a user typed is ever opened as a file.
+    prompt_tags: bool = True
 
     @field_validator("sampler")
     @classmethod
@@ -126,13 +129,17 @@ def prepare(cache: PipelineCache, req: GenerateRequest) -> Prepared:
     """Load the base and the LoRAs (checking each fits), settle the prompt and collect warnings."""
     base = cache.get_base(req.base)
     clean, tags = parse_lora_tags(req.prompt)
+    if tags and not req.prompt_tags:
+        raise Invalid("this prompt still carries <lora:...> tags; pick LoRAs from the library instead")
     search = [cache.settings.loras_dir]
     wanted = [(resolve_lora(sel.lora, search), sel) for sel in [*req.loras, *tags]]
     keep: set[str] = set()
     loras: list[tuple[LoraSelection, LoadedLora]] = []
     for path, sel in wanted:
-        # The adapter is shared by content; the name and path are the ones this request used.
-        loaded = replace(cache.load_lora(path, keep), name=path.stem, path=path.resolve())
+        # The adapter is shared by content; the name, path and description are the ones this request used.
+        loaded = cache.load_lora(path, keep)
+        loaded = replace(loaded, name=sel.name or path.stem, path=path.resolve(),
+                         description=loaded.description if sel.description is None else sel.description)  # fmt: skip
         keep.add(loaded.adapter)
         strength = sel.strength if sel.strength is not None else (loaded.recommended_strength or 1.0)
         loras.append((sel.model_copy(update={"strength": strength}), loaded))
@@ -310,9 +317,11 @@ def _text_inputs(pipe, prompt: str, req: GenerateRequest) -> dict:
 
 
 def lora_record(sel: LoraSelection, lora: LoadedLora) -> dict:
-    """A selection as the PNG record keeps it: the selection itself (path as the reference, so it
-    reproduces) plus what identifies the file (name, hash, kind)."""
-    record = {"lora": str(lora.path), "strength": sel.strength, "name": lora.name, "hash": lora.sha256,
+    """A selection as the PNG record keeps it: the selection itself (the path as the reference, so it
+    reproduces; the name instead when the caller named it, as a studio does, whose paths are its own) plus
+    what identifies the file (name, hash, kind)."""
+    reference = sel.name or str(lora.path)
+    record = {"lora": reference, "strength": sel.strength, "name": lora.name, "hash": lora.sha256,
               "kind": lora.kind}  # fmt: skip
     return record | ({"region": sel.region} if sel.region else {})
 

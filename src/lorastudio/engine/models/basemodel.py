@@ -108,14 +108,24 @@ def weights_hash(source: Path | str) -> str:
     return digest.hexdigest()
 
 
+def is_model_name(spec: str) -> bool:
+    """A plain name (no folder part, not hidden): what a model in the models folder is called."""
+    return (
+        bool(spec) and "\x00" not in spec and Path(spec).name == spec and not spec.startswith(".") and "\\" not in spec
+    )
+
+
 def resolve_base_spec(spec: str, models_dir: Path) -> Path | str:
-    """Turn a --base value into a local path (building a tiny model on demand) or an 'hf:' id."""
+    """Turn a --base value into a local path (building a tiny model on demand) or an 'hf:' id. A plain name
+    is a model in the models folder first (as `models list` names it), then a path."""
     if spec == TOYWORLD:
         return TOYWORLD_DIR
     if spec in TINY_NAMES:
         return ensure_tiny_model(spec, models_dir)
     if spec.startswith("hf:"):
         return spec
+    if is_model_name(spec) and (models_dir / spec).exists():
+        return models_dir / spec
     path = Path(spec).expanduser()
     if not path.exists():
         raise NotFound(
@@ -174,13 +184,20 @@ def list_base_models(settings: Settings) -> list[dict]:
                 family = detect_family(path)
             except LoraStudioError:
                 continue
-            rows.append(_model_row(str(path), family, built_in=False, ready=True, settings=settings))
+            rows.append(_model_row(path.name, family, built_in=False, ready=True, settings=settings, path=path))
     return rows
 
 
-def _model_row(name: str, family: str, *, built_in: bool, ready: bool, settings: Settings) -> dict:
+def _model_row(name: str, family: str, *, built_in: bool, ready: bool, settings: Settings,
+               path: Path | None = None) -> dict:  # fmt: skip
+    # The name is what --base and the studio take; the path is for the CLI's own user only (never shown by the
+    # studio, whose users may not see the server's folders).
+    if path is None and ready:
+        path = TOYWORLD_DIR if name == TOYWORLD else settings.models_dir / name
+    default = settings.default_base_model
     return {"name": name, "family": family, "label": family_label(family), "built_in": built_in, "ready": ready,
-            "default": name == settings.default_base_model}  # fmt: skip
+            "default": name == default or (path is not None and str(path) == default),
+            "path": str(path) if path is not None else None}  # fmt: skip
 
 
 def load_base_model(spec: str, settings: Settings, *, dtype: torch.dtype = torch.float32) -> BaseModel:

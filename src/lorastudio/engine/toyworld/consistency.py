@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from lorastudio.engine.models.families import FAMILIES
 from lorastudio.engine.toyworld.basetrain import base_training_characters
 from lorastudio.engine.toyworld.detect import find_character, find_figures, style_present
 from lorastudio.engine.toyworld.render import Scene, caption_for, draw_scene, make_scene
@@ -135,7 +136,7 @@ def fighters_found(image: Image.Image) -> int:
 # in 20 of 20 scenes; at 1.0 the 1-pixel headband is often missing.
 TOY_RECIPE = dict(resolution=32, bucket_step=32, steps=600, learning_rate=2e-3, network_dim=16, network_alpha=16,
                   batch_size=4, target="attn-ff", checkpoint_every=200, min_images=10)  # fmt: skip
-TOY_STRENGTH = 1.2
+TOY_STRENGTH = FAMILIES["toyworld"].recommended_strength
 
 
 def toy_lora_config(kind: str, images: Path, trigger: str, output: Path, run_dir: Path, **overrides):

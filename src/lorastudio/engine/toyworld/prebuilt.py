@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastudio.config import Settings
+from lorastudio.engine.models.families import FAMILIES
 from lorastudio.errors import NotFound
 
 STYLES_DIR = Path(__file__).parent / "styles"
@@ -33,7 +34,7 @@ class PrebuiltStyle:
 # the measured held-out sword hit rate is far lower there than at 1.2 (training_log.txt), the strength the
 # toy character LoRAs need too (TOY_STRENGTH). The base already draws the three known styles, so their
 # LoRAs only have to keep them at that strength.
-STRENGTH = 1.2
+STRENGTH = FAMILIES["toyworld"].recommended_strength
 GUIDE_STRENGTH = 0.6
 
 # Phrases are the words the base model's captions use for a style: its trigger and a pose ("boxingstyle,

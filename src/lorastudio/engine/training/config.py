@@ -20,7 +20,8 @@ SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restart
 class TrainConfig(BaseModel):
     """Every knob of a run. Preset values fill whatever is left unset (see `from_preset`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Every number has bounds and none may be NaN or infinite: a config also comes from untrusted requests.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     images: list[Path] | Path = Field(description="A folder of images (with optional .txt captions) or a list")
     kind: Literal["character", "fighting_style", "pose", "visual_style"]
@@ -30,40 +31,42 @@ class TrainConfig(BaseModel):
     output: Path = Field(description="Where the finished .safetensors LoRA is written")
     run_dir: Path = Field(description="Checkpoints, samples and loss history of this run")
     preset: str
-    steps: int = Field(gt=0, le=100_000)
-    learning_rate: float = Field(gt=0, le=1.0)
-    text_encoder_lr: float | None = Field(default=None, gt=0, le=1.0)
-    network_dim: int = Field(gt=0, le=1024)
-    network_alpha: float = Field(gt=0)
-    resolution: int = Field(ge=32, le=4096)
-    batch_size: int = Field(ge=1, le=64)
+    steps: int = Field(gt=0, le=100_000, description="Training steps")
+    learning_rate: float = Field(gt=0, le=1.0, description="Learning rate of the UNet's LoRA")
+    text_encoder_lr: float | None = Field(default=None, gt=0, le=1.0, description="Learning rate of the text encoder")
+    network_dim: int = Field(gt=0, le=1024, description="Network dim (rank)")
+    network_alpha: float = Field(gt=0, le=1024, description="Network alpha (scale = alpha / rank)")
+    resolution: int = Field(ge=32, le=4096, description="Training resolution (pixels, a bucket's area)")
+    batch_size: int = Field(ge=1, le=64, description="Images per step")
     bucket_step: int = Field(default=64, ge=8, le=256, description="Bucket sides are multiples of this")
     family: str | None = Field(default=None, description="Family of the base model the defaults were fitted to")
-    gradient_accumulation: int = Field(default=1, ge=1, le=128)
-    target: Literal["attn", "attn-ff", "all"] = "attn"
-    train_text_encoder: bool = False
-    optimizer: Literal["adamw", "adamw8bit", "prodigy"] = "adamw"
-    weight_decay: float = Field(default=1e-2, ge=0)
-    lr_scheduler: Literal[SCHEDULERS] = "constant_with_warmup"  # type: ignore[valid-type]
-    warmup_steps: int = Field(default=0, ge=0)
-    min_snr_gamma: float | None = Field(default=5.0, gt=0)
-    noise_offset: float = Field(default=0.0, ge=0, le=1)
-    max_grad_norm: float = Field(default=1.0, ge=0)
-    gradient_checkpointing: bool = False
-    precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    gradient_accumulation: int = Field(default=1, ge=1, le=128, description="Steps whose gradients are summed")
+    target: Literal["attn", "attn-ff", "all"] = Field(default="attn", description="Which layers get a LoRA")
+    train_text_encoder: bool = Field(default=False, description="Train the text encoder's LoRA too")
+    optimizer: Literal["adamw", "adamw8bit", "prodigy"] = Field(default="adamw", description="Optimizer")
+    weight_decay: float = Field(default=1e-2, ge=0, le=1)
+    lr_scheduler: Literal[SCHEDULERS] = Field(  # type: ignore[valid-type]
+        default="constant_with_warmup", description="Learning-rate schedule"
+    )
+    warmup_steps: int = Field(default=0, ge=0, le=100_000, description="Steps of learning-rate warm-up")
+    min_snr_gamma: float | None = Field(default=5.0, gt=0, le=100, description="Min-SNR weighting gamma (5 is usual)")
+    noise_offset: float = Field(default=0.0, ge=0, le=1, description="Noise offset (darker darks, brighter lights)")
+    max_grad_norm: float = Field(default=1.0, ge=0, le=1000)
+    gradient_checkpointing: bool = Field(default=False, description="Recompute activations: less memory, slower")
+    precision: Literal["auto", "no", "fp16", "bf16"] = Field(default="auto", description="Mixed precision")
     save_precision: Literal["fp16", "bf16", "fp32"] = "fp16"
     seed: int = Field(default=42, ge=0, lt=SEED_LIMIT, description="0 to 2**64-1; -1 picks one (recorded)")
-    flip_augment: bool = False
+    flip_augment: bool = Field(default=False, description="Mirror images at random (not for asymmetric subjects)")
     cache_latents: bool = True
-    checkpoint_every: int = Field(default=100, ge=0)
-    keep_checkpoints: int = Field(default=3, ge=1)
-    sample_every: int = Field(default=0, ge=0)
-    sample_prompts: list[str] = Field(default_factory=list)
-    sample_steps: int = Field(default=20, ge=1)
+    checkpoint_every: int = Field(default=100, ge=0, le=100_000, description="Save a checkpoint every N steps")
+    keep_checkpoints: int = Field(default=3, ge=1, le=1000)
+    sample_every: int = Field(default=0, ge=0, le=100_000, description="Render a sample preview every N steps")
+    sample_prompts: list[str] = Field(default_factory=list, max_length=16)
+    sample_steps: int = Field(default=20, ge=1, le=150)
     resume: bool = False
     device: str = "auto"
     profile: bool = Field(default=False, description="Time each phase of a step (waits for the GPU at each)")
-    min_images: int | None = Field(default=None, ge=1, description="Override the kind's hard minimum")
+    min_images: int | None = Field(default=None, ge=1, le=10_000, description="Override the kind's hard minimum")
 
     @field_validator("trigger")
     @classmethod

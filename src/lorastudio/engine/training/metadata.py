@@ -16,7 +16,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from lorastudio import __version__
 from lorastudio.engine.data.buckets import bucket_for
-from lorastudio.engine.kinds import KINDS
+from lorastudio.engine.kinds import recommended_strength
 from lorastudio.engine.lora.convert import lora_state, peft_to_kohya
 from lorastudio.engine.lora.file import LoraFile
 from lorastudio.engine.lora.info import KEYS, LoraInfo
@@ -166,7 +166,7 @@ def export_lora(
         kind=cfg.kind,
         trigger_words=[cfg.trigger],
         description=cfg.description,
-        recommended_strength=KINDS[cfg.kind].recommended_strength,
+        recommended_strength=recommended_strength(cfg.kind, base.family),
         family=base.family,
     )
     meta.update(info.to_metadata())

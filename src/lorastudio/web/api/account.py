@@ -10,7 +10,7 @@ from lorastudio.errors import Conflict
 from lorastudio.studio import accounts, credits
 from lorastudio.studio.models import User
 from lorastudio.studio.schemas import CreditsOut, LoginIn, MeOut, TokenCreated, TokenIn, TokenOut, UserOut
-from lorastudio.web.state import COOKIE, Id, SessionDep, StudioDep, UserDep, set_login_cookie
+from lorastudio.web.state import COOKIE, Digits, Id, SessionDep, StudioDep, UserDep, set_login_cookie
 
 router = APIRouter(tags=["Account"])
 
@@ -52,8 +52,10 @@ def me(request: Request, session: SessionDep, studio: StudioDep, user: UserDep) 
 def ledger(
     session: SessionDep,
     user: UserDep,
-    limit: Annotated[int, Query(ge=1, le=1000, description="How many entries")] = 100,
-    before: Annotated[int | None, Query(ge=1, le=2**62, description="Entries older than this id (paging)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="How many entries"), Digits] = 100,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**62, description="Entries older than this id (paging)"), Digits
+    ] = None,
 ) -> CreditsOut:
     return CreditsOut(
         balance=credits.balance(session, user),

@@ -32,7 +32,9 @@ def get_dataset(
     session: SessionDep,
     studio: StudioDep,
     user: UserDep,
-    base: Annotated[str | None, Query(max_length=1000, description="Base model")] = None,
+    base: Annotated[
+        str | None, Query(max_length=200, description="Base model, by name (default: the studio's)")
+    ] = None,
 ) -> DatasetOut:
     return datasets.get_dataset(session, studio.settings, studio.store, owner_id=user, dataset_id=dataset_id, base=base)
 

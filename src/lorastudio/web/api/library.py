@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from lorastudio.studio import library
-from lorastudio.studio.schemas import LoraOut, LoraPage, PublicIn, RatingIn
+from lorastudio.studio.schemas import LoraOut, LoraPage, LoraUpdate, PublicIn, RatingIn
 from lorastudio.web.api.files import file_response, read_upload
-from lorastudio.web.state import Id, ReadSessionDep, SessionDep, StudioDep, UserDep
+from lorastudio.web.state import Digits, Id, ReadSessionDep, SessionDep, StudioDep, UserDep
 
 router = APIRouter(prefix="/loras", tags=["LoRA Library"])
 Sort = Literal["created", "name", "usage", "success", "rating", "training_time"]
@@ -27,8 +27,8 @@ async def list_loras(
     family: Annotated[str | None, Query(max_length=32, description="Only this base-model family")] = None,
     sort: Annotated[Sort, Query(description="Sort by")] = "created",
     order: Annotated[Literal["asc", "desc"], Query(description="Direction")] = "desc",
-    page: Annotated[int, Query(ge=1, le=100_000, description="Page, from 1")] = 1,
-    per_page: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+    page: Annotated[int, Query(ge=1, le=100_000, description="Page, from 1"), Digits] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100, description="Page size"), Digits] = 20,
 ) -> LoraPage:
     return library.list_loras(
         session, owner_id=user, q=q, kind=kind, family=family, sort=sort, order=order, page=page, per_page=per_page
@@ -52,12 +52,18 @@ def download(
     session: SessionDep,
     studio: StudioDep,
     user: UserDep,
-    version: Annotated[int | None, Query(ge=1, description="Version (default: newest)")] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**62, description="Version (default: newest)"), Digits] = None,
 ):
     row = library.version_row(session, owner_id=user, lora_id=lora_id, version=version)
     lora = library.get_lora_row(session, owner_id=user, lora_id=lora_id)
-    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in lora.name)[:60] or "lora"
-    return file_response(studio.store, row.blob, "application/octet-stream", f"{name}-v{row.version}.safetensors")
+    # Named as prompt tags and image records name it, so `<lora:johnhero:0.8>` finds the file in A1111 too.
+    name = library.tag_name(lora) + ("" if version is None else f"-v{row.version}")
+    return file_response(studio.store, row.blob, "application/octet-stream", f"{name}.safetensors")
+
+
+@router.patch("/{lora_id}", summary="Rename or describe a LoRA of your own")
+def update(lora_id: Id, data: LoraUpdate, session: SessionDep, user: UserDep) -> LoraOut:
+    return library.update_lora(session, owner_id=user, lora_id=lora_id, data=data)
 
 
 @router.put("/{lora_id}/rating", summary="Rate a LoRA 1-5 (one rating per user)")
