@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from typing import Annotated
 
 import typer
@@ -15,6 +18,83 @@ from lorastudio.errors import Invalid
 
 db_app = typer.Typer(help="The studio database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+class _Stop(BaseException):
+    """SIGTERM or SIGINT reached serve: leave whatever it was doing and stop its workers (BaseException, so no
+    `except Exception` on the way swallows it)."""
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop
+
+
+class _WorkerPool:
+    """The worker processes `serve` starts: each told to end with serve (`--parent-pid`), one that dies (a
+    SIGKILL, the OOM killer) replaced after a backoff, and all stopped cleanly when serve stops."""
+
+    FIRST_DELAY, MAX_DELAY, HEALTHY_AFTER = 1.0, 60.0, 60.0  # seconds
+    CHECK_EVERY = 0.2
+
+    def __init__(self, command: list[str], env: dict, count: int):
+        self.command = [*command, "--parent-pid", str(os.getpid())]
+        self.env = env
+        self.procs: list[subprocess.Popen | None] = [None] * count
+        self._stopping = threading.Event()
+        self._hurry = threading.Event()
+        self._lock = threading.Lock()  # a replacement is never started once stop() has collected the workers
+        self._thread = threading.Thread(target=self._supervise, daemon=True, name="workers")
+
+    def start(self) -> None:
+        """Start every worker and the thread that replaces the ones that die."""
+        for slot in range(len(self.procs)):
+            self._spawn(slot)
+        if self.procs:
+            self._thread.start()
+
+    def _spawn(self, slot: int) -> None:
+        with self._lock:
+            if not self._stopping.is_set():
+                self.procs[slot] = subprocess.Popen(self.command, env=self.env)
+
+    def _supervise(self) -> None:
+        count = len(self.procs)
+        born, delay, due = [time.monotonic()] * count, [self.FIRST_DELAY] * count, [0.0] * count
+        while not self._stopping.wait(self.CHECK_EVERY):
+            for slot in range(count):
+                proc, t = self.procs[slot], time.monotonic()
+                if proc is not None and proc.poll() is not None:
+                    if t - born[slot] >= self.HEALTHY_AFTER:  # it had worked: a new failure starts the backoff over
+                        delay[slot] = self.FIRST_DELAY
+                    err.print(f"worker {slot + 1} (pid {proc.pid}) exited with code {proc.returncode} after "
+                              f"{t - born[slot]:.0f} s; starting another in {delay[slot]:.0f} s",
+                              highlight=False, soft_wrap=True)  # fmt: skip
+                    self.procs[slot], due[slot] = None, t + delay[slot]
+                    delay[slot] = min(delay[slot] * 2, self.MAX_DELAY)
+                elif proc is None and t >= due[slot]:
+                    self._spawn(slot)
+                    born[slot] = time.monotonic()
+
+    def hurry(self) -> None:
+        """Stop waiting for workers to give their jobs back: kill them (a second Ctrl-C)."""
+        self._hurry.set()
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM every worker (each gives its job back at a step boundary); SIGKILL those still running
+        after `grace` seconds or after `hurry()`."""
+        with self._lock:
+            self._stopping.set()
+            procs = [p for p in self.procs if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + grace
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline and not self._hurry.is_set():
+            time.sleep(0.1)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _loopback(host: str) -> bool:
@@ -51,39 +131,47 @@ def serve(
                 "or listen on 127.0.0.1 (the default) and reach it through an SSH tunnel"
             )
         from lorastudio.engine.models.device import threads_per_process
+        from lorastudio.studio.worker import STOP_SECONDS
 
         count = settings.serve_workers if workers is None else workers
-        application = create_app(settings)  # migrates and seeds before any worker starts
-        if settings.accounts:
-            from sqlalchemy import func, select
-
-            from lorastudio.studio.models import User
-
-            with application.state.studio.factory() as session:
-                if not session.scalar(select(func.count()).where(User.password_hash.is_not(None))):
-                    err.print("[yellow]Accounts are on but nobody can log in yet: `lorastudio users add NAME`.[/]")
-        env = os.environ | {"LORASTUDIO_HOME": str(settings.home)}
-        command = [sys.executable, "-m", "lorastudio.cli", "worker", "--threads", str(threads_per_process(count))]
-        procs = [subprocess.Popen(command, env=env) for _ in range(count)]
-        err.print(f"LoRA Studio on http://{bind}:{port or settings.port}/api/v1 (API docs: /docs); {count} worker(s)")
         processes = settings.http_processes if http_processes is None else http_processes
         if not 1 <= processes <= 64:
             raise Invalid("--http-processes is 1 to 64")
+        # Forwarded headers only from the proxies named: uvicorn's default believes 127.0.0.1, so a local
+        # client could claim any address (and escape the per-address login limit) with X-Forwarded-For.
+        proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+        http = {"host": bind, "port": port or settings.port, "log_level": "warning", "proxy_headers": bool(proxies),
+                "forwarded_allow_ips": proxies}  # fmt: skip
+        env = os.environ | {"LORASTUDIO_HOME": str(settings.home)}
+        command = [sys.executable, "-m", "lorastudio.cli", "worker", "--threads", str(threads_per_process(count))]
+        pool = _WorkerPool(command, env, count)
+        # uvicorn hands SIGTERM back (raises it again) only after its own shutdown: with the default action
+        # that would end serve before the `finally` below stops the workers.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _raise_stop)
         try:
+            application = create_app(settings)  # migrates and seeds before any worker starts
+            if settings.accounts:
+                from sqlalchemy import func, select
+
+                from lorastudio.studio.models import User
+
+                with application.state.studio.factory() as session:
+                    if not session.scalar(select(func.count()).where(User.password_hash.is_not(None))):
+                        err.print("[yellow]Accounts are on but nobody can log in yet: `lorastudio users add NAME`.[/]")
+            pool.start()
+            err.print(f"LoRA Studio on http://{bind}:{http['port']}/api/v1 (API docs: /docs); {count} worker(s)")
             if processes == 1:
-                uvicorn.run(application, host=bind, port=port or settings.port, log_level="warning")
+                uvicorn.run(application, **http)
             else:  # each process builds its own app from the environment (the schema is migrated above)
                 os.environ["LORASTUDIO_HOME"] = str(settings.home)
-                uvicorn.run("lorastudio.web.app:app_from_env", factory=True, workers=processes, host=bind,
-                            port=port or settings.port, log_level="warning")  # fmt: skip
+                uvicorn.run("lorastudio.web.app:app_from_env", factory=True, workers=processes, **http)
+        except _Stop:
+            pass
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, frame: pool.hurry())
+            pool.stop(grace=STOP_SECONDS + 10)  # a worker gives its job back within STOP_SECONDS
 
     run_command(False, work, lambda r: None)
 
@@ -105,17 +193,30 @@ def worker(
         float | None,
         typer.Option(help="Device memory jobs may use, GB (default: the GPU's total, or the RAM on CPU)", min=0.5),
     ] = None,
+    parent_pid: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop (giving the job in hand back) when the process with this id ends; serve passes its own"
+        ),
+    ] = None,
 ) -> None:
-    """Run jobs from the studio's table, one at a time (one worker per GPU: CUDA_VISIBLE_DEVICES=N each)."""
+    """Run jobs from the studio's table, one at a time (one worker per GPU: CUDA_VISIBLE_DEVICES=N each).
+
+    SIGTERM, SIGINT or SIGHUP stop it cleanly: the running job stops at its next step and goes back to the
+    queue, where another worker resumes it from its checkpoint."""
 
     def work() -> None:
+        if parent_pid is not None:  # first: serve may be gone before the imports below are done
+            from lorastudio.studio.worker import watch_parent
+
+            watch_parent(parent_pid)
         import logging
 
         import torch
 
         from lorastudio.studio import setup
         from lorastudio.studio.queue import make_queue, wake
-        from lorastudio.studio.worker import Worker
+        from lorastudio.studio.worker import Worker, consume, stop_on_signals
 
         settings = settings_from_env()
         from lorastudio.studio.jobs import JOB_TYPES
@@ -140,16 +241,18 @@ def worker(
         runner = Worker(settings, name=name, types=types, caps=caps)
         runner.store.check()  # a wrong bucket or credentials: say so now, not at the first job
         huey = make_queue(settings, runner)
+        stop_on_signals(runner)  # before the first claim: from here on a stop gives the job in hand back
         runner.start_presence()
         wake(huey)  # look at the table once at start: jobs left by a restart resume now
         err.print(f"worker {runner.name} ({caps.device}, {caps.memory_mb / 1024:.0f} GB, {', '.join(families)}): "
                   f"waiting for {' and '.join(types)} jobs")  # fmt: skip
-        consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=True, initial_delay=0.1,
-                                        backoff=1.15, max_delay=1.0)  # fmt: skip
         try:
-            consumer.run()
+            clean = consume(runner, huey)
         finally:
             runner.stop_presence()
+        err.print(f"worker {runner.name} stopped" + ("" if clean else " (its job was given back mid-step)"))
+        if not clean:
+            raise typer.Exit(1)
 
     run_command(False, work, lambda r: None)
 

@@ -185,6 +185,26 @@ def finish(
     return True
 
 
+def release(factory: sessionmaker[Session], *, job_id: int, worker: str) -> bool:
+    """Give a running job back to the queue at once (its worker is stopping); False when it is no longer ours.
+
+    It is pending again with no lease, so any worker claims it now rather than after the lease runs out. Its
+    progress is kept: the next worker resumes from `progress["checkpoint"]`. The attempt is not counted, since
+    MAX_ATTEMPTS is for jobs that kill their worker, and a restart or a deploy is not the job's fault. A job
+    whose cancel was asked for ends canceled instead: nobody would claim it again."""
+    with write_transaction(factory) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.lease_owner != worker or job.status != "running":
+            return False
+        job.lease_expires_at = None
+        if job.cancel_requested:
+            job.status, job.finished_at = "canceled", now()
+            _settle(session, job)
+        else:
+            job.status, job.lease_owner, job.attempts = "pending", None, max(0, job.attempts - 1)
+        return True
+
+
 def _settle(session: Session, job: Job) -> None:
     credits.settle_job(session, job, job.request.get("credits_per_gpu_minute") or credits.DEFAULT_RATE)
 

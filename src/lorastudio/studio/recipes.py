@@ -3,11 +3,12 @@ and regions, a prompt template, sampler and seed, applied to a new scene in one 
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lorastudio.errors import Conflict
+from lorastudio.errors import Conflict, Invalid, format_validation_error
 from lorastudio.studio import library
 from lorastudio.studio.db import begin_write
 from lorastudio.studio.models import Recipe
@@ -55,4 +56,7 @@ def scene_from_recipe(session: Session, *, owner_id: int, recipe_id: int, data: 
     prompt = template.replace("{action}", data.action).strip(" ,") or data.action or template
     seed = data.seed if data.seed is not None else settings.pop("seed", None)
     settings.pop("seed", None)
-    return GenerationIn.model_validate(settings | {"prompt": prompt, "seed": seed, "n": data.n})
+    try:
+        return GenerationIn.model_validate(settings | {"prompt": prompt, "seed": seed, "n": data.n})
+    except ValidationError as exc:
+        raise Invalid(format_validation_error(exc, "scene from this recipe")) from exc

@@ -296,8 +296,10 @@ class GenerationIn(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _words(cls, v: str) -> str:
-        if not v.strip() or "\x00" in v:
+        if not v.strip():
             raise ValueError("describe the scene in words (the prompt is empty)")
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in v):
+            raise ValueError("the prompt contains control characters (a NUL?); type the scene in words")
         return v
 
 

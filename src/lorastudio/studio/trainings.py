@@ -20,6 +20,7 @@ from lorastudio.studio import credits, datasets, jobs, library, run_checkpoints
 from lorastudio.studio.base_models import check_base
 from lorastudio.studio.capabilities import training_memory_mb
 from lorastudio.studio.db import write_transaction
+from lorastudio.studio.disk import check_room
 from lorastudio.studio.estimates import estimate, record_timing
 from lorastudio.studio.idempotency import check_key, once
 from lorastudio.studio.models import Character, Dataset, FightingStyle, Job
@@ -100,6 +101,7 @@ def submit_training(
     """Check everything a run needs, estimate it, hold its credits and queue it, all or nothing (the caller
     wakes the workers). A repeated Idempotency-Key answers the first submit's job."""
     check_key(idempotency_key)  # validate before the work below
+    check_room(settings)  # a run that would fill the disk is refused now, in words, not failed later
     dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
     data = _with_description(session, dataset, data)
     cfg = _config(settings, dataset, data, Path("check"))
