@@ -97,6 +97,12 @@ class Unavailable(LoraStudioError):
     code = "unavailable"
 
 
+class DiskFull(LoraStudioError):
+    """The disk (or quota) under the studio's home is full; the message says where to free space."""
+
+    code = "disk_full"
+
+
 class Stopped(LoraStudioError):
     """The caller asked the work to stop (should_stop); nothing half-made was kept."""
 

@@ -84,7 +84,8 @@ BOTH_DATABASES = pytest.mark.parametrize("studio_settings", ["sqlite", "postgres
 def client(studio_settings):
     from lorastudio.web.app import create_app
 
-    with TestClient(create_app(studio_settings)) as c:
+    # A loopback peer, as a browser on the studio's own machine is (/metrics answers loopback clients only).
+    with TestClient(create_app(studio_settings), client=("127.0.0.1", 50000)) as c:
         yield c
 
 

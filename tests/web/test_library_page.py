@@ -30,7 +30,7 @@ def _names(page) -> list[str]:
 
 
 def _wait_rows(page, n: int) -> None:
-    page.wait_for_function(f"document.querySelectorAll('tbody.lib-lora:not(.lib-gone)').length === {n}")
+    page.wait_for_function(f"() => document.querySelectorAll('tbody.lib-lora:not(.lib-gone)').length === {n}")
 
 
 def _row(page, name: str):
@@ -77,7 +77,7 @@ def test_table_search_filters_sort_and_paging_keep_the_url(live, page):
     page.get_by_label("Sort by").select_option("name")
     page.get_by_label("Order").select_option("asc")
     page.wait_for_url(re.compile(r"sort=name&order=asc"))
-    page.wait_for_function("document.querySelector('th[aria-sort]')?.getAttribute('aria-sort') === 'ascending'")
+    page.wait_for_function("() => document.querySelector('th[aria-sort]')?.getAttribute('aria-sort') === 'ascending'")
     assert _names(page) == sorted(PREBUILT)
     page.get_by_role("link", name="Name", exact=True).click()  # the sorted column's header turns the order around
     page.wait_for_url(lambda url: "sort=name" in url and "order=asc" not in url)  # desc, the default, is left out
@@ -112,12 +112,12 @@ def test_rating_by_click_and_a_lora_picked_by_id(live, page):
     shot(page, "library-details")
 
     picked.get_by_role("button", name="Rate 3 stars").click()
-    page.wait_for_function("document.querySelector('#lora-2 .lib-avg').textContent.includes('3.0 (1 rating)')")
+    page.wait_for_function("() => document.querySelector('#lora-2 .lib-avg').textContent.includes('3.0 (1 rating)')")
     assert picked.locator(".star.on").count() == 3
     assert picked.get_by_role("button", name="Rate 3 stars").get_attribute("aria-pressed") == "true"
     assert page.locator("#details-2").is_visible()  # the swapped row stays open
     picked.get_by_role("button", name="Rate 5 stars").click()  # one rating per user: it replaces the first
-    page.wait_for_function("document.querySelector('#lora-2 .lib-avg').textContent.includes('5.0 (1 rating)')")
+    page.wait_for_function("() => document.querySelector('#lora-2 .lib-avg').textContent.includes('5.0 (1 rating)')")
     assert picked.locator(".star.on").count() == 5
     page.reload()
     assert page.locator("#lora-2 .star.on").count() == 5  # the user's own stars are shown

@@ -24,7 +24,7 @@ def workers_list(as_json: JsonOpt = False) -> None:
         settings = settings_from_env()
         setup.prepare(settings)
         with session_factory(make_engine(settings))() as session:
-            rows = workers.list_workers(session, stale_seconds=settings.lease_seconds)
+            rows = workers.list_workers(session, stale_seconds=settings.lease_seconds, viewer=workers.OPERATOR)
         return [w.model_dump(mode="json") for w in rows]
 
     def render(rows: list[dict]) -> None:

@@ -13,6 +13,7 @@ from lorastudio.config import Settings
 from lorastudio.errors import DiskFull
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+RUST_WORDS = (f"(os error {errno.ENOSPC})", f"(os error {errno.EDQUOT})")
 HOW = ("free space under the studio's home folder (LORASTUDIO_HOME): delete files you no longer need on that disk, "
        "or give it a larger one, then try again")  # fmt: skip
 
@@ -24,6 +25,8 @@ def as_disk_full(exc: BaseException) -> DiskFull | None:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
             return DiskFull(f"the studio's disk is full ({exc.strerror or 'no space left'}); {HOW}")
+        if any(words in str(exc) for words in RUST_WORDS):  # safetensors' writer reports the OS error as text
+            return DiskFull(f"the studio's disk is full (no space left on the device); {HOW}")
         if isinstance(exc, OperationalError | sqlite3.OperationalError) and (
             "database or disk is full" in str(exc) or getattr(getattr(exc, "orig", None), "sqlstate", None) == "53100"
         ):

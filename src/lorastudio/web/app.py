@@ -13,9 +13,10 @@ from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.queue import make_queue
 from lorastudio.studio.storage import make_store
 from lorastudio.studio.users import local_user
-from lorastudio.web import errors, pages
+from lorastudio.web import docs, errors, headers, pages
 from lorastudio.web.api import account, characters, datasets, jobs, library, storyboards, styles
 from lorastudio.web.api import health as health_routes
+from lorastudio.web.clients import trusted_networks
 from lorastudio.web.state import Studio
 
 API = "/api/v1"
@@ -23,6 +24,7 @@ API = "/api/v1"
 
 def create_app(settings: Settings) -> FastAPI:
     """The app for these settings: migrates the schema and seeds a fresh install when it starts."""
+    trusted_networks(settings.trusted_proxies)  # a mistyped proxy address stops the start, not a request
     setup.prepare(settings)
     factory = session_factory(make_engine(settings))
     store = make_store(settings)
@@ -43,9 +45,13 @@ def create_app(settings: Settings) -> FastAPI:
         description="Train LoRAs for characters, fighting styles, poses and visual styles, and generate "
         'consistent action scenes with them. Errors are JSON: {"error": {"code", "message"}}.',
         lifespan=lifespan,
+        docs_url=None,  # web/docs.py serves both from the studio's own files, not from a CDN
+        redoc_url=None,
     )
     app.state.studio = studio
+    headers.install(app)
     errors.install(app)
+    docs.install(app)
     for module in (account, characters, styles, library, datasets, jobs, storyboards):
         app.include_router(module.router, prefix=API)
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lorastudio.errors import LoraStudioError, format_validation_error
+from lorastudio.studio.disk import as_disk_full
 
 STATUS = {
     "not_found": 404,
@@ -21,14 +25,13 @@ STATUS = {
     "forbidden": 403,
     "rate_limited": 429,
     "unavailable": 503,
+    "disk_full": 507,
 }
 log = logging.getLogger("lorastudio.web")
 
 
 def _body(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers={"X-Content-Type-Options": "nosniff"}
-    )
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
 def install(app: FastAPI) -> None:
@@ -60,27 +63,61 @@ def install(app: FastAPI) -> None:
             return _page(request, "no such page" if exc.status_code == 404 else str(exc.detail), exc.status_code)
         return _body(code, str(exc.detail), exc.status_code)
 
+    @app.exception_handler(ValidationError)
+    async def model(request: Request, exc: ValidationError) -> Response:
+        # A service building one of its models from what the user sent (a recipe's saved scene, say).
+        message = format_validation_error(exc, "request")
+        return _page(request, message, 422) if _wants_page(request) else _body("invalid", message, 422)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error")
+        log.exception("unexpected error", exc_info=exc)
         if _wants_page(request):
             return _page(request, "something went wrong on the server; it has been logged", 500)
         return _body("internal_error", "something went wrong on the server; it has been logged", 500)
+
+    # A full disk fails a write anywhere (a blob, the SQLite file, a temporary file) as an OSError or a database
+    # error: the same words for all, instead of a 500 that tells the operator nothing.
+    @app.exception_handler(OSError)
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(sqlite3.OperationalError)
+    async def storage(request: Request, exc: Exception) -> Response:
+        full = as_disk_full(exc)
+        if full is None:
+            return await unexpected(request, exc)
+        log.error("disk full: %s", exc)
+        return await domain(request, full)
 
 
 def _wants_page(request: Request) -> bool:
     """A page (not the JSON API, not a static file) was asked for: answer with HTML."""
     path = request.url.path
-    return not path.startswith(("/api/", "/static/", "/docs", "/openapi", "/redoc"))
+    return not path.startswith(("/api/", "/static/", "/docs", "/openapi", "/redoc", "/metrics", "/healthz", "/readyz"))
 
 
 def _page(request: Request, message: str, status: int) -> Response:
-    from lorastudio.web.pages.common import TEMPLATES
+    from lorastudio.web.pages.common import NAV, TEMPLATES, render
 
-    # A fragment for htmx (shown where the request's target is), a whole page otherwise.
-    name = "_error.html" if request.headers.get("hx-request") == "true" else "error.html"
-    context = {"message": message, "status": status, "nav": [], "path": request.url.path}
-    headers = {"X-Content-Type-Options": "nosniff"}
+    context = {"message": message, "status": status}
     if request.headers.get("hx-request") == "true":
-        headers |= {"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"}
-    return TEMPLATES.TemplateResponse(request, name, context, status_code=status, headers=headers)
+        # A fragment, shown in the page's flash area whatever the request's target was.
+        headers = {"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"}
+        return TEMPLATES.TemplateResponse(request, "_error.html", context, status_code=status, headers=headers)
+    try:
+        if getattr(request.state, "page_user", None) is None:
+            request.state.page_user = _visitor(request)
+        return render(request, "error.html", status_code=status, **context)
+    except Exception:  # noqa: BLE001 - the header's user and balance need the database, which may be what failed
+        log.warning("error page without its header's user", exc_info=True)
+        context |= {"nav": NAV, "path": request.url.path}
+        return TEMPLATES.TemplateResponse(request, "error.html", context, status_code=status)
+
+
+def _visitor(request: Request) -> int | None:
+    """The logged-in visitor for the header of an error page, if any (an error page writes nothing)."""
+    from lorastudio.web.state import user_for
+
+    try:
+        return user_for(request, request.headers.get("x-csrf-token"))
+    except LoraStudioError:
+        return None

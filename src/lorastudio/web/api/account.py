@@ -10,6 +10,7 @@ from lorastudio.errors import Conflict
 from lorastudio.studio import accounts, credits
 from lorastudio.studio.models import User
 from lorastudio.studio.schemas import CreditsOut, LoginIn, MeOut, TokenCreated, TokenIn, TokenOut, UserOut
+from lorastudio.web.clients import client_host
 from lorastudio.web.state import COOKIE, Digits, Id, SessionDep, StudioDep, UserDep, set_login_cookie
 
 router = APIRouter(tags=["Account"])
@@ -26,7 +27,7 @@ def login(data: LoginIn, request: Request, response: Response, session: SessionD
     settings = studio.settings
     if not settings.accounts:
         raise Conflict("accounts are off: this studio runs as its one local user, no login needed")
-    client = request.client.host if request.client else "unknown"
+    client = client_host(request, settings.trusted_proxies)
     done = accounts.login(session, name=data.name, password=data.password, client=client,
                           session_days=settings.session_days)  # fmt: skip
     set_login_cookie(response, request, settings, done.cookie)

@@ -27,7 +27,7 @@ from lorastudio.studio.schemas import (
     WorkerOut,
 )
 from lorastudio.web.api.files import file_response
-from lorastudio.web.state import Id, ReadSessionDep, SessionDep, StudioDep, UserDep
+from lorastudio.web.state import Digits, Id, ReadSessionDep, SessionDep, StudioDep, UserDep
 
 router = APIRouter(tags=["Jobs"])
 POLL = 0.25  # seconds between looks at the job row while streaming its progress
@@ -42,8 +42,9 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         max_length=200,
-        description="Any unique string (a UUID): retrying with the same key and body returns the first response "
-        "instead of a second job; the same key with another body is a 409",
+        pattern=r"^[\x21-\x7e]{1,200}$",
+        description="1-200 visible ASCII characters (a UUID is a good one): retrying with the same key and body "
+        "returns the first response instead of a second job; the same key with another body is a 409",
     ),
 ]
 
@@ -82,9 +83,14 @@ async def get_job(job_id: Id, session: ReadSessionDep, studio: StudioDep, user: 
     return jobs.get_job(session, owner_id=user, job_id=job_id, stale_seconds=studio.settings.lease_seconds)
 
 
-@router.get("/workers", tags=["System"], summary="The studio's workers: what each can run, what it runs now")
+@router.get(
+    "/workers",
+    tags=["System"],
+    summary="The studio's workers: what each can run, what it runs now (your own jobs; hosts for operators)",
+)
 def list_workers(session: ReadSessionDep, studio: StudioDep, user: UserDep) -> list[WorkerOut]:
-    return workers.list_workers(session, stale_seconds=studio.settings.lease_seconds)
+    viewer = workers.viewer_for(session, studio.settings, user_id=user)
+    return workers.list_workers(session, stale_seconds=studio.settings.lease_seconds, viewer=viewer)
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel (a running job stops at its next step)")
@@ -124,7 +130,7 @@ def events(job_id: Id, studio: StudioDep, user: UserDep) -> EventSourceResponse:
 @router.get("/jobs/{job_id}/previews/{index}", summary="A training's sample preview (0: the oldest kept)",
             response_class=FileResponse)  # fmt: skip
 def preview(
-    job_id: Id, index: Annotated[int, Path(ge=0, le=63, description="Which preview")], session: SessionDep,
+    job_id: Id, index: Annotated[int, Path(ge=0, le=63, description="Which preview"), Digits], session: SessionDep,
     studio: StudioDep, user: UserDep,
 ):  # fmt: skip
     previews = jobs.get_row(session, owner_id=user, job_id=job_id).progress.get("previews") or []

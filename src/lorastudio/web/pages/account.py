@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import accounts, credits, jobs
+from lorastudio.web.clients import client_host
 from lorastudio.web.pages.common import PageUser, error_text, render, studio_of
 from lorastudio.web.state import COOKIE, Id, set_login_cookie
 
@@ -52,7 +53,7 @@ def login(
     studio = studio_of(request)
     if not studio.settings.accounts:
         return RedirectResponse("/", status_code=303)
-    client = request.client.host if request.client else "unknown"
+    client = client_host(request, studio.settings.trusted_proxies)
     try:
         with studio.factory() as session:
             done = accounts.login(session, name=name, password=password, client=client,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from lorastudio.errors import LoraStudioError, Unauthorized
 from lorastudio.studio import accounts, credits
+from lorastudio.studio.disk import as_disk_full
 from lorastudio.studio.models import User
 from lorastudio.web.state import COOKIE, SAFE_METHODS, Studio, user_for
 
@@ -75,6 +76,8 @@ def error_text(exc: Exception) -> str:
     """The words to show next to what caused an error (never a traceback)."""
     if isinstance(exc, LoraStudioError):
         return str(exc)
+    if (full := as_disk_full(exc)) is not None:
+        return str(full)
     return "something went wrong on the server; it has been logged"
 
 
