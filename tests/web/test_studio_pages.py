@@ -117,6 +117,6 @@ def test_the_studio_warns_as_the_scene_is_composed_and_saves_recipes(live, page,
     grid.wait_for()
     assert [h.strip() for h in grid.locator("h4").all_inner_texts()] == ["no LoRA", "strength 0.5", "strength 1"]
     assert f"seed {seed}" in grid.locator("h3").inner_text()  # the locked seed, for every cell
-    for i in range(3):
-        grid.locator("section.job").nth(i).locator(".gallery figure").first.wait_for(timeout=60_000)
+    for i in range(3):  # one panel: a row a strength, each filled in as its job ends
+        grid.locator(".grid-row").nth(i).locator(".gallery figure").first.wait_for(timeout=60_000)
     shot(page, "strength-grid")

@@ -61,10 +61,10 @@ def test_the_guides_workflow_in_the_browser(live, page, john_refs, tmp_path):
     estimate = page.locator("#estimate")
     estimate.locator("[data-credits]").wait_for()
     assert "credits" in estimate.inner_text() and "12 images" in estimate.inner_text()
-    page.get_by_text("Advanced").click()
+    page.get_by_text("Advanced", exact=True).click()
     page.get_by_label("Steps", exact=True).fill("abc")
     page.get_by_label("Steps", exact=True).press("Tab")
-    assert "steps" in page.locator("#estimate [role=alert]").inner_text()  # said beside the estimate
+    assert "steps: use a whole number" in page.locator("#adv-steps-error").inner_text()  # said beside the field
     page.get_by_label("Steps", exact=True).fill("8")
     page.get_by_label("Checkpoint every N steps").fill("4")
     page.get_by_label("Checkpoint every N steps").press("Tab")

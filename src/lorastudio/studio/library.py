@@ -221,9 +221,11 @@ def import_lora(session: Session, store: BlobStore, *, owner_id: int, data: byte
         raise Invalid(f"{filename[:80]!r}: LoRAs are imported as .safetensors files only (pickles can run code)")
     digest = hashlib.sha256(data).hexdigest()
     same = session.scalar(
-        select(Lora).join(LoraVersion).where(LoraVersion.blob == digest, _visible(owner_id), ~Lora.deleted).limit(1)
+        select(Lora).join(LoraVersion).where(LoraVersion.blob == digest, Lora.owner_id == owner_id, ~Lora.deleted)
     )
-    if same is not None:  # a downloaded file brought back: one entry, not a second with the same trigger
+    # One of your own files brought back: one entry, not a second with the same trigger. (A shipped or shared
+    # file may be imported: the copy is yours to rename and describe.)
+    if same is not None:
         raise Conflict(f"this file is already in your library as {same.name!r} (LoRA {same.id}); use that one")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "upload.safetensors"

@@ -56,18 +56,18 @@ async def add_character(
         return _page(request, user, form=form, errors=errors, status=422)
     with studio.factory() as session:
         try:
-            created = characters.create_character(session, owner_id=user, data=data)
-        except LoraStudioError as exc:
-            field = "trigger" if "trigger" in str(exc) else "form"
+            created = characters.create_character(
+                session,
+                owner_id=user,
+                data=data,
+                store=studio.store,
+                reference=upload.data if upload else None,
+                max_pixels=studio.settings.max_image_pixels,
+            )
+        except LoraStudioError as exc:  # nothing was created: the form comes back with what was typed
+            text = str(exc)
+            field = "trigger" if "trigger" in text else ("reference" if upload and "image" in text else "form")
             return _page(request, user, form=form, errors={field: error_text(exc)}, status=422)
-        if upload is not None:
-            try:
-                characters.set_reference(session, studio.store, owner_id=user, character_id=created.id,
-                                         data=upload.data, max_pixels=studio.settings.max_image_pixels)  # fmt: skip
-            except LoraStudioError as exc:
-                # The character exists; only its picture was refused: say so on its card.
-                return _page(request, user, errors={f"card-{created.id}": f"{created.name} was added, but its "
-                             f"reference image was refused: {error_text(exc)}"}, status=422)  # fmt: skip
     return RedirectResponse(f"/characters#character-{created.id}", status_code=303)
 
 

@@ -12,7 +12,7 @@ from lorastudio.errors import LoraStudioError
 from lorastudio.studio import jobs, scenes, storyboards
 from lorastudio.studio.storyboard_schemas import SceneIn, StoryboardIn
 from lorastudio.web.pages.common import PageUser, error_text, render, studio_of
-from lorastudio.web.state import Id
+from lorastudio.web.state import Id, as_id
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,6 +43,7 @@ def job_panel(request: Request, user: PageUser, job_id: Id) -> HTMLResponse:
 
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
 def cancel(request: Request, user: PageUser, job_id: Id) -> HTMLResponse:
+    """Cancel a job: its panel says "canceling…" (or "canceled") at once and the header's balance refreshes."""
     error = None
     with studio_of(request).factory() as session:
         try:
@@ -50,7 +51,10 @@ def cancel(request: Request, user: PageUser, job_id: Id) -> HTMLResponse:
         except LoraStudioError as exc:
             error = error_text(exc)
         ctx = panel_context(session, owner_id=user, job_id=job_id)
-    return render(request, "_job.html", panel_error=error, **ctx)
+    response = render(request, "_job.html", panel_error=error, **ctx)
+    # A pending job's hold comes back at once; a running one's when it stops (its panel's job-ended says so).
+    response.headers["HX-Trigger"] = "balance-changed"
+    return response
 
 
 @router.post("/images/{image_id}/verdict", response_class=HTMLResponse)
@@ -75,8 +79,8 @@ def to_storyboard(
     # Errors (another user's job, a job without images) go through the error handler: shown by the form.
     with studio_of(request).factory() as session:
         jobs.get_row(session, owner_id=user, job_id=job_id)  # before a new storyboard is made for it
-        if storyboard_id.isdigit():
-            board_id = int(storyboard_id)
+        if (chosen := as_id(storyboard_id)) is not None:
+            board_id = chosen
         else:
             data = StoryboardIn(title=new_title.strip() or "Fight sequence")
             board_id = storyboards.create_storyboard(session, owner_id=user, data=data).id

@@ -11,16 +11,17 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from lorastudio.engine.models.families import FAMILIES
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import library
-from lorastudio.studio.schemas import LoraOut, LoraPage, RatingIn
+from lorastudio.studio.schemas import LoraOut, LoraPage, LoraUpdate, RatingIn
 from lorastudio.studio.uploads import Upload
 from lorastudio.web.api.files import read_upload
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
-from lorastudio.web.state import Id, Studio
+from lorastudio.web.state import Id, Studio, as_id
 
 router = APIRouter(include_in_schema=False)
 
@@ -70,7 +71,7 @@ def _whole(raw: Mapping[str, str], name: str, default: int, high: int, notes: li
     value = raw.get(name, "").strip()
     if not value:
         return default
-    if value.isdigit() and 1 <= int(value) <= high:
+    if value.isascii() and value.isdigit() and len(value) <= 19 and 1 <= int(value) <= high:
         return int(value)
     notes.append(f"{name.replace('_', ' ')} {value[:20]!r} is not a number from 1 to {high}: using {default}")
     return default
@@ -150,7 +151,8 @@ def row_context(session: Session, user: int, lora: LoraOut, stars: dict[int, int
     if not lora.versions:  # list_loras leaves versions out
         lora = lora.model_copy(update={"versions": library.versions_of(session, lora.id)})
     facts = {"lora": lora, "mine": stars.get(lora.id), "may_change": _may_change(session, user, lora.id)}
-    return {"open": False, "highlight": False, "error": None, "status": None} | state | facts
+    return {"open": False, "highlight": False, "error": None, "status": None, "desc_error": None,
+            "desc_typed": None} | state | facts  # fmt: skip
 
 
 def _list(session: Session, user: int, filters: Filters, notes: list[str]) -> tuple[LoraPage, Filters]:
@@ -172,8 +174,8 @@ def _selected(raw: Mapping[str, str], notes: list[str]) -> int | None:
     value = raw.get("lora", "").strip()
     if not value:
         return None
-    if value.isdigit() and 1 <= int(value) <= 2**62:
-        return int(value)
+    if (found := as_id(value)) is not None:
+        return found
     notes.append(f"lora {value[:20]!r} is not a LoRA id")
     return None
 
@@ -262,6 +264,31 @@ def share(
         except LoraStudioError as exc:
             error = error_text(exc)
         return _row(request, session, user, lora_id, open=expanded == "1", error=error, status=status)
+
+
+@router.post("/library/{lora_id}/description", response_class=HTMLResponse)
+def describe(
+    request: Request,
+    user: PageUser,
+    lora_id: Id,
+    description: Annotated[str, Form(max_length=5000)] = "",
+    expanded: Expanded = "",
+) -> HTMLResponse:
+    """Change the description of one's own LoRA; what is wrong with the words is said beside them, kept."""
+    kept = {"open": expanded == "1", "desc_typed": description}
+    with studio_of(request).factory() as session:
+        try:
+            data = LoraUpdate(description=description)
+        except ValidationError:
+            error = (
+                f"a description is at most 300 characters (this one has {len(description)}): the look, in plain words"
+            )
+            return _row(request, session, user, lora_id, desc_error=error, **kept)
+        try:
+            library.update_lora(session, owner_id=user, lora_id=lora_id, data=data)
+        except LoraStudioError as exc:
+            return _row(request, session, user, lora_id, desc_error=error_text(exc), **kept)
+        return _row(request, session, user, lora_id, open=expanded == "1", status="Description saved.")
 
 
 @router.post("/library/{lora_id}/delete", response_class=HTMLResponse)

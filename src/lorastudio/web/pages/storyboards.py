@@ -38,14 +38,14 @@ from lorastudio.web.pages.common import (
     studio_of,
 )
 from lorastudio.web.pages.jobs import panel_context
-from lorastudio.web.state import Id
+from lorastudio.web.state import Digits, Id, as_id
 
 router = APIRouter(include_in_schema=False)
 
 # Form bounds are generous guards only: the schema models say what is too long, next to the field.
 Text = Annotated[str, Form(max_length=10_000)]
 Short = Annotated[str, Form(max_length=2_000)]
-JobQuery = Annotated[int, Query(ge=1, le=2**62, description="The job the progress note follows")]
+JobQuery = Annotated[int, Query(ge=1, le=2**62, description="The job the progress note follows"), Digits]
 FINISHED_LIMIT = 200  # newest jobs looked through for finished generations to add as scenes
 
 
@@ -295,8 +295,9 @@ def reorder(request: Request, user: PageUser, board_id: Id, scene_ids: Text = ""
         except LoraStudioError as exc:
             return _scenes_fragment(request, session, user, _board(session, user, board_id),
                                     list_error=error_text(exc))  # fmt: skip
-        announce = _where(board, int(moved)) if moved.isdigit() else "Scenes reordered"
-        focus = f"scene-{moved}" if moved.isdigit() else None
+        moved_id = as_id(moved)
+        announce = _where(board, moved_id) if moved_id else "Scenes reordered"
+        focus = f"scene-{moved_id}" if moved_id else None
         return _scenes_fragment(request, session, user, board, announce=announce, focus=focus)
 
 

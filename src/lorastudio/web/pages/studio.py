@@ -4,32 +4,39 @@ seed (random / fixed / lock), batches, the results gallery (keep or reject), str
 
 from __future__ import annotations
 
+import math
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from lorastudio.engine.generation.samplers import SAMPLERS
-from lorastudio.engine.models.basemodel import base_family, list_base_models
+from lorastudio.engine.kinds import KINDS, recommended_strength
+from lorastudio.engine.models.basemodel import base_family
 from lorastudio.errors import LoraStudioError
-from lorastudio.studio import characters, library, recipes, scenes, styles
+from lorastudio.studio import characters, jobs, library, recipes, scenes, styles
+from lorastudio.studio.base_models import ADD_A_MODEL, studio_bases
 from lorastudio.studio.queue import wake
 from lorastudio.studio.scene_checks import check_scene
 from lorastudio.studio.schemas import GenerationIn, RecipeIn
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
 from lorastudio.web.pages.jobs import panel_context
-from lorastudio.web.state import Id
+from lorastudio.web.state import Id, as_id
 
 router = APIRouter(include_in_schema=False)
 SECTIONS = [("character", "Characters"), ("fighting_style", "Fighting style"), ("pose", "Pose"),
             ("visual_style", "Visual style")]  # fmt: skip
-# The guide's strengths: character 0.7-0.9 (0.6-0.8 each with two), style 0.6, pose 0.4.
-GUIDE = {"character": (0.8, "guide: 0.7-0.9; 0.6-0.8 each with two characters"), "fighting_style": (0.6, "guide: 0.6"),
-         "pose": (0.4, "guide: 0.4"), "visual_style": (0.6, "guide: about 0.6")}  # fmt: skip
+# The guide's ranges around its strengths (character 0.8, style 0.6, pose 0.4), said where a base model uses them.
+GUIDE_RANGES = {"character": "0.7-0.9; 0.6-0.8 each with two characters", "fighting_style": "about 0.6",
+                "pose": "about 0.4", "visual_style": "about 0.6"}  # fmt: skip
 REGIONS = [("", "Whole picture"), ("left", "Left half"), ("right", "Right half"), ("top", "Top half"),
            ("bottom", "Bottom half")]  # fmt: skip
 MAX_GRID = 6
+RECENT = 6  # generations shown under Results when the page opens
+# The scene's fields a URL may carry (studio.js keeps the address bar in step with the form).
+SCENE_FIELDS = ("prompt", "negative_prompt", "seed_mode", "seed", "n", "steps", "cfg_scale", "sampler", "base",
+                "width", "height", "grid_strengths")  # fmt: skip
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -51,8 +58,7 @@ def selection_from_form(form: dict[str, str], errors: dict) -> list[dict]:
     """The chosen LoRAs (use_ID checked) with their slider strength and region."""
     chosen = []
     for key in form:
-        if key.startswith("use_") and key[4:].isdigit():
-            lora_id = int(key[4:])
+        if key.startswith("use_") and (lora_id := as_id(key[4:])) is not None:
             strength = _number(form, f"strength_{lora_id}", errors)
             chosen.append({"lora_id": lora_id, "strength": strength, "region": form.get(f"region_{lora_id}") or None})
     return chosen
@@ -91,30 +97,70 @@ def _completions(session, user: int, loras: list) -> list[dict]:
 
 
 def _prefill(request: Request, session, user: int) -> tuple[dict, dict]:
-    """The form's first values: a recipe's (?recipe=ID), a LoRA to use (?lora=ID), a style (?style=word)."""
+    """The form's first values: a recipe's (?recipe=ID), a LoRA to use (?lora=ID), a style (?style=word), or
+    the scene the address bar kept (?prompt=...&use_ID=on&strength_ID=...: a reload loses nothing)."""
     q = request.query_params
     form = {"prompt": "", "seed_mode": "random", "n": "2", "steps": "20", "cfg_scale": "7", "add_triggers": "on",
-            "sampler": "DPM++ 2M Karras"}  # fmt: skip
+            "sampler": "DPM++ 2M Karras", "grid_strengths": "0.4, 0.6, 0.8, 1.0"}  # fmt: skip
     selected: dict[int, dict] = {}
-    if (rid := q.get("recipe", "")).isdigit():
-        saved = recipes.get_row(session, owner_id=user, recipe_id=int(rid)).settings
+    if (rid := as_id(q.get("recipe"))) is not None:
+        saved = recipes.get_row(session, owner_id=user, recipe_id=rid).settings
         form |= {"prompt": saved.get("prompt_template", "").replace("{action}", "").strip(" ,"),
                  "negative_prompt": saved.get("negative_prompt", ""), "sampler": saved.get("sampler", form["sampler"]),
                  "steps": str(saved.get("steps", 20)), "cfg_scale": str(saved.get("cfg_scale", 7))}  # fmt: skip
         if saved.get("seed") is not None:
             form |= {"seed_mode": "fixed", "seed": str(saved["seed"])}
         selected = {s["lora_id"]: s for s in saved.get("loras", [])}
-    if (lid := q.get("lora", "")).isdigit():
-        lora = library.get_lora(session, owner_id=user, lora_id=int(lid))
+    if (lid := as_id(q.get("lora"))) is not None:
+        lora = library.get_lora(session, owner_id=user, lora_id=lid)
         selected[lora.id] = {"lora_id": lora.id, "strength": None, "region": None}
         form["prompt"] = form["prompt"] or ", ".join(lora.trigger_words[:1])
     if style := q.get("style", "")[:64]:
         form["prompt"] = f"epic fight scene, {style}, two fighters in combat"
+    if "prompt" in q:
+        form, selected = _scene_from_url(q, form)
     return form, selected
+
+
+def _scene_from_url(q, form: dict) -> tuple[dict, dict]:
+    """The scene studio.js wrote into the query string; what does not parse is left at its default."""
+    form = form | {k: q[k][:2000] for k in SCENE_FIELDS if k in q} | {"add_triggers": q.get("add_triggers", "")}
+    regions = {value for value, _ in REGIONS}
+    selected: dict[int, dict] = {}
+    for key in q:
+        if key.startswith("use_") and (lora_id := as_id(key[4:])) is not None:
+            try:
+                strength: float | None = float(q.get(f"strength_{lora_id}", ""))
+            except ValueError:
+                strength = None
+            if strength is not None and not math.isfinite(strength):
+                strength = None
+            region = q.get(f"region_{lora_id}") or None
+            selected[lora_id] = {
+                "lora_id": lora_id,
+                "strength": strength,
+                "region": region if region in regions else None,
+            }
+    return form, selected
+
+
+def _strength_hint(kind: str, family: str | None) -> str:
+    """The words beside a kind's sliders: the strength its LoRAs open at on this base model."""
+    rec = recommended_strength(kind, family)
+    if kind in KINDS and rec == KINDS[kind].recommended_strength:
+        return f"recommended {rec:g}; the guide: {GUIDE_RANGES[kind]}"
+    return f"recommended {rec:g} on this base model"
+
+
+def _recent_generations(session, user: int) -> list[dict]:
+    """The newest generations' panels, so a reload keeps the results gallery."""
+    found = [job for job in jobs.list_jobs(session, owner_id=user, limit=50) if job.type == "generation"][:RECENT]
+    return [panel_context(session, owner_id=user, job_id=job.id) for job in found]
 
 
 @router.get("/studio", response_class=HTMLResponse)
 def studio_page(request: Request, user: PageUser) -> HTMLResponse:
+    """The Studio, with the scene the URL carries and the newest generations under Results."""
     studio = studio_of(request)
     family = base_family(studio.settings.default_base_model, studio.settings)
     with studio.factory() as session:
@@ -122,10 +168,15 @@ def studio_page(request: Request, user: PageUser) -> HTMLResponse:
         form, selected = _prefill(request, session, user)
         completions = _completions(session, user, loras)
         saved = recipes.list_recipes(session, owner_id=user)
+        recent = _recent_generations(session, user)
     sections = [(kind, label, [lora for lora in loras if lora.kind == kind]) for kind, label in SECTIONS]
-    return render(request, "studio.html", form=form, selected=selected, sections=sections, guide=GUIDE,
-                  regions=REGIONS, completions=completions, recipes=saved, samplers=list(SAMPLERS),
-                  bases=list_base_models(studio.settings))  # fmt: skip
+    # A LoRA opens at the strength its file records, else at its kind's on this base: the hint says the same.
+    strengths = {lora.id: lora.recommended_strength if lora.recommended_strength is not None
+                 else recommended_strength(lora.kind, lora.family or family) for lora in loras}  # fmt: skip
+    hints = {kind: _strength_hint(kind, family) for kind, _ in SECTIONS}
+    return render(request, "studio.html", form=form, selected=selected, sections=sections, strengths=strengths,
+                  hints=hints, regions=REGIONS, completions=completions, recipes=saved, samplers=list(SAMPLERS),
+                  bases=studio_bases(studio.settings), add_a_model=ADD_A_MODEL, recent=recent)  # fmt: skip
 
 
 @router.post("/studio/check", response_class=HTMLResponse)
@@ -178,16 +229,31 @@ async def strength_grid(request: Request, user: PageUser) -> HTMLResponse:
     for s in strengths:
         rows.append((f"strength {s:g}", data.model_copy(update={"loras": [x.model_copy(update={"strength": s})
                                                                           for x in data.loras]})))  # fmt: skip
-    panels = []
+    cells = []
     with studio.factory() as session:
         try:
             for label, scene in rows:
                 job = scenes.submit_generation(session, studio.settings, owner_id=user, data=scene)
-                panels.append(panel_context(session, owner_id=user, job_id=job.id) | {"label": label})
+                cells.append(_grid_cell(session, user, job.id, label))
         except LoraStudioError as exc:
             return render(request, "_submit_error.html", status_code=422, errors={}, problem=error_text(exc))
         wake(studio.queue)
-    return _results(request, panels, seed, grid=True)
+    return _results(request, [], seed, rows=cells)
+
+
+def _grid_cell(session, user: int, job_id: int, label: str) -> dict:
+    job = jobs.get_job(session, owner_id=user, job_id=job_id)
+    return {"label": label, "job": job, "images": scenes.list_images(session, owner_id=user, job_id=job_id)}
+
+
+@router.get("/studio/grid-row/{job_id}", response_class=HTMLResponse)
+def grid_row(
+    request: Request, user: PageUser, job_id: Id, label: Annotated[str, Query(max_length=40)] = ""
+) -> HTMLResponse:
+    """One row of a strength grid, asked again each second until its job ends (then it shows the images)."""
+    with studio_of(request).factory() as session:
+        row = _grid_cell(session, user, job_id, label)
+    return render(request, "_grid_row.html", row=row)
 
 
 def _strengths(text: str, errors: dict) -> list[float]:
@@ -201,8 +267,8 @@ def _strengths(text: str, errors: dict) -> list[float]:
     return values
 
 
-def _results(request: Request, panels: list[dict], seed: dict, grid: bool = False) -> HTMLResponse:
-    response = render(request, "_studio_results.html", panels=panels, seed=seed, grid=grid)
+def _results(request: Request, panels: list[dict], seed: dict, rows: list[dict] | None = None) -> HTMLResponse:
+    response = render(request, "_studio_results.html", panels=panels, seed=seed, rows=rows)
     response.headers["HX-Retarget"] = "#results"
     response.headers["HX-Reswap"] = "afterbegin"
     return response

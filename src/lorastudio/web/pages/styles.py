@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from lorastudio.engine.kinds import recommended_strength
+from lorastudio.engine.models.basemodel import base_family
 from lorastudio.errors import Conflict, LoraStudioError
-from lorastudio.studio import datasets, styles
+from lorastudio.studio import datasets, library, styles
 from lorastudio.studio.schemas import StyleIn
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, redirect, render, studio_of
 from lorastudio.web.state import Id
@@ -18,9 +20,19 @@ router = APIRouter(include_in_schema=False)
 
 
 def _page(request: Request, user: int, *, form: dict | None = None, errors: dict | None = None, status: int = 200):
-    with studio_of(request).factory() as session:
+    studio = studio_of(request)
+    family = base_family(studio.settings.default_base_model, studio.settings)
+    with studio.factory() as session:
         style_list = styles.list_styles(session, owner_id=user)
-    return render(request, "styles.html", status_code=status, styles=style_list,
+        loras = library.list_loras(session, owner_id=user, kind="fighting_style", family=family, per_page=100).items
+    # A style with a LoRA for this base model is used at that LoRA's strength (the Studio's slider opens there).
+    here: dict[int, float] = {}
+    for lora in reversed(loras):  # newest last: the newest LoRA of a style wins
+        if lora.style_id is not None:
+            recorded = lora.recommended_strength
+            here[lora.style_id] = recorded if recorded is not None else recommended_strength("fighting_style", family)
+    return render(request, "styles.html", status_code=status, styles=style_list, lora_strength=here,
+                  trained_strength=recommended_strength("fighting_style", family),
                   form=form or {"recommended_strength": "0.6"}, errors=errors or {})  # fmt: skip
 
 

@@ -4,19 +4,24 @@ submit, then watch the job's panel (progress, loss curve, previews, ETA, cancel,
 
 from __future__ import annotations
 
+import typing
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import uuid4
 
+import annotated_types as at
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 
-from lorastudio.engine.models.basemodel import base_family, list_base_models
-from lorastudio.engine.training.presets import PRESETS, get_preset
+from lorastudio.engine.models.basemodel import base_family
+from lorastudio.engine.training.config import TrainConfig
+from lorastudio.engine.training.presets import PRESETS, Preset, get_preset
 from lorastudio.errors import Invalid, LoraStudioError, TooLarge
-from lorastudio.studio import credits, datasets, trainings
+from lorastudio.studio import characters, credits, datasets, jobs, styles, trainings
+from lorastudio.studio.base_models import studio_bases
 from lorastudio.studio.queue import wake
-from lorastudio.studio.schemas import DatasetIn, TrainingIn
+from lorastudio.studio.schemas import DatasetIn, DatasetOut, TrainingIn, TrainingSettings
 from lorastudio.web.api.files import read_upload
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, redirect, render, studio_of
 from lorastudio.web.pages.jobs import panel_context
@@ -25,36 +30,134 @@ from lorastudio.web.state import Id
 router = APIRouter(include_in_schema=False)
 KINDS = [("character", "Character"), ("fighting_style", "Fighting style"), ("pose", "Action pose"),
          ("visual_style", "Visual style")]  # fmt: skip
+# The Advanced panel's labels; its fields, types and limits are TrainingSettings' (the API's), in this order.
+LABELS = {
+    "steps": "Steps", "learning_rate": "Learning rate", "network_dim": "Network dim (rank)",
+    "network_alpha": "Network alpha", "resolution": "Resolution", "batch_size": "Batch size",
+    "seed": "Seed (-1: random)", "checkpoint_every": "Checkpoint every N steps",
+    "sample_every": "Sample preview every N steps (0: none)",
+    "text_encoder_lr": "Text encoder learning rate", "train_text_encoder": "Train the text encoder",
+    "gradient_accumulation": "Gradient accumulation steps", "target": "Layers with a LoRA", "optimizer": "Optimizer",
+    "lr_scheduler": "Learning-rate schedule", "warmup_steps": "Warm-up steps", "min_snr_gamma": "Min-SNR gamma",
+    "noise_offset": "Noise offset", "precision": "Mixed precision", "gradient_checkpointing": "Gradient checkpointing",
+    "flip_augment": "Mirror images at random",
+}  # fmt: skip
+HINTS = {"seed": "The same seed repeats a run"}
+MAIN = 9  # the first settings are shown open; the rest under "More settings"
+RECENT_TRAININGS = 100  # how far back the dataset page looks for its own trainings
 
 
-class Advanced(BaseModel):
-    """The Advanced panel's fields: each left empty keeps the preset's value."""
+@dataclass(frozen=True)
+class Setting:
+    """One Advanced field as TrainingSettings defines it: its kind and limits, and the words for them."""
 
-    model_config = ConfigDict(extra="ignore")
-    steps: int | None = Field(default=None, ge=1, le=100_000)
-    learning_rate: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
-    network_dim: int | None = Field(default=None, ge=1, le=1024)
-    network_alpha: float | None = Field(default=None, gt=0, le=1024, allow_inf_nan=False)
-    resolution: int | None = Field(default=None, ge=32, le=2048)
-    batch_size: int | None = Field(default=None, ge=1, le=64)
-    seed: int | None = Field(default=None, ge=0, lt=2**32)
-    checkpoint_every: int | None = Field(default=None, ge=1, le=100_000)
+    name: str
+    label: str
+    hint: str
+    kind: str  # "int", "float", "choice" or "bool"
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself not allowed (a float "greater than")
+    high_open: bool = False
+
+    @property
+    def words(self) -> str:
+        """What the field takes, e.g. "use a whole number from 1 to 100000"."""
+        if self.kind == "bool":
+            return "choose yes or no"
+        if self.kind == "choice":
+            return "choose one of: " + ", ".join(self.choices)
+        if self.kind == "int":
+            low = 0 if self.name == "seed" else int(self.low or 0)  # -1 is the "random" word, said apart
+            text = f"use a whole number from {low} to {int(self.high or 0)}"
+            return text + (", or -1 for a random seed" if self.name == "seed" else "")
+        if self.low_open or self.high_open:
+            low = f"greater than {self.low:g}" if self.low_open else f"of at least {self.low:g}"
+            return f"use a number {low} and {'below' if self.high_open else 'at most'} {self.high:g}"
+        return f"use a number from {self.low:g} to {self.high:g}"
+
+    def error(self) -> str:
+        """The error beside the field: its name and what it takes."""
+        return f"{self.name.replace('_', ' ')}: {self.words}"
 
 
-FIELDS = [("steps", "Steps"), ("learning_rate", "Learning rate"), ("network_dim", "Network dim (rank)"),
-          ("network_alpha", "Network alpha"), ("resolution", "Resolution"), ("batch_size", "Batch size"),
-          ("seed", "Seed"), ("checkpoint_every", "Checkpoint every N steps")]  # fmt: skip
+def _setting(name: str) -> Setting:
+    field = TrainingSettings.model_fields[name]
+    kind = next(a for a in typing.get_args(field.annotation) if a is not type(None))
+    hint = HINTS.get(name) or (field.description or "").split(";")[0]
+    if typing.get_origin(kind) is typing.Literal:
+        return Setting(name, LABELS.get(name, hint), hint, "choice", choices=tuple(typing.get_args(kind)))
+    if kind is bool:
+        return Setting(name, LABELS.get(name, hint), hint, "bool")
+    limits: dict[str, Any] = {}
+    for rule in field.metadata:
+        if isinstance(rule, at.Gt):
+            limits |= {"low": rule.gt + (1 if kind is int else 0), "low_open": kind is not int}
+        elif isinstance(rule, at.Ge):
+            limits["low"] = rule.ge
+        elif isinstance(rule, at.Lt):
+            limits |= {"high": rule.lt - (1 if kind is int else 0), "high_open": kind is not int}
+        elif isinstance(rule, at.Le):
+            limits["high"] = rule.le
+    return Setting(name, LABELS.get(name, hint), hint, "int" if kind is int else "float", **limits)
+
+
+# Every setting the API takes, the labelled ones first in LABELS' order (a new one shows up by itself).
+SETTINGS = [
+    _setting(name)
+    for name in dict.fromkeys([*LABELS, *TrainingSettings.model_fields])
+    if name in TrainingSettings.model_fields
+]
+ERROR_FIELDS = [s.name for s in SETTINGS] + ["description"]  # errors shown beside these fields
+
+
+def parse_settings(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Advanced fields the user filled, checked one by one against TrainingSettings, or their errors."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for setting in SETTINGS:
+        raw = str(form.get(setting.name, "")).strip()
+        if not raw:
+            continue
+        if setting.kind == "bool":
+            raw = {"yes": "true", "no": "false"}.get(raw, raw)
+        try:
+            checked = TrainingSettings.model_validate({setting.name: raw})
+        except ValidationError:
+            errors[setting.name] = setting.error()
+            continue
+        values[setting.name] = getattr(checked, setting.name)
+    return values, errors
 
 
 def training_request(dataset_id: int, form: dict[str, Any]) -> tuple[TrainingIn | None, dict[str, str]]:
     """The TrainingIn the form asks for (empty Advanced fields keep the preset), or the field errors."""
-    advanced, errors = parse_form(Advanced, {k: form.get(k, "") for k, _ in FIELDS})
-    if advanced is None:
+    overrides, errors = parse_settings(form)
+    if errors:
         return None, errors
-    overrides = advanced.model_dump(exclude_none=True)
-    return parse_form(TrainingIn, {"dataset_id": dataset_id, "preset": form.get("preset", ""),
-                                   "base": form.get("base", ""), "description": form.get("description", ""),
-                                   "overrides": overrides})  # fmt: skip
+    data, errors = parse_form(TrainingIn, {"dataset_id": dataset_id, "preset": form.get("preset", ""),
+                                           "base": form.get("base", ""), "description": form.get("description", ""),
+                                           "overrides": overrides})  # fmt: skip
+    if "description" in errors:
+        errors["description"] = "description: at most 300 characters, the look of the subject"
+    return data, errors
+
+
+def preset_values(preset: Preset) -> dict[str, str]:
+    """What each Advanced field is when left empty with this preset (the fields' placeholders)."""
+    shown: dict[str, Any] = {
+        "steps": preset.steps, "learning_rate": preset.learning_rate, "network_dim": preset.network_dim,
+        "network_alpha": preset.network_alpha, "resolution": preset.resolution, "batch_size": preset.batch_size,
+        "target": preset.target, "warmup_steps": "auto",  # the engine's, from the steps
+        "sample_every": f"auto (up to {trainings.PREVIEWS} a run)",  # the service fits them to the run's length
+    }  # fmt: skip
+    for setting in SETTINGS:
+        if setting.name not in shown:
+            default = TrainConfig.model_fields[setting.name].default
+            shown[setting.name] = "off" if default is None else default
+    return {k: ("yes" if v is True else "no" if v is False else f"{v:g}" if isinstance(v, float) else str(v))
+            for k, v in shown.items()}  # fmt: skip
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -94,16 +197,42 @@ def _presets(kind: str, family: str | None) -> list:
     return [get_preset(name, kind, family) for name, p in PRESETS.items() if p.kind == kind]
 
 
+def _subject_description(session, user: int, dataset: DatasetOut) -> str:
+    """The description of the character (or style) the dataset is for: the form's first value."""
+    try:
+        if dataset.character_id is not None:
+            return characters.get_character(session, owner_id=user, character_id=dataset.character_id).description
+        if dataset.style_id is not None:
+            return styles.get_style(session, owner_id=user, style_id=dataset.style_id).description
+    except LoraStudioError:  # the subject was deleted since: the dataset stays trainable
+        pass
+    return ""
+
+
+def _dataset_jobs(session, user: int, dataset_id: int) -> list[dict]:
+    """The panels to show on a dataset's page: its trainings still pending or running, then its newest finished."""
+    trainings_of = [job for job in jobs.list_jobs(session, owner_id=user, limit=RECENT_TRAININGS)
+                    if job.type == "training" and job.request.get("dataset_id") == dataset_id]  # fmt: skip
+    active = [job for job in trainings_of if job.status not in jobs.FINAL]
+    finished = [job for job in trainings_of if job.status in jobs.FINAL][:1]
+    return [panel_context(session, owner_id=user, job_id=job.id) for job in active + finished]
+
+
 @router.get("/train/{dataset_id}", response_class=HTMLResponse)
 def dataset_page(request: Request, user: PageUser, dataset_id: Id) -> HTMLResponse:
+    """A dataset's page: uploads, captions, settings, estimate, and its running and newest finished training."""
     studio = studio_of(request)
     with studio.factory() as session:
         dataset = datasets.get_dataset(session, studio.settings, studio.store, owner_id=user, dataset_id=dataset_id)
         balance = credits.balance(session, user)
+        description = _subject_description(session, user, dataset)
+        panels = _dataset_jobs(session, user, dataset_id)
     family = base_family(studio.settings.default_base_model, studio.settings)
-    return render(request, "train.html", dataset=dataset, presets=_presets(dataset.kind, family), fields=FIELDS,
-                  bases=list_base_models(studio.settings), form={}, errors={}, balance_now=balance, idem=uuid4().hex,
-                  kind_label=dict(KINDS).get(dataset.kind, dataset.kind))  # fmt: skip
+    presets = _presets(dataset.kind, family)
+    return render(request, "train.html", dataset=dataset, presets=presets, settings=SETTINGS, main=MAIN,
+                  defaults={p.name: preset_values(p) for p in presets}, bases=studio_bases(studio.settings),
+                  form={"description": description[:300]}, errors={}, balance_now=balance, idem=uuid4().hex,
+                  panels=panels, kind_label=dict(KINDS).get(dataset.kind, dataset.kind))  # fmt: skip
 
 
 @router.post("/train/{dataset_id}/images", response_class=HTMLResponse)
@@ -145,11 +274,19 @@ def remove_image(request: Request, user: PageUser, dataset_id: Id, image_id: Id)
     return render(request, "_dataset_images.html", dataset=dataset)
 
 
+def _split(errors: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Errors that go beside their field, and the rest (said where the form's answer goes)."""
+    beside = {k: v for k, v in errors.items() if k in ERROR_FIELDS}
+    return beside, {k: v for k, v in errors.items() if k not in beside}
+
+
 @router.post("/train/{dataset_id}/estimate", response_class=HTMLResponse)
 async def estimate(request: Request, user: PageUser, dataset_id: Id) -> HTMLResponse:
-    """The estimate for the form as it stands, beside the balance (refreshed as the form changes)."""
+    """The estimate for the form as it stands, beside the balance (refreshed as the form changes); a field's
+    error goes beside that field."""
     studio = studio_of(request)
     data, errors = training_request(dataset_id, await _form(request))
+    beside, errors = _split(errors)
     est, problem = None, None
     with studio.factory() as session:
         balance = credits.balance(session, user)
@@ -158,27 +295,31 @@ async def estimate(request: Request, user: PageUser, dataset_id: Id) -> HTMLResp
                 est = trainings.estimate_training(session, studio.settings, owner_id=user, data=data)
             except LoraStudioError as exc:
                 problem = error_text(exc)
-    return render(request, "_estimate.html", estimate=est, errors=errors, problem=problem, balance_now=balance)
+    return render(request, "_estimate.html", estimate=est, errors=errors, problem=problem, balance_now=balance,
+                  beside=beside, settings=SETTINGS)  # fmt: skip
 
 
 @router.post("/train/{dataset_id}/submit", response_class=HTMLResponse)
 async def submit(request: Request, user: PageUser, dataset_id: Id) -> HTMLResponse:
-    """Submit: the job's live panel, or what stops it (beside the button, the form untouched)."""
+    """Submit: the job's live panel, or what stops it (beside its field or the button, the form untouched)."""
     studio = studio_of(request)
     form = await _form(request)
     data, errors = training_request(dataset_id, form)
+    beside, errors = _split(errors)
     if data is None:
-        return render(request, "_submit_error.html", status_code=422, errors=errors, problem=None)
+        return render(request, "_train_refused.html", status_code=422, errors=errors, problem=None, beside=beside,
+                      settings=SETTINGS)  # fmt: skip
     with studio.factory() as session:
         try:
             job = trainings.submit_training(session, studio.settings, owner_id=user, data=data,
                                             idempotency_key=form.get("idempotency_key") or None)  # fmt: skip
         except LoraStudioError as exc:
-            return render(request, "_submit_error.html", status_code=422, errors={}, problem=error_text(exc))
+            return render(request, "_train_refused.html", status_code=422, errors={}, problem=error_text(exc),
+                          beside={}, settings=SETTINGS)  # fmt: skip
         wake(studio.queue)
         ctx = panel_context(session, owner_id=user, job_id=job.id)
     # A fresh key for the next submit (the old one would return this job again: that is its purpose).
-    response = render(request, "_train_submitted.html", idem=uuid4().hex, **ctx)
+    response = render(request, "_train_submitted.html", idem=uuid4().hex, beside={}, settings=SETTINGS, **ctx)
     response.headers["HX-Retarget"] = "#job-area"
     response.headers["HX-Reswap"] = "innerHTML"
     response.headers["HX-Trigger"] = "balance-changed"

@@ -1,8 +1,12 @@
 // LoRA Studio's few behaviours the server cannot render: live job progress over Server-Sent Events.
-// A container <div data-job-events="ID"> with [data-progress-bar], [data-progress-text], [data-eta],
-// [data-loss-curve] (an <svg>) and [data-previews] children is kept up to date; when the job ends the
-// element with [data-on-end] is fetched by htmx (hx-trigger="job-ended").
+// A job panel <section data-job-events="ID"> with [data-job-status], [data-progress-bar],
+// [data-progress-text], [data-eta], [data-loss-curve] (an <svg>) and [data-previews] children is kept up to
+// date; when the job ends it fires "job-ended" and htmx fetches the finished panel (hx-trigger="job-ended").
 (function () {
+  // A browser opens at most 6 connections to a site: past this many streams a panel polls instead, so
+  // a page full of running jobs still leaves connections for the forms.
+  const MAX_STREAMS = 3, POLL_MS = 2000, FINAL = ["succeeded", "failed", "canceled"];
+  let streams = 0;
   function lossPath(svg, losses) {
     if (!losses || losses.length < 2) return;
     const w = 300, h = 80, xs = losses.map(p => p[0]), ys = losses.map(p => p[1]);
@@ -12,42 +16,76 @@
     svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
     svg.innerHTML = `<path d="${d}" fill="none" stroke="#ff7a45" stroke-width="2"/>`;
   }
+  function showStatus(el, status) {
+    // A cancel asked for stays said until the job ends: the worker stops at its next step.
+    const words = el.dataset.cancelRequested && !FINAL.includes(status) ? "canceling…" : status;
+    const badge = el.querySelector("[data-job-status]");
+    if (badge && badge.textContent !== words) {
+      badge.textContent = words;
+      badge.className = badge.className.replace(/\bstatus-\S+/g, "").trim() + ` status-${status}`;
+    }
+    el.dataset.status = status;
+  }
+  function progress(el, p) {
+    const id = el.dataset.jobEvents, q = s => el.querySelector(s), total = p.total || 0, step = p.step || 0;
+    if (p.status) showStatus(el, p.status);
+    const bar = q("[data-progress-bar]");
+    if (bar && total) bar.style.width = Math.min(100, 100 * step / total) + "%";
+    const text = q("[data-progress-text]");
+    if (text && (p.status !== "pending" || step)) {
+      text.textContent = `${p.phase || ""} ${step}/${total}` + (p.loss != null ? ` · loss ${p.loss.toFixed(4)}` : "");
+    }
+    const eta = q("[data-eta]");
+    if (eta && p.eta_seconds != null) eta.textContent = `about ${Math.ceil(p.eta_seconds)} s left`;
+    const svg = q("[data-loss-curve]");
+    if (svg && p.losses) lossPath(svg, p.losses);
+    const previews = q("[data-previews]");
+    if (previews && p.previews && previews.childElementCount !== p.previews.length) {
+      previews.innerHTML = "";
+      p.previews.forEach((_, i) => { const img = document.createElement("img"); img.src = `/api/v1/jobs/${id}/previews/${i}`; img.className = "thumb"; img.alt = `sample preview ${i + 1}`; previews.appendChild(img); });
+    }
+  }
+  function ended(el, status) {
+    showStatus(el, status);
+    const text = el.querySelector("[data-progress-text]");
+    if (text) text.textContent = `finished: ${status}`;
+    htmx.trigger(el, "job-ended");
+  }
+  function poll(el) {
+    // No stream to spare: the panel is fetched again until a stream frees up or the job ends.
+    el._poll = setTimeout(() => {
+      if (!el.isConnected) return;
+      htmx.ajax("GET", `/jobs/${el.dataset.jobEvents}/panel`, { source: el, target: el, swap: "outerHTML" }).then(() => {
+        const fresh = document.getElementById(el.id);  // ended: what listens for an end (the balance) hears it
+        if (fresh && FINAL.includes(fresh.dataset.status)) htmx.trigger(document.body, "job-ended");
+      });
+    }, POLL_MS);
+  }
   function watch(el) {
-    const id = el.dataset.jobEvents, q = s => el.querySelector(s);
-    const source = new EventSource(`/api/v1/jobs/${id}/events`);
-    el._events = source;  // closed when htmx swaps the panel out: a browser has only 6 connections a site
-    source.addEventListener("progress", ev => {
-      const p = JSON.parse(ev.data), total = p.total || 0, step = p.step || 0;
-      const bar = q("[data-progress-bar]");
-      if (bar && total) bar.style.width = Math.min(100, 100 * step / total) + "%";
-      const text = q("[data-progress-text]");
-      if (text) text.textContent = `${p.phase || ""} ${step}/${total}` + (p.loss != null ? ` · loss ${p.loss.toFixed(4)}` : "");
-      const eta = q("[data-eta]");
-      if (eta && p.eta_seconds != null) eta.textContent = `about ${Math.ceil(p.eta_seconds)} s left`;
-      const svg = q("[data-loss-curve]");
-      if (svg && p.losses) lossPath(svg, p.losses);
-      const previews = q("[data-previews]");
-      if (previews && p.previews && previews.childElementCount !== p.previews.length) {
-        previews.innerHTML = "";
-        p.previews.forEach((_, i) => { const img = document.createElement("img"); img.src = `/api/v1/jobs/${id}/previews/${i}`; img.className = "thumb"; img.alt = `sample preview ${i + 1}`; previews.appendChild(img); });
-      }
-    });
-    source.addEventListener("end", ev => {
-      source.close();
-      const p = JSON.parse(ev.data);
-      el.dataset.status = p.status;
-      const text = q("[data-progress-text]");
-      if (text) text.textContent = `finished: ${p.status}`;
-      htmx.trigger(el, "job-ended");
-    });
-    source.onerror = () => { if (el.dataset.status) source.close(); };
+    if (streams >= MAX_STREAMS) return poll(el);
+    const source = new EventSource(`/api/v1/jobs/${el.dataset.jobEvents}/events`);
+    let open = true;
+    streams += 1;
+    const close = () => { if (open) { open = false; streams -= 1; source.close(); } };
+    el._events = { close };  // closed when htmx swaps the panel out
+    source.addEventListener("progress", ev => progress(el, JSON.parse(ev.data)));
+    source.addEventListener("end", ev => { close(); ended(el, JSON.parse(ev.data).status); });
+    // The browser reconnects a dropped stream by itself; one it gave up on (an error answer) is let go.
+    source.onerror = () => { if (source.readyState === EventSource.CLOSED || FINAL.includes(el.dataset.status)) close(); };
   }
   function scan(root) {
-    root.querySelectorAll("svg[data-losses]").forEach(svg => lossPath(svg, JSON.parse(svg.dataset.losses)));
-    root.querySelectorAll("[data-job-events]").forEach(el => { if (!el.dataset.watching) { el.dataset.watching = "1"; watch(el); } }); }
-  document.addEventListener("DOMContentLoaded", () => scan(document));
-  document.addEventListener("htmx:afterSettle", ev => scan(ev.target));
-  document.addEventListener("htmx:beforeCleanupElement", ev => { if (ev.target._events) ev.target._events.close(); });
+    if (!root.querySelectorAll) return;
+    const all = sel => (root.matches && root.matches(sel) ? [root] : []).concat(Array.from(root.querySelectorAll(sel)));
+    all("svg[data-losses]").forEach(svg => lossPath(svg, JSON.parse(svg.dataset.losses)));
+    all("[data-job-events]").forEach(el => { if (!el.dataset.watching) { el.dataset.watching = "1"; watch(el); } });
+  }
+  // htmx.onLoad runs for the first page and for every element htmx puts in, an outerHTML swap's included
+  // (a job panel swapped after Cancel is the new element itself, not a child of the event's target).
+  htmx.onLoad(scan);
+  document.addEventListener("htmx:beforeCleanupElement", ev => {
+    if (ev.target._events) ev.target._events.close();
+    if (ev.target._poll) clearTimeout(ev.target._poll);
+  });
 })();
 
 // Errors of htmx requests. A page route that re-renders a form with its field errors answers 422 with

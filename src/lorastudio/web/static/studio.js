@@ -65,3 +65,27 @@
   }
   document.addEventListener("DOMContentLoaded", () => { const a = document.getElementById("prompt"); if (a) setup(a); });
 })();
+
+// The scene lives in the address bar (the prompt, the chosen LoRAs with their strengths and regions, seed and
+// sampler settings), replaced as the form changes: a reload, or the link sent to someone, opens the same scene.
+(function () {
+  function sceneQuery(form) {
+    const data = new FormData(form), out = new URLSearchParams();
+    for (const [name, value] of data) {
+      if (typeof value !== "string" || name === "recipe_name" || name === "csrf_token") continue;
+      const per = name.match(/^(?:strength|region)_(\d+)$/);
+      if (per && !data.has(`use_${per[1]}`)) continue;  // only the chosen LoRAs' settings
+      out.append(name, value);
+    }
+    return out.toString();
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    const form = document.querySelector("form[data-keep-url]");
+    if (!form) return;
+    const keep = () => history.replaceState(history.state, "", `${location.pathname}?${sceneQuery(form)}`);
+    form.addEventListener("input", keep);
+    form.addEventListener("change", keep);
+    // A locked seed comes back from the server (not the results' own refreshes, outside the form).
+    document.addEventListener("htmx:afterSettle", ev => { if (ev.detail.elt && form.contains(ev.detail.elt)) keep(); });
+  });
+})();

@@ -75,3 +75,60 @@
     input.addEventListener("change", () => { upload(zone, input.files); input.value = ""; });
   });
 })();
+
+// The training form outlives a reload: what was typed (description, preset, Advanced) is kept per dataset in
+// localStorage, so another tab of the same dataset starts from it too and follows it as it changes there.
+// It runs before htmx starts, so the first estimate is for the kept values.
+(function () {
+  const form = document.querySelector("form[data-keep-form]");
+  if (!form) return;
+  const key = form.dataset.keepForm;
+  const fields = () => Array.from(form.elements).filter(el => el.name && el.name !== "idempotency_key" && el.name !== "csrf_token");
+  function read() { try { return JSON.parse(localStorage.getItem(key) || "{}"); } catch (e) { return {}; } }
+  function apply(kept, skip) {
+    fields().forEach(el => {
+      if (el === skip || !Object.prototype.hasOwnProperty.call(kept, el.name)) return;
+      if (el.tagName === "SELECT" && !Array.from(el.options).some(o => o.value === kept[el.name])) return;  // gone since
+      el.value = kept[el.name];
+    });
+    // Settings typed before the reload are in sight again.
+    form.querySelectorAll("details").forEach(d => { if (Array.from(d.querySelectorAll("input, select")).some(el => el.value)) d.open = true; });
+    showDefaults();
+  }
+  function save() {
+    const kept = {};
+    fields().forEach(el => { kept[el.name] = el.value; });
+    try { localStorage.setItem(key, JSON.stringify(kept)); } catch (e) { /* storage full or off: nothing kept */ }
+  }
+  // Empty Advanced fields show what the chosen preset will use.
+  function showDefaults() {
+    const option = form.querySelector("#preset").selectedOptions[0];
+    const values = option ? JSON.parse(option.dataset.defaults || "{}") : {};
+    Object.entries(values).forEach(([name, value]) => {
+      const el = form.elements.namedItem(name);
+      if (!el) return;
+      if (el.tagName === "SELECT") { const first = el.querySelector("[data-preset-option]"); if (first) first.textContent = `preset's (${value})`; }
+      else el.placeholder = value;
+    });
+  }
+  apply(read(), null);
+  form.addEventListener("input", save);
+  form.addEventListener("change", ev => { save(); if (ev.target.id === "preset") showDefaults(); });
+  window.addEventListener("storage", ev => {
+    if (ev.key !== key) return;
+    apply(read(), document.activeElement);
+    document.body.dispatchEvent(new Event("refresh-estimate"));
+  });
+
+  // A field's error (swapped in beside it by the server) marks the field and opens the panels around it.
+  function markErrors() {
+    document.querySelectorAll("[data-error-for]").forEach(note => {
+      const field = document.getElementById(note.dataset.errorFor), bad = note.textContent.trim() !== "";
+      if (!field) return;
+      if (bad) field.setAttribute("aria-invalid", "true"); else field.removeAttribute("aria-invalid");
+      for (let d = note.closest("details"); bad && d; d = d.parentElement.closest("details")) d.open = true;
+    });
+  }
+  document.addEventListener("htmx:afterSettle", markErrors);
+  document.addEventListener("htmx:oobAfterSwap", markErrors);
+})();
