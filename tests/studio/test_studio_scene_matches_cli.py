@@ -41,8 +41,10 @@ def test_a_regional_studio_scene_is_the_clis_scene(client, studio_settings, trai
     studio = _studio_image(client, studio_settings, body)
 
     cache = PipelineCache(studio_settings)
-    selection = [{"lora": str(files["john"]), "strength": 0.8, "region": "left", "description": looks["john"]},
-                 {"lora": str(files["kane"]), "strength": 0.7, "region": "right", "description": looks["kane"]}]
+    selection = [
+        {"lora": str(files["john"]), "strength": 0.8, "region": "left", "description": looks["john"]},
+        {"lora": str(files["kane"]), "strength": 0.7, "region": "right", "description": looks["kane"]},
+    ]
     request = GenerateRequest.build(prompt=prompt, base="tiny-sd15", seed=7, steps=3, loras=selection)
     cli = np.asarray(generate(cache, request).images[0].convert("RGB"))
     assert np.array_equal(studio, cli)
