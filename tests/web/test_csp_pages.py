@@ -46,7 +46,7 @@ def test_main_pages_run_under_the_csp_with_no_violation(live, watched):
         page.wait_for_load_state("networkidle")  # htmx's loads (the estimate, the balance) have run
         page.done(path)
 
-    # on*= handlers run by their hash: the strength slider shows its value...
+    # Behaviours moved out of the templates still work: the strength slider shows its value...
     page.goto(live.url + "/studio")
     slider = page.locator("input[type=range]").first
     slider.fill("0.35")

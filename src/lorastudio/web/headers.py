@@ -3,33 +3,20 @@ Content-Security-Policy that lets only the studio's own scripts run, no MIME sni
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
-import re
-from pathlib import Path
-
 from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-TEMPLATES = Path(__file__).parent / "templates"
 
-_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S | re.I)
-_HANDLER = re.compile(r"""\son[a-z]+=(?:"([^"]*)"|'([^']*)')""", re.I)
-
-
-def content_security_policy(templates: Path = TEMPLATES) -> str:
+def content_security_policy() -> str:
     """The Content-Security-Policy: only the studio's own scripts, styles, images and connections (for the
     pages and for /docs, whose Swagger UI also needs inline styles and data: icons)."""
-    scripts, handlers = inline_hashes(templates)
-    script_src = " ".join(["'self'", *scripts, *handlers, *(["'unsafe-hashes'"] if handlers else [])])
     return "; ".join(
         [
             "default-src 'self'",
-            # Inline scripts and on*= handlers still in the templates run by their hash alone, so an injected
-            # script never does; moving them to static/*.js empties this list.
-            f"script-src {script_src}",
+            # No inline script or on*= handler anywhere (tests/web/test_headers.py keeps it so): an injected
+            # script never runs.
+            "script-src 'self'",
             # Templates and htmx swaps carry style="width: N%" (progress bars), htmx adds its indicator <style>
             # and Swagger UI styles inline: all need inline styles. Styles run no code; scripts stay locked.
             "style-src 'self' 'unsafe-inline'",
@@ -41,27 +28,6 @@ def content_security_policy(templates: Path = TEMPLATES) -> str:
             "frame-ancestors 'none'",
         ]
     )
-
-
-def inline_hashes(templates: Path = TEMPLATES) -> tuple[list[str], list[str]]:
-    """CSP source hashes of the templates' inline <script> bodies and of their on*= handler attributes
-    (those with Jinja in them render differently each time and are left out: the browser test catches them)."""
-    scripts: set[str] = set()
-    handlers: set[str] = set()
-    for path in sorted(templates.rglob("*.html")):
-        text = path.read_text(encoding="utf-8")
-        for body in _INLINE_SCRIPT.findall(text):
-            if "{{" not in body and "{%" not in body:
-                scripts.add(_sha256(body))
-        for double, single in _HANDLER.findall(text):
-            code = html.unescape(double or single)
-            if "{{" not in code and "{%" not in code:
-                handlers.add(_sha256(code))
-    return sorted(scripts), sorted(handlers)
-
-
-def _sha256(code: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode() + "'"
 
 
 class SecurityHeaders:
@@ -92,10 +58,10 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def install(app: FastAPI, *, templates: Path = TEMPLATES) -> None:
+def install(app: FastAPI) -> None:
     """Wrap the whole app, error handling included, in SecurityHeaders."""
     build = app.build_middleware_stack
-    policy = content_security_policy(templates)
+    policy = content_security_policy()
 
     # Outside Starlette's ServerErrorMiddleware, which answers unexpected errors (500) past any middleware
     # added with add_middleware: only the outermost layer sees every answer.

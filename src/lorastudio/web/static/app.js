@@ -128,3 +128,18 @@
   });
   document.addEventListener("htmx:sendError", ev => place(ev.detail.elt, "<p role=alert>the studio did not answer; is it still running?</p>"));
 })();
+
+// Behaviours a template would otherwise write inline (the Content-Security-Policy runs no inline code): a form
+// with data-confirm asks first; a range input with data-shows-value writes its value into the <output> after it.
+(function () {
+  document.addEventListener("submit", ev => {
+    const form = ev.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.dataset.confirm)) { ev.preventDefault(); ev.stopImmediatePropagation(); }
+  }, true);
+  document.addEventListener("input", ev => {
+    const input = ev.target;
+    if (!input.matches || !input.matches("input[data-shows-value]")) return;
+    const output = input.nextElementSibling;
+    if (output && output.tagName === "OUTPUT") output.value = Number(input.value).toFixed(2);
+  });
+})();
