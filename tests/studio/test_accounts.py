@@ -79,6 +79,7 @@ def _maya_world(client, settings, h, john_refs) -> dict:
 BODIES = {
     ("PATCH", "/characters/{character_id}"): {"json": {"description": "x"}},
     ("PUT", "/characters/{character_id}/reference"): {"files": {"file": ("r.png", b"")}},
+    ("PATCH", "/loras/{lora_id}"): {"json": {"description": "mine now"}},
     ("PUT", "/loras/{lora_id}/rating"): {"json": {"stars": 5}},
     ("PUT", "/loras/{lora_id}/public"): {"json": {"public": True}},
     ("POST", "/datasets/{dataset_id}/images"): {"files": [("files", ("a.png", b""))]},
