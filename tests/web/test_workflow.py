@@ -64,7 +64,7 @@ def test_the_guides_workflow_in_the_browser(live, page, john_refs, tmp_path):
     page.get_by_text("Advanced", exact=True).click()
     page.get_by_label("Steps", exact=True).fill("abc")
     page.get_by_label("Steps", exact=True).press("Tab")
-    assert "steps: use a whole number" in page.locator("#adv-steps-error").inner_text()  # said beside the field
+    page.locator("#adv-steps-error", has_text="steps: use a whole number").wait_for()  # said beside the field
     page.get_by_label("Steps", exact=True).fill("8")
     page.get_by_label("Checkpoint every N steps").fill("4")
     page.get_by_label("Checkpoint every N steps").press("Tab")
