@@ -224,8 +224,7 @@ def seed(settings: Settings, n_loras: int, n_jobs: int) -> None:
     """Bulk inserts through SQLAlchemy (one executemany per table): seconds, not minutes."""
     from sqlalchemy import insert
 
-    from lorastudio.studio.db import make_engine, session_factory
-    from lorastudio.studio.models import Job, Lora
+    from lorastudio.studio.db import Job, Lora, make_engine, session_factory
 
     rng = random.Random(0)
     engine = make_engine(settings)

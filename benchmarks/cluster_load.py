@@ -183,8 +183,7 @@ def write_capacity(settings: Settings, seconds_: float = 3.0, threads: int = 4) 
     from sqlalchemy import select, update
 
     from lorastudio.studio import jobs
-    from lorastudio.studio.db import make_engine, session_factory
-    from lorastudio.studio.models import Job
+    from lorastudio.studio.db import Job, make_engine, session_factory
 
     engine = make_engine(settings)
     factory = session_factory(engine)

@@ -49,7 +49,7 @@ def main() -> None:
         pair_prompts,
     )
     from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS
-    from lorastudio.studio.worker import Worker
+    from lorastudio.studio.workers import Worker
     from lorastudio.web.app import create_app
 
     john, kane = HELD_OUT_CHARACTERS["johnhero"], HELD_OUT_CHARACTERS["kanehero"]

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from lorastudio.engine.toyworld.prebuilt import prebuilt_lora_path
 from lorastudio.studio import accounts
 from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.worker import Worker
+from lorastudio.studio.workers import Worker
 from lorastudio.web.state import COOKIE
 
 PASSWORD = "correct horse battery"

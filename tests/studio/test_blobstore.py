@@ -9,9 +9,7 @@ import pytest
 
 from lorastudio.config import Settings
 from lorastudio.errors import Invalid, NotFound, Unavailable
-from lorastudio.studio.blob_cache import BlobCache
-from lorastudio.studio.blobs_s3 import S3BlobStore, parse_s3_url
-from lorastudio.studio.storage import LocalBlobStore, make_store
+from lorastudio.studio.blobs import BlobCache, LocalBlobStore, S3BlobStore, make_store, parse_s3_url
 
 
 def _bucket(s3_env) -> str:

@@ -11,12 +11,11 @@ import torch
 from fastapi.testclient import TestClient
 
 from lorastudio.errors import InsufficientCredits
-from lorastudio.studio import credits, jobs, trainings
+from lorastudio.studio import credits, jobs, training
 from lorastudio.studio.credits import cost_of
-from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.models import CreditEntry, LoraVersion
-from lorastudio.studio.schemas import TrainingIn
-from lorastudio.studio.worker import Worker
+from lorastudio.studio.db import CreditEntry, LoraVersion, make_engine, session_factory
+from lorastudio.studio.training import TrainingIn
+from lorastudio.studio.workers import Worker
 from tests.studio.conftest import BOTH_DATABASES, john_dataset
 
 BODY = {"overrides": {"steps": 8, "checkpoint_every": 4}}
@@ -46,7 +45,7 @@ def _submit_many(settings, dataset_id: int, n: int, results: list) -> None:
     for _ in range(n):
         with factory() as session:
             try:
-                trainings.submit_training(session, settings, owner_id=1, data=TrainingIn(dataset_id=dataset_id, **BODY))
+                training.submit_training(session, settings, owner_id=1, data=TrainingIn(dataset_id=dataset_id, **BODY))
                 results.append("accepted")
             except InsufficientCredits as exc:
                 results.append(str(exc))

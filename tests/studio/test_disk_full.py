@@ -94,7 +94,7 @@ def test_a_full_disk_answers_507_in_words_and_not_ready_then_recovers(small_disk
 
 
 def test_a_training_that_fills_the_disk_ends_failed_in_words_with_its_credits_back(small_disk, john_refs):
-    from lorastudio.studio.worker import Worker
+    from lorastudio.studio.workers import Worker
 
     home = small_disk / "home"
     settings = Settings(home=home, device="cpu", lease_seconds=30, heartbeat_seconds=0.5, min_free_mb=0)

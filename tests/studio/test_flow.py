@@ -5,7 +5,7 @@ kungfustyle -> images judged -> usage and success rate."""
 import json
 import threading
 
-from lorastudio.studio.worker import Worker
+from lorastudio.studio.workers import Worker
 from tests.studio.conftest import BOTH_DATABASES, john_dataset, upload_refs
 
 

@@ -11,7 +11,7 @@ import re
 import pytest
 from PIL import Image
 
-from lorastudio.studio.worker import Worker
+from lorastudio.studio.workers import Worker
 from tests.studio.conftest import john_dataset
 
 
@@ -49,14 +49,14 @@ def test_a_prompt_tag_never_opens_a_file(client, hero, studio_settings):
 
 
 def _blob(client, lora_id: int) -> str:
-    from lorastudio.studio.models import LoraVersion
+    from lorastudio.studio.db import LoraVersion
 
     with client.app.state.studio.factory() as session:
         return session.query(LoraVersion).filter_by(lora_id=lora_id).one().blob
 
 
 def test_another_users_private_lora_is_not_found_by_tag(client, hero):
-    from lorastudio.studio.models import Lora
+    from lorastudio.studio.db import Lora
 
     with client.app.state.studio.factory() as session:  # the LoRA becomes someone else's, not shared
         from lorastudio.studio.accounts import add_user

@@ -7,7 +7,7 @@ import re
 from sqlalchemy import text
 
 from lorastudio.studio.db import make_engine
-from lorastudio.studio.worker import Worker
+from lorastudio.studio.workers import Worker
 from tests.studio.conftest import BOTH_DATABASES
 
 

@@ -12,7 +12,7 @@ import zipfile
 from PIL import Image
 
 from lorastudio.studio.redact import server_roots
-from lorastudio.studio.worker import Worker
+from lorastudio.studio.workers import Worker
 from tests.studio.conftest import john_dataset
 
 API = "/api/v1"
@@ -40,7 +40,7 @@ def test_no_answer_page_png_or_export_carries_a_server_path(client, studio_setti
     broken = client.post(f"{API}/loras", files={"file": ("Broken.safetensors", trained["style-sd15"].read_bytes())})
     store = client.app.state.studio.store
     version = broken.json()["versions"][0]
-    from lorastudio.studio.models import LoraVersion
+    from lorastudio.studio.db import LoraVersion
 
     with client.app.state.studio.factory() as session:
         blob = session.get(LoraVersion, version["id"]).blob

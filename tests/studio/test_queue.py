@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 from lorastudio.config import Settings
-from lorastudio.studio.queue import make_queue, wake
-from lorastudio.studio.worker import Worker
+from lorastudio.studio.jobs import make_queue, wake
+from lorastudio.studio.workers import Worker
 from lorastudio.web.app import create_app
 from tests.servers import free_port
 
@@ -52,7 +52,7 @@ def test_a_wake_up_through_postgresql_runs_the_job(postgres, tmp_path):
 
 
 def test_with_the_queue_down_jobs_are_taken_and_still_run(tmp_path):
-    from lorastudio.studio.capabilities import detect
+    from lorastudio.studio.jobs import detect
 
     settings = _settings(tmp_path, queue_url=f"redis://127.0.0.1:{free_port()}/0", poll_seconds=0.3)
     t0 = time.monotonic()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-from lorastudio.studio import jobs, workers
-from lorastudio.studio.capabilities import Capabilities, generation_memory_mb, training_memory_mb
-from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.models import Job
-from lorastudio.studio.users import local_user
+from lorastudio.studio import jobs
+from lorastudio.studio.accounts import local_user
+from lorastudio.studio.db import Job, make_engine, session_factory
+from lorastudio.studio.jobs import Capabilities, generation_memory_mb, training_memory_mb
 from tests.studio.test_health import _metric
 
 CARD_8GB = Capabilities(device="cuda: an 8 GB card", memory_mb=8 * 1024, families=("sd15", "sdxl"), host="a")
@@ -67,21 +66,21 @@ def test_workers_register_and_a_job_nobody_can_run_says_why(client, studio_setti
     (hires,) = _jobs(factory, owner, [("training", "sdxl", 20_000)])
     waiting = client.get(f"/api/v1/jobs/{hires}").json()["waiting"]
     assert "no worker is running" in waiting and "lorastudio worker" in waiting
-    workers.register(factory, name="gpu-a-0", caps=CARD_8GB, queues=("training", "generation"))
-    workers.register(factory, name="gpu-b-0", caps=SD15_ONLY, queues=("generation",))
+    jobs.register(factory, name="gpu-a-0", caps=CARD_8GB, queues=("training", "generation"))
+    jobs.register(factory, name="gpu-b-0", caps=SD15_ONLY, queues=("generation",))
     waiting = client.get(f"/api/v1/jobs/{hires}").json()["waiting"]
     assert "none of the 2 running worker(s) can run it" in waiting and "sdxl" in waiting and "20 GB" in waiting
     page = client.get(f"/jobs/{hires}").text
     assert "none of the 2 running worker(s)" in page
-    workers.register(factory, name="gpu-c-0", caps=CARD_48GB, queues=("training",))
+    jobs.register(factory, name="gpu-c-0", caps=CARD_48GB, queues=("training",))
     assert client.get(f"/api/v1/jobs/{hires}").json()["waiting"] is None  # one can: it is only queued
     listed = client.get("/api/v1/workers").json()
     assert [w["name"] for w in listed] == ["gpu-a-0", "gpu-b-0", "gpu-c-0"]
     assert listed[0]["memory_mb"] == 8192 and listed[1]["families"] == ["sd15"] and listed[0]["state"] == "alive"
     assert _metric(client.get("/metrics").text, "lorastudio_workers") == 3
-    workers.stopped(factory, name="gpu-b-0")
+    jobs.stopped(factory, name="gpu-b-0")
     with factory() as session:  # gpu-a-0 has not been heard from for longer than a lease
-        row = session.query(workers.WorkerRow).filter_by(name="gpu-a-0").one()
+        row = session.query(jobs.WorkerRow).filter_by(name="gpu-a-0").one()
         row.seen_at = row.seen_at.replace(year=2020)
         session.commit()
     states = {w["name"]: w["state"] for w in client.get("/api/v1/workers").json()}

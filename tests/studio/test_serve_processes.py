@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.models import Job
+from lorastudio.studio.db import Job, make_engine, session_factory
 from tests.servers import free_port, wait_port
 from tests.studio.conftest import FAST, john_dataset, wait_for
 

@@ -2,9 +2,9 @@
 
 import pytest
 
+from lorastudio.studio.credits import estimate, record_timing
 from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.estimates import estimate, record_timing
-from lorastudio.studio.triggers import suggest_trigger
+from lorastudio.studio.library import suggest_trigger
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ from PIL import Image
 from pypdf import PdfReader
 
 from lorastudio.studio import jobs, storyboards
-from lorastudio.studio.models import User
-from lorastudio.studio.storyboard_manifest import Manifest
-from lorastudio.studio.storyboard_schemas import StoryboardIn
-from lorastudio.studio.worker import Worker
+from lorastudio.studio.db import User
+from lorastudio.studio.storyboards import Manifest, StoryboardIn
+from lorastudio.studio.workers import Worker
 
 API = "/api/v1"
 SEQUENCE = [  # the demo's Epic Fight Sequence; "attacks" confines kungfustyle to the left half

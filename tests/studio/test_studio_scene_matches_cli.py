@@ -12,7 +12,7 @@ from PIL import Image
 
 from lorastudio.engine.generation.generate import GenerateRequest, generate
 from lorastudio.engine.generation.pipecache import PipelineCache
-from lorastudio.studio.worker import Worker
+from lorastudio.studio.workers import Worker
 
 API = "/api/v1"
 

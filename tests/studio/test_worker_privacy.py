@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from lorastudio.studio import accounts, jobs, workers
-from lorastudio.studio.capabilities import Capabilities
+from lorastudio.studio import accounts, jobs
 from lorastudio.studio.db import make_engine, session_factory
+from lorastudio.studio.jobs import Capabilities, registry
 from lorastudio.web.app import create_app
 
 CARD = Capabilities(device="cuda: RTX 6000 Ada", memory_mb=48 * 1024, families=("sd15",), host="render-box-7.lan")
@@ -25,10 +25,10 @@ def _studio_with_two_busy_workers(settings):
             tokens[name] = accounts.create_token(session, user_id=user.id, name="test")[1]
             job_ids[name] = jobs.add_job(session, owner_id=user.id, type="generation", request={}).id
         session.commit()
-    workers.register(factory, name="render-box-7.lan-4242@cuda", caps=CARD, queues=("generation",))
-    workers.register(factory, name="gpu-b-0", caps=CARD, queues=("generation",))
-    workers.beat(factory, name="render-box-7.lan-4242@cuda", job_id=job_ids["alice"])
-    workers.beat(factory, name="gpu-b-0", job_id=job_ids["bob"])
+    jobs.register(factory, name="render-box-7.lan-4242@cuda", caps=CARD, queues=("generation",))
+    jobs.register(factory, name="gpu-b-0", caps=CARD, queues=("generation",))
+    jobs.beat(factory, name="render-box-7.lan-4242@cuda", job_id=job_ids["alice"])
+    jobs.beat(factory, name="gpu-b-0", job_id=job_ids["bob"])
     return client, tokens, job_ids
 
 
@@ -68,7 +68,7 @@ def test_a_user_sees_only_their_own_jobs_and_no_host_names_an_operator_all(studi
 
 
 def test_host_names_are_hidden_only_where_the_name_starts_with_them():
-    hide = workers._without_host
+    hide = registry._without_host
     assert hide("box-12@cpu", "box") == "(hidden)-12@cpu"
     assert hide("box", "box") == "(hidden)"
     assert hide("boxer-1", "box") == "boxer-1"  # another word that merely starts the same

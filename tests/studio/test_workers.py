@@ -7,15 +7,14 @@ import torch
 
 from lorastudio.engine.fileio.tensorfile import read_safetensors
 from lorastudio.studio import jobs
-from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.models import Job
-from lorastudio.studio.queue import make_queue, wake
-from lorastudio.studio.storage import make_store
+from lorastudio.studio.blobs import make_store
+from lorastudio.studio.db import Job, make_engine, session_factory
+from lorastudio.studio.jobs import make_queue, wake
 from tests.studio.conftest import john_dataset, wait_for
 
 
 def _version_tensors(client, studio_settings, lora_id: int, version: int) -> dict:
-    from lorastudio.studio.models import LoraVersion
+    from lorastudio.studio.db import LoraVersion
 
     factory = session_factory(make_engine(studio_settings))
     with factory() as session:

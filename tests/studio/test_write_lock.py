@@ -9,11 +9,10 @@ import pytest
 from sqlalchemy import select, update
 
 from lorastudio.errors import Unauthorized
-from lorastudio.studio import accounts, jobs, library, recipes, scenes, storyboards
-from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.models import Job, Lora, Storyboard
-from lorastudio.studio.schemas import GenerationIn, RecipeIn
-from lorastudio.studio.storyboard_schemas import SceneIn, StoryboardIn, StoryboardUpdate
+from lorastudio.studio import accounts, generation, jobs, library, storyboards
+from lorastudio.studio.db import Job, Lora, Storyboard, make_engine, session_factory
+from lorastudio.studio.generation import GenerationIn, RecipeIn
+from lorastudio.studio.storyboards import SceneIn, StoryboardIn, StoryboardUpdate
 
 
 @pytest.fixture
@@ -22,7 +21,7 @@ def world(client, studio_settings):
     with factory() as s:
         user = client.app.state.studio.local_user
         lora = s.scalar(select(Lora.id).where(Lora.source == "prebuilt"))
-        job = scenes.submit_generation(s, studio_settings, owner_id=user, data=GenerationIn(prompt="johnhero"))
+        job = generation.submit_generation(s, studio_settings, owner_id=user, data=GenerationIn(prompt="johnhero"))
         board = storyboards.create_storyboard(s, owner_id=user, data=StoryboardIn(title="Alley"))
     return factory, {"user": user, "lora": lora, "job": job.id, "board": board.id, "settings": studio_settings}
 
@@ -30,7 +29,7 @@ def world(client, studio_settings):
 CASES = {
     "cancel a job": lambda s, w: jobs.cancel(s, owner_id=w["user"], job_id=w["job"]),
     "rate a LoRA": lambda s, w: library.rate(s, owner_id=w["user"], lora_id=w["lora"], stars=4),
-    "save a recipe": lambda s, w: recipes.save_recipe(s, owner_id=w["user"], data=RecipeIn(name="r")),
+    "save a recipe": lambda s, w: generation.save_recipe(s, owner_id=w["user"], data=RecipeIn(name="r")),
     "retitle a storyboard": lambda s, w: storyboards.update_storyboard(
         s, owner_id=w["user"], storyboard_id=w["board"], data=StoryboardUpdate(title="Rooftop")
     ),
@@ -40,7 +39,7 @@ CASES = {
     "create a storyboard": lambda s, w: storyboards.create_storyboard(
         s, owner_id=w["user"], data=StoryboardIn(title="Docks")
     ),
-    "submit a generation": lambda s, w: scenes.submit_generation(
+    "submit a generation": lambda s, w: generation.submit_generation(
         s, w["settings"], owner_id=w["user"], data=GenerationIn(prompt="johnhero")
     ),
     "any insert": lambda s, w: (s.add(Storyboard(owner_id=w["user"], title="Pier")), s.commit()),

@@ -37,7 +37,7 @@ def serve(settings: Settings):
     """Start the app and a draining worker; yields a Live, stops both."""
     import uvicorn
 
-    from lorastudio.studio.worker import Worker
+    from lorastudio.studio.workers import Worker
     from lorastudio.web.app import create_app
 
     port = _free_port()

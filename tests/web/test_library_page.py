@@ -10,8 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from lorastudio.engine.toyworld.prebuilt import prebuilt_lora_path
-from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.models import Lora
+from lorastudio.studio.db import Lora, make_engine, session_factory
 from tests.web.conftest import shot
 
 pytestmark = pytest.mark.browser

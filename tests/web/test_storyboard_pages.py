@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from lorastudio.studio import accounts, jobs, storyboards
 from lorastudio.studio.db import begin_write, make_engine, session_factory
-from lorastudio.studio.storyboard_schemas import SceneIn, StoryboardIn
+from lorastudio.studio.storyboards import SceneIn, StoryboardIn
 from tests.web.conftest import serve, shot
 
 pytestmark = pytest.mark.browser

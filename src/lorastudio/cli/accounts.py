@@ -19,18 +19,17 @@ UserArg = Annotated[str, typer.Argument(help="User name ('local' is the single u
 
 
 def _session():
-    from lorastudio.studio import setup
+    from lorastudio.studio import bootstrap
     from lorastudio.studio.db import make_engine, session_factory
 
     settings = settings_from_env()
-    setup.prepare(settings)
+    bootstrap.prepare(settings)
     return settings, session_factory(make_engine(settings))()
 
 
 def _user_id(session, settings, name: str) -> int:
     from lorastudio.studio import credits
-    from lorastudio.studio.accounts import user_id_by_name
-    from lorastudio.studio.users import LOCAL_USER, local_user
+    from lorastudio.studio.accounts import LOCAL_USER, local_user, user_id_by_name
 
     if name != LOCAL_USER:
         return user_id_by_name(session, name)

@@ -18,13 +18,13 @@ def workers_list(as_json: JsonOpt = False) -> None:
     """List the studio's workers: device, memory, families, queues, state and current job."""
 
     def work() -> list[dict]:
-        from lorastudio.studio import setup, workers
+        from lorastudio.studio import bootstrap, jobs
         from lorastudio.studio.db import make_engine, session_factory
 
         settings = settings_from_env()
-        setup.prepare(settings)
+        bootstrap.prepare(settings)
         with session_factory(make_engine(settings))() as session:
-            rows = workers.list_workers(session, stale_seconds=settings.lease_seconds, viewer=workers.OPERATOR)
+            rows = jobs.list_workers(session, stale_seconds=settings.lease_seconds, viewer=jobs.OPERATOR)
         return [w.model_dump(mode="json") for w in rows]
 
     def render(rows: list[dict]) -> None:
@@ -52,12 +52,12 @@ def storage_check(
     """Check that the file store can be reached and written (run it on every machine after setting it up)."""
 
     def work() -> dict:
-        from lorastudio.studio.storage import make_store
+        from lorastudio.studio.blobs import make_store
 
         settings = settings_from_env()
         store = make_store(settings)
         if create and settings.blob_url:
-            from lorastudio.studio.blobs_s3 import create_bucket
+            from lorastudio.studio.blobs import create_bucket
 
             create_bucket(store)
         store.check()

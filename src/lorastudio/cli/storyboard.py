@@ -19,13 +19,13 @@ app.add_typer(storyboard_app, name="storyboard")
 
 
 def _studio():
-    from lorastudio.studio import setup
+    from lorastudio.studio import bootstrap
+    from lorastudio.studio.accounts import local_user
+    from lorastudio.studio.blobs import make_store
     from lorastudio.studio.db import make_engine, session_factory
-    from lorastudio.studio.storage import make_store
-    from lorastudio.studio.users import local_user
 
     settings = settings_from_env()
-    setup.prepare(settings)
+    bootstrap.prepare(settings)
     factory = session_factory(make_engine(settings))
     with factory() as session:
         user = local_user(session)
@@ -63,7 +63,7 @@ def export_cmd(
 
     def work() -> dict:
         from lorastudio.engine.fileio.atomic import check_writable_file
-        from lorastudio.studio.storyboard_export import CONTENT, snapshot, write_export
+        from lorastudio.studio.storyboards import CONTENT, snapshot, write_export
 
         if fmt not in CONTENT:
             raise Invalid(f"--format {fmt[:20]!r} is not one of pdf, png, zip")
@@ -90,7 +90,7 @@ def regenerate_cmd(
     outcome: dict = {}
 
     def work() -> dict:
-        from lorastudio.studio.storyboard_manifest import regenerate
+        from lorastudio.studio.storyboards import regenerate
 
         def each(i: int, n: int) -> None:
             err.print(f"panel {i}/{n} regenerated", highlight=False)

@@ -131,7 +131,7 @@ def serve(
                 "or listen on 127.0.0.1 (the default) and reach it through an SSH tunnel"
             )
         from lorastudio.engine.models.device import threads_per_process
-        from lorastudio.studio.worker import STOP_SECONDS
+        from lorastudio.studio.workers import STOP_SECONDS
 
         count = settings.serve_workers if workers is None else workers
         processes = settings.http_processes if http_processes is None else http_processes
@@ -154,7 +154,7 @@ def serve(
             if settings.accounts:
                 from sqlalchemy import func, select
 
-                from lorastudio.studio.models import User
+                from lorastudio.studio.db import User
 
                 with application.state.studio.factory() as session:
                     if not session.scalar(select(func.count()).where(User.password_hash.is_not(None))):
@@ -207,16 +207,16 @@ def worker(
 
     def work() -> None:
         if parent_pid is not None:  # first: serve may be gone before the imports below are done
-            from lorastudio.studio.worker import watch_parent
+            from lorastudio.studio.workers import watch_parent
 
             watch_parent(parent_pid)
         import logging
 
         import torch
 
-        from lorastudio.studio import setup
-        from lorastudio.studio.queue import make_queue, wake
-        from lorastudio.studio.worker import Worker, consume, stop_on_signals
+        from lorastudio.studio import bootstrap
+        from lorastudio.studio.jobs import make_queue, wake
+        from lorastudio.studio.workers import Worker, consume, stop_on_signals
 
         settings = settings_from_env()
         from lorastudio.studio.jobs import JOB_TYPES
@@ -226,7 +226,7 @@ def worker(
         if bad:
             raise Invalid(f"unknown queue {bad[0][:40]!r}; use --queue with one of: {', '.join(JOB_TYPES)}")
         from lorastudio.engine.models.families import FAMILIES
-        from lorastudio.studio.capabilities import detect
+        from lorastudio.studio.jobs import detect
 
         families = tuple(family or FAMILIES)
         unknown = [f for f in families if f not in FAMILIES]
@@ -236,7 +236,7 @@ def worker(
 
         torch.set_num_threads(threads or threads_per_process(1))  # torch's default ignores a container's quota
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        setup.prepare(settings)
+        bootstrap.prepare(settings)
         caps = detect(settings.device, memory_gb=memory_gb, families=families)
         runner = Worker(settings, name=name, types=types, caps=caps)
         runner.store.check()  # a wrong bucket or credentials: say so now, not at the first job
@@ -262,10 +262,10 @@ def db_upgrade() -> None:
     """Create or upgrade the studio database to the newest schema."""
 
     def work() -> str:
-        from lorastudio.studio import setup
+        from lorastudio.studio import bootstrap
 
         settings = settings_from_env()
-        setup.prepare(settings)
+        bootstrap.prepare(settings)
         return settings.db_url
 
     run_command(False, work, lambda url: out.print(f"database at {url} is up to date"))

@@ -4,6 +4,7 @@ rest of the engine. Adding a kind means a row here (and its preset in training/p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from lorastudio.engine.models.families import get_family
 from lorastudio.errors import Invalid
@@ -29,6 +30,9 @@ KINDS: dict[str, Kind] = {
         Kind("visual_style", "visual style", "cinematic visual style", 0.6, False),
     )
 }
+
+# The kinds as a type for pydantic models (the studio's forms and API): made from the table, never typed again.
+KindName = Literal[tuple(KINDS)]  # type: ignore[valid-type]
 
 
 def check_kind(name: str) -> Kind:

@@ -8,11 +8,11 @@ from fastapi import FastAPI
 
 from lorastudio import __version__
 from lorastudio.config import Settings
-from lorastudio.studio import credits, setup
+from lorastudio.studio import bootstrap, credits
+from lorastudio.studio.accounts import local_user
+from lorastudio.studio.blobs import make_store
 from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.queue import make_queue
-from lorastudio.studio.storage import make_store
-from lorastudio.studio.users import local_user
+from lorastudio.studio.jobs import make_queue
 from lorastudio.web import docs, errors, headers, pages
 from lorastudio.web.api import account, characters, datasets, jobs, library, storyboards, styles
 from lorastudio.web.api import health as health_routes
@@ -25,14 +25,14 @@ API = "/api/v1"
 def create_app(settings: Settings) -> FastAPI:
     """The app for these settings: migrates the schema and seeds a fresh install when it starts."""
     trusted_networks(settings.trusted_proxies)  # a mistyped proxy address stops the start, not a request
-    setup.prepare(settings)
+    bootstrap.prepare(settings)
     factory = session_factory(make_engine(settings))
     store = make_store(settings)
     with factory() as session:
         user = local_user(session)
         credits.ensure_start(session, user_id=user, amount=settings.starting_credits)
         session.commit()
-        setup.seed(session, store)
+        bootstrap.seed(session, store)
     studio = Studio(settings=settings, factory=factory, store=store, queue=make_queue(settings), local_user=user)
 
     @asynccontextmanager

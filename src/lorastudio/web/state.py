@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lorastudio.config import Settings
 from lorastudio.errors import Forbidden, Unauthorized
-from lorastudio.studio.storage import BlobStore
+from lorastudio.studio.blobs import BlobStore
 
 
 @dataclass

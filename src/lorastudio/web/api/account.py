@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request, Response
 
 from lorastudio.errors import Conflict
 from lorastudio.studio import accounts, credits
-from lorastudio.studio.models import User
-from lorastudio.studio.schemas import CreditsOut, LoginIn, MeOut, TokenCreated, TokenIn, TokenOut, UserOut
+from lorastudio.studio.accounts import LoginIn, MeOut, TokenCreated, TokenIn, TokenOut, UserOut
+from lorastudio.studio.credits import CreditsOut
+from lorastudio.studio.db import User
 from lorastudio.web.clients import client_host
 from lorastudio.web.state import COOKIE, Digits, Id, SessionDep, StudioDep, UserDep, set_login_cookie
 

@@ -6,7 +6,8 @@ from fastapi import APIRouter, UploadFile
 from fastapi.responses import FileResponse
 
 from lorastudio.studio import characters, datasets
-from lorastudio.studio.schemas import CharacterIn, CharacterOut, CharacterUpdate, DatasetOut
+from lorastudio.studio.characters import CharacterIn, CharacterOut, CharacterUpdate
+from lorastudio.studio.datasets import DatasetOut
 from lorastudio.web.api.files import file_response, read_upload
 from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
 

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from lorastudio.errors import TooLarge
 from lorastudio.studio import datasets
-from lorastudio.studio.schemas import CaptionIn, DatasetIn, DatasetOut
+from lorastudio.studio.datasets import CaptionIn, DatasetIn, DatasetOut
 from lorastudio.web.api.files import file_response, read_upload
 from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
 

@@ -8,8 +8,8 @@ from fastapi.responses import FileResponse
 
 from lorastudio.config import Settings
 from lorastudio.errors import NotFound, TooLarge
-from lorastudio.studio.storage import BlobStore
-from lorastudio.studio.uploads import Upload, clean_name
+from lorastudio.studio.blobs import BlobStore
+from lorastudio.studio.datasets import Upload, clean_name
 
 
 async def read_upload(file: UploadFile, settings: Settings) -> Upload:

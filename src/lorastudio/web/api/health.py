@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from lorastudio.config import Settings
 from lorastudio.errors import DiskFull, Forbidden, LoraStudioError
-from lorastudio.studio import metrics
+from lorastudio.studio import jobs
 from lorastudio.studio.db import schema_behind
 from lorastudio.studio.disk import check_room
 from lorastudio.web.clients import client_of
@@ -59,14 +59,14 @@ def disk_space_problem(settings: Settings) -> str | None:
 class _Jobs:
     """A collector over one snapshot of the job table."""
 
-    def __init__(self, snap: metrics.Snapshot) -> None:
+    def __init__(self, snap: jobs.Snapshot) -> None:
         self.snap = snap
 
     def collect(self):
         snap = self.snap
-        jobs = GaugeMetricFamily("lorastudio_jobs", "Jobs by type and status", labels=["type", "status"])
+        by_status = GaugeMetricFamily("lorastudio_jobs", "Jobs by type and status", labels=["type", "status"])
         for (kind, status), count in sorted(snap.jobs.items()):
-            jobs.add_metric([kind, status], count)
+            by_status.add_metric([kind, status], count)
         depth = GaugeMetricFamily("lorastudio_queue_depth", "Jobs waiting for a worker", labels=["queue"])
         for kind, count in snap.queue_depth.items():
             depth.add_metric([kind], count)
@@ -81,7 +81,7 @@ class _Jobs:
         alive.add_metric([], snap.workers)
         gpu = CounterMetricFamily("lorastudio_gpu_minutes", "Minutes training jobs ran")
         gpu.add_metric([], snap.gpu_minutes)
-        yield from (jobs, depth, seconds, done, busy, alive, gpu)
+        yield from (by_status, depth, seconds, done, busy, alive, gpu)
 
 
 @router.get(
@@ -92,7 +92,7 @@ class _Jobs:
 def prometheus(request: Request, studio: StudioDep) -> PlainTextResponse:
     may_read_metrics(request, studio.settings)
     with studio.factory() as session:
-        snap = metrics.snapshot(session, stale_seconds=studio.settings.lease_seconds)
+        snap = jobs.snapshot(session, stale_seconds=studio.settings.lease_seconds)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Jobs(snap))
     return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,20 +12,11 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
 from lorastudio.errors import NotFound
-from lorastudio.studio import jobs, recipes, scenes, trainings, workers
-from lorastudio.studio.queue import wake
-from lorastudio.studio.schemas import (
-    ApplyRecipeIn,
-    Estimate,
-    GenerationIn,
-    ImageOut,
-    ImageVerdictIn,
-    JobOut,
-    RecipeIn,
-    RecipeOut,
-    TrainingIn,
-    WorkerOut,
-)
+from lorastudio.studio import generation, jobs, training
+from lorastudio.studio.credits import Estimate
+from lorastudio.studio.generation import ApplyRecipeIn, GenerationIn, ImageOut, ImageVerdictIn, RecipeIn, RecipeOut
+from lorastudio.studio.jobs import JobOut, WorkerOut, wake
+from lorastudio.studio.training import TrainingIn
 from lorastudio.web.api.files import file_response
 from lorastudio.web.state import Digits, Id, ReadSessionDep, SessionDep, StudioDep, UserDep
 
@@ -35,7 +26,7 @@ POLL = 0.25  # seconds between looks at the job row while streaming its progress
 
 @router.post("/trainings/estimate", summary="Minutes, credits and dollars a training would take")
 def estimate(data: TrainingIn, session: SessionDep, studio: StudioDep, user: UserDep) -> Estimate:
-    return trainings.estimate_training(session, studio.settings, owner_id=user, data=data)
+    return training.estimate_training(session, studio.settings, owner_id=user, data=data)
 
 
 IdempotencyKey = Annotated[
@@ -53,7 +44,7 @@ IdempotencyKey = Annotated[
 def train(
     data: TrainingIn, session: SessionDep, studio: StudioDep, user: UserDep, idempotency_key: IdempotencyKey = None
 ) -> JobOut:
-    job = trainings.submit_training(session, studio.settings, owner_id=user, data=data, idempotency_key=idempotency_key)
+    job = training.submit_training(session, studio.settings, owner_id=user, data=data, idempotency_key=idempotency_key)
     wake(studio.queue)
     return job
 
@@ -62,7 +53,9 @@ def train(
 def generate(
     data: GenerationIn, session: SessionDep, studio: StudioDep, user: UserDep, idempotency_key: IdempotencyKey = None
 ) -> JobOut:
-    job = scenes.submit_generation(session, studio.settings, owner_id=user, data=data, idempotency_key=idempotency_key)
+    job = generation.submit_generation(
+        session, studio.settings, owner_id=user, data=data, idempotency_key=idempotency_key
+    )
     wake(studio.queue)
     return job
 
@@ -89,8 +82,8 @@ async def get_job(job_id: Id, session: ReadSessionDep, studio: StudioDep, user: 
     summary="The studio's workers: what each can run, what it runs now (your own jobs; hosts for operators)",
 )
 def list_workers(session: ReadSessionDep, studio: StudioDep, user: UserDep) -> list[WorkerOut]:
-    viewer = workers.viewer_for(session, studio.settings, user_id=user)
-    return workers.list_workers(session, stale_seconds=studio.settings.lease_seconds, viewer=viewer)
+    viewer = jobs.viewer_for(session, studio.settings, user_id=user)
+    return jobs.list_workers(session, stale_seconds=studio.settings.lease_seconds, viewer=viewer)
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel (a running job stops at its next step)")
@@ -141,43 +134,43 @@ def preview(
 
 @router.get("/jobs/{job_id}/images", summary="The images a generation job made")
 def job_images(job_id: Id, session: SessionDep, user: UserDep) -> list[ImageOut]:
-    return scenes.list_images(session, owner_id=user, job_id=job_id)
+    return generation.list_images(session, owner_id=user, job_id=job_id)
 
 
 @router.get("/images/{image_id}", summary="One image's parameters and verdict")
 def get_image(image_id: Id, session: SessionDep, user: UserDep) -> ImageOut:
-    return scenes.image_out(scenes.get_image_row(session, owner_id=user, image_id=image_id))
+    return generation.image_out(generation.get_image_row(session, owner_id=user, image_id=image_id))
 
 
 @router.get("/images/{image_id}/file", summary="The PNG (with its parameters inside)", response_class=FileResponse)
 def image_file(image_id: Id, session: SessionDep, studio: StudioDep, user: UserDep):
-    image = scenes.get_image_row(session, owner_id=user, image_id=image_id)
+    image = generation.get_image_row(session, owner_id=user, image_id=image_id)
     return file_response(studio.store, image.blob, "image/png", f"image-{image_id}-{image.seed}.png")
 
 
 @router.put("/images/{image_id}/verdict", summary="Keep or reject an image (feeds the LoRAs' success rate)")
 def verdict(image_id: Id, data: ImageVerdictIn, session: SessionDep, user: UserDep) -> ImageOut:
-    return scenes.set_verdict(session, owner_id=user, image_id=image_id, verdict=data.verdict)
+    return generation.set_verdict(session, owner_id=user, image_id=image_id, verdict=data.verdict)
 
 
 @router.get("/recipes", tags=["Recipes"], summary="Your saved LoRA combinations")
 def list_recipes(session: SessionDep, user: UserDep) -> list[RecipeOut]:
-    return recipes.list_recipes(session, owner_id=user)
+    return generation.list_recipes(session, owner_id=user)
 
 
 @router.post("/recipes", status_code=201, tags=["Recipes"], summary="Save a LoRA combination")
 def save_recipe(data: RecipeIn, session: SessionDep, user: UserDep) -> RecipeOut:
-    return recipes.save_recipe(session, owner_id=user, data=data)
+    return generation.save_recipe(session, owner_id=user, data=data)
 
 
 @router.delete("/recipes/{recipe_id}", status_code=204, tags=["Recipes"], summary="Delete a recipe")
 def delete_recipe(recipe_id: Id, session: SessionDep, user: UserDep) -> None:
-    recipes.delete_recipe(session, owner_id=user, recipe_id=recipe_id)
+    generation.delete_recipe(session, owner_id=user, recipe_id=recipe_id)
 
 
 @router.post("/recipes/{recipe_id}/apply", status_code=201, tags=["Recipes"], summary="A new scene from a recipe")
 def apply_recipe(recipe_id: Id, data: ApplyRecipeIn, session: SessionDep, studio: StudioDep, user: UserDep) -> JobOut:
-    scene = recipes.scene_from_recipe(session, owner_id=user, recipe_id=recipe_id, data=data)
-    job = scenes.submit_generation(session, studio.settings, owner_id=user, data=scene)
+    scene = generation.scene_from_recipe(session, owner_id=user, recipe_id=recipe_id, data=data)
+    job = generation.submit_generation(session, studio.settings, owner_id=user, data=scene)
     wake(studio.queue)
     return job

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from lorastudio.studio import library
-from lorastudio.studio.schemas import LoraOut, LoraPage, LoraUpdate, PublicIn, RatingIn
+from lorastudio.studio.library import LoraOut, LoraPage, LoraUpdate, PublicIn, RatingIn
 from lorastudio.web.api.files import file_response, read_upload
 from lorastudio.web.state import Digits, Id, ReadSessionDep, SessionDep, StudioDep, UserDep
 

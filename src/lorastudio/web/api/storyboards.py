@@ -6,10 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from lorastudio.studio import storyboard_export, storyboards
-from lorastudio.studio.queue import wake
-from lorastudio.studio.schemas import JobOut
-from lorastudio.studio.storyboard_schemas import (
+from lorastudio.studio import storyboards
+from lorastudio.studio.jobs import JobOut, wake
+from lorastudio.studio.storyboards import (
     ExportIn,
     MoveIn,
     ReorderIn,
@@ -94,9 +93,7 @@ def reroll(storyboard_id: Id, scene_id: Id, session: SessionDep, studio: StudioD
 
 @router.post("/{storyboard_id}/exports", status_code=201, summary="Export as PDF, contact-sheet PNG or ZIP (a job)")
 def export(storyboard_id: Id, data: ExportIn, session: SessionDep, studio: StudioDep, user: UserDep) -> JobOut:
-    job = storyboard_export.submit_export(
-        session, studio.store, owner_id=user, storyboard_id=storyboard_id, fmt=data.format
-    )
+    job = storyboards.submit_export(session, studio.store, owner_id=user, storyboard_id=storyboard_id, fmt=data.format)
     wake(studio.queue)
     return job
 
@@ -108,7 +105,7 @@ def export(storyboard_id: Id, data: ExportIn, session: SessionDep, studio: Studi
     summary="Download a finished export (409 while its job is still running)",
 )
 def download(storyboard_id: Id, job_id: Id, session: SessionDep, studio: StudioDep, user: UserDep):
-    blob, content_type, filename = storyboard_export.export_file(
+    blob, content_type, filename = storyboards.export_file(
         session, owner_id=user, storyboard_id=storyboard_id, job_id=job_id
     )
     return file_response(studio.store, blob, content_type, filename)

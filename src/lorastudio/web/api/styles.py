@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from lorastudio.studio import datasets, styles
-from lorastudio.studio.schemas import DatasetOut, StyleIn, StyleOut
+from lorastudio.studio.datasets import DatasetOut
+from lorastudio.studio.styles import StyleIn, StyleOut
 from lorastudio.web.state import Id, SessionDep, UserDep
 
 router = APIRouter(prefix="/styles", tags=["Fighting Styles"])

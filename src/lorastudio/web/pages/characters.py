@@ -9,8 +9,8 @@ from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lorastudio.errors import LoraStudioError, NotFound
-from lorastudio.studio import characters, datasets, styles, trainings
-from lorastudio.studio.schemas import CharacterIn
+from lorastudio.studio import characters, datasets, styles, training
+from lorastudio.studio.characters import CharacterIn
 from lorastudio.web.api.files import read_upload
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, redirect, render, studio_of
 from lorastudio.web.state import Id
@@ -21,9 +21,9 @@ router = APIRouter(include_in_schema=False)
 def _page(request: Request, user: int, *, form: dict | None = None, errors: dict | None = None, status: int = 200):
     with studio_of(request).factory() as session:
         cards = characters.list_characters(session, owner_id=user)
-        training = trainings.running_by_character(session, owner_id=user)
+        running = training.running_by_character(session, owner_id=user)
         style_list = styles.list_styles(session, owner_id=user)
-    return render(request, "characters.html", status_code=status, cards=cards, training=training, styles=style_list,
+    return render(request, "characters.html", status_code=status, cards=cards, training=running, styles=style_list,
                   form=form or {}, errors=errors or {})  # fmt: skip
 
 

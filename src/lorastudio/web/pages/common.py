@@ -13,8 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 from lorastudio.errors import LoraStudioError, Unauthorized
 from lorastudio.studio import accounts, credits
+from lorastudio.studio.db import User
 from lorastudio.studio.disk import as_disk_full
-from lorastudio.studio.models import User
 from lorastudio.web.state import COOKIE, SAFE_METHODS, Studio, user_for
 
 M = TypeVar("M", bound=BaseModel)

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
 from lorastudio.errors import LoraStudioError
-from lorastudio.studio import jobs, scenes, storyboards
-from lorastudio.studio.storyboard_schemas import SceneIn, StoryboardIn
+from lorastudio.studio import generation, jobs, storyboards
+from lorastudio.studio.storyboards import SceneIn, StoryboardIn
 from lorastudio.web.pages.common import PageUser, error_text, render, studio_of
 from lorastudio.web.state import Id, as_id
 
@@ -20,7 +20,7 @@ router = APIRouter(include_in_schema=False)
 def panel_context(session, *, owner_id: int, job_id: int, stale_seconds: float | None = None) -> dict:
     """What _job.html needs: the job, a generation's images, the storyboards to add it to."""
     job = jobs.get_job(session, owner_id=owner_id, job_id=job_id, stale_seconds=stale_seconds)
-    images = scenes.list_images(session, owner_id=owner_id, job_id=job_id) if job.type == "generation" else []
+    images = generation.list_images(session, owner_id=owner_id, job_id=job_id) if job.type == "generation" else []
     boards = storyboards.list_storyboards(session, owner_id=owner_id) if images else []
     return {"job": job, "images": images, "boards": boards}
 
@@ -62,7 +62,7 @@ def verdict(
     request: Request, user: PageUser, image_id: Id, verdict: Annotated[Literal["kept", "rejected", ""], Form()] = ""
 ) -> HTMLResponse:
     with studio_of(request).factory() as session:
-        image = scenes.set_verdict(session, owner_id=user, image_id=image_id, verdict=verdict or None)
+        image = generation.set_verdict(session, owner_id=user, image_id=image_id, verdict=verdict or None)
     return render(request, "_image.html", image=image)
 
 

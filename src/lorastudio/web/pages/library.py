@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from lorastudio.engine.models.families import FAMILIES
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import library
-from lorastudio.studio.schemas import LoraOut, LoraPage, LoraUpdate, RatingIn
-from lorastudio.studio.uploads import Upload
+from lorastudio.studio.datasets import Upload
+from lorastudio.studio.library import LoraOut, LoraPage, LoraUpdate, RatingIn
 from lorastudio.web.api.files import read_upload
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
 from lorastudio.web.state import Id, Studio, as_id

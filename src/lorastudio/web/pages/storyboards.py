@@ -12,10 +12,9 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from lorastudio.errors import Invalid, LoraStudioError, NotFound
-from lorastudio.studio import jobs, scenes, storyboard_export, storyboards
-from lorastudio.studio.queue import wake
-from lorastudio.studio.schemas import JobOut
-from lorastudio.studio.storyboard_schemas import (
+from lorastudio.studio import generation, jobs, storyboards
+from lorastudio.studio.jobs import JobOut, wake
+from lorastudio.studio.storyboards import (
     ExportFormat,
     ExportIn,
     MoveIn,
@@ -63,7 +62,7 @@ def _where(board: StoryboardOut, scene_id: int) -> str:
 
 def _pickers(session: Session, user: int, board: StoryboardOut) -> dict[int, list]:
     """Each scene's job's images, for its image picker."""
-    return {s.id: scenes.list_images(session, owner_id=user, job_id=s.job_id) for s in board.scenes}
+    return {s.id: generation.list_images(session, owner_id=user, job_id=s.job_id) for s in board.scenes}
 
 
 def _finished_generations(session: Session, user: int) -> list:
@@ -336,7 +335,7 @@ def export(request: Request, user: PageUser, board_id: Id, fmt: Annotated[str, F
     studio = studio_of(request)
     with studio.factory() as session:
         try:
-            job = storyboard_export.submit_export(
+            job = storyboards.submit_export(
                 session, studio.store, owner_id=user, storyboard_id=board_id, fmt=_format(fmt)
             )
         except LoraStudioError as exc:

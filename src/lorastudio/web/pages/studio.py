@@ -15,11 +15,10 @@ from lorastudio.engine.generation.samplers import SAMPLERS
 from lorastudio.engine.kinds import KINDS, recommended_strength
 from lorastudio.engine.models.basemodel import base_family
 from lorastudio.errors import LoraStudioError
-from lorastudio.studio import characters, jobs, library, recipes, scenes, styles
+from lorastudio.studio import characters, generation, jobs, library, styles
 from lorastudio.studio.base_models import ADD_A_MODEL, studio_bases
-from lorastudio.studio.queue import wake
-from lorastudio.studio.scene_checks import check_scene
-from lorastudio.studio.schemas import GenerationIn, RecipeIn
+from lorastudio.studio.generation import GenerationIn, RecipeIn, check_scene
+from lorastudio.studio.jobs import wake
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
 from lorastudio.web.pages.jobs import panel_context
 from lorastudio.web.state import Id, as_id
@@ -104,7 +103,7 @@ def _prefill(request: Request, session, user: int) -> tuple[dict, dict]:
             "sampler": "DPM++ 2M Karras", "grid_strengths": "0.4, 0.6, 0.8, 1.0"}  # fmt: skip
     selected: dict[int, dict] = {}
     if (rid := as_id(q.get("recipe"))) is not None:
-        saved = recipes.get_row(session, owner_id=user, recipe_id=rid).settings
+        saved = generation.get_row(session, owner_id=user, recipe_id=rid).settings
         form |= {"prompt": saved.get("prompt_template", "").replace("{action}", "").strip(" ,"),
                  "negative_prompt": saved.get("negative_prompt", ""), "sampler": saved.get("sampler", form["sampler"]),
                  "steps": str(saved.get("steps", 20)), "cfg_scale": str(saved.get("cfg_scale", 7))}  # fmt: skip
@@ -167,7 +166,7 @@ def studio_page(request: Request, user: PageUser) -> HTMLResponse:
         loras = library.list_loras(session, owner_id=user, family=family, sort="usage", per_page=100).items
         form, selected = _prefill(request, session, user)
         completions = _completions(session, user, loras)
-        saved = recipes.list_recipes(session, owner_id=user)
+        saved = generation.list_recipes(session, owner_id=user)
         recent = _recent_generations(session, user)
     sections = [(kind, label, [lora for lora in loras if lora.kind == kind]) for kind, label in SECTIONS]
     # A LoRA opens at the strength its file records, else at its kind's on this base: the hint says the same.
@@ -204,7 +203,7 @@ async def generate(request: Request, user: PageUser) -> HTMLResponse:
         return render(request, "_submit_error.html", status_code=422, errors=errors, problem=None)
     with studio.factory() as session:
         try:
-            job = scenes.submit_generation(session, studio.settings, owner_id=user, data=data)
+            job = generation.submit_generation(session, studio.settings, owner_id=user, data=data)
         except LoraStudioError as exc:
             return render(request, "_submit_error.html", status_code=422, errors={}, problem=error_text(exc))
         wake(studio.queue)
@@ -233,7 +232,7 @@ async def strength_grid(request: Request, user: PageUser) -> HTMLResponse:
     with studio.factory() as session:
         try:
             for label, scene in rows:
-                job = scenes.submit_generation(session, studio.settings, owner_id=user, data=scene)
+                job = generation.submit_generation(session, studio.settings, owner_id=user, data=scene)
                 cells.append(_grid_cell(session, user, job.id, label))
         except LoraStudioError as exc:
             return render(request, "_submit_error.html", status_code=422, errors={}, problem=error_text(exc))
@@ -243,7 +242,7 @@ async def strength_grid(request: Request, user: PageUser) -> HTMLResponse:
 
 def _grid_cell(session, user: int, job_id: int, label: str) -> dict:
     job = jobs.get_job(session, owner_id=user, job_id=job_id)
-    return {"label": label, "job": job, "images": scenes.list_images(session, owner_id=user, job_id=job_id)}
+    return {"label": label, "job": job, "images": generation.list_images(session, owner_id=user, job_id=job_id)}
 
 
 @router.get("/studio/grid-row/{job_id}", response_class=HTMLResponse)
@@ -290,16 +289,16 @@ async def save_recipe(request: Request, user: PageUser) -> HTMLResponse:
             error = more and ("name: " + more["name"] if "name" in more else next(iter(more.values())))
             if recipe is not None:
                 try:
-                    recipes.save_recipe(session, owner_id=user, data=recipe)
+                    generation.save_recipe(session, owner_id=user, data=recipe)
                 except LoraStudioError as exc:
                     error = error_text(exc)
-        saved = recipes.list_recipes(session, owner_id=user)
+        saved = generation.list_recipes(session, owner_id=user)
     return render(request, "_recipes.html", recipes=saved, recipe_error=error)
 
 
 @router.post("/studio/recipes/{recipe_id}/delete", response_class=HTMLResponse)
 def delete_recipe(request: Request, user: PageUser, recipe_id: Id) -> HTMLResponse:
     with studio_of(request).factory() as session:
-        recipes.delete_recipe(session, owner_id=user, recipe_id=recipe_id)
-        saved = recipes.list_recipes(session, owner_id=user)
+        generation.delete_recipe(session, owner_id=user, recipe_id=recipe_id)
+        saved = generation.list_recipes(session, owner_id=user)
     return render(request, "_recipes.html", recipes=saved, recipe_error=None)

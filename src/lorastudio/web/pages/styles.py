@@ -12,7 +12,7 @@ from lorastudio.engine.kinds import recommended_strength
 from lorastudio.engine.models.basemodel import base_family
 from lorastudio.errors import Conflict, LoraStudioError
 from lorastudio.studio import datasets, library, styles
-from lorastudio.studio.schemas import StyleIn
+from lorastudio.studio.styles import StyleIn
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, redirect, render, studio_of
 from lorastudio.web.state import Id
 

@@ -18,10 +18,11 @@ from lorastudio.engine.models.basemodel import base_family
 from lorastudio.engine.training.config import TrainConfig
 from lorastudio.engine.training.presets import PRESETS, Preset, get_preset
 from lorastudio.errors import Invalid, LoraStudioError, TooLarge
-from lorastudio.studio import characters, credits, datasets, jobs, styles, trainings
+from lorastudio.studio import characters, credits, datasets, jobs, styles, training
 from lorastudio.studio.base_models import studio_bases
-from lorastudio.studio.queue import wake
-from lorastudio.studio.schemas import DatasetIn, DatasetOut, TrainingIn, TrainingSettings
+from lorastudio.studio.datasets import DatasetIn, DatasetOut
+from lorastudio.studio.jobs import wake
+from lorastudio.studio.training import TrainingIn, TrainingSettings
 from lorastudio.web.api.files import read_upload
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, redirect, render, studio_of
 from lorastudio.web.pages.jobs import panel_context
@@ -150,7 +151,7 @@ def preset_values(preset: Preset) -> dict[str, str]:
         "steps": preset.steps, "learning_rate": preset.learning_rate, "network_dim": preset.network_dim,
         "network_alpha": preset.network_alpha, "resolution": preset.resolution, "batch_size": preset.batch_size,
         "target": preset.target, "warmup_steps": "auto",  # the engine's, from the steps
-        "sample_every": f"auto (up to {trainings.PREVIEWS} a run)",  # the service fits them to the run's length
+        "sample_every": f"auto (up to {training.PREVIEWS} a run)",  # the service fits them to the run's length
     }  # fmt: skip
     for setting in SETTINGS:
         if setting.name not in shown:
@@ -292,7 +293,7 @@ async def estimate(request: Request, user: PageUser, dataset_id: Id) -> HTMLResp
         balance = credits.balance(session, user)
         if data is not None:
             try:
-                est = trainings.estimate_training(session, studio.settings, owner_id=user, data=data)
+                est = training.estimate_training(session, studio.settings, owner_id=user, data=data)
             except LoraStudioError as exc:
                 problem = error_text(exc)
     return render(request, "_estimate.html", estimate=est, errors=errors, problem=problem, balance_now=balance,
@@ -311,7 +312,7 @@ async def submit(request: Request, user: PageUser, dataset_id: Id) -> HTMLRespon
                       settings=SETTINGS)  # fmt: skip
     with studio.factory() as session:
         try:
-            job = trainings.submit_training(session, studio.settings, owner_id=user, data=data,
+            job = training.submit_training(session, studio.settings, owner_id=user, data=data,
                                             idempotency_key=form.get("idempotency_key") or None)  # fmt: skip
         except LoraStudioError as exc:
             return render(request, "_train_refused.html", status_code=422, errors={}, problem=error_text(exc),

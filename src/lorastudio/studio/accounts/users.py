@@ -1,0 +1,25 @@
+"""Who owns what. On loopback the studio runs as one local user with no login (accounts: a later issue)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lorastudio.studio.db import User, begin_write
+
+LOCAL_USER = "local"
+
+
+def local_user(session: Session) -> int:
+    """The id of the single local user, created on first use."""
+    found = session.scalar(select(User.id).where(User.name == LOCAL_USER))
+    if found is not None:
+        return found
+    begin_write(session)  # a worker may have written since the read: look again under the write lock
+    found = session.scalar(select(User.id).where(User.name == LOCAL_USER))
+    if found is not None:
+        return found
+    user = User(name=LOCAL_USER)
+    session.add(user)
+    session.commit()
+    return user.id

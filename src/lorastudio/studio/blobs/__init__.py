@@ -1,0 +1,5 @@
+from lorastudio.studio.blobs.cache import BlobCache
+from lorastudio.studio.blobs.s3 import S3BlobStore, create_bucket, parse_s3_url
+from lorastudio.studio.blobs.store import BlobStore, LocalBlobStore, make_store
+
+__all__ = ["BlobCache", "BlobStore", "LocalBlobStore", "S3BlobStore", "create_bucket", "make_store", "parse_s3_url"]

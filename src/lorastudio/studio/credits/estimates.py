@@ -1,0 +1,125 @@
+"""Training estimates: minutes follow the work (steps x batch x pixels, per model family) at the speed this
+studio's own devices were measured at, or, before any was measured, at the guide's reference GPU (RTX 6000
+Ada). Credits follow the minutes by the one rule in `credits.charge_rule`.
+
+The reference speeds reproduce the guide's table for its presets: a character (1200 steps, 768 px, batch 1)
+takes 15-25 min and a fighting style (1750 steps, batch 2) 20-35 min; 1024 px costs its extra pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lorastudio.engine.models.families import get_family
+from lorastudio.studio.credits.ledger import charge_rule, cost_of
+from lorastudio.studio.credits.schemas import Estimate
+from lorastudio.studio.db import DeviceTiming
+
+REFERENCE_DEVICE = "the reference GPU (RTX 6000 Ada)"
+# Seconds per step at batch 1 and the family's training resolution on the reference GPU. SD1.5: 0.75 s makes
+# the guide's character 15 + 1 min and its style (batch 2) 31 + 1 min. SDXL at 1024 px: ~2.5x SD1.5 at 768
+# (kohya and OneTrainer users' figures). The built-in toy and test models are small enough to run anywhere.
+REFERENCE_SECONDS = {"sd15": 0.75, "sdxl": 1.9, "toyworld": 0.02, "tiny-sd15": 0.02, "tiny-sdxl": 0.03}
+OVERHEAD_MINUTES = 1.0  # loading the base and caching latents, on the reference GPU
+SPREAD = 0.2  # the range shown around a point estimate
+PREVIEW_COST = 2 / 3  # a preview's sampling step (two UNet passes under CFG) against a training step's three
+
+
+def batch_factor(batch: int) -> float:
+    """How much longer a step takes at this batch than at 1: a GPU runs a batch's images side by side, so
+    the time grows by about the square root (the guide's style at batch 2 fits it)."""
+    return math.sqrt(max(1, batch))
+
+
+def estimate(
+    session: Session,
+    *,
+    kind: str,
+    images: int,
+    steps: int,
+    batch_size: int,
+    resolution: int,
+    family: str | None,
+    previews: int = 0,
+    preview_steps: int = 20,
+    credits_per_minute: float,
+    dollars_per_gpu_hour: float,
+    hires_dollars: float = 0.0,
+) -> Estimate:
+    """Minutes, credits and dollars for a training of `steps` steps at this batch and resolution."""
+    fam = get_family(family)
+    native = fam.train_resolution if fam else 768
+    pixels = (resolution / native) ** 2
+    measured = measured_seconds(session, family=family, resolution=resolution)
+    breakdown = []
+    if measured is not None:
+        per_step, device, where = measured[0] * batch_factor(batch_size), measured[1], "measured here"
+        overhead = 0.0  # measured seconds already include loading and caching
+        breakdown.append(f"{per_step:.3f} s a step at batch {batch_size}, {resolution} px: {where} on {device}")
+    else:
+        base = REFERENCE_SECONDS.get(family or "", REFERENCE_SECONDS["sd15"])
+        per_step, device, overhead = base * pixels * batch_factor(batch_size), REFERENCE_DEVICE, OVERHEAD_MINUTES
+        breakdown.append(
+            f"{per_step:.3f} s a step at batch {batch_size}, {resolution} px on {device} (nothing like it has run "
+            "here yet; measured speeds replace this after the first training)"
+        )
+    train_minutes = steps * per_step / 60
+    preview_minutes = previews * preview_steps * per_step * PREVIEW_COST / batch_factor(batch_size) / 60
+    minutes = overhead + train_minutes + preview_minutes
+    breakdown.append(f"{steps} steps: {train_minutes:.1f} min" + (f" + {overhead:g} min to load and cache" if overhead
+                                                                    else ""))  # fmt: skip
+    if previews:
+        share = preview_minutes / minutes if minutes else 0
+        breakdown.append(f"{previews} sample previews ({preview_steps} sampling steps each): "
+                         f"{preview_minutes:.1f} min, {share:.0%} of the run (Advanced: sample every N steps, 0 for "
+                         "none)")  # fmt: skip
+    low, high = minutes * (1 - SPREAD), minutes * (1 + SPREAD)
+    hires = resolution >= 1024 and family not in ("sdxl",)
+    dollars = minutes / 60 * dollars_per_gpu_hour + (hires_dollars if hires else 0.0)
+    if measured is None:
+        breakdown.append(f"device cost: {minutes:.1f} min at ${dollars_per_gpu_hour:.2f}/h"
+                         + (f" + ${hires_dollars:.2f} for 1024 px" if hires else ""))  # fmt: skip
+    breakdown.append(charge_rule(credits_per_minute))
+    return Estimate(
+        minutes=(round(low, 1), round(high, 1)),
+        credits=(cost_of(low * 60, credits_per_minute), cost_of(high * 60, credits_per_minute)),
+        dollars=round(dollars, 2),
+        images=images,
+        steps=steps,
+        resolution=resolution,
+        breakdown=breakdown,
+        device=device,
+        measured_minutes=round(minutes, 2) if measured is not None else None,
+        rule=charge_rule(credits_per_minute),
+    )
+
+
+def measured_seconds(session: Session, *, family: str | None, resolution: int) -> tuple[float, str] | None:
+    """(median seconds per step at batch 1, the device) measured here for this family, scaled from the
+    nearest resolution measured by its pixels; None before any training of the family ran here."""
+    if family is None:
+        return None
+    rows = session.execute(
+        select(DeviceTiming.resolution, DeviceTiming.seconds_per_step, DeviceTiming.device)
+        .where(DeviceTiming.family == family)
+        .order_by(DeviceTiming.id.desc())
+        .limit(50)
+    ).all()
+    if not rows:
+        return None
+    nearest = min({r.resolution for r in rows}, key=lambda r: abs(r - resolution))
+    chosen = [r for r in rows if r.resolution == nearest][:20]
+    seconds = statistics.median(r.seconds_per_step for r in chosen) * (resolution / nearest) ** 2
+    return seconds, statistics.mode(r.device for r in chosen)
+
+
+def record_timing(
+    session: Session, *, device: str, family: str, resolution: int, batch_size: int, seconds_per_step: float
+) -> None:
+    """Remember how fast a device trained (called when a training job finishes), as seconds at batch 1."""
+    session.add(DeviceTiming(device=device[:120], family=family, resolution=resolution,
+                             seconds_per_step=seconds_per_step / batch_factor(batch_size)))  # fmt: skip

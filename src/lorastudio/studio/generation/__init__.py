@@ -1,0 +1,39 @@
+from lorastudio.studio.generation.checks import check_scene
+from lorastudio.studio.generation.recipes import delete_recipe, get_row, list_recipes, save_recipe, scene_from_recipe
+from lorastudio.studio.generation.schemas import (
+    ApplyRecipeIn,
+    GenerationIn,
+    ImageOut,
+    ImageVerdictIn,
+    RecipeIn,
+    RecipeOut,
+)
+from lorastudio.studio.generation.service import (
+    get_image_row,
+    image_out,
+    list_images,
+    run_generation,
+    set_verdict,
+    submit_generation,
+)
+
+__all__ = [
+    "ApplyRecipeIn",
+    "GenerationIn",
+    "ImageOut",
+    "ImageVerdictIn",
+    "RecipeIn",
+    "RecipeOut",
+    "check_scene",
+    "delete_recipe",
+    "get_image_row",
+    "get_row",
+    "image_out",
+    "list_images",
+    "list_recipes",
+    "run_generation",
+    "save_recipe",
+    "scene_from_recipe",
+    "set_verdict",
+    "submit_generation",
+]

@@ -1,0 +1,114 @@
+"""The generation area's data in and out (pydantic), every field described: the HTTP API's schema too."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lorastudio.engine.selection import LoraSelection
+from lorastudio.studio.db.out import Out
+
+
+class ImageVerdictIn(BaseModel):
+    """Keep or reject a generated image (feeds the LoRAs' success rate)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    verdict: Literal["kept", "rejected"] | None = Field(description="kept, rejected, or null to undo")
+
+
+class GenerationIn(BaseModel):
+    """A scene to generate: prompt, LoRA selection (strengths, regions), seed, size, sampler, batch."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    prompt: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="Prompt; trigger words of characters and styles",
+        examples=["johnhero faces kanehero, kungfustyle, fighting stance"],
+    )
+    negative_prompt: str = Field(default="", max_length=2000, description="Negative prompt")
+    loras: list[LibrarySelection] = Field(default_factory=list, max_length=8, description="LoRAs from the library")
+    base: str | None = Field(default=None, max_length=1000, description="Base model (default: the server's)")
+    seed: int | None = Field(default=None, ge=-1, lt=2**64, description="Seed; -1 or null: random (recorded)")
+    n: int = Field(default=1, ge=1, le=8, description="Images in the batch (seeds seed, seed+1, ...)")
+    steps: int = Field(default=20, ge=1, le=150, description="Sampling steps")
+    cfg_scale: float = Field(default=7.0, ge=0, le=30, allow_inf_nan=False, description="CFG scale")
+    width: int | None = Field(default=None, ge=32, le=2048, multiple_of=8, description="Width (default: the model's)")
+    height: int | None = Field(default=None, ge=32, le=2048, multiple_of=8, description="Height")
+    sampler: str = Field(default="DPM++ 2M Karras", max_length=40, description="Sampler (A1111 or ComfyUI name)")
+    add_triggers: bool = Field(default=True, description="Put missing trigger words into the prompt")
+
+    @field_validator("prompt")
+    @classmethod
+    def _words(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("describe the scene in words (the prompt is empty)")
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in v):
+            raise ValueError("the prompt contains control characters (a NUL?); type the scene in words")
+        return v
+
+
+class LibrarySelection(BaseModel):
+    """A library LoRA in a selection: which one, how strong, where."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    lora_id: int = Field(ge=1, le=2**62, description="Library id")
+    version: int | None = Field(default=None, ge=1, le=2**62, description="Version (default: the newest)")
+    strength: float | None = Field(
+        default=None, ge=-4, le=4, allow_inf_nan=False, description="Strength (default: the LoRA's recommended one)"
+    )
+    region: str | None = Field(default=None, max_length=60, description="left, right, ... or x0,y0,x1,y1")
+
+    def engine_selection(self, path: str) -> LoraSelection:
+        """The engine's selection for this LoRA's file."""
+        return LoraSelection(lora=path, strength=self.strength, region=self.region)
+
+
+GenerationIn.model_rebuild()
+
+
+class ImageOut(Out):
+    """A generated image."""
+
+    id: int = Field(description="Image id")
+    job_id: int = Field(description="The generation job")
+    seed: str = Field(description="Its seed (text: seeds reach 2**64)")
+    params: dict = Field(description="Everything that reproduces it")
+    verdict: str | None = Field(description="kept, rejected or null")
+    url: str = Field(default="", description="Where to download the PNG")
+
+
+class RecipeIn(BaseModel):
+    """A saved LoRA combination ("Save LoRA settings")."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    name: str = Field(min_length=1, max_length=120, description="Recipe name", examples=["John vs Kane, kung fu"])
+    loras: list[LibrarySelection] = Field(default_factory=list, max_length=8, description="LoRAs with strengths")
+    prompt_template: str = Field(default="", max_length=2000, description="Prompt; {action} is replaced on apply")
+    negative_prompt: str = Field(default="", max_length=2000, description="Negative prompt")
+    sampler: str = Field(default="DPM++ 2M Karras", max_length=40, description="Sampler")
+    seed: int | None = Field(default=None, ge=-1, lt=2**64, description="Seed (null: random)")
+    steps: int = Field(default=20, ge=1, le=150, description="Steps")
+    cfg_scale: float = Field(default=7.0, ge=0, le=30, allow_inf_nan=False, description="CFG scale")
+
+
+class RecipeOut(Out):
+    """A saved recipe."""
+
+    id: int = Field(description="Recipe id")
+    name: str = Field(description="Recipe name")
+    settings: dict = Field(description="The recipe's LoRAs, prompt template and sampler settings")
+    created_at: datetime = Field(description="Saved (UTC)")
+
+
+class ApplyRecipeIn(BaseModel):
+    """Apply a recipe to a new scene."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    action: str = Field(
+        default="", max_length=1000, description="Replaces {action} in the prompt template", examples=["punch sequence"]
+    )
+    seed: int | None = Field(default=None, ge=-1, lt=2**64, description="Seed (default: the recipe's)")
+    n: int = Field(default=1, ge=1, le=8, description="Images")

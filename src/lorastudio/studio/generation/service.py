@@ -1,0 +1,226 @@
+"""Generation jobs (scenes): a prompt, LoRAs from the library with strengths and regions, seed, size,
+sampler, batch. Images are stored with their PNG parameters; each can be kept or rejected, which feeds
+the success rate of every LoRA the job used. Usage is counted once per job per LoRA."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lorastudio.config import Settings
+from lorastudio.engine.generation.generate import GenerateRequest
+from lorastudio.engine.generation.pngmeta import a1111_parameters
+from lorastudio.engine.models.basemodel import base_family
+from lorastudio.engine.prompts import LORA_TAG, has_word, parse_lora_tags
+from lorastudio.errors import Invalid, NotFound
+from lorastudio.studio import credits, jobs, library
+from lorastudio.studio.base_models import check_base
+from lorastudio.studio.blobs import BlobStore
+from lorastudio.studio.db import FightingStyle, Image, Lora, begin_write, write_transaction
+from lorastudio.studio.generation.schemas import GenerationIn, ImageOut, LibrarySelection
+from lorastudio.studio.jobs import NATIVE, JobOut, check_key, generation_memory_mb, once
+
+
+def image_out(image: Image) -> ImageOut:
+    """The API form of an image."""
+    return ImageOut.model_validate(image).model_copy(update={"url": f"/api/v1/images/{image.id}/file"})
+
+
+def _styles_in_prompt(session: Session, owner_id: int, prompt: str) -> list[FightingStyle]:
+    visible = (FightingStyle.owner_id == owner_id) | FightingStyle.owner_id.is_(None)
+    return [s for s in session.scalars(select(FightingStyle).where(visible)) if has_word(prompt, s.trigger)]
+
+
+def prompt_tags(session: Session, *, owner_id: int, prompt: str, family: str | None) -> tuple[str, list]:
+    """A1111 `<lora:name:weight>` tags taken out of the prompt and looked up in the user's library (by name,
+    trigger word or id; never a file). An unknown name or a bad weight is Invalid, naming the tag."""
+    clean, tags = parse_lora_tags(prompt)
+    while LORA_TAG.search(clean):  # a tag left whole only by removing one hidden inside it
+        clean, more = parse_lora_tags(clean)
+        tags += more
+    found = []
+    for tag in tags:
+        try:
+            lora = library.find_lora(session, owner_id=owner_id, name=tag.lora, family=family)
+        except Invalid as exc:
+            raise Invalid(f"<lora:{tag.lora[:60]}:{tag.strength:g}> in the prompt: {exc}") from exc
+        found.append(LibrarySelection(lora_id=lora.id, strength=tag.strength))
+    if tags and not clean.strip():
+        raise Invalid("the prompt is empty once its <lora:...> tags are taken out; describe the scene too")
+    return clean, found
+
+
+def resolve(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> tuple[dict, list[int]]:
+    """The engine request (as JSON) and the library ids it uses. The base is one of the studio's models; prompt
+    tags are library LoRAs; a fighting style named in the prompt brings its LoRA for this base when it has one,
+    otherwise its trigger expands to its phrases."""
+    base = check_base(settings, data.base)
+    family = base_family(base, settings)
+    prompt, tagged = prompt_tags(session, owner_id=owner_id, prompt=data.prompt, family=family)
+    selections = [*data.loras, *tagged]
+    chosen = [s.lora_id for s in selections]
+    if len(set(chosen)) != len(chosen):
+        twice = next(i for i in chosen if chosen.count(i) > 1)
+        name = library.get_lora_row(session, owner_id=owner_id, lora_id=twice).name
+        raise Invalid(f"{name[:80]!r} is selected twice (in LoRA Selection or a prompt tag); give it once with the "
+                      "strength and region you want")  # fmt: skip
+    chosen_styles = {session.get(Lora, s.lora_id).style_id for s in selections if session.get(Lora, s.lora_id)}
+    for style in _styles_in_prompt(session, owner_id, prompt):
+        if style.id in chosen_styles:
+            continue
+        lora = session.scalar(
+            select(Lora).where(
+                Lora.style_id == style.id,
+                Lora.family == family,
+                ~Lora.deleted,
+                (Lora.owner_id == owner_id) | Lora.owner_id.is_(None),
+            )
+        )
+        if lora is not None:
+            if lora.id not in chosen:
+                selections.append(LibrarySelection(lora_id=lora.id, strength=lora.recommended_strength
+                                                   or style.recommended_strength))  # fmt: skip
+        elif style.phrases:
+            words = ", ".join([style.trigger, *style.phrases])
+            prompt = re.sub(rf"(?<![\w]){re.escape(style.trigger)}(?![\w])", words, prompt, count=1, flags=re.I)
+    engine_loras, ids = [], []
+    explicit = len(data.loras) + len(tagged)
+    for i, sel in enumerate(selections):
+        version = library.version_row(session, owner_id=owner_id, lora_id=sel.lora_id, version=sel.version)
+        if i >= explicit and any(x["blob"] == version.blob for x in engine_loras):
+            continue  # a style's own file, already chosen by hand (an imported copy): once, as chosen
+        row = session.get(Lora, sel.lora_id)
+        engine_loras.append({"blob": version.blob, "strength": sel.strength, "region": sel.region,
+                             "name": library.tag_name(row), "description": row.description or "",
+                             "lora_id": row.id, "version": version.version})  # fmt: skip
+        ids.append(sel.lora_id)
+    request = {
+        "prompt": prompt,
+        "negative_prompt": data.negative_prompt,
+        "base": base,
+        "seed": data.seed,
+        "n": data.n,
+        "steps": data.steps,
+        "cfg_scale": data.cfg_scale,
+        "width": data.width,
+        "height": data.height,
+        "sampler": data.sampler,
+        "add_triggers": data.add_triggers,
+        "loras": engine_loras,
+    }
+    # Validate now with placeholder paths, so a bad request is a 422 at submit, not a failed job later.
+    engine_request(request, lambda x: "x")
+    return request, ids
+
+
+def engine_request(request: dict, path_of) -> GenerateRequest:
+    """The engine's request for a stored one: each LoRA's file from `path_of(entry)`, its library name and
+    description beside it, and prompt tags off (they were resolved at submit)."""
+    loras = [{"lora": path_of(x), "strength": x["strength"], "region": x["region"], "name": x.get("name"),
+              "description": x.get("description")} for x in request["loras"]]  # fmt: skip
+    return GenerateRequest.build(**request | {"loras": loras, "prompt_tags": False})
+
+
+def submit_generation(
+    session: Session, settings: Settings, *, owner_id: int, data: GenerationIn, idempotency_key: str | None = None
+) -> JobOut:
+    """Queue a scene (the caller wakes the workers). It costs nothing (the guide: using trained LoRAs has
+    no extra cost) but is recorded in the ledger as a hold of 0."""
+    check_key(idempotency_key)
+    request, ids = resolve(session, settings, owner_id=owner_id, data=data)
+
+    def make() -> JobOut:
+        family = base_family(request["base"], settings)
+        side = NATIVE.get(family, 512)
+        need = generation_memory_mb(family, request["base"], width=request["width"] or side,
+                                    height=request["height"] or side, batch=request["n"])  # fmt: skip
+        job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"lora_ids": ids},
+                           family=family, memory_mb=need)  # fmt: skip
+        session.flush()
+        job.credit_hold_id = credits.hold(
+            session, user_id=owner_id, amount=0, job_id=job.id, note=f"generation job {job.id} (no cost)"
+        )
+        return jobs.to_out(session, job)
+
+    return once(session, user_id=owner_id, key=idempotency_key, scope="generations", body=data, out=JobOut, make=make)
+
+
+def run_generation(factory, settings: Settings, store: BlobStore, *, job, cache, progress, should_stop, finish) -> None:
+    """Render a claimed generation job; its images, usage counts and end are one commit."""
+    from lorastudio.engine.generation.generate import generate
+
+    request = dict(job.request)
+    ids = request.pop("lora_ids", [])
+    for x in request["loras"]:
+        if not store.exists(x["blob"]):
+            raise Invalid("a LoRA file this scene uses is gone from the store; pick the LoRA again")
+    req = engine_request(request, lambda x: str(store.path(x["blob"])))
+
+    def on_progress(event) -> None:
+        progress({"phase": "generate", "step": event.step, "total": event.total}, force=False)
+
+    result = generate(cache, req, on_progress=on_progress, should_stop=should_stop)
+    for params in result.params:  # the library's ids beside each LoRA's record (the engine knows files only)
+        for record, x in zip(params["loras"], request["loras"], strict=True):
+            record |= {"lora_id": x.get("lora_id"), "version": x.get("version")}
+    blobs = [
+        (store.put_bytes(_png_bytes(image, params)), params)
+        for image, params in zip(result.images, result.params, strict=True)
+    ]
+    with write_transaction(factory) as session:
+        if result.stopped:
+            finish(session, "canceled", None)
+            return
+        image_ids = []
+        for blob, params in blobs:
+            row = Image(owner_id=job.owner_id, job_id=job.id, blob=blob, seed=str(params["seed"]), params=params)
+            session.add(row)
+            session.flush()
+            image_ids.append(row.id)
+        library.record_usage(session, job_id=job.id, lora_ids=ids)
+        finish(
+            session,
+            "succeeded",
+            {"images": image_ids, "warnings": result.warnings, "seconds": round(result.seconds, 3)},
+        )
+
+
+def _png_bytes(image, params: dict) -> bytes:
+    import json
+
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", a1111_parameters(params))
+    info.add_text("lorastudio", json.dumps(params, sort_keys=True))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def get_image_row(session: Session, *, owner_id: int, image_id: int) -> Image:
+    """The row, or NotFound (another user's image is not found either)."""
+    image = session.scalar(select(Image).where(Image.id == image_id, Image.owner_id == owner_id))
+    if image is None:
+        raise NotFound(f"image {image_id} not found")
+    return image
+
+
+def list_images(session: Session, *, owner_id: int, job_id: int) -> list[ImageOut]:
+    """The images of one of the user's jobs."""
+    jobs.get_row(session, owner_id=owner_id, job_id=job_id)
+    rows = session.scalars(select(Image).where(Image.job_id == job_id).order_by(Image.id))
+    return [image_out(i) for i in rows]
+
+
+def set_verdict(session: Session, *, owner_id: int, image_id: int, verdict: str | None) -> ImageOut:
+    """Keep or reject an image (or undo); the success rate of the job's LoRAs follows."""
+    begin_write(session)  # reads, then writes: take SQLite's write lock first
+    image = get_image_row(session, owner_id=owner_id, image_id=image_id)
+    library.record_verdict(session, job_id=image.job_id, old=image.verdict, new=verdict)
+    image.verdict = verdict
+    session.commit()
+    return image_out(image)

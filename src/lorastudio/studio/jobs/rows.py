@@ -1,0 +1,233 @@
+"""Jobs: the row is the truth. Submit, claim (atomic), renew the lease, report progress, finish.
+
+A worker claims with one UPDATE ... RETURNING inside BEGIN IMMEDIATE (SQLite; PostgreSQL adds FOR UPDATE
+SKIP LOCKED), so of two workers woken for one job exactly one gets it. A running job whose lease has
+expired (its worker died) is claimable again and resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from lorastudio.errors import Conflict
+from lorastudio.studio import credits
+from lorastudio.studio.db import Job, begin_write, get_owned, now, write_transaction
+from lorastudio.studio.jobs import registry
+from lorastudio.studio.jobs.schemas import JobOut
+
+FINAL = ("succeeded", "failed", "canceled")
+JOB_TYPES = ("training", "generation", "export")
+MAX_ATTEMPTS = 5  # a job that kills its worker this often is failed, not retried forever
+
+
+def to_out(session: Session, job: Job, balance: int | None = None) -> JobOut:
+    """The API form of a job row, with its credits and the owner's balance."""
+    out = JobOut.model_validate(job)
+    out.credits = credits.job_credits(session, job)
+    out.balance = credits.balance(session, job.owner_id) if balance is None else balance
+    return out
+
+
+def add_job(
+    session: Session,
+    *,
+    owner_id: int,
+    type: str,
+    request: dict,
+    family: str | None = None,
+    memory_mb: int | None = None,
+) -> Job:
+    """A new pending job (the caller commits and then wakes the workers); `family` and `memory_mb` say
+    which workers can run it (None: any)."""
+    job = Job(owner_id=owner_id, type=type, request=request, status="pending", progress={}, family=family,
+              memory_mb=memory_mb)  # fmt: skip
+    session.add(job)
+    return job
+
+
+def get_row(session: Session, *, owner_id: int, job_id: int) -> Job:
+    """The row, or NotFound (another user's job is not found either)."""
+    return get_owned(session, Job, job_id, owner_id, "job")
+
+
+def get_job(session: Session, *, owner_id: int, job_id: int, stale_seconds: float | None = None) -> JobOut:
+    """One job; with `stale_seconds`, a pending one also says why it waits when no live worker can run it."""
+    job = get_row(session, owner_id=owner_id, job_id=job_id)
+    out = to_out(session, job)
+    if job.status == "pending" and stale_seconds is not None:
+        out.waiting = waiting_reason(session, job, stale_seconds=stale_seconds)
+    return out
+
+
+def waiting_reason(session: Session, job: Job, *, stale_seconds: float) -> str | None:
+    """Why no worker takes this pending job, or None when one could (it is just queued)."""
+    alive, able = registry.who_can_run(session, job, stale_seconds=stale_seconds)
+    if alive and able:
+        return None
+    if not alive:
+        return "no worker is running: start one with `lorastudio worker` (or `lorastudio serve` with workers)"
+    need = [f"the {job.type} queue"] + ([f"{job.family} models"] if job.family else [])
+    if job.memory_mb:
+        need.append(f"{job.memory_mb / 1024:.0f} GB of device memory")
+    return (f"none of the {alive} running worker(s) can run it: it needs {', '.join(need)}; start a worker "
+            "that has them, or lower the resolution or batch size")  # fmt: skip
+
+
+def list_jobs(session: Session, *, owner_id: int, status: str | None = None, limit: int = 50) -> list[JobOut]:
+    """The user's newest jobs."""
+    query = select(Job).where(Job.owner_id == owner_id)
+    if status:
+        query = query.where(Job.status == status)
+    have = credits.balance(session, owner_id)
+    return [to_out(session, j, have) for j in session.scalars(query.order_by(Job.id.desc()).limit(limit))]
+
+
+def cancel(session: Session, *, owner_id: int, job_id: int) -> JobOut:
+    """Cancel: a pending job at once; a running one stops at its next step boundary."""
+    begin_write(session)  # the worker writes the row while it runs: take the write lock before reading it
+    job = get_row(session, owner_id=owner_id, job_id=job_id)
+    if job.status in FINAL:
+        raise Conflict(f"job {job_id} already {job.status}; nothing to cancel")
+    job.cancel_requested = True
+    if job.status == "pending":
+        job.status, job.finished_at = "canceled", now()
+        _settle(session, job)
+    session.commit()
+    return to_out(session, job)
+
+
+def claim(
+    factory: sessionmaker[Session],
+    *,
+    worker: str,
+    lease_seconds: int,
+    types: tuple[str, ...],
+    families: tuple[str, ...] | None = None,
+    memory_mb: int | None = None,
+) -> int | None:
+    """Atomically take the oldest job this worker can run (pending, or running with an expired lease): of
+    its types, of a family it loads (None: any) and needing no more memory than it has; its id or None."""
+    with write_transaction(factory) as session:
+        t = now()
+        lock = " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
+        kinds = ", ".join(f"'{k}'" for k in types if k in JOB_TYPES) or "''"
+        can = ""
+        params = {"worker": worker, "expires": t + timedelta(seconds=lease_seconds), "now": t}
+        if families is not None:
+            names = {f"f{i}": f for i, f in enumerate(families)}
+            listed = ", ".join(f":{k}" for k in names) or "''"
+            can += f" AND (family IS NULL OR family IN ({listed}))"
+            params |= names
+        if memory_mb is not None:
+            can += " AND (memory_mb IS NULL OR memory_mb <= :memory)"
+            params["memory"] = memory_mb
+        row = session.execute(
+            text(
+                "UPDATE jobs SET status = 'running', lease_owner = :worker, lease_expires_at = :expires, "
+                "attempts = attempts + 1, started_at = COALESCE(started_at, :now) "
+                "WHERE id = (SELECT id FROM jobs WHERE cancel_requested = false AND type IN ("
+                + kinds
+                + ")"
+                + can
+                + " AND (status = 'pending' OR (status = 'running' AND lease_expires_at < :now)) "
+                "ORDER BY id LIMIT 1" + lock + ") RETURNING id"
+            ),
+            params,
+        ).first()
+        return row[0] if row else None
+
+
+def renew(factory: sessionmaker[Session], *, job_id: int, worker: str, lease_seconds: int) -> bool:
+    """Extend our lease; False when the job is no longer ours (expired and taken, or finished)."""
+    with write_transaction(factory) as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lease_owner == worker, Job.status == "running")
+            .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
+        )
+        return result.rowcount == 1
+
+
+def report(factory: sessionmaker[Session], *, job_id: int, worker: str, progress: dict) -> bool:
+    """Write progress (only while the job is ours); also says whether a cancel was asked for."""
+    # BEGIN IMMEDIATE: a read-then-write transaction that another writer (the heartbeat) overtakes would
+    # fail at once with "database is locked" instead of waiting its turn.
+    with write_transaction(factory) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.lease_owner != worker or job.status != "running":
+            return True  # not ours any more: stop
+        job.progress = progress
+        return bool(job.cancel_requested)
+
+
+def finish(
+    session: Session,
+    *,
+    job_id: int,
+    worker: str,
+    status: str,
+    result: dict | None = None,
+    error: tuple[str, str] | None = None,
+) -> bool:
+    """Record the outcome, only if the job is still ours (the caller's transaction commits)."""
+    job = session.get(Job, job_id)
+    if job is None or job.lease_owner != worker or job.status != "running":
+        return False
+    job.status, job.result, job.finished_at = status, result, now()
+    job.lease_expires_at = None
+    if error:
+        job.error_code, job.error_message = error
+    _settle(session, job)
+    return True
+
+
+def release(factory: sessionmaker[Session], *, job_id: int, worker: str) -> bool:
+    """Give a running job back to the queue at once (its worker is stopping); False when it is no longer ours.
+
+    It is pending again with no lease, so any worker claims it now rather than after the lease runs out. Its
+    progress is kept: the next worker resumes from `progress["checkpoint"]`. The attempt is not counted, since
+    MAX_ATTEMPTS is for jobs that kill their worker, and a restart or a deploy is not the job's fault. A job
+    whose cancel was asked for ends canceled instead: nobody would claim it again."""
+    with write_transaction(factory) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.lease_owner != worker or job.status != "running":
+            return False
+        job.lease_expires_at = None
+        if job.cancel_requested:
+            job.status, job.finished_at = "canceled", now()
+            _settle(session, job)
+        else:
+            job.status, job.lease_owner, job.attempts = "pending", None, max(0, job.attempts - 1)
+        return True
+
+
+def _settle(session: Session, job: Job) -> None:
+    credits.settle_job(session, job, job.request.get("credits_per_gpu_minute") or credits.DEFAULT_RATE)
+
+
+def reap(factory: sessionmaker[Session]) -> dict:
+    """Housekeeping for dead workers: canceled-and-expired jobs end as canceled, jobs that used up their
+    attempts end as failed; the rest of the expired ones are claimable as they are. Returns counts."""
+    with write_transaction(factory) as session:
+        t = now()
+        expired = (Job.status == "running") & (Job.lease_expires_at < t)
+        canceled = list(session.scalars(select(Job).where(expired & Job.cancel_requested)))
+        for job in canceled:
+            job.status, job.finished_at = "canceled", t
+        failed = list(session.scalars(select(Job).where(expired & (Job.attempts >= MAX_ATTEMPTS))))
+        for job in failed:
+            job.status, job.finished_at, job.error_code = "failed", t, "worker_lost"
+            job.error_message = (
+                f"the job stopped its worker {MAX_ATTEMPTS} times (out of memory or a crash); "
+                "lower its settings and submit it again"
+            )
+        for job in canceled + failed:
+            _settle(session, job)  # nothing is charged for work that did not finish
+        session.flush()
+        waiting = session.scalar(
+            select(Job.lease_expires_at).where(Job.status == "running").order_by(Job.lease_expires_at).limit(1)
+        )
+    return {"canceled": len(canceled), "failed": len(failed), "next_expiry": waiting}

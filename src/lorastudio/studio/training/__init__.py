@@ -1,0 +1,18 @@
+from lorastudio.studio.training.schemas import TrainingIn, TrainingSettings
+from lorastudio.studio.training.service import (
+    PREVIEWS,
+    estimate_training,
+    run_training,
+    running_by_character,
+    submit_training,
+)
+
+__all__ = [
+    "PREVIEWS",
+    "TrainingIn",
+    "TrainingSettings",
+    "estimate_training",
+    "run_training",
+    "running_by_character",
+    "submit_training",
+]

@@ -1,0 +1,51 @@
+"""The training area's data in and out (pydantic), every field described: the HTTP API's schema too."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from lorastudio.engine.training.config import TrainConfig
+
+# The training settings a user may change ("custom configuration"): never paths, devices or the dataset gate.
+TUNABLE = (
+    "steps", "learning_rate", "text_encoder_lr", "network_dim", "network_alpha", "resolution", "batch_size",
+    "gradient_accumulation", "target", "train_text_encoder", "optimizer", "lr_scheduler", "warmup_steps",
+    "min_snr_gamma", "noise_offset", "precision", "gradient_checkpointing", "flip_augment", "seed",
+    "checkpoint_every", "sample_every",
+)  # fmt: skip
+
+
+def _tunable(name: str) -> tuple:
+    """A TrainConfig field as an optional override with the same type and limits (one copy of each limit)."""
+    field = TrainConfig.model_fields[name]
+    copy = Field(default=None, description=field.description)
+    copy.metadata = list(field.metadata)
+    if name == "seed":  # -1: pick one and record it, as A1111 and the CLI take it
+        copy = Field(default=None, ge=-1, lt=2**64, description=field.description + "; -1: random")
+    annotation = field.annotation if field.annotation is not None else object
+    return (annotation | None, copy)
+
+
+TrainingSettings = create_model(
+    "TrainingSettings",
+    __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+    __doc__="Preset values to change; each left out keeps the preset's.",
+    **{name: _tunable(name) for name in TUNABLE},
+)
+
+
+class TrainingIn(BaseModel):
+    """A training job: a dataset, a kind and preset, and any overrides of the preset."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    dataset_id: int = Field(ge=1, le=2**62, description="Dataset to train on")
+    preset: str | None = Field(default=None, max_length=40, description="Preset name (default: the kind's)")
+    base: str | None = Field(default=None, max_length=200, description="Base model, by name (default: the studio's)")
+    description: str | None = Field(
+        default=None, max_length=300, description="What the subject looks like (default: its character's)"
+    )
+    overrides: TrainingSettings = Field(  # type: ignore[valid-type]
+        default_factory=TrainingSettings,
+        description="Preset values to change: " + ", ".join(TUNABLE),
+        examples=[{"steps": 1200}],
+    )

@@ -1,0 +1,257 @@
+"""Training jobs: validated and estimated at submit (before any long work), run by a worker through the
+engine's train_lora, resumed from the run's checkpoint after a restart, registered as a new LoRA version."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lorastudio.config import Settings
+from lorastudio.engine.kinds import check_kind
+from lorastudio.engine.models.basemodel import base_family
+from lorastudio.engine.progress import ProgressEvent
+from lorastudio.engine.training.config import TrainConfig
+from lorastudio.engine.training.presets import get_preset
+from lorastudio.errors import Invalid
+from lorastudio.studio import credits, datasets, jobs, library
+from lorastudio.studio.base_models import check_base
+from lorastudio.studio.blobs import BlobStore
+from lorastudio.studio.credits import Estimate, estimate, record_timing
+from lorastudio.studio.db import Character, Dataset, FightingStyle, Job, write_transaction
+from lorastudio.studio.disk import check_room
+from lorastudio.studio.jobs import JobOut, check_key, once, training_memory_mb
+from lorastudio.studio.training import checkpoints
+from lorastudio.studio.training.schemas import TrainingIn
+
+LOSS_POINTS = 200  # how much of the loss curve the job row keeps (evenly thinned)
+PREVIEWS = 4  # sample previews a run renders by default (Advanced: sample_every; 0 turns them off)
+PREVIEW_SHARE = 0.1  # the most of a run's time the default previews may take
+
+
+def _config(settings: Settings, dataset: Dataset, data: TrainingIn, folder: Path, **extra) -> TrainConfig:
+    base = check_base(settings, data.base)
+    values = {**data.overrides.model_dump(exclude_none=True), **{k: v for k, v in extra.items() if v is not None}}
+    cfg = TrainConfig.from_preset(
+        kind=dataset.kind,
+        preset=data.preset,
+        family=base_family(base, settings),
+        images=folder / "images",
+        trigger=dataset.trigger,
+        description=data.description or "",
+        base=base,
+        output=folder / "lora.safetensors",
+        run_dir=folder / "run",
+        **values,
+    )
+    if "sample_every" in values:
+        return cfg.model_copy(update={"sample_prompts": preview_prompts(cfg)} if cfg.sample_every else {})
+    # A few previews by default, so the job page shows the LoRA taking shape: at most PREVIEWS and at most
+    # PREVIEW_SHARE of the run (a preview's sampling step runs the UNet twice, a training step about 3x its batch).
+    affordable = int(PREVIEW_SHARE * cfg.steps * 3 * cfg.batch_size / (2 * cfg.sample_steps))
+    previews = min(PREVIEWS, affordable)
+    if previews == 0:
+        return cfg
+    every = max(1, cfg.steps // previews)
+    return cfg.model_copy(update={"sample_every": every, "sample_prompts": preview_prompts(cfg)})
+
+
+def preview_prompts(cfg: TrainConfig) -> list[str]:
+    """The one prompt a run's previews render: the trigger word with the kind's class words."""
+    return [f"{cfg.trigger}, {check_kind(cfg.kind).class_words}"]
+
+
+def _with_description(session: Session, dataset: Dataset, data: TrainingIn) -> TrainingIn:
+    """The request with its subject's description when none was typed: a character's look reaches its LoRA."""
+    if data.description:
+        return data
+    owner = (session.get(Character, dataset.character_id) if dataset.character_id else None) or (
+        session.get(FightingStyle, dataset.style_id) if dataset.style_id else None
+    )
+    return data.model_copy(update={"description": owner.description[:300] if owner and owner.description else None})
+
+
+def estimate_training(session: Session, settings: Settings, *, owner_id: int, data: TrainingIn) -> Estimate:
+    """The estimate a submit would show (minutes, credits, dollars), without submitting."""
+    dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
+    cfg = _config(settings, dataset, data, Path("estimate"))
+    usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
+    return estimate(
+        session,
+        kind=cfg.kind,
+        images=usable,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        resolution=cfg.resolution,
+        family=cfg.family,
+        previews=len(cfg.sample_prompts) * (cfg.steps // cfg.sample_every) if cfg.sample_every else 0,
+        preview_steps=cfg.sample_steps,
+        credits_per_minute=settings.credits_per_gpu_minute,
+        dollars_per_gpu_hour=settings.dollars_per_gpu_hour,
+        hires_dollars=settings.hires_surcharge_dollars,
+    )
+
+
+def submit_training(
+    session: Session, settings: Settings, *, owner_id: int, data: TrainingIn, idempotency_key: str | None = None
+) -> JobOut:
+    """Check everything a run needs, estimate it, hold its credits and queue it, all or nothing (the caller
+    wakes the workers). A repeated Idempotency-Key answers the first submit's job."""
+    check_key(idempotency_key)  # validate before the work below
+    check_room(settings)  # a run that would fill the disk is refused now, in words, not failed later
+    dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
+    data = _with_description(session, dataset, data)
+    cfg = _config(settings, dataset, data, Path("check"))
+    usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
+    minimum = cfg.min_images or get_preset(cfg.preset, cfg.kind).min_images
+    if usable < minimum:
+        raise Invalid(
+            f"dataset {dataset.id} has {usable} usable image(s); a {cfg.kind.replace('_', ' ')} LoRA needs "
+            f"at least {minimum} - upload more or fix the skipped ones"
+        )
+    est = estimate_training(session, settings, owner_id=owner_id, data=data)
+    request = data.model_dump() | {
+        "kind": cfg.kind,
+        "trigger": cfg.trigger,
+        "estimate": est.model_dump(),
+        "seed": cfg.seed,
+    }
+    request["credits_per_gpu_minute"] = settings.credits_per_gpu_minute  # settled at the price quoted
+
+    def make() -> JobOut:
+        need = training_memory_mb(cfg.family, cfg.base, resolution=cfg.resolution, batch_size=cfg.batch_size,
+                                  gradient_checkpointing=cfg.gradient_checkpointing)  # fmt: skip
+        job = jobs.add_job(session, owner_id=owner_id, type="training", request=request, family=cfg.family,
+                           memory_mb=need)  # fmt: skip
+        session.flush()
+        job.credit_hold_id = credits.hold(
+            session, user_id=owner_id, amount=est.credits[1], job_id=job.id, note=f"training job {job.id}"
+        )
+        return jobs.to_out(session, job)
+
+    return once(session, user_id=owner_id, key=idempotency_key, scope="trainings", body=data, out=JobOut, make=make)
+
+
+def running_by_character(session: Session, *, owner_id: int) -> dict[int, int]:
+    """{character id: job id} of the user's trainings still pending or running, for the Character Manager."""
+    rows = session.scalars(select(Job).where(Job.owner_id == owner_id, Job.type == "training",
+                                             Job.status.in_(("pending", "running"))))  # fmt: skip
+    by_dataset = {job.request.get("dataset_id"): job.id for job in rows}
+    found = session.execute(select(Dataset.id, Dataset.character_id).where(Dataset.id.in_(list(by_dataset))))
+    return {character: by_dataset[dataset] for dataset, character in found if character is not None}
+
+
+def _thin(losses: list[list[float]]) -> list[list[float]]:
+    if len(losses) <= LOSS_POINTS:
+        return losses
+    stride = len(losses) / LOSS_POINTS
+    return [losses[int(i * stride)] for i in range(LOSS_POINTS - 1)] + [losses[-1]]
+
+
+def run_training(
+    factory, settings: Settings, store: BlobStore, *, job, worker: str, progress, should_stop, finish
+) -> None:
+    """Run a claimed training job to its end. Resumes from the run's latest checkpoint when one exists (a
+    previous worker died), so nothing is trained twice; the new LoRA version and the job's end are one commit."""
+    from lorastudio.engine.training.train import train_lora
+
+    data = TrainingIn.model_validate({k: v for k, v in job.request.items() if k in TrainingIn.model_fields})
+    folder = settings.home / "jobs" / f"job-{job.id}"
+    stored = (job.progress or {}).get("checkpoint")  # a previous worker's, perhaps on another machine
+    with factory() as session:  # read what the run needs, then hold no transaction while it trains
+        dataset = session.get(Dataset, data.dataset_id)
+        if dataset is None or dataset.owner_id != job.owner_id:
+            raise Invalid(f"dataset {data.dataset_id} was deleted; the job cannot run")
+        datasets.materialize(session, store, dataset, folder / "images")
+        resumed_from = checkpoints.restore(store, stored, folder / "run")
+        name = dataset.name
+        if dataset.character_id and (c := session.get(Character, dataset.character_id)):
+            name = c.name
+        elif dataset.style_id and (s := session.get(FightingStyle, dataset.style_id)):
+            name = s.name
+        owner = (dataset.character_id, dataset.style_id)
+        cfg = _config(
+            settings,
+            dataset,
+            data,
+            folder,
+            resume=resumed_from is not None,
+            seed=job.request.get("seed"),
+            checkpoint_every=data.overrides.checkpoint_every or 50,
+        )
+    losses: list[list[float]] = []
+    state: dict = {"phase": "prepare", "step": 0, "total": cfg.steps, "previews": [], "checkpoint": stored}
+
+    def on_progress(event: ProgressEvent) -> None:
+        counts_steps = event.phase != "cache"  # the cache phase counts images, not training steps
+        state.update(
+            phase=event.phase,
+            step=(event.step if counts_steps else 0) or state["step"],
+            total=(event.total if counts_steps else 0) or cfg.steps,
+            message=event.message,
+            eta_seconds=event.eta_seconds,
+        )
+        if event.loss is not None:
+            losses.append([event.step, round(event.loss, 6)])
+            state["loss"] = event.loss
+        if event.preview is not None:
+            state["previews"] = [*state["previews"], store.put_file(event.preview)][-8:]
+        superseded = None
+        if event.checkpoint is not None:
+            superseded, state["checkpoint"] = (
+                state["checkpoint"],
+                checkpoints.keep(store, event.checkpoint, event.step),
+            )
+        progress(state | {"losses": _thin(losses)}, force=event.phase != "train")
+        if superseded and superseded != state["checkpoint"]:
+            checkpoints.forget(store, superseded)  # the row names the new one now
+
+    result = train_lora(cfg, settings=settings, on_progress=on_progress, should_stop=should_stop)
+    with write_transaction(factory) as session:
+        if result.stopped:
+            finish(session, "canceled", {"steps": result.steps_done})
+        else:
+            _register(session, store, job, worker, cfg, result, name, owner, finish, resumed_from)
+    checkpoints.forget(store, state["checkpoint"])  # the job has ended: nobody resumes it
+    shutil.rmtree(folder, ignore_errors=True)  # what it made is in the blob store; a worker's disk stays small
+
+
+def _register(session: Session, store: BlobStore, job, worker: str, cfg, result, name, owner, finish,
+              resumed_from: int | None) -> None:  # fmt: skip
+    """The new LoRA version, the measured speed and the job's end, in the caller's transaction."""
+    lora = library.register_file(
+        session,
+        store,
+        owner_id=job.owner_id,
+        path=cfg.output,
+        name=name,
+        source="trained",
+        character_id=owner[0],
+        style_id=owner[1],
+        job_id=job.id,
+        training_seconds=result.seconds,
+        commit=False,
+    )
+    trained = result.steps_done - (result.loss_history[0][0] - 1 if result.loss_history else 0)
+    if trained > 0:
+        record_timing(
+            session,
+            device=worker.split("@")[-1],
+            family=result.family,
+            resolution=cfg.resolution,
+            batch_size=cfg.batch_size,
+            seconds_per_step=result.seconds / trained,
+        )
+    finish(
+        session,
+        "succeeded",
+        {
+            "lora_id": lora.id,
+            "version": lora.versions[-1].version,
+            "seconds": round(result.seconds, 2),
+            "final_loss": result.to_dict()["final_loss"],
+            "resumed_from_step": resumed_from,  # a worker died and another went on from its checkpoint
+        },
+    )
