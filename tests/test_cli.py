@@ -45,6 +45,17 @@ def test_errors_are_one_line_with_what_to_do(run, tmp_path):
     assert result.exit_code == 2 and "pickle" in result.stderr and "Traceback" not in result.output
 
 
+def test_an_engine_error_names_the_flag_to_change(run, figure_dir, tmp_path):
+    # The engine names the setting (precision); the CLI words it as its flag, on stderr and in the JSON error.
+    args = ("train", figure_dir, "--kind", "character", "--trigger", "johnhero", "--base", "tiny-sd15",
+            "--precision", "fp16", "--device", "cpu", "--out", tmp_path / "x.safetensors")  # fmt: skip
+    said = run(*args)
+    assert said.exit_code == 2 and "fp16 training needs a GPU; on CPU use --precision no" in said.stderr
+    error = json.loads(run(*args, "--json").stdout)["error"]
+    assert error["setting"] == "--precision" and "on CPU use --precision no" in error["message"]
+    assert "setting" not in json.loads(run("train", tmp_path, "--kind", "dance", "--trigger", "x", "--json").stdout)
+
+
 def test_models_and_presets_lists(run):
     models = json.loads(run("models", "list", "--json").stdout)
     assert {m["name"] for m in models} >= {"tiny-sd15", "tiny-sdxl"}

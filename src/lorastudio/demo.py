@@ -13,12 +13,19 @@ from pathlib import Path
 from rich.console import Console
 
 from lorastudio.config import Settings
-from lorastudio.engine.data.dataset import scan_dataset
-from lorastudio.engine.fileio.atomic import check_writable_dir
-from lorastudio.engine.generation.generate import GenerateRequest, generate, save_result
-from lorastudio.engine.generation.grid import strength_grid
-from lorastudio.engine.generation.pipecache import PipelineCache
-from lorastudio.engine.generation.pngmeta import save_png
+from lorastudio.engine import (
+    HELD_OUT_CHARACTERS,
+    GenerateRequest,
+    PipelineCache,
+    find_character,
+    generate,
+    get_preset,
+    save_png,
+    save_result,
+    scan_dataset,
+    strength_grid,
+    train_lora,
+)
 from lorastudio.engine.toyworld.consistency import (
     TOY_STRENGTH,
     Prompt,
@@ -29,11 +36,8 @@ from lorastudio.engine.toyworld.consistency import (
     pair_loras,
     toy_lora_config,
 )
-from lorastudio.engine.toyworld.detect import find_character
-from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS
-from lorastudio.engine.training.presets import get_preset
-from lorastudio.engine.training.train import train_lora
 from lorastudio.export.contact_sheet import contact_sheet
+from lorastudio.fileio import check_writable_dir
 
 SEQUENCE = [
     ("John faces Kane", "johnhero facing kanehero, kungfustyle, horse stance, in a dojo"),

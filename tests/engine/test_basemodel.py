@@ -2,8 +2,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lorastudio.engine.models.basemodel import detect_family, family_from_checkpoint_keys, load_base_model
-from lorastudio.errors import Invalid, NotFound, Unsupported
+from lorastudio.cli.common import FLAGS
+from lorastudio.engine.models.base import detect_family, family_from_checkpoint_keys, load_base_model
+from lorastudio.errors import Invalid, NotFound, Unsupported, words
 
 
 def test_family_of_single_file_checkpoints_from_their_keys():
@@ -42,8 +43,9 @@ def test_bad_base_models_are_refused_with_a_reason(settings, tmp_path):
         load_base_model(str(garbage), settings)
     lora_as_base = tmp_path / "lora.safetensors"
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(1, 1)}, lora_as_base)
-    with pytest.raises(Invalid, match="pass it with --lora"):
+    with pytest.raises(Invalid, match="it belongs in the LoRA selection") as raised:
         load_base_model(str(lora_as_base), settings)
+    assert "it belongs in --lora; for --base give" in words(raised.value, FLAGS)
     (tmp_path / "folder").mkdir()
     with pytest.raises(Invalid, match="not a diffusers model"):
         load_base_model(str(tmp_path / "folder"), settings)

@@ -13,7 +13,7 @@ from lorastudio.engine.generation.reproduce import request_from_params
 from lorastudio.engine.kinds import KINDS, acts_as_character
 from lorastudio.engine.lora.file import read_lora
 from lorastudio.engine.lora.info import read_info
-from lorastudio.engine.models.basemodel import base_family, list_base_models
+from lorastudio.engine.models.base import base_family, list_base_models
 from lorastudio.engine.models.families import FAMILIES
 from lorastudio.engine.prompts import parse_lora_tags
 from lorastudio.engine.seeds import check_seed, pick_seed

@@ -23,7 +23,7 @@ from lorastudio.engine.lora.keys import (
     unet_stem_namer,
     unet_targets,
 )
-from lorastudio.engine.models.basemodel import family_from_unet_config
+from lorastudio.engine.models.base import family_from_unet_config
 from lorastudio.engine.models.sized import CLIP_G, CLIP_L, SD15_UNET, SDXL_UNET
 
 

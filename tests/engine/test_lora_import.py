@@ -24,7 +24,7 @@ from lorastudio.engine.generation.samplers import make_scheduler
 from lorastudio.engine.lora.file import read_lora
 from lorastudio.engine.lora.fit import check_fits, module_table
 from lorastudio.engine.lora.keys import te_kohya_name, te_kohya_prefix, unet_name_table, unet_stem_namer
-from lorastudio.engine.models.basemodel import load_base_model
+from lorastudio.engine.models.base import load_base_model
 from lorastudio.engine.models.families import is_sdxl_like
 from lorastudio.errors import FamilyMismatch, Invalid, Unsupported
 

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from lorastudio.engine.lora.convert import lora_state
 from lorastudio.engine.lora.file import inspect_lora, read_lora, save_lora
 from lorastudio.engine.lora.fit import check_fits
-from lorastudio.engine.models.basemodel import load_base_model
+from lorastudio.engine.models.base import load_base_model
 from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
 
 

@@ -148,7 +148,7 @@ def test_regions_cannot_be_fused(cache, trained):
 def test_warnings_point_two_characters_to_regions(cache, described):
     both = [{"lora": str(described["tiny-sd15", n]), "strength": 0.7} for n in ("hero", "rival")]
     shared = generate(cache, req(prompt="hero facing rival", loras=both)).warnings
-    assert any("bleeds" in w and "@left" in w for w in shared)
+    assert any("bleeds" in w and " on the left and " in w and " on the right, " in w for w in shared)
     apart = [{**both[0], "region": "left"}, {**both[1], "region": "right"}]
     assert generate(cache, req(prompt="hero facing rival", loras=apart)).warnings == []
     strong = [{**both[0], "region": "left", "strength": 1.2}, {**both[1], "region": "right", "strength": 1.2}]
@@ -182,7 +182,8 @@ def test_out_of_memory_while_generating_says_what_to_lower_and_leaves_the_cache_
 
     hook = cache.base.pipe.unet.conv_in.register_forward_pre_hook(allocator_fails)
     try:
-        with pytest.raises(OutOfMemory, match="64x64 with 2 regions; lower --n or the size, or use fewer regions"):
+        says = "64x64 with 2 regions; lower the number of images or the size, or use fewer regions"
+        with pytest.raises(OutOfMemory, match=says):
             generate(cache, req(prompt="hero", loras=loras))
     finally:
         hook.remove()

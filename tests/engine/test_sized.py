@@ -6,7 +6,7 @@ Built on the meta device (no memory, no weights), so the check is fast enough fo
 import pytest
 from accelerate import init_empty_weights
 
-from lorastudio.engine.models.basemodel import family_from_unet_config
+from lorastudio.engine.models.base import family_from_unet_config
 from lorastudio.engine.models.sized import build_sized
 
 # Millions of parameters of runwayml/stable-diffusion-v1-5 and stabilityai/stable-diffusion-xl-base-1.0;

@@ -1,3 +1,4 @@
+import re
 import shutil
 
 import pytest
@@ -5,6 +6,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 
+from lorastudio.cli.common import FLAGS
 from lorastudio.engine.data.buckets import fit_to_bucket
 from lorastudio.engine.data.dataset import list_images
 from lorastudio.engine.data.images import open_image
@@ -12,7 +14,8 @@ from lorastudio.engine.data.synthetic import write_reference_set
 from lorastudio.engine.training.checkpoint import list_checkpoints
 from lorastudio.engine.training.parts import encode_latents, to_pixels
 from lorastudio.engine.training.train import train_lora
-from lorastudio.errors import Invalid, NaNLoss, OutOfMemory
+from lorastudio.errors import Invalid, NaNLoss, OutOfMemory, words
+from lorastudio.web.errors import words_for_web
 from tests.conftest import tiny_config
 
 
@@ -156,8 +159,16 @@ def test_out_of_memory_keeps_the_checkpoint_and_the_earlier_lora(settings, figur
             raise error
         return False
 
-    with pytest.raises(OutOfMemory, match=r"step 3\. Lower --batch-size .* \(checkpoint-000002\.safetensors\)"):
+    with pytest.raises(OutOfMemory, match=r"step 3\. Lower the batch size \(now 1\)") as raised:
         train_lora(cfg, settings=settings, should_stop=runs_out_at_step_3)
+    # Face-neutral words (what a job stores), with the setting to change; the CLI's words name its flags and
+    # the checkpoint --resume continues from.
+    assert raised.value.setting == "batch_size" and "resume" not in str(raised.value)
+    web = words_for_web(raised.value)  # a web user cannot resume a failed job: no --resume, no checkpoint file
+    assert web.startswith("the cpu device ran out of memory at step 3. Lower batch_size (now 1) or resolution")
+    assert "resume" not in web and "--" not in web and "checkpoint-0" not in web
+    cli_words = words(raised.value, FLAGS)
+    assert re.search(r"Lower --batch-size .* --resume .* \(checkpoint-000002\.safetensors\)", cli_words)
     assert cfg.output.read_bytes() == b"an earlier version"
     resumed = train_lora(cfg.model_copy(update={"resume": True}), settings=settings)
     assert resumed.steps_done == 4 and resumed.lora_path == cfg.output

@@ -146,7 +146,7 @@ def test_delete_keeps_files_a_job_in_flight_uses(client, trained):
     answer = client.delete(f"/api/v1/loras/{lora['id']}").json()
     assert answer["files_kept"] and "kept until" in answer["message"]
     assert client.get(f"/api/v1/loras/{lora['id']}").status_code == 404
-    assert client.app.state.studio.store.exists(job["request"]["loras"][0]["blob"])
+    assert client.app.state.studio.store.exists(job["request"]["loras"][0]["lora"])
 
 
 def test_no_route_answers_500(client):

@@ -158,7 +158,7 @@ def test_out_of_memory_releases_everything_and_keeps_earlier_versions(client, st
     Worker(studio_settings, name="in-process").drain()
     failed = client.get(f"/api/v1/jobs/{job['id']}").json()
     assert failed["status"] == "failed" and failed["error_code"] == "out_of_memory"
-    assert "Lower --batch-size" in failed["error_message"]
+    assert "Lower the batch size" in failed["error_message"] and "--" not in failed["error_message"]
     assert failed["credits"] == {"held": job["credits"]["held"], "charged": 0, "released": job["credits"]["held"]}
     assert failed["balance"] == after_first
     john = client.get(f"/api/v1/characters/{character_id}").json()

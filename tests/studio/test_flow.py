@@ -61,7 +61,10 @@ def test_the_guides_flow_end_to_end(client, studio_settings, john_refs):
         "seed": 42, "n": 2, "steps": 6})  # fmt: skip
     assert scene.status_code == 201, scene.text
     kungfu = next(s for s in styles if s["trigger"] == "kungfustyle")
-    assert scene.json()["request"]["lora_ids"] == [lora_id, kungfu["lora_id"]]  # the trigger brought its LoRA
+    assert [x["lora_id"] for x in scene.json()["request"]["loras"]] == [
+        lora_id,
+        kungfu["lora_id"],
+    ]  # the trigger brought its LoRA
     worker.drain()
     images = client.get(f"/api/v1/jobs/{scene.json()['id']}/images").json()
     assert len(images) == 2

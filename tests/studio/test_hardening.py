@@ -74,7 +74,7 @@ def test_a1111_tags_resolve_by_trigger_name_or_id_and_are_recorded_by_name(clien
         made = _scene(client, f"johnhero fighting {tag}")
         assert made.status_code == 201, made.text
         request = made.json()["request"]
-        assert request["lora_ids"] == [hero["id"]] and "<lora" not in request["prompt"]
+        assert [x["lora_id"] for x in request["loras"]] == [hero["id"]] and "<lora" not in request["prompt"]
         assert request["loras"][0]["strength"] == 0.8
     check = client.post("/studio/check", data={"prompt": "johnhero <lora:johnhero:0.8>", "base": "tiny-sd15"})
     assert "Action Hero John" in check.text and "no LoRA called" not in check.text  # the live check sees tags too
@@ -174,7 +174,7 @@ def test_idempotency_keys_are_visible_ascii(client, john_refs):
 def test_a_characters_description_reaches_its_lora_and_the_library_can_edit_it(client, studio_settings, john_refs):
     character_id, dataset_id = john_dataset(client, john_refs)  # "Action Hero John", described as "red gi"
     job = client.post("/api/v1/trainings", json={"dataset_id": dataset_id, "overrides": {"steps": 2}}).json()
-    assert job["request"]["description"] == "red gi"
+    assert job["request"]["plan"]["description"] == "red gi"
     Worker(studio_settings, name="in-process").drain()
     lora_id = client.get(f"/api/v1/jobs/{job['id']}").json()["result"]["lora_id"]
     assert client.get(f"/api/v1/loras/{lora_id}").json()["description"] == "red gi"

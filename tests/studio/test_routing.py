@@ -9,6 +9,7 @@ from lorastudio.studio import jobs
 from lorastudio.studio.accounts import local_user
 from lorastudio.studio.db import Job, make_engine, session_factory
 from lorastudio.studio.jobs import Capabilities, generation_memory_mb, training_memory_mb
+from tests.jobrequests import sample_request
 from tests.studio.test_health import _metric
 
 CARD_8GB = Capabilities(device="cuda: an 8 GB card", memory_mb=8 * 1024, families=("sd15", "sdxl"), host="a")
@@ -30,7 +31,9 @@ def test_memory_needed_grows_with_the_job_and_built_in_models_run_anywhere():
 
 def _jobs(factory, owner: int, specs: list[tuple[str, str | None, int | None]]) -> list[int]:
     with factory() as session:
-        rows = [jobs.add_job(session, owner_id=owner, type=t, request={}, family=f, memory_mb=m) for t, f, m in specs]
+        rows = [
+            jobs.add_job(session, owner_id=owner, request=sample_request(t), family=f, memory_mb=m) for t, f, m in specs
+        ]
         session.commit()
         return [r.id for r in rows]
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from lorastudio.studio.db import Job, make_engine, session_factory
+from tests.jobrequests import sample_request
 from tests.servers import free_port, wait_port
 from tests.studio.conftest import FAST, john_dataset, wait_for
 
@@ -148,7 +149,7 @@ def test_a_sigtermed_worker_gives_its_training_back_to_be_resumed_at_once(client
     body = {"dataset_id": dataset_id, "overrides": {"steps": 30, "checkpoint_every": 4, "sample_every": 0}}
     job = client.post("/api/v1/trainings", json=body).json()
     first = workers.start("first")
-    wait_for(client, job["id"], lambda j: (j["progress"].get("checkpoint") or {}).get("step", 0) >= 4, timeout=60)
+    wait_for(client, job["id"], lambda j: (j["checkpoint_step"] or 0) >= 4, timeout=60)
     first.send_signal(signal.SIGTERM)
     signaled = time.monotonic()
     assert first.wait(timeout=15) == 0, (studio_settings.home / "first.log").read_text()[-3000:]
@@ -156,7 +157,7 @@ def test_a_sigtermed_worker_gives_its_training_back_to_be_resumed_at_once(client
     with session_factory(make_engine(studio_settings))() as session:
         row = session.get(Job, job["id"])
         assert (row.status, row.lease_owner, row.lease_expires_at, row.finished_at) == ("pending", None, None, None)
-        stopped_at = row.progress["checkpoint"]["step"]  # the step it stopped at, written as it stopped
+        stopped_at = row.checkpoint["step"]  # the step it stopped at, written as it stopped
         assert 4 <= stopped_at < 30 and row.attempts == 0  # a clean stop does not count as a failed attempt
     workers.start("second")
     done = wait_for(client, job["id"], lambda j: j["status"] in ("succeeded", "failed", "canceled"), timeout=90)
@@ -206,19 +207,19 @@ def test_release_gives_a_job_back_only_while_it_is_ours(client, studio_settings)
 
     factory = session_factory(make_engine(studio_settings))
     with factory() as session:
-        kept, canceled = (jobs.add_job(session, owner_id=1, type="generation", request={}) for _ in range(2))
+        kept, canceled = (jobs.add_job(session, owner_id=1, request=sample_request("generation")) for _ in range(2))
         session.commit()
         kept_id, canceled_id = kept.id, canceled.id
     claim = {"lease_seconds": 30, "types": ("generation",)}
     assert jobs.claim(factory, worker="a", **claim) == kept_id
-    assert jobs.report(factory, job_id=kept_id, worker="a", progress={"checkpoint": {"step": 8}}) is False
+    assert jobs.keep_checkpoint(factory, job_id=kept_id, worker="a", checkpoint=jobs.Checkpoint(step=8, blob="b" * 64))
     assert not jobs.release(factory, job_id=kept_id, worker="b")  # not b's to give back
     assert jobs.release(factory, job_id=kept_id, worker="a")
     assert not jobs.release(factory, job_id=kept_id, worker="a")  # pending now: nothing left to give back
     with factory() as session:
         row = session.get(Job, kept_id)
         assert (row.status, row.lease_owner, row.lease_expires_at, row.attempts) == ("pending", None, None, 0)
-        assert row.progress == {"checkpoint": {"step": 8}}  # where the next worker resumes
+        assert row.checkpoint == {"step": 8, "blob": "b" * 64}  # where the next worker resumes
     assert jobs.claim(factory, worker="b", **claim) == kept_id  # at once, no lease to wait out
     assert jobs.claim(factory, worker="c", **claim) == canceled_id
     with factory() as session:

@@ -117,10 +117,10 @@ def test_a_fresh_install_has_the_four_style_loras_and_uses_them_by_trigger(clien
     ]
     assert {x["style_id"]: x["id"] for x in shipped} == {s["id"]: s["lora_id"] for s in styles.values()}
     on_toyworld = client.post("/api/v1/generations", json={"prompt": "swordstyle, in a forest", "n": 1, "steps": 2})
-    assert on_toyworld.json()["request"]["lora_ids"] == [styles["swordstyle"]["lora_id"]]
+    assert [x["lora_id"] for x in on_toyworld.json()["request"]["loras"]] == [styles["swordstyle"]["lora_id"]]
     assert on_toyworld.json()["request"]["prompt"] == "swordstyle, in a forest"
     # The shipped files are for the toy world only: on another base the trigger stands for its phrases.
     on_sd15 = client.post("/api/v1/generations", json={"prompt": "swordstyle, in a forest", "base": "tiny-sd15"})
     assert on_sd15.status_code == 201, on_sd15.text
-    assert on_sd15.json()["request"]["lora_ids"] == []
+    assert on_sd15.json()["request"]["loras"] == []
     assert on_sd15.json()["request"]["prompt"].startswith(", ".join(["swordstyle", *styles["swordstyle"]["phrases"]]))

@@ -19,6 +19,7 @@ from lorastudio.studio import jobs, storyboards
 from lorastudio.studio.db import User
 from lorastudio.studio.storyboards import Manifest, StoryboardIn
 from lorastudio.studio.workers import Worker
+from tests.jobrequests import sample_request
 
 API = "/api/v1"
 SEQUENCE = [  # the demo's Epic Fight Sequence; "attacks" confines kungfustyle to the left half
@@ -117,7 +118,9 @@ def test_epic_fight_sequence_built_reordered_rerolled_and_exported(client, fight
     assert _titles(client.post(f"{url}/scenes/{attacks}/move", json={"direction": "up"}).json()) == [
         "faces", "attacks", "blocks"]  # fmt: skip
     board = client.get(url).json()
-    assert board["scenes"][1]["loras"] == [{"name": "Kung Fu Martial Arts", "strength": 0.8, "region": "left"}]
+    (used,) = board["scenes"][1]["loras"]  # the library entry by name and id, as the scene's request chose it
+    assert used == {"name": "Kung Fu Martial Arts", "strength": 0.8, "region": "left", "lora_id": used["lora_id"],
+                    "version": 1} and used["lora_id"] >= 1  # fmt: skip
 
     pdf = _export(client, worker, board_id, "pdf")
     assert pdf.headers["content-type"] == "application/pdf"
@@ -192,7 +195,7 @@ def test_other_ids_and_bad_orders_are_refused(client):
         session.add(other)
         session.commit()
         theirs = storyboards.create_storyboard(session, owner_id=other.id, data=StoryboardIn(title="Theirs"))
-        their_job = jobs.add_job(session, owner_id=other.id, type="generation", request={"prompt": "x"})
+        their_job = jobs.add_job(session, owner_id=other.id, request=sample_request("generation", prompt="x"))
         session.commit()
         their_job_id = their_job.id
     assert client.get(f"{API}/storyboards/{theirs.id}").status_code == 404
@@ -206,8 +209,8 @@ def test_other_ids_and_bad_orders_are_refused(client):
     training = client.post(f"{API}/storyboards/{mine}/scenes", json={"job_id": 999999})
     assert training.status_code == 404
     with factory() as session:
-        my_jobs = [jobs.add_job(session, owner_id=client.app.state.studio.local_user, type="generation",
-                                request={"prompt": p}) for p in ("a", "b", "c")]  # fmt: skip
+        me = client.app.state.studio.local_user
+        my_jobs = [jobs.add_job(session, owner_id=me, request=sample_request("generation", prompt=p)) for p in "abc"]
         session.commit()
         job_ids = [j.id for j in my_jobs]
     for job_id in job_ids[:2]:

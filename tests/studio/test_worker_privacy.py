@@ -9,6 +9,7 @@ from lorastudio.studio import accounts, jobs
 from lorastudio.studio.db import make_engine, session_factory
 from lorastudio.studio.jobs import Capabilities, registry
 from lorastudio.web.app import create_app
+from tests.jobrequests import sample_request
 
 CARD = Capabilities(device="cuda: RTX 6000 Ada", memory_mb=48 * 1024, families=("sd15",), host="render-box-7.lan")
 
@@ -23,7 +24,7 @@ def _studio_with_two_busy_workers(settings):
         for name in ("alice", "bob", "carol"):
             user = accounts.add_user(session, name=name, password="correct horse battery", starting_credits=10)
             tokens[name] = accounts.create_token(session, user_id=user.id, name="test")[1]
-            job_ids[name] = jobs.add_job(session, owner_id=user.id, type="generation", request={}).id
+            job_ids[name] = jobs.add_job(session, owner_id=user.id, request=sample_request("generation")).id
         session.commit()
     jobs.register(factory, name="render-box-7.lan-4242@cuda", caps=CARD, queues=("generation",))
     jobs.register(factory, name="gpu-b-0", caps=CARD, queues=("generation",))

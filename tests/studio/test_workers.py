@@ -10,6 +10,7 @@ from lorastudio.studio import jobs
 from lorastudio.studio.blobs import make_store
 from lorastudio.studio.db import Job, make_engine, session_factory
 from lorastudio.studio.jobs import make_queue, wake
+from tests.jobrequests import sample_request
 from tests.studio.conftest import john_dataset, wait_for
 
 
@@ -33,7 +34,7 @@ def test_a_killed_worker_s_job_resumes_from_its_checkpoint_matches_and_is_charge
     first = client.post("/api/v1/trainings", json=body).json()
     reference = client.post("/api/v1/trainings", json=body).json()  # the same run, never interrupted
     doomed = workers.start("doomed")  # alone, so it takes the oldest job: the first
-    wait_for(client, first["id"], lambda j: (j["progress"].get("checkpoint") or {}).get("step", 0) >= 8)
+    wait_for(client, first["id"], lambda j: (j["checkpoint_step"] or 0) >= 8)
     workers.kill(doomed)  # SIGKILL: no clean-up, the lease simply stops being renewed
     assert client.get(f"/api/v1/jobs/{first['id']}").json()["status"] == "running"
     workers.start("rescuer")
@@ -67,7 +68,7 @@ def test_claims_are_atomic(client, studio_settings):
     factory = session_factory(make_engine(studio_settings))
     with factory() as session:
         for _ in range(3):
-            jobs.add_job(session, owner_id=1, type="generation", request={})
+            jobs.add_job(session, owner_id=1, request=sample_request("generation"))
         session.commit()
     got, barrier = [], threading.Barrier(8)
 

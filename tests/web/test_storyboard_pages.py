@@ -16,6 +16,7 @@ from pypdf import PdfReader
 from lorastudio.studio import accounts, jobs, storyboards
 from lorastudio.studio.db import begin_write, make_engine, session_factory
 from lorastudio.studio.storyboards import SceneIn, StoryboardIn
+from tests.jobrequests import sample_request
 from tests.web.conftest import serve, shot
 
 pytestmark = pytest.mark.browser
@@ -198,7 +199,7 @@ def test_with_accounts_on_the_reorder_keys_send_the_login_s_csrf_token(studio_se
             board = storyboards.create_storyboard(session, owner_id=maya.id, data=StoryboardIn(title="Alley"))
             for title in ("one", "two"):  # bare jobs (the worker fails them): only the order matters here
                 begin_write(session)  # the live worker writes too: a stale read cannot become a write
-                job = jobs.add_job(session, owner_id=maya.id, type="generation", request={"prompt": title})
+                job = jobs.add_job(session, owner_id=maya.id, request=sample_request("generation", prompt=title))
                 session.commit()
                 storyboards.add_scene(session, owner_id=maya.id, storyboard_id=board.id,
                                       data=SceneIn(job_id=job.id, title=title))  # fmt: skip

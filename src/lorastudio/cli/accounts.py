@@ -18,25 +18,18 @@ app.add_typer(credits_app, name="credits")
 UserArg = Annotated[str, typer.Argument(help="User name ('local' is the single user when accounts are off)")]
 
 
-def _session():
-    from lorastudio.studio import bootstrap
-    from lorastudio.studio.db import make_engine, session_factory
+def _studio():
+    from lorastudio.studio.context import open_studio
 
-    settings = settings_from_env()
-    bootstrap.prepare(settings)
-    return settings, session_factory(make_engine(settings))()
+    return open_studio(settings_from_env())
 
 
-def _user_id(session, settings, name: str) -> int:
-    from lorastudio.studio import credits
-    from lorastudio.studio.accounts import LOCAL_USER, local_user, user_id_by_name
+def _user_id(studio, session, name: str) -> int:
+    from lorastudio.studio.accounts import LOCAL_USER, user_id_by_name
 
     if name != LOCAL_USER:
         return user_id_by_name(session, name)
-    user = local_user(session)
-    credits.ensure_start(session, user_id=user, amount=settings.starting_credits)  # as `serve` would
-    session.commit()
-    return user
+    return studio.local_user  # made with its starting credits, as `serve` would
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -62,8 +55,9 @@ def users_add(
         from lorastudio.studio import accounts
 
         password = _read_password(password_stdin)
-        settings, session = _session()
-        with session:
+        studio = _studio()
+        settings = studio.settings
+        with studio.factory() as session:
             user = accounts.add_user(session, name=name, password=password, starting_credits=settings.starting_credits)
             if not settings.accounts:
                 err.print("[yellow]Accounts are off: set LORASTUDIO_ACCOUNTS=true for users to log in.[/]")
@@ -79,8 +73,7 @@ def users_list(as_json: JsonOpt = False) -> None:
     def work() -> list[dict]:
         from lorastudio.studio import accounts
 
-        _, session = _session()
-        with session:
+        with _studio().factory() as session:
             return [u.model_dump(mode="json") for u in accounts.list_users(session)]
 
     def render(users: list[dict]) -> None:
@@ -95,8 +88,7 @@ def _set_disabled(name: str, disabled: bool, as_json: bool) -> None:
     def work() -> dict:
         from lorastudio.studio import accounts
 
-        _, session = _session()
-        with session:
+        with _studio().factory() as session:
             return accounts.set_disabled(session, name=name, disabled=disabled).model_dump(mode="json")
 
     word = "disabled (logins ended, tokens revoked)" if disabled else "enabled"
@@ -126,9 +118,9 @@ def users_token(
     def work() -> dict:
         from lorastudio.studio import accounts
 
-        settings, session = _session()
-        with session:
-            token, secret = accounts.create_token(session, user_id=_user_id(session, settings, name), name=label)
+        studio = _studio()
+        with studio.factory() as session:
+            token, secret = accounts.create_token(session, user_id=_user_id(studio, session, name), name=label)
             return token.model_dump(mode="json") | {"token": secret}
 
     run_command(as_json, work, lambda t: out.print(t["token"]))
@@ -146,11 +138,10 @@ def credits_grant(
     def work() -> dict:
         from lorastudio.studio import credits
 
-        settings, session = _session()
-        with session:
-            user_id = _user_id(session, settings, name)
+        studio = _studio()
+        with studio.factory() as session:
+            user_id = _user_id(studio, session, name)
             entry = credits.grant(session, user_id=user_id, amount=amount, note=note)
-            session.commit()
             return {"user": name, "granted": entry.amount, "balance": credits.balance(session, user_id)}
 
     run_command(as_json, work, lambda r: out.print(f"{r['user']}: +{r['granted']} credits, balance {r['balance']}"))
@@ -167,9 +158,9 @@ def credits_history(
     def work() -> dict:
         from lorastudio.studio import credits
 
-        settings, session = _session()
-        with session:
-            user_id = _user_id(session, settings, name)
+        studio = _studio()
+        with studio.factory() as session:
+            user_id = _user_id(studio, session, name)
             entries = credits.history(session, user_id=user_id, limit=limit)
             return {
                 "balance": credits.balance(session, user_id),

@@ -18,13 +18,12 @@ def workers_list(as_json: JsonOpt = False) -> None:
     """List the studio's workers: device, memory, families, queues, state and current job."""
 
     def work() -> list[dict]:
-        from lorastudio.studio import bootstrap, jobs
-        from lorastudio.studio.db import make_engine, session_factory
+        from lorastudio.studio import jobs
+        from lorastudio.studio.context import open_studio
 
-        settings = settings_from_env()
-        bootstrap.prepare(settings)
-        with session_factory(make_engine(settings))() as session:
-            rows = jobs.list_workers(session, stale_seconds=settings.lease_seconds, viewer=jobs.OPERATOR)
+        studio = open_studio(settings_from_env())
+        with studio.factory() as session:
+            rows = jobs.list_workers(session, stale_seconds=studio.settings.lease_seconds, viewer=jobs.OPERATOR)
         return [w.model_dump(mode="json") for w in rows]
 
     def render(rows: list[dict]) -> None:

@@ -12,12 +12,23 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from lorastudio.config import Settings, load_settings
-from lorastudio.errors import LoraStudioError
+from lorastudio.engine import kind_list
+from lorastudio.errors import LoraStudioError, words
 from lorastudio.quiet import quiet_libraries
 
+# How the CLI names each setting an error may name (lorastudio.errors.SETTINGS): its flag.
+FLAGS = {
+    "add_triggers": "--add-triggers", "base": "--base", "batch_size": "--batch-size", "device": "--device",
+    "fuse": "--fuse", "gradient_checkpointing": "--gradient-checkpointing", "learning_rate": "--lr",
+    "loras": "--lora", "n": "--n", "optimizer": "--optimizer", "output": "--out", "precision": "--precision",
+    "resolution": "--resolution", "resume": "--resume", "run_dir": "--run-dir", "seeds": "--seeds",
+    "strengths": "--strengths",
+}  # fmt: skip
 
-def _json_error(code: str, message: str) -> None:
-    print(json.dumps({"error": {"code": code, "message": message}}))
+
+def _json_error(code: str, message: str, setting: str | None = None) -> None:
+    error = {"code": code, "message": message} | ({"setting": setting} if setting else {})
+    print(json.dumps({"error": error}))
 
 
 class JsonAwareGroup(TyperGroup):
@@ -42,7 +53,7 @@ class JsonAwareGroup(TyperGroup):
 
 app = typer.Typer(
     cls=JsonAwareGroup,
-    help="LoRA Studio: train LoRAs for characters, fighting styles, poses and visual styles.",
+    help=f"LoRA Studio: train LoRAs for {kind_list('plural', 'and').lower()}.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -51,7 +62,7 @@ out = Console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-KindOpt = Annotated[str, typer.Option("--kind", "-k", help="character, fighting_style, pose or visual_style")]
+KindOpt = Annotated[str, typer.Option("--kind", "-k", help=kind_list())]
 
 
 def settings_from_env() -> Settings:
@@ -60,8 +71,7 @@ def settings_from_env() -> Settings:
 
 def warn_if_builtin(base: str) -> None:
     """Say so when a built-in model is in use, so nobody mistakes its pictures for Stable Diffusion's."""
-    from lorastudio.engine.models.basemodel import TOYWORLD
-    from lorastudio.engine.models.tiny import TINY_NAMES
+    from lorastudio.engine import TINY_NAMES, TOYWORLD
 
     if base == TOYWORLD:
         err.print(
@@ -78,8 +88,8 @@ def run_command(as_json: bool, fn: Callable[[], Any], render: Callable[[Any], No
     quiet_libraries()
     try:
         result = fn()
-    except LoraStudioError as exc:
-        _fail(as_json, exc.code, str(exc))
+    except LoraStudioError as exc:  # settings named as flags: "lower --batch-size"
+        _fail(as_json, exc.code, words(exc, FLAGS), FLAGS.get(exc.setting or ""))
     except OSError as exc:  # a file system refusal we did not foresee: say which file and why
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         _fail(as_json, "os_error", f"{exc.strerror or exc}{where}; check the path and its permissions")
@@ -89,9 +99,9 @@ def run_command(as_json: bool, fn: Callable[[], Any], render: Callable[[Any], No
         render(result)
 
 
-def _fail(as_json: bool, code: str, message: str) -> None:
+def _fail(as_json: bool, code: str, message: str, setting: str | None = None) -> None:
     if as_json:
-        _json_error(code, message)
+        _json_error(code, message, setting)
     else:
         err.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2) from None

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from lorastudio.cli.common import JsonOpt, KindOpt, app, out, run_command, settings_from_env
+from lorastudio.engine import DEFAULT_KIND
 
 dataset_app = typer.Typer(help="Check training images before you train.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
@@ -17,7 +18,7 @@ app.add_typer(dataset_app, name="dataset")
 @dataset_app.command("check")
 def dataset_check(
     folder: Annotated[Path, typer.Argument(help="Folder of PNG/JPEG images (optional .txt captions)")],
-    kind: KindOpt = "character",
+    kind: KindOpt = DEFAULT_KIND,
     trigger: Annotated[str, typer.Option(help="Trigger word to check captions against")] = "trigger",
     resolution: Annotated[int | None, typer.Option(help="Training resolution (default: the preset's)")] = None,
     preset: Annotated[str | None, typer.Option(help="Preset name (default: the kind's)")] = None,
@@ -29,9 +30,7 @@ def dataset_check(
     The verdicts are the ones `train` will reach with the same --kind, --preset, --base and --resolution."""
 
     def work() -> dict:
-        from lorastudio.engine.data.dataset import scan_dataset
-        from lorastudio.engine.models.basemodel import base_family
-        from lorastudio.engine.training.presets import get_preset
+        from lorastudio.engine import base_family, get_preset, scan_dataset
 
         settings = settings_from_env()
         spec = base or settings.default_base_model

@@ -38,8 +38,7 @@ SizeOpt = Annotated[int | None, typer.Option(help="Pixels, a multiple of 8 (defa
 
 
 def _request(prompt: str, loras: list[str] | None, base: str | None, settings, **values):
-    from lorastudio.engine.generation.generate import GenerateRequest
-    from lorastudio.engine.selection import LoraSelection
+    from lorastudio.engine import GenerateRequest, LoraSelection
 
     return GenerateRequest.build(
         prompt=prompt,
@@ -85,15 +84,14 @@ def generate(
     """Generate images with stacked LoRAs; every PNG carries the parameters that reproduce it."""
 
     def work() -> dict:
-        from lorastudio.engine.fileio.atomic import check_writable_dir
-        from lorastudio.engine.generation.generate import generate as run
-        from lorastudio.engine.generation.generate import save_result
-        from lorastudio.engine.generation.pipecache import PipelineCache
+        from lorastudio.engine import PipelineCache, save_result
+        from lorastudio.engine import generate as run
+        from lorastudio.fileio import check_writable_dir
 
         settings = settings_from_env()
         keep = None  # --from-png re-runs the image's whole batch and keeps just that image
         if from_png is not None:
-            from lorastudio.engine.generation.reproduce import request_from_png
+            from lorastudio.engine import request_from_png
 
             req, keep = request_from_png(from_png, base=base, default_base=settings.default_base_model)
         elif not prompt:
@@ -150,10 +148,8 @@ def grid(
     """One labelled image: a no-LoRA baseline row, then a row per strength, a column per seed."""
 
     def work() -> dict:
-        from lorastudio.engine.fileio.atomic import check_writable_file
-        from lorastudio.engine.generation.grid import strength_grid
-        from lorastudio.engine.generation.pipecache import PipelineCache
-        from lorastudio.engine.generation.pngmeta import save_png
+        from lorastudio.engine import PipelineCache, save_png, strength_grid
+        from lorastudio.fileio import check_writable_file
 
         settings = settings_from_env()
         check_writable_file(out_file, "--out file")
@@ -186,9 +182,8 @@ def diagnose(
     """ "LoRA not affecting generation?" Measures how much each LoRA changes the same-seed image."""
 
     def work() -> dict:
-        from lorastudio.engine.generation.grid import diagnose as run
-        from lorastudio.engine.generation.grid import diagnosis_to_dict
-        from lorastudio.engine.generation.pipecache import PipelineCache
+        from lorastudio.engine import PipelineCache, diagnosis_to_dict
+        from lorastudio.engine import diagnose as run
 
         settings = settings_from_env()
         req = _request(prompt, lora, base, settings, seed=seed, steps=steps, sampler=sampler)

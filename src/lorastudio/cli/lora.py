@@ -24,11 +24,11 @@ def lora_inspect(
     """Show a LoRA's family, rank, alpha, modules, trigger words and metadata."""
 
     def work() -> dict:
-        from lorastudio.engine.lora.file import inspect_lora
+        from lorastudio.engine import inspect_lora
 
         info = inspect_lora(file)
         if base:
-            from lorastudio.engine.lora.fit import check_lora_fits
+            from lorastudio.engine import check_lora_fits
 
             check_lora_fits(file, base, settings_from_env())
             info["fits_base"] = base
@@ -76,8 +76,7 @@ def lora_describe(
     """Record a LoRA's description (used by regional LoRAs) and trigger word in the file itself."""
 
     def work() -> dict:
-        from lorastudio.engine.generation.pipecache import resolve_lora
-        from lorastudio.engine.lora.file import describe_lora
+        from lorastudio.engine import describe_lora, resolve_lora
 
         if description is None and trigger is None:
             raise Invalid("give a description, --trigger WORD, or both")
@@ -103,8 +102,8 @@ def lora_convert(
     """Import a LoRA in diffusers/peft format and write it in kohya format (what A1111/ComfyUI load)."""
 
     def work() -> dict:
-        from lorastudio.engine.fileio.atomic import check_writable_file
-        from lorastudio.engine.lora.file import check_lora_path, read_lora, save_lora
+        from lorastudio.engine import check_lora_path, read_lora, save_lora
+        from lorastudio.fileio import check_writable_file
 
         check_writable_file(check_lora_path(out_file), "--out file")
         lora = read_lora(file)

@@ -16,7 +16,7 @@ def models_list(as_json: JsonOpt = False) -> None:
     """List built-in and installed base models."""
 
     def work() -> list[dict]:
-        from lorastudio.engine.models.basemodel import list_base_models
+        from lorastudio.engine import list_base_models
 
         return list_base_models(settings_from_env())
 

@@ -19,17 +19,9 @@ app.add_typer(storyboard_app, name="storyboard")
 
 
 def _studio():
-    from lorastudio.studio import bootstrap
-    from lorastudio.studio.accounts import local_user
-    from lorastudio.studio.blobs import make_store
-    from lorastudio.studio.db import make_engine, session_factory
+    from lorastudio.studio.context import open_studio
 
-    settings = settings_from_env()
-    bootstrap.prepare(settings)
-    factory = session_factory(make_engine(settings))
-    with factory() as session:
-        user = local_user(session)
-    return factory, make_store(settings), user
+    return open_studio(settings_from_env())
 
 
 @storyboard_app.command("list")
@@ -39,9 +31,10 @@ def list_cmd(as_json: JsonOpt = False) -> None:
     def work() -> list[dict]:
         from lorastudio.studio import storyboards
 
-        factory, _, user = _studio()
-        with factory() as session:
-            return [s.model_dump(mode="json") for s in storyboards.list_storyboards(session, owner_id=user)]
+        studio = _studio()
+        with studio.factory() as session:
+            rows = storyboards.list_storyboards(session, owner_id=studio.local_user)
+            return [s.model_dump(mode="json") for s in rows]
 
     def render(rows: list[dict]) -> None:
         if not rows:
@@ -62,16 +55,19 @@ def export_cmd(
     """Export a storyboard to a file: PDF, contact-sheet PNG, or ZIP (PNGs, LoRA files, manifest.json)."""
 
     def work() -> dict:
-        from lorastudio.engine.fileio.atomic import check_writable_file
+        from lorastudio.fileio import check_writable_file
         from lorastudio.studio.storyboards import CONTENT, snapshot, write_export
 
         if fmt not in CONTENT:
             raise Invalid(f"--format {fmt[:20]!r} is not one of pdf, png, zip")
         check_writable_file(out_file)
-        factory, store, user = _studio()
-        with factory() as session:
-            snap = snapshot(session, store, owner_id=user, storyboard_id=storyboard_id)
-        path = write_export(snap, fmt, out_file, store, lambda i, n: err.print(f"panel {i}/{n}", highlight=False))
+        studio = _studio()
+        with studio.factory() as session:
+            snap = snapshot(session, studio.store, owner_id=studio.local_user, storyboard_id=storyboard_id)
+            session.commit()  # the scenes' default images, as the studio's export keeps them
+        path = write_export(
+            snap, fmt, out_file, studio.store, lambda i, n: err.print(f"panel {i}/{n}", highlight=False)
+        )
         return {"file": str(path), "format": fmt, "panels": len(snap.panels), "size": path.stat().st_size}
 
     run_command(as_json, work, lambda r: out.print(f"wrote {r['file']} ({r['panels']} panels, {r['size']:,} bytes)"))

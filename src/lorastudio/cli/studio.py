@@ -121,6 +121,7 @@ def serve(
         import uvicorn
 
         from lorastudio.web.app import create_app
+        from lorastudio.web.urls import API
 
         settings = settings_from_env()
         bind = host or settings.host
@@ -130,7 +131,7 @@ def serve(
                 "Turn accounts on (LORASTUDIO_ACCOUNTS=true, then `lorastudio users add NAME`), "
                 "or listen on 127.0.0.1 (the default) and reach it through an SSH tunnel"
             )
-        from lorastudio.engine.models.device import threads_per_process
+        from lorastudio.engine import threads_per_process
         from lorastudio.studio.workers import STOP_SECONDS
 
         count = settings.serve_workers if workers is None else workers
@@ -160,7 +161,7 @@ def serve(
                     if not session.scalar(select(func.count()).where(User.password_hash.is_not(None))):
                         err.print("[yellow]Accounts are on but nobody can log in yet: `lorastudio users add NAME`.[/]")
             pool.start()
-            err.print(f"LoRA Studio on http://{bind}:{http['port']}/api/v1 (API docs: /docs); {count} worker(s)")
+            err.print(f"LoRA Studio on http://{bind}:{http['port']}{API} (API docs: /docs); {count} worker(s)")
             if processes == 1:
                 uvicorn.run(application, **http)
             else:  # each process builds its own app from the environment (the schema is migrated above)
@@ -214,7 +215,7 @@ def worker(
 
         import torch
 
-        from lorastudio.studio import bootstrap
+        from lorastudio.studio.context import open_studio
         from lorastudio.studio.jobs import make_queue, wake
         from lorastudio.studio.workers import Worker, consume, stop_on_signals
 
@@ -225,20 +226,20 @@ def worker(
         bad = [q for q in types if q not in JOB_TYPES]
         if bad:
             raise Invalid(f"unknown queue {bad[0][:40]!r}; use --queue with one of: {', '.join(JOB_TYPES)}")
-        from lorastudio.engine.models.families import FAMILIES
+        from lorastudio.engine import FAMILIES
         from lorastudio.studio.jobs import detect
 
         families = tuple(family or FAMILIES)
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
             raise Invalid(f"unknown family {unknown[0][:40]!r}; use --family with one of: {', '.join(FAMILIES)}")
-        from lorastudio.engine.models.device import threads_per_process
+        from lorastudio.engine import threads_per_process
 
         torch.set_num_threads(threads or threads_per_process(1))  # torch's default ignores a container's quota
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        bootstrap.prepare(settings)
+        studio = open_studio(settings)  # migrates the schema first
         caps = detect(settings.device, memory_gb=memory_gb, families=families)
-        runner = Worker(settings, name=name, types=types, caps=caps)
+        runner = Worker(settings, name=name, types=types, caps=caps, studio=studio)
         runner.store.check()  # a wrong bucket or credentials: say so now, not at the first job
         huey = make_queue(settings, runner)
         stop_on_signals(runner)  # before the first claim: from here on a stop gives the job in hand back

@@ -16,7 +16,7 @@ app.add_typer(toyworld_app, name="toyworld")
 
 
 def _character(name: str):
-    from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS
+    from lorastudio.engine import HELD_OUT_CHARACTERS
 
     if name not in HELD_OUT_CHARACTERS:
         raise NotFound(f"no toy-world character {name!r}; known: {', '.join(HELD_OUT_CHARACTERS)}")
@@ -34,9 +34,8 @@ def references(
     """Render captioned reference pictures of a toy-world character or style, ready for `lorastudio train`."""
 
     def work() -> dict:
-        from lorastudio.engine.fileio.atomic import check_writable_dir
-        from lorastudio.engine.toyworld.consistency import character_references, style_references
-        from lorastudio.engine.toyworld.world import STYLES
+        from lorastudio.engine import STYLES, character_references, style_references
+        from lorastudio.fileio import check_writable_dir
 
         check_writable_dir(out_dir, "--out folder")
         if name in STYLES:
@@ -59,7 +58,7 @@ def check(
     def work() -> dict:
         from PIL import Image
 
-        from lorastudio.engine.toyworld.detect import detect_style, find_character, find_figures
+        from lorastudio.engine import detect_style, find_character, find_figures
 
         try:
             img = Image.open(image).convert("RGB")
@@ -97,9 +96,8 @@ def train_base(
     """Train the toyworld base model from scratch (the shipped weights: --minutes 8.3 on one H100)."""
 
     def work() -> dict:
-        from lorastudio.engine.fileio.atomic import check_writable_dir
-        from lorastudio.engine.models.device import resolve_device
-        from lorastudio.engine.toyworld.basetrain import train_toyworld_base
+        from lorastudio.engine import resolve_device, train_toyworld_base
+        from lorastudio.fileio import check_writable_dir
 
         check_writable_dir(out_dir, "--out folder")
         dev = resolve_device(device if device != "auto" else settings_from_env().device)
@@ -119,8 +117,8 @@ def train_styles(
     """Train and measure the four pre-built fighting-style LoRAs on toyworld (the shipped ones: --steps 600)."""
 
     def work() -> dict:
-        from lorastudio.engine.fileio.atomic import check_writable_dir
-        from lorastudio.engine.toyworld.prebuilt import train_prebuilt_styles
+        from lorastudio.engine import train_prebuilt_styles
+        from lorastudio.fileio import check_writable_dir
 
         check_writable_dir(out_dir, "--out folder")
         paths = train_prebuilt_styles(out_dir, settings_from_env(), steps=steps,

@@ -63,10 +63,7 @@ def train(
     """Train a LoRA from a folder of images and write a kohya-format .safetensors file."""
 
     def work() -> dict:
-        from lorastudio.engine.models.basemodel import base_family
-        from lorastudio.engine.prompts import check_trigger
-        from lorastudio.engine.training.config import TrainConfig
-        from lorastudio.engine.training.train import train_lora
+        from lorastudio.engine import TrainConfig, base_family, check_trigger, train_lora
 
         settings = settings_from_env()
         spec = base or settings.default_base_model
@@ -140,7 +137,7 @@ def presets(as_json: JsonOpt = False) -> None:
     def work() -> list[dict]:
         from dataclasses import asdict
 
-        from lorastudio.engine.training.presets import PRESETS
+        from lorastudio.engine import PRESETS
 
         return [asdict(p) for p in PRESETS.values()]
 

@@ -1,1 +1,134 @@
-"""Pure ML layer: torch, diffusers, peft, safetensors. Knows nothing of databases or the web."""
+"""Pure ML layer: torch, diffusers, peft, safetensors. Knows nothing of databases or the web.
+
+This package is the engine's public surface: the studio, the web and the CLI import what they use from
+`lorastudio.engine` and never from a module below it (tests/test_layers.py holds them to it). The names load
+lazily (PEP 562): importing `lorastudio.engine` costs nothing, and a name pulls in its own module (and torch,
+where that module needs it) only when it is first read, so a web process that imports a route module does not
+load diffusers. Each read looks the name up in its module again, so a test that patches the module is seen.
+"""
+
+# ruff: noqa: F401 - the imports under TYPE_CHECKING are for type checkers; __all__ is made from _MODULES
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The one list of what the faces may use, by the module that defines it (below `lorastudio.engine.`); add a name
+# here (and to the imports for type checkers at the end) rather than reaching into a module.
+_MODULES: dict[str, tuple[str, ...]] = {
+    # kinds: what a character, fighting style, pose or visual style LoRA means
+    "kinds": ("Kind", "KINDS", "KindName", "CHARACTER", "FIGHTING_STYLE", "POSE", "VISUAL_STYLE", "DEFAULT_KIND",
+              "check_kind", "kind_label", "kind_list", "acts_as_character", "recommended_strength"),
+    # model families, base models, devices
+    "models.families": ("Family", "FAMILIES", "get_family", "family_label", "is_sdxl_like"),
+    "models.base": ("LoadedBase", "BUILT_IN", "TOYWORLD", "base_family", "list_base_models", "load_base_model"),
+    "models.device": ("resolve_device", "threads_per_process", "is_out_of_memory"),
+    "models.tiny": ("TINY_NAMES",),
+    # seeds, LoRA selections, prompts, progress
+    "seeds": ("SEED_LIMIT", "check_seed", "pick_seed"),
+    "selection": ("LoraSelection", "parse_region", "parse_strength"),
+    "prompts": ("LORA_TAG", "add_missing_triggers", "check_trigger", "has_word", "parse_lora_tags",
+                "prompt_warnings"),
+    "progress": ("ProgressEvent", "OnProgress", "ShouldStop"),
+    # training
+    "training.config": ("TrainConfig", "TrainResult"),
+    "training.presets": ("Preset", "PRESETS", "get_preset"),
+    "training.train": ("train_lora",),
+    "training.checkpoint": ("list_checkpoints",),
+    # generation
+    "generation.generate": ("GenerateRequest", "GenerateResult", "generate", "save_result"),
+    "generation.pipecache": ("PipelineCache", "resolve_lora"),
+    "generation.pngmeta": ("a1111_parameters", "read_png_parameters", "save_png"),
+    "generation.reproduce": ("request_from_params", "request_from_png"),
+    "generation.samplers": ("SAMPLERS", "DEFAULT_SAMPLER"),
+    "generation.grid": ("strength_grid", "diagnose", "diagnosis_to_dict"),
+    # LoRA files
+    "lora.file": ("check_lora_path", "describe_lora", "inspect_lora", "read_lora", "save_lora"),
+    "lora.info": ("LoraInfo", "check_description", "read_info"),
+    "lora.fit": ("check_lora_fits",),
+    # training data
+    "data.dataset": ("make_caption", "scan_dataset"),
+    "data.images": ("IMAGE_SUFFIXES", "ImageRejected", "open_image"),
+    # the toy world: its model, prebuilt styles and detectors (the demo and the CLI's toyworld commands)
+    "toyworld.world": ("HELD_OUT_CHARACTERS", "STYLES"),
+    "toyworld.prebuilt": ("prebuilt_lora_path", "train_prebuilt_styles"),
+    "toyworld.basetrain": ("train_toyworld_base",),
+    "toyworld.consistency": ("character_references", "style_references"),
+    "toyworld.detect": ("detect_style", "find_character", "find_figures"),
+}  # fmt: skip
+# name -> the module path that defines it
+_PUBLIC: dict[str, str] = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+if TYPE_CHECKING:
+    from lorastudio.engine.data.dataset import make_caption, scan_dataset
+    from lorastudio.engine.data.images import IMAGE_SUFFIXES, ImageRejected, open_image
+    from lorastudio.engine.generation.generate import GenerateRequest, GenerateResult, generate, save_result
+    from lorastudio.engine.generation.grid import diagnose, diagnosis_to_dict, strength_grid
+    from lorastudio.engine.generation.pipecache import PipelineCache, resolve_lora
+    from lorastudio.engine.generation.pngmeta import a1111_parameters, read_png_parameters, save_png
+    from lorastudio.engine.generation.reproduce import request_from_params, request_from_png
+    from lorastudio.engine.generation.samplers import DEFAULT_SAMPLER, SAMPLERS
+    from lorastudio.engine.kinds import (
+        CHARACTER,
+        DEFAULT_KIND,
+        FIGHTING_STYLE,
+        KINDS,
+        POSE,
+        VISUAL_STYLE,
+        Kind,
+        KindName,
+        acts_as_character,
+        check_kind,
+        kind_label,
+        kind_list,
+        recommended_strength,
+    )
+    from lorastudio.engine.lora.file import check_lora_path, describe_lora, inspect_lora, read_lora, save_lora
+    from lorastudio.engine.lora.fit import check_lora_fits
+    from lorastudio.engine.lora.info import LoraInfo, check_description, read_info
+    from lorastudio.engine.models.base import (
+        BUILT_IN,
+        TOYWORLD,
+        LoadedBase,
+        base_family,
+        list_base_models,
+        load_base_model,
+    )
+    from lorastudio.engine.models.device import is_out_of_memory, resolve_device, threads_per_process
+    from lorastudio.engine.models.families import FAMILIES, Family, family_label, get_family, is_sdxl_like
+    from lorastudio.engine.models.tiny import TINY_NAMES
+    from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop
+    from lorastudio.engine.prompts import (
+        LORA_TAG,
+        add_missing_triggers,
+        check_trigger,
+        has_word,
+        parse_lora_tags,
+        prompt_warnings,
+    )
+    from lorastudio.engine.seeds import SEED_LIMIT, check_seed, pick_seed
+    from lorastudio.engine.selection import LoraSelection, parse_region, parse_strength
+    from lorastudio.engine.toyworld.basetrain import train_toyworld_base
+    from lorastudio.engine.toyworld.consistency import character_references, style_references
+    from lorastudio.engine.toyworld.detect import detect_style, find_character, find_figures
+    from lorastudio.engine.toyworld.prebuilt import prebuilt_lora_path, train_prebuilt_styles
+    from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS, STYLES
+    from lorastudio.engine.training.checkpoint import list_checkpoints
+    from lorastudio.engine.training.config import TrainConfig, TrainResult
+    from lorastudio.engine.training.presets import PRESETS, Preset, get_preset
+    from lorastudio.engine.training.train import train_lora

@@ -1,5 +1,8 @@
 """LoRA kinds: the one table of what a character, fighting style, pose or visual style LoRA means to the
-rest of the engine. Adding a kind means a row here (and its preset in training/presets.py)."""
+rest of LoRA Studio: its name, its words (labels in sentences, forms and section headings), the guide's
+strength and data-set checklist. Adding a kind means a row here and its preset in training/presets.py
+(keyed by the row's name; importing presets checks that every kind has one). Code that treats one kind
+apart names it by its row (`CHARACTER.name`), never by a string."""
 
 from __future__ import annotations
 
@@ -15,24 +18,62 @@ class Kind:
     """One kind of LoRA."""
 
     name: str
-    label: str
+    label: str  # in sentences: "a fighting style LoRA"
+    title: str  # a choice in a form: "Fighting style"
+    plural: str  # a heading over LoRAs of this kind: "Fighting styles"
     class_words: str  # caption words used with the trigger when an image has no caption
     recommended_strength: float  # guide, "Strength balance": character 0.8 + style 0.6 + pose 0.4
+    strength_range: str  # the guide's range around that strength, said beside the Studio's sliders
     character: bool  # a person: regional LoRAs let characters stand in for each other; two in one place bleed
+    good_images: tuple[str, ...] = ()  # the guide's checklist for a data set of this kind
+    avoid_images: tuple[str, ...] = ()
 
 
-KINDS: dict[str, Kind] = {
-    k.name: k
-    for k in (
-        Kind("character", "character", "a person", 0.8, True),
-        Kind("fighting_style", "fighting style", "martial arts fighting technique", 0.6, False),
-        Kind("pose", "pose", "action pose", 0.4, False),
-        Kind("visual_style", "visual style", "cinematic visual style", 0.6, False),
-    )
-}
+# fmt: off
+CHARACTER = Kind(
+    name="character", label="character", title="Character", plural="Characters", class_words="a person",
+    recommended_strength=0.8, strength_range="0.7-0.9; 0.6-0.8 each with two characters", character=True,
+    good_images=("High resolution (768x768+)", "Clear face/body visibility", "Different poses and angles",
+                 "Varied lighting conditions", "Same character consistently"),
+    avoid_images=("Blurry or low-resolution images", "Heavy shadows obscuring features",
+                  "Different characters mixed in", "Heavily filtered/stylized images", "Cropped faces or bodies"),
+)
+FIGHTING_STYLE = Kind(
+    name="fighting_style", label="fighting style", title="Fighting style", plural="Fighting styles",
+    class_words="martial arts fighting technique", recommended_strength=0.6, strength_range="about 0.6",
+    character=False,
+    good_images=("Clear technique demonstration", "Full body visibility", "Various martial art poses",
+                 "Different practitioners OK", "Action shots and stances"),
+    avoid_images=("Static poses", "Poor technique examples", "Unclear body positioning", "Single practitioner only",
+                  "Non-martial art content"),
+)
+POSE = Kind(
+    name="pose", label="pose", title="Action pose", plural="Poses", class_words="action pose",
+    recommended_strength=0.4, strength_range="about 0.4", character=False,
+    good_images=("The same pose from several angles", "Full body visibility", "Different people and outfits",
+                 "Clear limb positions"),
+    avoid_images=("Other poses mixed in", "Cropped limbs", "Motion blur hiding the pose"),
+)
+VISUAL_STYLE = Kind(
+    name="visual_style", label="visual style", title="Visual style", plural="Visual styles",
+    class_words="cinematic visual style", recommended_strength=0.6, strength_range="about 0.6", character=False,
+    good_images=("The look across varied subjects", "Consistent lighting and colour grading",
+                 "Different scenes and framings"),
+    avoid_images=("One subject only", "Mixed looks", "Watermarks and text"),
+)
+# fmt: on
+
+KINDS: dict[str, Kind] = {k.name: k for k in (CHARACTER, FIGHTING_STYLE, POSE, VISUAL_STYLE)}
+DEFAULT_KIND = CHARACTER.name  # what a form starts at, and what a LoRA from elsewhere without one is taken for
 
 # The kinds as a type for pydantic models (the studio's forms and API): made from the table, never typed again.
 KindName = Literal[tuple(KINDS)]  # type: ignore[valid-type]
+
+
+def kind_list(field: str = "name", last: str = "or") -> str:
+    """The kinds in words, e.g. "character, fighting_style, pose or visual_style" (for help texts)."""
+    words = [str(getattr(kind, field)) for kind in KINDS.values()]
+    return f"{', '.join(words[:-1])} {last} {words[-1]}" if len(words) > 1 else "".join(words)
 
 
 def check_kind(name: str) -> Kind:
@@ -40,6 +81,12 @@ def check_kind(name: str) -> Kind:
     if name not in KINDS:
         raise Invalid(f"unknown kind {name!r}; choose one of: {', '.join(KINDS)}")
     return KINDS[name]
+
+
+def kind_label(name: str | None) -> str:
+    """A kind's words for sentences; an unknown kind's own name."""
+    kind = KINDS.get(name) if name else None
+    return kind.label if kind else (name or "unknown kind")
 
 
 def acts_as_character(name: str | None) -> bool:

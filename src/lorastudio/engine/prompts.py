@@ -92,7 +92,7 @@ def prompt_warnings(prompt: str, chosen: list[tuple[LoraSelection, SelectedLora]
             words = " or ".join(repr(t) for t in lora.triggers)
             warnings.append(
                 f"{lora.name}: its trigger word {words} is not in the prompt, so the LoRA may barely show; "
-                "add it (or use --add-triggers)"
+                "add it (or turn on adding missing trigger words)"
             )
         if lora.strength > 1.5 or lora.strength < -1:
             warnings.append(f"{lora.name}: strength {lora.strength:g} is far outside 0-1; expect distortions")
@@ -136,7 +136,7 @@ def _shared_character_warnings(selection: list[_Use]) -> list[str]:
     warnings = [
         f"{len(sharing)} character LoRAs ({', '.join(lora.name for lora in sharing)}) act on the same part of the "
         "picture, so each character bleeds into the other; give each its own region "
-        f"(e.g. --lora {sharing[0].name}@left --lora {sharing[1].name}@right, in the order the prompt names them)"
+        f"(e.g. {sharing[0].name} on the left and {sharing[1].name} on the right, in the order the prompt names them)"
     ]
     for lora in sharing:
         if not low <= lora.strength <= high:

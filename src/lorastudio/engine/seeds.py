@@ -10,12 +10,14 @@ SEED_LIMIT = 2**64
 RANDOM = -1
 
 
-def check_seed(seed: int | None, what: str = "seed") -> int | None:
+def check_seed(seed: int | None, what: str = "seed", *, setting: str | None = None) -> int | None:
     """The seed if it is in range, None (or -1) for random, else Invalid saying the range."""
     if seed is None or seed == RANDOM:
         return None
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise Invalid(f"{what} {str(seed)[:30]} is out of range: use 0 to 2**64-1, or -1 for a random seed")
+        raise Invalid(
+            f"{what} {str(seed)[:30]} is out of range: use 0 to 2**64-1, or -1 for a random seed", setting=setting
+        )
     return seed
 
 

@@ -53,28 +53,37 @@ def _looks_like_file(tail: str) -> bool:
     return any(c in tail for c in "/\\") or tail.lower().endswith(".safetensors")
 
 
-def parse_strength(text: str, where: str) -> float:
+def parse_strength(text: str, where: str, *, setting: str | None = None) -> float:
     """A strength written as text ('0.8'): a finite number from -4 to 4, or Invalid naming `where`."""
     try:
         value = float(text)
     except (TypeError, ValueError):
         value = math.nan
     if not math.isfinite(value) or abs(value) > STRENGTH_LIMIT:
-        raise Invalid(f"{where}: strength {str(text)[:20]!r} is not a number from -4 to 4 (e.g. 0.8)")
+        raise Invalid(f"{where}: strength {str(text)[:20]!r} is not a number from -4 to 4 (e.g. 0.8)", setting=setting)
     return value
 
 
 class LoraSelection(BaseModel):
     """One selected LoRA: a file path or library name, a strength (None: the file's recommended one)
-    and a region (None: the whole picture). `name` and `description`, when given, are what the caller knows
-    the LoRA as (a studio's library entry) and replace the file's name and description in prompts and records."""
+        and a region (None: the whole picture). `name` and `description`, when given, are what the caller knows
+        the LoRA as (a studio's library entry) and replace the file's name and description in prompts and records;
+    `lora_id` and `version` name that library entry, and the PNG record carries them beside the file's hash."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     lora: str = Field(min_length=1, max_length=4096, description="LoRA file path or library name")
-    strength: float | None = Field(default=None, ge=-STRENGTH_LIMIT, le=STRENGTH_LIMIT, allow_inf_nan=False)
+    strength: float | None = Field(
+        default=None,
+        ge=-STRENGTH_LIMIT,
+        le=STRENGTH_LIMIT,
+        allow_inf_nan=False,
+        description="Strength (null: the file's recommended one)",
+    )
     region: str | None = Field(default=None, description="left, right, ..., or x0,y0,x1,y1 fractions")
     name: str | None = Field(default=None, max_length=120, description="How the user knows it (records, tags)")
     description: str | None = Field(default=None, max_length=300, description="What it looks like (regions)")
+    lora_id: int | None = Field(default=None, ge=1, le=2**62, description="Its library id, when a library knows it")
+    version: int | None = Field(default=None, ge=1, le=2**31, description="Which version of that library entry")
 
     @field_validator("region")
     @classmethod
@@ -98,10 +107,10 @@ class LoraSelection(BaseModel):
         strength = None
         head, sep, tail = value.rpartition(":")
         if sep and head and _NUMERIC.fullmatch(tail.strip()):
-            strength = parse_strength(tail, f"--lora {text[:60]}")
+            strength = parse_strength(tail, f"$loras {text[:60]}", setting="loras")
             value = head
         if not value.strip():
-            raise Invalid(f"--lora {text[:60]!r}: give a LoRA file or name before ':' or '@'")
+            raise Invalid(f"$loras {text[:60]!r}: give a LoRA file or name before ':' or '@'", setting="loras")
         return cls(lora=value.strip(), strength=strength, region=region)
 
     def label(self) -> str:

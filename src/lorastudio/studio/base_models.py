@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from lorastudio.config import Settings
-from lorastudio.engine.models.basemodel import list_base_models
+from lorastudio.engine import list_base_models
 from lorastudio.errors import Invalid
 
 HUB_ID = re.compile(r"hf:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")

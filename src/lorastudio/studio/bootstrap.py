@@ -3,24 +3,25 @@ toyworld base each style's shipped LoRA file registered in the library."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
 from lorastudio.errors import NotFound
 from lorastudio.studio import db
 from lorastudio.studio.blobs import BlobStore
-from lorastudio.studio.db import FightingStyle, Lora
+from lorastudio.studio.db import FightingStyle, Lora, writes
 
 
-def prepare(settings: Settings) -> None:
+def prepare(settings: Settings, engine: Engine | None = None) -> None:
     """Create or upgrade the database schema (what `lorastudio db upgrade` does)."""
-    db.upgrade(settings)
+    db.upgrade(settings, engine)
 
 
+@writes
 def seed(session: Session, store: BlobStore) -> None:
-    """The pre-built styles and their shipped toy-world LoRAs (idempotent)."""
-    from lorastudio.engine.toyworld.prebuilt import prebuilt_lora_path
+    """The pre-built styles and their shipped toy-world LoRAs (idempotent; one write)."""
+    from lorastudio.engine import prebuilt_lora_path
     from lorastudio.studio import library, styles  # torch comes with them: not for `db upgrade`
 
     styles.seed_prebuilt(session)

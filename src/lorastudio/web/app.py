@@ -8,32 +8,20 @@ from fastapi import FastAPI
 
 from lorastudio import __version__
 from lorastudio.config import Settings
-from lorastudio.studio import bootstrap, credits
-from lorastudio.studio.accounts import local_user
-from lorastudio.studio.blobs import make_store
-from lorastudio.studio.db import make_engine, session_factory
-from lorastudio.studio.jobs import make_queue
+from lorastudio.engine import kind_list
+from lorastudio.studio.context import open_studio
 from lorastudio.web import docs, errors, headers, pages
 from lorastudio.web.api import account, characters, datasets, jobs, library, storyboards, styles
 from lorastudio.web.api import health as health_routes
 from lorastudio.web.clients import trusted_networks
-from lorastudio.web.state import Studio
-
-API = "/api/v1"
+from lorastudio.web.urls import API
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The app for these settings: migrates the schema and seeds a fresh install when it starts."""
     trusted_networks(settings.trusted_proxies)  # a mistyped proxy address stops the start, not a request
-    bootstrap.prepare(settings)
-    factory = session_factory(make_engine(settings))
-    store = make_store(settings)
-    with factory() as session:
-        user = local_user(session)
-        credits.ensure_start(session, user_id=user, amount=settings.starting_credits)
-        session.commit()
-        bootstrap.seed(session, store)
-    studio = Studio(settings=settings, factory=factory, store=store, queue=make_queue(settings), local_user=user)
+    studio = open_studio(settings, migrate=True, seed=True)
+    studio.queue  # noqa: B018 - made now: a mistyped LORASTUDIO_QUEUE_URL stops the start, not a submit
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -42,7 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="LoRA Studio",
         version=__version__,
-        description="Train LoRAs for characters, fighting styles, poses and visual styles, and generate "
+        description=f"Train LoRAs for {kind_list('plural', 'and').lower()}, and generate "
         'consistent action scenes with them. Errors are JSON: {"error": {"code", "message"}}.',
         lifespan=lifespan,
         docs_url=None,  # web/docs.py serves both from the studio's own files, not from a CDN

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lorastudio.errors import LoraStudioError, format_validation_error
+from lorastudio.errors import LoraStudioError, format_validation_error, words
 from lorastudio.studio.disk import as_disk_full
 
 STATUS = {
@@ -28,10 +28,25 @@ STATUS = {
     "disk_full": 507,
 }
 log = logging.getLogger("lorastudio.web")
+# How the HTTP face names each setting an error may name (lorastudio.errors.SETTINGS) that its API and pages take:
+# the field's name (a training's `overrides.<name>`, a generation's own field). A setting left out (resume, the
+# output file, the device) is not the web user's to change: the message says it in neutral words, and leaves
+# out what only a face offering it could act on.
+FIELDS = {
+    name: name
+    for name in ("add_triggers", "base", "batch_size", "gradient_checkpointing", "learning_rate", "loras", "n",
+                 "optimizer", "precision", "resolution")
+}  # fmt: skip
 
 
-def _body(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def words_for_web(exc: LoraStudioError) -> str:
+    """An error's message as the web says it: settings by the API's field names."""
+    return words(exc, FIELDS)
+
+
+def _body(code: str, message: str, status: int, setting: str | None = None) -> JSONResponse:
+    error = {"code": code, "message": message} | ({"setting": setting} if setting else {})
+    return JSONResponse({"error": error}, status_code=status)
 
 
 def install(app: FastAPI) -> None:
@@ -41,9 +56,10 @@ def install(app: FastAPI) -> None:
     async def domain(request: Request, exc: LoraStudioError) -> Response:
         # Invalid and its kinds (unsupported, family_mismatch) are the request's fault: 422.
         status = STATUS.get(exc.code, 422 if exc.code in ("invalid", "unsupported", "family_mismatch") else 500)
+        message = words_for_web(exc)
         if _wants_page(request):
-            return _page(request, str(exc), status)
-        return _body(exc.code, str(exc), status)
+            return _page(request, message, status)
+        return _body(exc.code, message, status, exc.setting)
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError) -> Response:

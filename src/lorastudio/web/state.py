@@ -1,34 +1,23 @@
-"""What the app holds for its lifetime (database, blob store, queue), and the request dependencies."""
+"""The request dependencies over what the app holds for its lifetime: the StudioContext (database, blob
+store, queue, local user; built by lorastudio.studio.context.open_studio) in app.state.studio."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, Response
-from huey import Huey
 from pydantic import BeforeValidator
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
 from lorastudio.errors import Forbidden, Unauthorized
-from lorastudio.studio.blobs import BlobStore
+from lorastudio.studio.context import StudioContext
+from lorastudio.web import urls
 
 
-@dataclass
-class Studio:
-    """The app's long-lived parts."""
-
-    settings: Settings
-    factory: sessionmaker[Session]
-    store: BlobStore
-    queue: Huey
-    local_user: int
-
-
-async def studio(request: Request) -> Studio:
-    """The app's Studio."""
+async def studio(request: Request) -> StudioContext:
+    """The app's StudioContext."""
     return request.app.state.studio
 
 
@@ -66,7 +55,7 @@ def user_for(request: Request, csrf_token: str | None) -> int:
     """current_user with the CSRF token given (a page's plain form sends it as a field, not a header)."""
     from lorastudio.studio import accounts
 
-    studio: Studio = request.app.state.studio
+    studio: StudioContext = request.app.state.studio
     if not studio.settings.accounts:
         return studio.local_user
     header = request.headers.get("authorization")
@@ -80,14 +69,14 @@ def user_for(request: Request, csrf_token: str | None) -> int:
         cookie = request.cookies.get(COOKIE)
         found = accounts.session_user(session, cookie) if cookie else None
     if found is None:
-        raise Unauthorized("log in first (POST /api/v1/auth/login) or send `Authorization: Bearer <token>`")
+        raise Unauthorized(f"log in first (POST {urls.LOGIN}) or send `Authorization: Bearer <token>`")
     user, csrf = found
     if request.method not in SAFE_METHODS and not accounts.csrf_ok(csrf, csrf_token):
         raise Forbidden("this write lacks the login's CSRF token: send it as the X-CSRF-Token header")
     return user
 
 
-StudioDep = Annotated[Studio, Depends(studio)]
+StudioDep = Annotated[StudioContext, Depends(studio)]
 SessionDep = Annotated[Session, Depends(session)]
 ReadSessionDep = Annotated[Session, Depends(read_session)]
 UserDep = Annotated[int, Depends(current_user)]

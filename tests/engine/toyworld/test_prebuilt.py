@@ -6,7 +6,7 @@ from lorastudio.config import Settings
 from lorastudio.engine.generation.pipecache import PipelineCache
 from lorastudio.engine.lora.file import read_lora
 from lorastudio.engine.lora.fit import check_fits
-from lorastudio.engine.models.basemodel import load_base_model
+from lorastudio.engine.models.base import load_base_model
 from lorastudio.engine.toyworld.consistency import hit_rate, style_hit, style_prompts
 from lorastudio.engine.toyworld.prebuilt import PREBUILT_STYLES, STYLES_DIR, prebuilt_lora_path, prebuilt_style
 from lorastudio.engine.toyworld.world import HELD_OUT_STYLE, STYLES, all_words

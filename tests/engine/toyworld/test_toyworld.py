@@ -8,7 +8,7 @@ from PIL import Image
 
 from lorastudio.engine.generation.generate import GenerateRequest, generate
 from lorastudio.engine.generation.pipecache import PipelineCache
-from lorastudio.engine.models.basemodel import load_base_model
+from lorastudio.engine.models.base import load_base_model
 from lorastudio.engine.toyworld.basetrain import base_training_characters, base_training_set, train_toyworld_base
 from lorastudio.engine.toyworld.detect import detect_style, find_character, find_figures
 from lorastudio.engine.toyworld.render import draw_scene, make_scene

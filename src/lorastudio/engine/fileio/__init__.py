@@ -1,1 +1,1 @@
-"""Files on disk: atomic writes (atomic.py) and every safetensors read/write (tensorfile.py)."""
+"""Tensor files: every safetensors read/write (tensorfile.py). Atomic writes of any file are lorastudio.fileio."""

@@ -12,8 +12,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from lorastudio.engine.fileio.atomic import write_atomic
 from lorastudio.errors import Invalid, NotFound
+from lorastudio.fileio import write_atomic
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 

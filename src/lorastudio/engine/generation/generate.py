@@ -13,7 +13,6 @@ from pydantic import BaseModel as Model
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from lorastudio import __version__
-from lorastudio.engine.fileio.atomic import check_writable_dir
 from lorastudio.engine.generation.pipecache import LoadedLora, PipelineCache, resolve_lora
 from lorastudio.engine.generation.pngmeta import save_png
 from lorastudio.engine.generation.regions import (
@@ -35,6 +34,7 @@ from lorastudio.engine.prompts import add_missing_triggers, parse_lora_tags, pro
 from lorastudio.engine.seeds import SEED_LIMIT, offset_seed, pick_seed
 from lorastudio.engine.selection import LoraSelection
 from lorastudio.errors import Invalid, OutOfMemory, format_validation_error
+from lorastudio.fileio import check_writable_dir
 
 MAX_PROMPT = 10_000  # characters; CLIP reads 77 tokens anyway, so more is a mistake or an attack
 
@@ -44,24 +44,30 @@ class GenerateRequest(Model):
 
     model_config = ConfigDict(extra="forbid")
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT, description="Prompt; <lora:name:0.8> tags work too")
-    negative_prompt: str = Field(default="", max_length=MAX_PROMPT)
-    loras: list[LoraSelection] = Field(default_factory=list, max_length=16)
-    base: str = Field(min_length=1, max_length=4096)
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT, description="What to keep out of the picture")
+    loras: list[LoraSelection] = Field(default_factory=list, max_length=16, description="LoRAs with strengths, regions")
+    base: str = Field(min_length=1, max_length=4096, description="Base model")
     seed: int | None = Field(default=None, ge=-1, lt=SEED_LIMIT, description="-1 or None: random (recorded)")
-    n: int = Field(default=1, ge=1, le=16)
-    steps: int = Field(default=20, ge=1, le=150)
-    cfg_scale: float = Field(default=7.0, ge=0, le=30, allow_inf_nan=False)
-    width: int | None = Field(default=None, ge=32, le=2048)
-    height: int | None = Field(default=None, ge=32, le=2048)
-    sampler: str = DEFAULT_SAMPLER
-    variation_seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
-    variation_strength: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
-    add_triggers: bool = False
-    fuse: bool | None = None  # None: fuse when weights are fp32 (see generate())
-    region_blend: float = Field(default=DEFAULT_REGION_BLEND, ge=0, le=1, allow_inf_nan=False)  # generation/regions.py
+    n: int = Field(default=1, ge=1, le=16, description="Images in the batch")
+    steps: int = Field(default=20, ge=1, le=150, description="Sampling steps")
+    cfg_scale: float = Field(default=7.0, ge=0, le=30, allow_inf_nan=False, description="CFG scale")
+    width: int | None = Field(default=None, ge=32, le=2048, description="Width (null: the family's size)")
+    height: int | None = Field(default=None, ge=32, le=2048, description="Height (null: the family's size)")
+    sampler: str = Field(default=DEFAULT_SAMPLER, max_length=40, description="Sampler (A1111 or ComfyUI name)")
+    variation_seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT, description="Variation seed (A1111)")
+    variation_strength: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False, description="How far toward it")
+    add_triggers: bool = Field(default=False, description="Add the chosen LoRAs' missing trigger words")
+    fuse: bool | None = Field(default=None, description="Fuse the LoRAs into the weights (null: when fp32)")
+    region_blend: float = Field(
+        default=DEFAULT_REGION_BLEND,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Shared steps that smooth regional seams",
+    )  # generation/regions.py
     # <lora:name:w> tags in the prompt name files (the CLI). A studio resolves tags in its own library before
     # the request reaches us and turns this off, so no text a user typed is ever opened as a file.
-    prompt_tags: bool = True
+    prompt_tags: bool = Field(default=True, description="Read <lora:name:w> tags in the prompt as files")
 
     @field_validator("sampler")
     @classmethod
@@ -204,7 +210,9 @@ def generate(
     active = [(sel, lora) for sel, lora in prep.loras if sel.strength != 0]
     regional = any(sel.region for sel, _ in active)
     if regional and req.fuse:
-        raise Invalid("LoRAs confined to a region cannot be fused (each region needs its own set); drop --fuse")
+        raise Invalid(
+            "LoRAs confined to a region cannot be fused (each region needs its own set); turn off $fuse", setting="fuse"
+        )
     pipe.scheduler = make_scheduler(req.sampler, pipe.scheduler.config)
     # Fusing folds the LoRAs into the weights, where they stay while the set is unchanged (pipecache.fuse):
     # each image then costs what one without LoRAs does (benchmarks/generate_speed.py). Automatic in fp32,
@@ -260,8 +268,9 @@ def generate(
             f"the {cache.device.type} device ran out of memory generating {req.n} image(s) at "
             f"{prep.width}x{prep.height}"
             + (f" with {copies} regions" if copies > 1 else "")
-            + "; lower --n or the size"
-            + (", or use fewer regions" if copies > 1 else "")
+            + "; lower $n or the size"
+            + (", or use fewer regions" if copies > 1 else ""),
+            setting="n",
         ) from exc
     params = [_params(req, prep, base, i) for i in range(req.n)]
     return GenerateResult(images, params, prep.warnings, time.perf_counter() - t0)
@@ -323,7 +332,8 @@ def lora_record(sel: LoraSelection, lora: LoadedLora) -> dict:
     reference = sel.name or str(lora.path)
     record = {"lora": reference, "strength": sel.strength, "name": lora.name, "hash": lora.sha256,
               "kind": lora.kind}  # fmt: skip
-    return record | ({"region": sel.region} if sel.region else {})
+    library = {k: v for k, v in (("lora_id", sel.lora_id), ("version", sel.version)) if v is not None}
+    return record | ({"region": sel.region} if sel.region else {}) | library
 
 
 def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:

@@ -36,15 +36,17 @@ class Grid:
 def strength_grid(cache: PipelineCache, req: GenerateRequest, strengths: list[float], seeds: list[int]) -> Grid:
     """Render req's LoRAs at each strength (all LoRAs together) for each seed, under a no-LoRA row."""
     if not req.loras:
-        raise Invalid("a strength grid needs at least one --lora")
+        raise Invalid("a strength grid needs at least one LoRA in $loras", setting="loras")
     if not strengths or not seeds:
-        raise Invalid("give at least one strength and one seed, e.g. --strengths 0,0.5,1 --seeds 1,2")
+        raise Invalid(
+            "give at least one strength and one seed, e.g. $strengths 0,0.5,1 and $seeds 1,2", setting="strengths"
+        )
     if len(strengths) > 16 or len(seeds) > 16:
         raise Invalid("a grid has at most 16 strengths and 16 seeds; split it into several grids")
-    strengths = [parse_strength(str(s), "--strengths") for s in strengths]
-    seeds = [check_seed(seed, "--seeds: seed") for seed in seeds]
+    strengths = [parse_strength(str(s), "$strengths", setting="strengths") for s in strengths]
+    seeds = [check_seed(seed, "$seeds: seed", setting="seeds") for seed in seeds]
     if any(seed is None for seed in seeds):
-        raise Invalid("--seeds: a grid compares fixed seeds; give seeds from 0 to 2**64-1 (not -1)")
+        raise Invalid("$seeds: a grid compares fixed seeds; give seeds from 0 to 2**64-1 (not -1)", setting="seeds")
     rows: list[tuple[str, list[LoraSelection]]] = [("no LoRA", [])]
     for s in strengths:
         rows.append((f"strength {s:g}", [c.model_copy(update={"strength": s}) for c in req.loras]))
@@ -102,7 +104,7 @@ def diagnose(cache: PipelineCache, req: GenerateRequest) -> tuple[list[Effect], 
     single = req.model_copy(update={"seed": seed, "n": 1})
     chosen = prepare(cache, single).loras  # every selection (options and prompt tags), strengths settled
     if not chosen:
-        raise Invalid("nothing to diagnose: select a LoRA with --lora or <lora:name:weight>")
+        raise Invalid("nothing to diagnose: select a LoRA in $loras or with <lora:name:weight>", setting="loras")
     first = generate(cache, single)
     prompt_only = single.model_copy(update={"loras": [], "prompt": prepare(cache, single).prompt})
     plain = _pixels(generate(cache, prompt_only).images[0])

@@ -16,7 +16,7 @@ from lorastudio.config import Settings
 from lorastudio.engine.generation.slots import Layout, fits_slot, layout, slot_layers, swap_in
 from lorastudio.engine.lora.file import read_lora
 from lorastudio.engine.lora.fit import check_fits, module_table, spellings, stem_paths
-from lorastudio.engine.models.basemodel import BaseModel, load_base_model, weights_hash
+from lorastudio.engine.models.base import LoadedBase, load_base_model, weights_hash
 from lorastudio.engine.models.device import resolve_device
 from lorastudio.errors import NotFound
 
@@ -80,7 +80,7 @@ class PipelineCache:
         self.device = resolve_device(settings.device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.max_loras, self.max_lora_mb = max_loras, max_lora_mb
-        self.base: BaseModel | None = None
+        self.base: LoadedBase | None = None
         self.base_spec: str | None = None
         self.loras: OrderedDict[str, LoadedLora] = OrderedDict()
         self._hashes: dict[tuple[str, float, int], str] = {}
@@ -91,7 +91,7 @@ class PipelineCache:
         self.base_loads = 0  # how often a base model was loaded (the benchmark and tests read it)
         self.swaps = 0  # how often a LoRA was copied into an evicted adapter's layers (slots.py)
 
-    def get_base(self, spec: str) -> BaseModel:
+    def get_base(self, spec: str) -> LoadedBase:
         """The loaded base model for spec, loading it (and dropping the previous one) if needed."""
         if self.base is not None and spec == self.base_spec:
             return self.base
@@ -246,7 +246,7 @@ class PipelineCache:
         self._pristine, self._fused = [], None
 
 
-def _weights_under(base: BaseModel, adapters: set[str], offload: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _weights_under(base: LoadedBase, adapters: set[str], offload: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(weight, copy) of every layer wrapped by one of these adapters: fusing them changes only these.
     On a GPU the copies are kept in host memory, which is cheaper than the device's."""
     out = []

@@ -10,8 +10,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from lorastudio import __version__
-from lorastudio.engine.fileio.atomic import write_atomic
 from lorastudio.errors import Invalid
+from lorastudio.fileio import write_atomic
 
 OUR_CHUNK = "lorastudio"
 _PARAM = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')

@@ -117,7 +117,8 @@ def read_lora(path: Path) -> LoraFile:
     else:
         raise Invalid(
             f"{path.name} has no LoRA weights (no lora_unet_/lora_te keys and no diffusers/peft LoRA keys); "
-            "if it is a base model, pass it with --base"
+            "if it is a base model, pass it as $base",
+            setting="base",
         )
     _check_pairs(lora, path.name)
     return lora

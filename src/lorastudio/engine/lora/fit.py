@@ -15,12 +15,12 @@ import torch
 from lorastudio.config import Settings
 from lorastudio.engine.lora.file import LoraFile, read_lora
 from lorastudio.engine.lora.keys import te_kohya_prefix, te_name_table, unet_name_table
-from lorastudio.engine.models.basemodel import BaseModel, load_base_model
+from lorastudio.engine.models.base import LoadedBase, load_base_model
 from lorastudio.engine.models.families import family_label, is_sdxl_like
 from lorastudio.errors import FamilyMismatch
 
 
-def stem_paths(base: BaseModel) -> dict[str, tuple[torch.nn.Module, str]]:
+def stem_paths(base: LoadedBase) -> dict[str, tuple[torch.nn.Module, str]]:
     """kohya stem -> (UNet or text encoder, path of the layer in it); the path stays valid when peft
     wraps the layer (the wrapper takes its place)."""
     sdxl = is_sdxl_like(base.family)
@@ -32,7 +32,7 @@ def stem_paths(base: BaseModel) -> dict[str, tuple[torch.nn.Module, str]]:
 
 
 def module_table(
-    base: BaseModel, paths: dict[str, tuple[torch.nn.Module, str]] | None = None
+    base: LoadedBase, paths: dict[str, tuple[torch.nn.Module, str]] | None = None
 ) -> dict[str, torch.nn.Module]:
     """kohya stem -> layer of the base model (UNet and text encoders), seen under any LoRA wrapper."""
     table = {}
@@ -42,7 +42,7 @@ def module_table(
     return table
 
 
-def spellings(base: BaseModel) -> dict[str, str]:
+def spellings(base: LoadedBase) -> dict[str, str]:
     """Other kohya spellings that diffusers' kohya loader maps to a module of this base -> our stem for it:
     what diffusers' own convert_state_dict_to_kohya writes (diffusers UNet names on SDXL, lora_te1_ for a
     single text encoder) and text-encoder names without transformers 4's text_model level."""
@@ -88,7 +88,7 @@ def misfits(lora: LoraFile, table: dict[str, torch.nn.Module], aliases: dict[str
 
 def check_fits(
     lora: LoraFile,
-    base: BaseModel,
+    base: LoadedBase,
     table: dict[str, torch.nn.Module] | None = None,
     aliases: dict[str, str] | None = None,
 ) -> None:

@@ -1,1 +1,1 @@
-"""Base models: the family table (families.py), loading (basemodel.py), devices, tiny models, text conditioning."""
+"""Base models: the family table (families.py), loading (base.py), devices, tiny models, text conditioning."""

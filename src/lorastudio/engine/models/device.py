@@ -23,9 +23,13 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise Invalid("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu")
+        raise Invalid(
+            "device 'cuda' was asked for but no CUDA GPU is visible; use $device auto or cpu", setting="device"
+        )
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise Invalid("device 'mps' was asked for but Apple MPS is not available; use --device auto or cpu")
+        raise Invalid(
+            "device 'mps' was asked for but Apple MPS is not available; use $device auto or cpu", setting="device"
+        )
     return torch.device(name)
 
 
@@ -42,7 +46,9 @@ def resolve_precision(precision: str, device: torch.device, family: str | None =
     if precision not in ("no", "fp16", "bf16"):
         raise Invalid(f"mixed precision must be auto, no, fp16 or bf16, not {precision!r}")
     if precision == "fp16" and device.type == "cpu":
-        raise Invalid("fp16 training needs a GPU; on CPU use --precision no (or bf16 on recent CPUs)")
+        raise Invalid(
+            "fp16 training needs a GPU; on CPU use $precision no (or bf16 on recent CPUs)", setting="precision"
+        )
     return precision  # type: ignore[return-value]
 
 

@@ -1,5 +1,6 @@
 """Model families: the one table of what each family is called, how kohya and the model spec name it,
-what size it draws and trains at, and whether it is SDXL-shaped. Adding a family means a row here.
+what size it draws and trains at, whether it is SDXL-shaped, and how much device memory its jobs take.
+Adding a family means a row here.
 
 sd15 and sdxl are the real ones; toyworld is the built-in toy-world model (SD1.5-shaped at 32 px);
 tiny-sd15 and tiny-sdxl share their structure at a smaller width, so a LoRA for one never fits another.
@@ -12,6 +13,16 @@ from dataclasses import dataclass, field
 # kohya's modelspec implementations: SD1.5 LoRAs name diffusers; SDXL LoRAs name Stability's SGM code.
 IMPL_DIFFUSERS = "diffusers"
 IMPL_SGM = "https://github.com/Stability-AI/generative-models"
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Device memory a job on a family takes, in GB: what it holds whatever the batch (weights, and for
+    training the optimizer's state), plus each batch image's activations at the family's default_size
+    (scaled by pixels at other sizes)."""
+
+    fixed_gb: float
+    per_image_gb: float
 
 
 @dataclass(frozen=True)
@@ -33,13 +44,19 @@ class Family:
     recipe: dict = field(default_factory=dict)
     # The strength a LoRA trained on this family is recorded with (None: its kind's, the guide's 0.8 / 0.6 / 0.4).
     recommended_strength: float | None = None
+    # Device memory of LoRA training and of generation with the guide's settings (fp16/bf16 weights, AdamW),
+    # rounded up from what kohya_ss and diffusers users report; None: small enough for any worker.
+    train_memory: Memory | None = None
+    generate_memory: Memory | None = None
 
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("sd15", "SD1.5", "sd_v1", "stable-diffusion-v1", IMPL_DIFFUSERS, 512, 768, 1024, 64, False),
-        Family("sdxl", "SDXL", "sdxl_base_v1-0", "stable-diffusion-xl-v1-base", IMPL_SGM, 1024, 1024, 1024, 64, True),
+        Family("sd15", "SD1.5", "sd_v1", "stable-diffusion-v1", IMPL_DIFFUSERS, 512, 768, 1024, 64, False,
+               train_memory=Memory(5.0, 2.0), generate_memory=Memory(2.5, 0.5)),
+        Family("sdxl", "SDXL", "sdxl_base_v1-0", "stable-diffusion-xl-v1-base", IMPL_SGM, 1024, 1024, 1024, 64, True,
+               train_memory=Memory(12.0, 6.0), generate_memory=Memory(7.0, 1.5)),
         Family(
             "toyworld", "toyworld (built-in 32x32 toy-world model, not SD)", "sd_v1", "stable-diffusion-v1",
             IMPL_DIFFUSERS, 32, 32, 32, 32, False,

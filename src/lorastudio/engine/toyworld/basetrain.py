@@ -23,7 +23,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from lorastudio.engine.models.basemodel import FAMILY_MARKER
+from lorastudio.engine.models.base import FAMILY_MARKER
 from lorastudio.engine.models.tokenizer import build_clip_tokenizer
 from lorastudio.engine.toyworld.render import draw_scene, make_scene
 from lorastudio.engine.toyworld.world import (

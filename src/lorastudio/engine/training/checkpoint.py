@@ -78,9 +78,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint written by save_checkpoint; a damaged one is named, with the earlier ones."""
     earlier = [p.name for p in list_checkpoints(path.parent.parent) if p != path]
     hint = (
-        f"it is damaged; delete it and --resume continues from {earlier[-1]}"
+        f"it is damaged; delete it and $resume continues from {earlier[-1]}"
         if earlier
-        else "it is damaged and no earlier checkpoint is kept; start the run again without --resume"
+        else "it is damaged and no earlier checkpoint is kept; start the run again without $resume"
     )
     tensors, meta = read_safetensors(path, hint=hint)
     if meta.get("format") != FORMAT:

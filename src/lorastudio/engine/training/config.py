@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lorastudio.engine.kinds import check_kind
+from lorastudio.engine.kinds import KindName, check_kind
+from lorastudio.engine.lora.info import LoraInfo
 from lorastudio.engine.prompts import check_trigger
 from lorastudio.engine.seeds import SEED_LIMIT, pick_seed
 from lorastudio.engine.training.presets import get_preset
@@ -24,7 +25,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     images: list[Path] | Path = Field(description="A folder of images (with optional .txt captions) or a list")
-    kind: Literal["character", "fighting_style", "pose", "visual_style"]
+    kind: KindName
     trigger: str = Field(description="Trigger word put in every caption, e.g. 'johnhero'")
     description: str = Field(default="", max_length=300, description="What the subject looks like, in plain words")
     base: str = Field(description="Base model: built-in name, diffusers folder, .safetensors or hf:<id>")
@@ -127,6 +128,7 @@ class TrainResult:
     peak_memory_mb: float | None = None
     report: dict = field(default_factory=dict)
     phase_seconds: dict[str, float] | None = None  # with profile: seconds per phase of the steps
+    info: LoraInfo | None = None  # what the written file says about itself (no need to read it back)
 
     def to_dict(self) -> dict:
         """What `train --json` prints and the HTTP API returns."""

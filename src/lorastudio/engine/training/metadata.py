@@ -43,7 +43,7 @@ def safetensors_hashes(tensors: dict[str, torch.Tensor], metadata: dict[str, str
 def legacy_model_hash(source: Path | str) -> str:
     """A1111's old model hash (kohya's ss_sd_model_hash) of a checkpoint file, or a folder's UNet weights."""
     path = Path(source)
-    if path.is_dir():  # the same file basemodel.weights_hash takes for the full hash
+    if path.is_dir():  # the same file base.weights_hash takes for the full hash
         candidates = sorted((path / "unet").glob("*.safetensors"))
         path = candidates[0] if candidates else path
     if not path.is_file():

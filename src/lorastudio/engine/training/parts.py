@@ -103,7 +103,9 @@ def check_optimizer(name: str, device: torch.device) -> None:
         return
     if name == "adamw8bit":
         if device.type != "cuda":
-            raise Invalid("the adamw8bit optimizer needs a CUDA GPU; use --optimizer adamw on this machine")
+            raise Invalid(
+                "the adamw8bit optimizer needs a CUDA GPU; use $optimizer adamw on this machine", setting="optimizer"
+            )
         if importlib.util.find_spec("bitsandbytes") is None:
             raise Invalid("adamw8bit needs bitsandbytes: pip install 'lorastudio[cuda]'")
     elif name == "prodigy":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from lorastudio.engine.kinds import check_kind
+from lorastudio.engine.kinds import CHARACTER, FIGHTING_STYLE, KINDS, POSE, VISUAL_STYLE, Kind, check_kind
 from lorastudio.engine.models.families import get_family
 from lorastudio.errors import Invalid
 
@@ -39,21 +39,20 @@ class Preset:
     target: str = "attn"  # which layers get a LoRA
 
 
-BASE_PRESETS: dict[str, Preset] = {
-    "character": Preset(
-        "character", "character", 1200, (1000, 1500), 1e-4, 64, (64, 64), 32, 768, 1, (15, 25), 5,
-    ),
-    "fighting_style": Preset(
-        "fighting_style", "fighting_style", 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40),
-        10,
-    ),
-    "pose": Preset(
-        "pose", "pose", 1200, (1000, 1500), 1e-4, 32, (16, 32), 16, 768, 1, (15, 30), 5,
-    ),
-    "visual_style": Preset(
-        "visual_style", "visual_style", 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40), 10,
-    ),
-}  # fmt: skip
+def _base(kind: Kind, *values) -> Preset:
+    """A kind's own preset: named after the kind."""
+    return Preset(kind.name, kind.name, *values)
+
+
+# Each kind's preset, keyed by its name in the kinds table (engine/kinds.py): one row per kind, no more, no less.
+BASE_PRESETS: dict[str, Preset] = {p.kind: p for p in (
+    _base(CHARACTER, 1200, (1000, 1500), 1e-4, 64, (64, 64), 32, 768, 1, (15, 25), 5),
+    _base(FIGHTING_STYLE, 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40), 10),
+    _base(POSE, 1200, (1000, 1500), 1e-4, 32, (16, 32), 16, 768, 1, (15, 30), 5),
+    _base(VISUAL_STYLE, 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40), 10),
+)}  # fmt: skip
+if set(BASE_PRESETS) != set(KINDS):  # a kind added to the table without its preset (or a preset without a kind)
+    raise RuntimeError(f"presets and kinds differ: {sorted(set(BASE_PRESETS) ^ set(KINDS))}")
 
 
 def _hires(p: Preset) -> Preset:

@@ -18,10 +18,9 @@ from peft import LoraConfig, inject_adapter_in_model
 from lorastudio.config import Settings
 from lorastudio.engine.data.buckets import fit_to_bucket
 from lorastudio.engine.data.dataset import scan_dataset
-from lorastudio.engine.fileio.atomic import check_writable_dir, check_writable_file, write_bytes_atomic
 from lorastudio.engine.lora.file import check_lora_path, save_lora
 from lorastudio.engine.lora.keys import text_encoder_targets, unet_targets
-from lorastudio.engine.models.basemodel import BaseModel, base_family, load_base_model
+from lorastudio.engine.models.base import LoadedBase, base_family, load_base_model
 from lorastudio.engine.models.device import (
     is_out_of_memory,
     peak_memory_mb,
@@ -50,6 +49,7 @@ from lorastudio.engine.training.parts import (
 from lorastudio.engine.training.presets import get_preset
 from lorastudio.engine.training.steplog import LossLog, PhaseTimer
 from lorastudio.errors import Invalid, NaNLoss, OutOfMemory
+from lorastudio.fileio import check_writable_dir, check_writable_file, write_bytes_atomic
 
 RESUME_KEYS = (
     "kind",
@@ -78,8 +78,8 @@ def train_lora(
     preset = get_preset(cfg.preset, cfg.kind)
     check_optimizer(cfg.optimizer, device)
     check_lora_path(cfg.output)
-    check_writable_file(cfg.output, "--out file")
-    check_writable_dir(cfg.run_dir, "--run-dir")
+    check_writable_file(cfg.output, "$output", setting="output")
+    check_writable_dir(cfg.run_dir, "$run_dir", setting="run_dir")
 
     # 1. The dataset, validated before any model is loaded.
     emit(ProgressEvent("prepare", message="checking images"))
@@ -102,11 +102,15 @@ def train_lora(
     if cfg.resume:
         found = list_checkpoints(cfg.run_dir)
         if not found:
-            raise Invalid(f"--resume: no checkpoint in {cfg.run_dir / 'checkpoints'}; start without --resume")
+            raise Invalid(
+                f"$resume: no checkpoint in {cfg.run_dir / 'checkpoints'}; start without $resume", setting="resume"
+            )
         checkpoint = load_checkpoint(found[-1])  # a damaged one is named, with the one to fall back to
         changed = [k for k in RESUME_KEYS if str(checkpoint.config.get(k)) != str(getattr(cfg, k))]
         if changed:
-            raise Invalid(f"--resume: these settings differ from the checkpoint's run: {', '.join(changed)}")
+            raise Invalid(
+                f"$resume: these settings differ from the checkpoint's run: {', '.join(changed)}", setting="resume"
+            )
 
     # 3. Base model, frozen, with LoRA adapters on the target modules.
     emit(ProgressEvent("prepare", message=f"loading base model {cfg.base}"))
@@ -195,7 +199,10 @@ def train_lora(
     start_step = 0
     if checkpoint is not None:
         if set(checkpoint.lora) != set(named):
-            raise Invalid(f"--resume: {found[-1].name} holds other LoRA layers than this run trains; start afresh")
+            raise Invalid(
+                f"$resume: {found[-1].name} holds other LoRA layers than this run trains; start afresh",
+                setting="resume",
+            )
         with torch.no_grad():
             for name, p in named.items():
                 p.copy_(checkpoint.lora[name])
@@ -285,16 +292,18 @@ def train_lora(
             raise
         last = list_checkpoints(cfg.run_dir)
         raise OutOfMemory(
-            f"the {device.type} device ran out of memory at step {step + 1}. Lower --batch-size "
-            f"(now {cfg.batch_size}) or --resolution (now {cfg.resolution}), add --gradient-checkpointing, "
-            "or use --precision fp16/bf16; --resume continues from the last checkpoint"
-            + (f" ({last[-1].name})" if last else " (none was written yet)")
+            f"the {device.type} device ran out of memory at step {step + 1}. Lower $batch_size "
+            f"(now {cfg.batch_size}) or $resolution (now {cfg.resolution}), turn on $gradient_checkpointing, "
+            "or use $precision fp16 or bf16",
+            setting="batch_size",
+            aside="$resume continues from the last checkpoint"
+            + (f" ({last[-1].name})" if last else " (none was written yet)"),
         ) from exc
     if stopped:
         _report(losses.read(), loss_history, cfg, (time.perf_counter() - loop_t0) / max(1, step - start_step), emit)
         if step > start_step:
             checkpoints.append(_checkpoint(cfg, step, named, optimizer, loss_history, config_dict))
-        emit(ProgressEvent("checkpoint", step, cfg.steps, message="stopped; resume with --resume",
+        emit(ProgressEvent("checkpoint", step, cfg.steps, message="stopped; the last checkpoint is kept",
                            checkpoint=checkpoints[-1] if step > start_step else None))  # fmt: skip
         return TrainResult(
             None, step, cfg.steps, True, time.perf_counter() - t0, loss_history, len(items), base.family,
@@ -313,7 +322,7 @@ def train_lora(
     write_bytes_atomic(cfg.run_dir / "loss_history.json", history)
     return TrainResult(
         cfg.output, step, cfg.steps, False, seconds, loss_history, len(items), base.family,
-        checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(), phases.result(),
+        checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(), phases.result(), lora.info,
     )  # fmt: skip
 
 
@@ -323,9 +332,10 @@ def _report(read: list[tuple[int, float]], history: list, cfg: TrainConfig, per_
         if not math.isfinite(loss):
             last = list_checkpoints(cfg.run_dir)
             raise NaNLoss(
-                f"the loss became {loss} at step {step}; training stopped. Lower the learning "
-                f"rate (now {cfg.learning_rate:g}) or use --precision bf16/no"
-                + (f"; the last good checkpoint is {last[-1]}" if last else "")
+                f"the loss became {loss} at step {step}; training stopped. Lower $learning_rate "
+                f"(now {cfg.learning_rate:g}) or use $precision bf16 or no"
+                + (f"; the last good checkpoint is {last[-1]}" if last else ""),
+                setting="learning_rate",
             )
         history.append((step, loss))
         emit(ProgressEvent("train", step, cfg.steps, loss, per_step, per_step * (cfg.steps - step)))
@@ -351,7 +361,7 @@ def _checkpoint(cfg: TrainConfig, step, named, optimizer, loss_history, config_d
 
 
 @torch.no_grad()
-def _samples(base: BaseModel, cfg: TrainConfig, step: int, device, precision, emit) -> list[Path]:
+def _samples(base: LoadedBase, cfg: TrainConfig, step: int, device, precision, emit) -> list[Path]:
     """Render the sample prompts with the LoRA as trained so far (fixed seed, so runs compare)."""
     base.unet.eval()
     paths = []

@@ -20,7 +20,7 @@ from lorastudio.errors import Conflict, Invalid, NotFound, RateLimited, Unauthor
 from lorastudio.studio import credits
 from lorastudio.studio.accounts.schemas import TokenOut, UserOut
 from lorastudio.studio.accounts.users import LOCAL_USER
-from lorastudio.studio.db import ApiToken, LoginAttempt, User, WebSession, begin_write, now
+from lorastudio.studio.db import ApiToken, LoginAttempt, User, WebSession, now, writes
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{1,39}")
 MIN_PASSWORD = 10
@@ -42,20 +42,19 @@ def _user_out(session: Session, user: User) -> UserOut:
     return out
 
 
+@writes
 def add_user(session: Session, *, name: str, password: str, starting_credits: int) -> UserOut:
     """A new user with their starting credits."""
     if not NAME.fullmatch(name) or name == LOCAL_USER:
         raise Invalid("a user name is 2-40 characters: lower-case letters, digits, '.', '_' or '-', not 'local'")
     if len(password) < MIN_PASSWORD or len(password) > 1024:
         raise Invalid(f"a password is {MIN_PASSWORD} to 1024 characters")
-    begin_write(session)  # reads, then writes: take SQLite's write lock first (workers write all the time)
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise Conflict(f"user {name!r} exists already")
     user = User(name=name, password_hash=_hasher.hash(password))
     session.add(user)
     session.flush()
     credits.ensure_start(session, user_id=user.id, amount=starting_credits)
-    session.commit()
     return _user_out(session, user)
 
 
@@ -72,15 +71,14 @@ def user_id_by_name(session: Session, name: str) -> int:
     return found
 
 
+@writes
 def set_disabled(session: Session, *, name: str, disabled: bool = True) -> UserOut:
     """Disable (or enable) a user; disabling ends their logins and revokes their tokens."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     user = session.get(User, user_id_by_name(session, name))
     user.disabled = disabled
     if disabled:
         session.execute(delete(WebSession).where(WebSession.user_id == user.id))
         session.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
-    session.commit()
     return _user_out(session, user)
 
 
@@ -95,7 +93,15 @@ class Login:
 
 def login(session: Session, *, name: str, password: str, client: str, session_days: int) -> Login:
     """Check a password and open a login; too many failures are refused for a while."""
-    begin_write(session)  # reads, then writes (the attempt or the login): take SQLite's write lock first
+    opened = _attempt(session, name=name, password=password, client=client, session_days=session_days)
+    if opened is None:  # raised after the failed attempt is committed: it counts towards the limit
+        raise Unauthorized("wrong user name or password (or the account is disabled)")
+    return opened
+
+
+@writes
+def _attempt(session: Session, *, name: str, password: str, client: str, session_days: int) -> Login | None:
+    """The login, or None after recording a failed attempt (RateLimited when there were too many)."""
     since = now() - FAIL_WINDOW
     name, client = name[:80], client[:64]
     by_user = session.scalar(select(func.count()).where(LoginAttempt.username == name, LoginAttempt.created_at > since))
@@ -112,8 +118,7 @@ def login(session: Session, *, name: str, password: str, client: str, session_da
         ok = False
     if not ok:
         session.add(LoginAttempt(username=name, client=client))
-        session.commit()
-        raise Unauthorized("wrong user name or password (or the account is disabled)")
+        return None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     cookie, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -126,15 +131,13 @@ def login(session: Session, *, name: str, password: str, client: str, session_da
         )
     )
     session.execute(delete(WebSession).where(WebSession.expires_at < now()))  # old logins, tidied here
-    session.commit()
     return Login(user=_user_out(session, user), cookie=cookie, csrf_token=csrf)
 
 
+@writes
 def logout(session: Session, *, cookie: str) -> None:
     """End the login this cookie holds."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     session.execute(delete(WebSession).where(WebSession.session_hash == _sha(cookie)))
-    session.commit()
 
 
 def session_user(session: Session, cookie: str) -> tuple[int, str] | None:
@@ -152,16 +155,16 @@ def csrf_ok(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
+@writes
 def create_token(session: Session, *, user_id: int, name: str) -> tuple[TokenOut, str]:
     """A new API token; the secret is returned once and never stored."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     name = name.strip()
     if not 0 < len(name) <= 80:
         raise Invalid("a token name is 1-80 characters (what it is for: 'render farm', 'laptop')")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user_id, name=name, prefix=secret[:10], token_hash=_sha(secret))
     session.add(token)
-    session.commit()
+    session.flush()
     return TokenOut.model_validate(token), secret
 
 
@@ -171,14 +174,14 @@ def list_tokens(session: Session, *, user_id: int) -> list[TokenOut]:
     return [TokenOut.model_validate(t) for t in rows]
 
 
+@writes
 def revoke_token(session: Session, *, user_id: int, token_id: int) -> TokenOut:
     """Revoke one of the user's tokens (another user's is not found)."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     token = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user_id))
     if token is None:
         raise NotFound(f"token {token_id} not found")
     token.revoked = True
-    session.commit()
+    session.flush()
     return TokenOut.model_validate(token)
 
 
@@ -191,8 +194,11 @@ def token_user(session: Session, secret: str) -> int | None:
     )
     if token is None:
         return None
-    t = now()
-    if token.last_used_at is None or t - token.last_used_at > timedelta(minutes=1):  # not a write per request
-        token.last_used_at = t
-        session.commit()
+    if token.last_used_at is None or now() - token.last_used_at > timedelta(minutes=1):  # not a write per request
+        _note_use(session, token.id)
     return token.user_id
+
+
+@writes
+def _note_use(session: Session, token_id: int) -> None:
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now()))

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from lorastudio.engine.fileio.atomic import write_atomic
+from lorastudio.fileio import write_atomic
 
 
 class BlobCache:

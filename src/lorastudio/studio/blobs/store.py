@@ -1,6 +1,6 @@
 """The blob store: files by the sha256 of their content, written temp-then-rename, so a row only ever
 points at a complete file. One interface, two places: the local folder (the default, one machine) and
-S3 or an S3-compatible server (`blobs_s3.py`, for workers on other machines); `make_store` picks."""
+S3 or an S3-compatible server (`s3.py`, for workers on other machines); `make.py`'s `make_store` picks."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from lorastudio.config import Settings
-from lorastudio.engine.fileio.atomic import write_atomic
 from lorastudio.errors import NotFound
+from lorastudio.fileio import write_atomic
 
 _SHA = re.compile(r"[0-9a-f]{64}")
 
@@ -33,17 +32,6 @@ def check_blob_id(blob: str) -> str:
     if not _SHA.fullmatch(blob or ""):
         raise NotFound("no such file")
     return blob
-
-
-def make_store(settings: Settings) -> BlobStore:
-    """The blob store the settings name: s3://... (with a local cache) or the local folder."""
-    if settings.blob_url:
-        from lorastudio.studio.blobs.cache import BlobCache
-        from lorastudio.studio.blobs.s3 import S3BlobStore
-
-        cache = BlobCache(settings.cache_dir, int(settings.cache_gb * 1024**3))
-        return S3BlobStore(settings.blob_url, cache=cache, endpoint_url=settings.s3_endpoint_url)
-    return LocalBlobStore(settings.blobs_dir)
 
 
 class LocalBlobStore:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorastudio.studio.db.out import Out
+from lorastudio.studio.db import Out
 from lorastudio.studio.library import LoraVersionOut
 
 
@@ -50,6 +50,8 @@ class CharacterOut(Out):
     fighting_style: str = Field(description="Fighting style")
     trigger: str = Field(description="Trigger word to put in prompts")
     reference_image: str | None = Field(default=None, description="URL of the reference image, if uploaded")
+    # The studio says whether there is one; the web face writes reference_image's URL (web/urls.py).
+    has_reference: bool = Field(default=False, exclude=True)
     lora_id: int | None = Field(default=None, description="Library id of the character's LoRA, once trained")
     versions: list[LoraVersionOut] = Field(default_factory=list, description="The LoRA's versions, newest last")
     created_at: datetime = Field(description="When it was created (UTC)")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lorastudio.engine.lora.info import check_description
+from lorastudio.engine import check_description
 from lorastudio.studio.blobs import BlobStore
 from lorastudio.studio.characters.schemas import CharacterIn, CharacterOut, CharacterUpdate
 from lorastudio.studio.datasets import check_image_upload
-from lorastudio.studio.db import Character, Lora, begin_write, get_owned
+from lorastudio.studio.db import Character, Lora, get_owned, writes
 from lorastudio.studio.library import check_new_trigger, suggest_trigger, versions_of
 from lorastudio.studio.styles import taken_triggers
 
@@ -19,12 +19,11 @@ def to_out(session: Session, character: Character) -> CharacterOut:
     lora_id = session.scalar(
         select(Lora.id).where(Lora.character_id == character.id, ~Lora.deleted).order_by(Lora.id.desc())
     )
-    ref = f"/api/v1/characters/{character.id}/reference" if character.reference_blob else None
     return CharacterOut.model_validate(character).model_copy(
         update={
             "lora_id": lora_id,
             "versions": versions_of(session, lora_id) if lora_id else [],
-            "reference_image": ref,
+            "has_reference": character.reference_blob is not None,
         }
     )
 
@@ -44,10 +43,16 @@ def create_character(
     max_pixels: int = 0,
 ) -> CharacterOut:
     """'Add New Character': the trigger word is suggested from the name unless given. A reference image is
-    checked first, so a refused picture leaves no character behind."""
+    checked first (before the write lock), so a refused picture leaves no character behind."""
     if reference is not None:
         check_image_upload(reference, max_pixels=max_pixels)
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
+    return _add_character(session, owner_id=owner_id, data=data, store=store, reference=reference)
+
+
+@writes
+def _add_character(
+    session: Session, *, owner_id: int, data: CharacterIn, store: BlobStore | None, reference: bytes | None
+) -> CharacterOut:
     taken = taken_triggers(session, owner_id)
     trigger = check_new_trigger(data.trigger, taken) if data.trigger else suggest_trigger(data.name, taken)
     character = Character(
@@ -59,7 +64,7 @@ def create_character(
         reference_blob=store.put_bytes(reference) if store is not None and reference is not None else None,
     )
     session.add(character)
-    session.commit()
+    session.flush()
     return to_out(session, character)
 
 
@@ -74,9 +79,9 @@ def get_character(session: Session, *, owner_id: int, character_id: int) -> Char
     return to_out(session, get_row(session, owner_id=owner_id, character_id=character_id))
 
 
+@writes
 def update_character(session: Session, *, owner_id: int, character_id: int, data: CharacterUpdate) -> CharacterOut:
     """Change name, description or fighting style (the trigger word stays: prompts and files use it)."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     character = get_row(session, owner_id=owner_id, character_id=character_id)
     if data.name is not None:
         character.name = data.name.strip()
@@ -88,27 +93,24 @@ def update_character(session: Session, *, owner_id: int, character_id: int, data
                 lora.description = character.description
     if data.fighting_style is not None:
         character.fighting_style = data.fighting_style.strip()
-    session.commit()
     return to_out(session, character)
 
 
+@writes
 def set_reference(
     session: Session, store: BlobStore, *, owner_id: int, character_id: int, data: bytes, max_pixels: int
 ) -> CharacterOut:
     """Upload the character's reference image (checked like a training image)."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     character = get_row(session, owner_id=owner_id, character_id=character_id)
     check_image_upload(data, max_pixels=max_pixels)
     character.reference_blob = store.put_bytes(data)
-    session.commit()
     return to_out(session, character)
 
 
+@writes
 def delete_character(session: Session, *, owner_id: int, character_id: int) -> None:
     """Delete a character; its LoRAs stay in the library (unlinked)."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     character = get_row(session, owner_id=owner_id, character_id=character_id)
     for lora in session.scalars(select(Lora).where(Lora.character_id == character.id)):
         lora.character_id = None
     session.delete(character)
-    session.commit()

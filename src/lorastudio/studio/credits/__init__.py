@@ -10,7 +10,6 @@ from lorastudio.studio.credits.ledger import (
     hold,
     job_credits,
     settle,
-    settle_job,
 )
 from lorastudio.studio.credits.schemas import CreditsOut, Estimate
 
@@ -29,5 +28,4 @@ __all__ = [
     "job_credits",
     "record_timing",
     "settle",
-    "settle_job",
 ]

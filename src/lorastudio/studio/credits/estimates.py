@@ -14,7 +14,7 @@ import statistics
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lorastudio.engine.models.families import get_family
+from lorastudio.engine import get_family
 from lorastudio.studio.credits.ledger import charge_rule, cost_of
 from lorastudio.studio.credits.schemas import Estimate
 from lorastudio.studio.db import DeviceTiming
@@ -78,7 +78,7 @@ def estimate(
                          f"{preview_minutes:.1f} min, {share:.0%} of the run (Advanced: sample every N steps, 0 for "
                          "none)")  # fmt: skip
     low, high = minutes * (1 - SPREAD), minutes * (1 + SPREAD)
-    hires = resolution >= 1024 and family not in ("sdxl",)
+    hires = resolution >= 1024 and (fam is None or fam.train_resolution < 1024)  # above what the family trains at
     dollars = minutes / 60 * dollars_per_gpu_hour + (hires_dollars if hires else 0.0)
     if measured is None:
         breakdown.append(f"device cost: {minutes:.1f} min at ${dollars_per_gpu_hour:.2f}/h"

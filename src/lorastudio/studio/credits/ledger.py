@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from lorastudio.errors import InsufficientCredits, Invalid, NotFound
 from lorastudio.studio.credits.schemas import CreditEntryOut
-from lorastudio.studio.db import CreditEntry, Job, User, now
+from lorastudio.studio.db import CreditEntry, Job, User, now, writes
 
 DEFAULT_RATE = 10 / 3  # credits per GPU-minute: the guide's 50 credits for a 15-minute character training
 
@@ -40,8 +40,9 @@ def balance(session: Session, user_id: int) -> int:
     )
 
 
+@writes
 def grant(session: Session, *, user_id: int, amount: int, note: str = "") -> CreditEntryOut:
-    """Add credits (the caller commits)."""
+    """Add credits."""
     if not 0 < amount <= 10**9:
         raise Invalid("a grant is 1 to 1,000,000,000 credits")
     if session.get(User, user_id) is None:
@@ -99,25 +100,6 @@ def cost_of(seconds: float, credits_per_minute: float) -> int:
     return max(0, math.ceil(round(seconds / 60 * credits_per_minute, 6)))
 
 
-def training_cost(job: Job, credits_per_gpu_minute: float) -> int:
-    """What a finished training costs: the minutes it ran at the per-minute rate, at most what was held."""
-    high = (job.request.get("estimate") or {}).get("credits", (0, 0))[1]
-    return min(cost_of(float((job.result or {}).get("seconds") or 0), credits_per_gpu_minute), high)
-
-
-def settle_job(session: Session, job: Job, credits_per_gpu_minute: float) -> None:
-    """Settle the job's hold for the status it ended in (the caller's transaction commits)."""
-    if job.credit_hold_id is None:
-        return
-    note = f"{job.type} job {job.id} {job.status}"
-    spent = 0
-    if job.status == "succeeded" and job.type == "training":
-        spent = training_cost(job, credits_per_gpu_minute)
-        minutes = float((job.result or {}).get("seconds") or 0) / 60
-        note += f": ran {minutes:.2f} min x {credits_per_gpu_minute:.2f} credits/min = {spent} credits"
-    settle(session, hold_id=job.credit_hold_id, spent=spent, note=note)
-
-
 def history(session: Session, *, user_id: int, limit: int = 100, before: int | None = None) -> list[CreditEntryOut]:
     """The user's ledger, newest first (page with `before`: the last id seen)."""
     query = select(CreditEntry).where(CreditEntry.user_id == user_id)
@@ -127,8 +109,9 @@ def history(session: Session, *, user_id: int, limit: int = 100, before: int | N
     return [CreditEntryOut.model_validate(r) for r in rows]
 
 
+@writes
 def ensure_start(session: Session, *, user_id: int, amount: int) -> None:
-    """Give a new user their starting credits once (the caller commits)."""
+    """Give a new user their starting credits once."""
     if amount > 0 and session.scalar(select(CreditEntry.id).where(CreditEntry.user_id == user_id).limit(1)) is None:
         session.add(CreditEntry(user_id=user_id, kind="grant", amount=amount, delta=amount, note="starting credits"))
 

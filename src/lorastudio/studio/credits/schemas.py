@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from lorastudio.studio.db.out import Out
+from lorastudio.studio.db import Out
 
 
 class Estimate(BaseModel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorastudio.engine.kinds import KindName
-from lorastudio.studio.db.out import Out
+from lorastudio.engine import KindName
+from lorastudio.studio.db import Out
 
 
 class DatasetIn(BaseModel):

@@ -12,16 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
-from lorastudio.engine.data.dataset import make_caption, scan_dataset
-from lorastudio.engine.kinds import check_kind
-from lorastudio.engine.models.basemodel import base_family
-from lorastudio.engine.training.presets import get_preset
+from lorastudio.engine import CHARACTER, FIGHTING_STYLE, base_family, check_kind, get_preset, make_caption, scan_dataset
 from lorastudio.errors import NotFound, TooLarge
 from lorastudio.studio.base_models import check_base
 from lorastudio.studio.blobs import BlobStore
 from lorastudio.studio.datasets.schemas import DatasetImageOut, DatasetIn, DatasetOut
 from lorastudio.studio.datasets.uploads import CAPTION_SUFFIX, Upload, check_size, unpack_zip
-from lorastudio.studio.db import Character, Dataset, DatasetImage, FightingStyle, begin_write, get_owned
+from lorastudio.studio.db import Character, Dataset, DatasetImage, FightingStyle, get_owned, writes
 from lorastudio.studio.library import check_new_trigger
 from lorastudio.studio.styles import taken_triggers
 
@@ -50,9 +47,9 @@ def to_out(session: Session, dataset: Dataset, notes: list[dict] | None = None) 
     )
 
 
+@writes
 def create_dataset(session: Session, *, owner_id: int, data: DatasetIn) -> DatasetOut:
     """A new, empty dataset for a character or a style."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     check_kind(data.kind)
     character = session.scalar(
         select(Character).where(Character.id == data.character_id, Character.owner_id == owner_id)
@@ -80,10 +77,11 @@ def create_dataset(session: Session, *, owner_id: int, data: DatasetIn) -> Datas
         style_id=data.style_id,
     )
     session.add(dataset)
-    session.commit()
+    session.flush()
     return to_out(session, dataset)
 
 
+@writes
 def subject_dataset(
     session: Session,
     *,
@@ -100,7 +98,7 @@ def subject_dataset(
         query = select(Dataset).where(Dataset.owner_id == owner_id, column == subject.id).order_by(Dataset.id.desc())
         if (found := session.scalar(query.limit(1))) is not None:
             return to_out(session, found)
-    data = DatasetIn(name=f"{subject.name} references"[:120], kind="character" if character else "fighting_style",
+    data = DatasetIn(name=f"{subject.name} references"[:120], kind=(CHARACTER if character else FIGHTING_STYLE).name,
                      trigger=subject.trigger, character_id=character.id if character else None,
                      style_id=style.id if style else None)  # fmt: skip
     return create_dataset(session, owner_id=owner_id, data=data)
@@ -123,12 +121,12 @@ def get_dataset(
     return check_dataset(session, settings, store, dataset=dataset, base=base)
 
 
+@writes
 def add_files(
     session: Session, settings: Settings, store: BlobStore, *, owner_id: int, dataset_id: int, files: list[Upload]
 ) -> DatasetOut:
     """Add uploaded images (a .zip is unpacked; `name.txt` beside `name.png` is its caption), then check
     every image. A file that is not a usable image is kept with its verdict; nothing else is lost."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
     limit = settings.max_upload_mb * 2**20
     expanded: list[Upload] = []
@@ -150,7 +148,7 @@ def add_files(
         caption = text.decode("utf-8", errors="replace")[:1000] if text else None
         blob = store.put_bytes(upload.data) if upload.data else None
         session.add(DatasetImage(dataset_id=dataset.id, filename=upload.name, blob=blob, caption=caption))
-    session.commit()
+    session.flush()
     return check_dataset(session, settings, store, dataset=dataset)
 
 
@@ -173,11 +171,11 @@ def materialize(session: Session, store: BlobStore, dataset: Dataset, folder: Pa
     return by_file
 
 
+@writes
 def check_dataset(
     session: Session, settings: Settings, store: BlobStore, *, dataset: Dataset, base: str | None = None
 ) -> DatasetOut:
     """Run the engine's checks over the whole dataset (duplicates need all of it) and store the verdicts."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     preset = get_preset(None, dataset.kind, base_family(check_base(settings, base), settings))
     (settings.home / "tmp").mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f"check-{dataset.id}-", dir=settings.home / "tmp")) / "images"
@@ -201,7 +199,6 @@ def check_dataset(
                           for p in entry.problems]  # fmt: skip
         if entry.caption and image.caption is None:
             image.caption = entry.caption
-    session.commit()
     notes = [{"code": p.code, "severity": p.severity, "message": p.message} for p in report.notes]
     return to_out(session, dataset, notes)
 
@@ -211,9 +208,9 @@ def _named(message: str, by_file: dict[str, DatasetImage]) -> str:
     return re.sub(r"img-\d{6}", lambda m: by_file[m[0]].filename if m[0] in by_file else m[0], message)
 
 
+@writes
 def set_caption(session: Session, *, owner_id: int, dataset_id: int, image_id: int, caption: str) -> DatasetOut:
     """Edit one image's caption (the trigger word is put in front if it is missing)."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
     image = session.scalar(
         select(DatasetImage).where(DatasetImage.id == image_id, DatasetImage.dataset_id == dataset.id)
@@ -221,7 +218,6 @@ def set_caption(session: Session, *, owner_id: int, dataset_id: int, image_id: i
     if image is None:
         raise NotFound(f"image {image_id} not found in dataset {dataset_id}")
     image.caption, _ = make_caption(caption, dataset.trigger, check_kind(dataset.kind).class_words)
-    session.commit()
     return to_out(session, dataset)
 
 
@@ -242,9 +238,9 @@ def image_blob(session: Session, store: BlobStore, *, owner_id: int, dataset_id:
     return image.blob, media
 
 
+@writes
 def delete_image(session: Session, *, owner_id: int, dataset_id: int, image_id: int) -> DatasetOut:
     """Remove one image from a dataset."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
     image = session.scalar(
         select(DatasetImage).where(DatasetImage.id == image_id, DatasetImage.dataset_id == dataset.id)
@@ -252,5 +248,4 @@ def delete_image(session: Session, *, owner_id: int, dataset_id: int, image_id: 
     if image is None:
         raise NotFound(f"image {image_id} not found in dataset {dataset_id}")
     session.delete(image)
-    session.commit()
     return to_out(session, dataset)

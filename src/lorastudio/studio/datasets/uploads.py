@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from lorastudio.engine.data.images import IMAGE_SUFFIXES, ImageRejected, open_image
+from lorastudio.engine import IMAGE_SUFFIXES, ImageRejected, open_image
 from lorastudio.errors import Invalid, TooLarge
 
 MAX_NAME = 120

@@ -33,6 +33,7 @@ from lorastudio.studio.db.tables import (
     WorkerRow,
     now,
 )
+from lorastudio.studio.db.writes import writes, writing
 
 __all__ = [
     "ApiToken",
@@ -66,4 +67,6 @@ __all__ = [
     "session_factory",
     "upgrade",
     "write_transaction",
+    "writes",
+    "writing",
 ]

@@ -14,6 +14,9 @@ from lorastudio.config import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _WRITING = "lorastudio_sqlite_writing"
+# session.info: a write transaction is open on this session (@writes or write_transaction); a write inside
+# it joins it instead of committing (db/writes.py).
+OPEN_WRITE = "lorastudio_open_write"
 _READS = ("SELECT", "PRAGMA", "BEGIN", "COMMIT", "ROLLBACK", "RELEASE", "EXPLAIN")
 
 
@@ -55,7 +58,7 @@ def make_engine(settings: Settings) -> Engine:
             # refuses at once ("database is locked", no busy wait) if any other process wrote since the
             # read, and workers write every heartbeat. So before the first write of a transaction we end
             # its read part and take the write lock (waiting up to the busy timeout): SQLite then behaves
-            # like PostgreSQL's READ COMMITTED. A check that must hold until its write uses begin_write.
+            # like PostgreSQL's READ COMMITTED. A check that must hold until its write is a @writes service.
             if conn.info.get(_WRITING) or not conn.in_transaction() or _reads_only(statement):
                 return
             conn.info[_WRITING] = True
@@ -73,7 +76,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def begin_write(session: Session) -> None:
     """End the session's read transaction (committing what it holds) and begin a write one: BEGIN
-    IMMEDIATE on SQLite, so a check and the write that depends on it see the same database."""
+    IMMEDIATE on SQLite, so a check and the write that depends on it see the same database. Services do
+    not call it: they are declared `@writes` (db/writes.py), which does."""
     if session.in_transaction():
         session.commit()
     session.connection(execution_options={"sqlite_immediate": True})
@@ -85,12 +89,15 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     processes never both read and then race to write; elsewhere an ordinary transaction."""
     with factory() as session:
         session.connection(execution_options={"sqlite_immediate": True})
+        session.info[OPEN_WRITE] = True  # services called inside join this transaction (db/writes.py)
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+        finally:
+            session.info.pop(OPEN_WRITE, None)
 
 
 def _alembic_config():

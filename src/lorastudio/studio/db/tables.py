@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from lorastudio.engine import FIGHTING_STYLE
+
 
 def now() -> datetime:
     """The current time in UTC (naive in SQLite, so one convention everywhere: UTC)."""
@@ -108,7 +110,7 @@ class FightingStyle(Base):
     name: Mapped[str] = mapped_column(String(120))
     description: Mapped[str] = mapped_column(Text, default="")
     trigger: Mapped[str] = mapped_column(String(64))
-    recommended_strength: Mapped[float] = mapped_column(Float, default=0.6)
+    recommended_strength: Mapped[float] = mapped_column(Float, default=FIGHTING_STYLE.recommended_strength)
     phrases: Mapped[list] = mapped_column(JSON, default=list)
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
@@ -229,14 +231,16 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_claim", "status", "lease_expires_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    type: Mapped[str] = mapped_column(String(16))  # training | generation
+    type: Mapped[str] = mapped_column(String(16))  # jobs/payloads.JOB_TYPES
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending running succeeded failed canceled
-    request: Mapped[dict] = mapped_column(JSON)
+    request: Mapped[dict] = mapped_column(JSON)  # jobs/payloads.JobRequest, by type
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)  # jobs/payloads.JobProgress
+    # A training's newest checkpoint in the blob store ({step, blob}): internal, so not in the public progress.
+    checkpoint: Mapped[dict | None] = mapped_column(JSON)
     result: Mapped[dict | None] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
-from lorastudio.engine.prompts import add_missing_triggers, has_word, prompt_warnings
-from lorastudio.engine.selection import LoraSelection
+from lorastudio.engine import add_missing_triggers, has_word, prompt_warnings
 from lorastudio.studio.db import Lora
 from lorastudio.studio.generation.schemas import GenerationIn
 from lorastudio.studio.generation.service import resolve
@@ -37,17 +36,17 @@ class SceneCheck:
 
 def check_scene(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> SceneCheck:
     """The warnings a generation of `data` would give (raises Invalid/NotFound as a submit would)."""
-    request, ids = resolve(session, settings, owner_id=owner_id, data=data)
+    request = resolve(session, settings, owner_id=owner_id, data=data)
     chosen = []
-    for lora_id, sel in zip(ids, request["loras"], strict=True):
-        row = session.get(Lora, lora_id)
-        strength = sel["strength"] if sel["strength"] is not None else (row.recommended_strength or 1.0)
-        chosen.append((LoraSelection(lora=row.name, strength=strength, region=sel["region"]),
+    for sel in request.loras:
+        row = session.get(Lora, sel.lora_id)
+        strength = sel.strength if sel.strength is not None else (row.recommended_strength or 1.0)
+        chosen.append((sel.model_copy(update={"lora": row.name, "strength": strength}),
                        _Row(row.name, row.kind, tuple(row.trigger_words), row.description or "")))  # fmt: skip
-    prompt = request["prompt"]
+    prompt = request.prompt
     added: list[str] = []
     if data.add_triggers:
         wanted = [t for sel, lora in chosen if (sel.strength or 0) > 0 for t in lora.triggers]
         prompt = add_missing_triggers(prompt, wanted)
-        added = list(dict.fromkeys(t for t in wanted if not has_word(request["prompt"], t)))
+        added = list(dict.fromkeys(t for t in wanted if not has_word(request.prompt, t)))
     return SceneCheck(prompt_warnings(prompt, chosen), added, [lora.name for _, lora in chosen])

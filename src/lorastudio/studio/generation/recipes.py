@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from lorastudio.errors import Conflict, Invalid, format_validation_error
 from lorastudio.studio import library
-from lorastudio.studio.db import Recipe, begin_write, get_owned
+from lorastudio.studio.db import Recipe, get_owned, writes
 from lorastudio.studio.generation.schemas import ApplyRecipeIn, GenerationIn, RecipeIn, RecipeOut
 
 
@@ -19,17 +19,16 @@ def get_row(session: Session, *, owner_id: int, recipe_id: int) -> Recipe:
     return get_owned(session, Recipe, recipe_id, owner_id, "recipe")
 
 
+@writes
 def save_recipe(session: Session, *, owner_id: int, data: RecipeIn) -> RecipeOut:
     """Save a recipe; every LoRA in it must be in the user's library."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     for sel in data.loras:
         library.get_lora_row(session, owner_id=owner_id, lora_id=sel.lora_id)
     recipe = Recipe(owner_id=owner_id, name=data.name.strip(), settings=data.model_dump(exclude={"name"}))
     session.add(recipe)
     try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
+        session.flush()
+    except IntegrityError:  # the write rolls back
         raise Conflict(f"you already have a recipe called {data.name.strip()[:80]!r}; pick another name") from None
     return RecipeOut.model_validate(recipe)
 
@@ -40,11 +39,10 @@ def list_recipes(session: Session, *, owner_id: int) -> list[RecipeOut]:
     return [RecipeOut.model_validate(r) for r in rows]
 
 
+@writes
 def delete_recipe(session: Session, *, owner_id: int, recipe_id: int) -> None:
     """Delete a recipe."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     session.delete(get_row(session, owner_id=owner_id, recipe_id=recipe_id))
-    session.commit()
 
 
 def scene_from_recipe(session: Session, *, owner_id: int, recipe_id: int, data: ApplyRecipeIn) -> GenerationIn:

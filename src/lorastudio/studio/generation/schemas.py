@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.fields import FieldInfo
 
-from lorastudio.engine.selection import LoraSelection
-from lorastudio.studio.db.out import Out
+from lorastudio.engine import GenerateRequest
+from lorastudio.studio.db import Out
 
 
 class ImageVerdictIn(BaseModel):
@@ -18,27 +19,37 @@ class ImageVerdictIn(BaseModel):
     verdict: Literal["kept", "rejected"] | None = Field(description="kept, rejected, or null to undo")
 
 
+_ENGINE = GenerateRequest.model_fields
+
+
+def _engine(name: str, **change: object) -> FieldInfo:
+    """The engine's own field (type, default, limits, description): one set of limits for the API, the pages
+    and the CLI; `change` is where the studio deliberately differs (a default)."""
+    return FieldInfo.merge_field_infos(_ENGINE[name], **change)
+
+
 class GenerationIn(BaseModel):
-    """A scene to generate: prompt, LoRA selection (strengths, regions), seed, size, sampler, batch."""
+    """A scene to generate: prompt, LoRA selection (strengths, regions), seed, size, sampler, batch. Every
+    setting but the LoRAs (library ids here) and the base (a name) is the engine's GenerateRequest field."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    prompt: str = Field(
-        min_length=1,
-        max_length=2000,
-        description="Prompt; trigger words of characters and styles",
+    prompt: str = _engine(
+        "prompt",
+        description="Prompt; trigger words of characters and styles, <lora:name:0.8> tags of library LoRAs",
         examples=["johnhero faces kanehero, kungfustyle, fighting stance"],
     )
-    negative_prompt: str = Field(default="", max_length=2000, description="Negative prompt")
+    negative_prompt: str = _engine("negative_prompt")
     loras: list[LibrarySelection] = Field(default_factory=list, max_length=8, description="LoRAs from the library")
     base: str | None = Field(default=None, max_length=1000, description="Base model (default: the server's)")
-    seed: int | None = Field(default=None, ge=-1, lt=2**64, description="Seed; -1 or null: random (recorded)")
-    n: int = Field(default=1, ge=1, le=8, description="Images in the batch (seeds seed, seed+1, ...)")
-    steps: int = Field(default=20, ge=1, le=150, description="Sampling steps")
-    cfg_scale: float = Field(default=7.0, ge=0, le=30, allow_inf_nan=False, description="CFG scale")
-    width: int | None = Field(default=None, ge=32, le=2048, multiple_of=8, description="Width (default: the model's)")
-    height: int | None = Field(default=None, ge=32, le=2048, multiple_of=8, description="Height")
-    sampler: str = Field(default="DPM++ 2M Karras", max_length=40, description="Sampler (A1111 or ComfyUI name)")
-    add_triggers: bool = Field(default=True, description="Put missing trigger words into the prompt")
+    seed: int | None = _engine("seed")
+    n: int = _engine("n")
+    steps: int = _engine("steps")
+    cfg_scale: float = _engine("cfg_scale")
+    width: int | None = _engine("width")
+    height: int | None = _engine("height")
+    sampler: str = _engine("sampler")
+    # The Studio adds a chosen LoRA's missing trigger words unless told not to; the CLI leaves prompts alone.
+    add_triggers: bool = _engine("add_triggers", default=True)
 
     @field_validator("prompt")
     @classmethod
@@ -51,7 +62,8 @@ class GenerationIn(BaseModel):
 
 
 class LibrarySelection(BaseModel):
-    """A library LoRA in a selection: which one, how strong, where."""
+    """A library LoRA as a user picks it (by id): which one, how strong, where. `generation.resolve` turns it
+    into the engine's LoraSelection once, carrying the library's name, description, id and version."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     lora_id: int = Field(ge=1, le=2**62, description="Library id")
@@ -60,10 +72,6 @@ class LibrarySelection(BaseModel):
         default=None, ge=-4, le=4, allow_inf_nan=False, description="Strength (default: the LoRA's recommended one)"
     )
     region: str | None = Field(default=None, max_length=60, description="left, right, ... or x0,y0,x1,y1")
-
-    def engine_selection(self, path: str) -> LoraSelection:
-        """The engine's selection for this LoRA's file."""
-        return LoraSelection(lora=path, strength=self.strength, region=self.region)
 
 
 GenerationIn.model_rebuild()

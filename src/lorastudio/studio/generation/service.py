@@ -7,26 +7,40 @@ from __future__ import annotations
 import io
 import re
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
-from lorastudio.engine.generation.generate import GenerateRequest
-from lorastudio.engine.generation.pngmeta import a1111_parameters
-from lorastudio.engine.models.basemodel import base_family
-from lorastudio.engine.prompts import LORA_TAG, has_word, parse_lora_tags
-from lorastudio.errors import Invalid, NotFound
+from lorastudio.engine import (
+    LORA_TAG,
+    GenerateRequest,
+    LoraSelection,
+    a1111_parameters,
+    base_family,
+    has_word,
+    parse_lora_tags,
+)
+from lorastudio.errors import Invalid, NotFound, format_validation_error
 from lorastudio.studio import credits, jobs, library
 from lorastudio.studio.base_models import check_base
-from lorastudio.studio.blobs import BlobStore
-from lorastudio.studio.db import FightingStyle, Image, Lora, begin_write, write_transaction
+from lorastudio.studio.db import FightingStyle, Image, Lora, write_transaction, writes
 from lorastudio.studio.generation.schemas import GenerationIn, ImageOut, LibrarySelection
-from lorastudio.studio.jobs import NATIVE, JobOut, check_key, generation_memory_mb, once
+from lorastudio.studio.jobs import (
+    GenerationJob,
+    GenerationResult,
+    JobOut,
+    JobProgress,
+    JobRun,
+    check_key,
+    generation_memory_mb,
+    once,
+)
 
 
 def image_out(image: Image) -> ImageOut:
-    """The API form of an image."""
-    return ImageOut.model_validate(image).model_copy(update={"url": f"/api/v1/images/{image.id}/file"})
+    """The API form of an image (its `url` is the web face's to write: web/urls.py)."""
+    return ImageOut.model_validate(image)
 
 
 def _styles_in_prompt(session: Session, owner_id: int, prompt: str) -> list[FightingStyle]:
@@ -53,10 +67,10 @@ def prompt_tags(session: Session, *, owner_id: int, prompt: str, family: str | N
     return clean, found
 
 
-def resolve(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> tuple[dict, list[int]]:
-    """The engine request (as JSON) and the library ids it uses. The base is one of the studio's models; prompt
-    tags are library LoRAs; a fighting style named in the prompt brings its LoRA for this base when it has one,
-    otherwise its trigger expands to its phrases."""
+def resolve(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> GenerationJob:
+    """The scene as the engine will run it (LoRA files by blob key), validated. The base is one of the studio's
+    models; prompt tags are library LoRAs; a fighting style named in the prompt brings its LoRA for this base when
+    it has one, otherwise its trigger expands to its phrases."""
     base = check_base(settings, data.base)
     family = base_family(base, settings)
     prompt, tagged = prompt_tags(session, owner_id=owner_id, prompt=data.prompt, family=family)
@@ -86,59 +100,57 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
         elif style.phrases:
             words = ", ".join([style.trigger, *style.phrases])
             prompt = re.sub(rf"(?<![\w]){re.escape(style.trigger)}(?![\w])", words, prompt, count=1, flags=re.I)
-    engine_loras, ids = [], []
+    chosen_loras: list[LoraSelection] = []
     explicit = len(data.loras) + len(tagged)
     for i, sel in enumerate(selections):
         version = library.version_row(session, owner_id=owner_id, lora_id=sel.lora_id, version=sel.version)
-        if i >= explicit and any(x["blob"] == version.blob for x in engine_loras):
+        if i >= explicit and any(x.lora == version.blob for x in chosen_loras):
             continue  # a style's own file, already chosen by hand (an imported copy): once, as chosen
         row = session.get(Lora, sel.lora_id)
-        engine_loras.append({"blob": version.blob, "strength": sel.strength, "region": sel.region,
-                             "name": library.tag_name(row), "description": row.description or "",
-                             "lora_id": row.id, "version": version.version})  # fmt: skip
-        ids.append(sel.lora_id)
-    request = {
-        "prompt": prompt,
-        "negative_prompt": data.negative_prompt,
-        "base": base,
-        "seed": data.seed,
-        "n": data.n,
-        "steps": data.steps,
-        "cfg_scale": data.cfg_scale,
-        "width": data.width,
-        "height": data.height,
-        "sampler": data.sampler,
-        "add_triggers": data.add_triggers,
-        "loras": engine_loras,
-    }
-    # Validate now with placeholder paths, so a bad request is a 422 at submit, not a failed job later.
-    engine_request(request, lambda x: "x")
-    return request, ids
+        # The one conversion from the library's selection to the engine's: the file by its blob key (the
+        # worker puts its own path there), the library's name, description, id and version beside it.
+        chosen_loras.append(LoraSelection(lora=version.blob, strength=sel.strength, region=sel.region,
+                                          name=library.tag_name(row), description=row.description or "",
+                                          lora_id=row.id, version=version.version))  # fmt: skip
+    try:
+        return GenerationJob(
+            prompt=prompt,
+            negative_prompt=data.negative_prompt,
+            base=base,
+            seed=data.seed,
+            n=data.n,
+            steps=data.steps,
+            cfg_scale=data.cfg_scale,
+            width=data.width,
+            height=data.height,
+            sampler=data.sampler,
+            add_triggers=data.add_triggers,
+            loras=chosen_loras,
+            prompt_tags=False,  # resolved above: no text a user typed is ever opened as a file
+        )
+    except ValidationError as exc:  # a bad request is a 422 at submit, not a failed job later
+        raise Invalid(format_validation_error(exc, "generation settings")) from exc
 
 
-def engine_request(request: dict, path_of) -> GenerateRequest:
-    """The engine's request for a stored one: each LoRA's file from `path_of(entry)`, its library name and
-    description beside it, and prompt tags off (they were resolved at submit)."""
-    loras = [{"lora": path_of(x), "strength": x["strength"], "region": x["region"], "name": x.get("name"),
-              "description": x.get("description")} for x in request["loras"]]  # fmt: skip
-    return GenerateRequest.build(**request | {"loras": loras, "prompt_tags": False})
+def engine_request(request: GenerationJob, path_of) -> GenerateRequest:
+    """The engine's request for a stored scene: each LoRA's blob key replaced by `path_of(blob)`."""
+    loras = [x.model_copy(update={"lora": path_of(x.lora)}) for x in request.loras]
+    return GenerateRequest.model_validate(request.model_dump(exclude={"type", "loras"}) | {"loras": loras})
 
 
 def submit_generation(
     session: Session, settings: Settings, *, owner_id: int, data: GenerationIn, idempotency_key: str | None = None
 ) -> JobOut:
-    """Queue a scene (the caller wakes the workers). It costs nothing (the guide: using trained LoRAs has
-    no extra cost) but is recorded in the ledger as a hold of 0."""
+    """Queue a scene. It costs nothing (the guide: using trained LoRAs has no extra cost) but is recorded in the
+    ledger as a hold of 0."""
     check_key(idempotency_key)
-    request, ids = resolve(session, settings, owner_id=owner_id, data=data)
+    request = resolve(session, settings, owner_id=owner_id, data=data)
 
     def make() -> JobOut:
-        family = base_family(request["base"], settings)
-        side = NATIVE.get(family, 512)
-        need = generation_memory_mb(family, request["base"], width=request["width"] or side,
-                                    height=request["height"] or side, batch=request["n"])  # fmt: skip
-        job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"lora_ids": ids},
-                           family=family, memory_mb=need)  # fmt: skip
+        family = base_family(request.base, settings)
+        need = generation_memory_mb(family, request.base, width=request.width, height=request.height,
+                                    batch=request.n)  # fmt: skip
+        job = jobs.add_job(session, owner_id=owner_id, request=request, family=family, memory_mb=need)
         session.flush()
         job.credit_hold_id = credits.hold(
             session, user_id=owner_id, amount=0, job_id=job.id, note=f"generation job {job.id} (no cost)"
@@ -148,43 +160,41 @@ def submit_generation(
     return once(session, user_id=owner_id, key=idempotency_key, scope="generations", body=data, out=JobOut, make=make)
 
 
-def run_generation(factory, settings: Settings, store: BlobStore, *, job, cache, progress, should_stop, finish) -> None:
+def run_generation(run: JobRun) -> None:
     """Render a claimed generation job; its images, usage counts and end are one commit."""
-    from lorastudio.engine.generation.generate import generate
+    from lorastudio.engine import generate
 
-    request = dict(job.request)
-    ids = request.pop("lora_ids", [])
-    for x in request["loras"]:
-        if not store.exists(x["blob"]):
+    store, request = run.store, run.request
+    for x in request.loras:
+        if not store.exists(x.lora):
             raise Invalid("a LoRA file this scene uses is gone from the store; pick the LoRA again")
-    req = engine_request(request, lambda x: str(store.path(x["blob"])))
+    req = engine_request(request, lambda blob: str(store.path(blob)))
 
     def on_progress(event) -> None:
-        progress({"phase": "generate", "step": event.step, "total": event.total}, force=False)
+        run.progress(JobProgress(phase="generate", step=event.step, total=event.total), False)
 
-    result = generate(cache, req, on_progress=on_progress, should_stop=should_stop)
-    for params in result.params:  # the library's ids beside each LoRA's record (the engine knows files only)
-        for record, x in zip(params["loras"], request["loras"], strict=True):
-            record |= {"lora_id": x.get("lora_id"), "version": x.get("version")}
+    result = generate(run.cache, req, on_progress=on_progress, should_stop=run.should_stop)
     blobs = [
         (store.put_bytes(_png_bytes(image, params)), params)
         for image, params in zip(result.images, result.params, strict=True)
     ]
-    with write_transaction(factory) as session:
+    with write_transaction(run.factory) as session:
         if result.stopped:
-            finish(session, "canceled", None)
+            run.finish(session, "canceled", None)
             return
         image_ids = []
         for blob, params in blobs:
-            row = Image(owner_id=job.owner_id, job_id=job.id, blob=blob, seed=str(params["seed"]), params=params)
+            row = Image(
+                owner_id=run.job.owner_id, job_id=run.job.id, blob=blob, seed=str(params["seed"]), params=params
+            )
             session.add(row)
             session.flush()
             image_ids.append(row.id)
-        library.record_usage(session, job_id=job.id, lora_ids=ids)
-        finish(
+        library.record_usage(session, job_id=run.job.id, lora_ids=[x.lora_id for x in request.loras if x.lora_id])
+        run.finish(
             session,
             "succeeded",
-            {"images": image_ids, "warnings": result.warnings, "seconds": round(result.seconds, 3)},
+            GenerationResult(images=image_ids, warnings=result.warnings, seconds=round(result.seconds, 3)),
         )
 
 
@@ -216,11 +226,10 @@ def list_images(session: Session, *, owner_id: int, job_id: int) -> list[ImageOu
     return [image_out(i) for i in rows]
 
 
+@writes
 def set_verdict(session: Session, *, owner_id: int, image_id: int, verdict: str | None) -> ImageOut:
     """Keep or reject an image (or undo); the success rate of the job's LoRAs follows."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     image = get_image_row(session, owner_id=owner_id, image_id=image_id)
     library.record_verdict(session, job_id=image.job_id, old=image.verdict, new=verdict)
     image.verdict = verdict
-    session.commit()
     return image_out(image)

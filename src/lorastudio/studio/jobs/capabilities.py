@@ -1,10 +1,11 @@
 """What a job needs from a worker (model family, device memory) and what a worker has.
 
 The service hands a job only to a worker that can run it: an SDXL training at 1024 px never goes to an
-8 GB card, where it would only run out of memory after a long model load. The memory figures are
-estimates for LoRA training and inference with the settings the guide uses (fp16/bf16 weights, AdamW),
-rounded up from what kohya_ss and diffusers users report; `lorastudio worker --memory-gb` states a card's
-usable memory when the detected total is not what a job may take (a card shared with a display, say).
+8 GB card, where it would only run out of memory after a long model load. The memory figures are the
+family table's (`Family.train_memory` and `generate_memory` in engine/models/families.py): estimates for
+LoRA training and inference with the settings the guide uses, scaled here by batch and pixels;
+`lorastudio worker --memory-gb` states a card's usable memory when the detected total is not what a job
+may take (a card shared with a display, say).
 """
 
 from __future__ import annotations
@@ -13,32 +14,37 @@ import os
 import socket
 from dataclasses import dataclass
 
-from lorastudio.engine.models.basemodel import BUILT_IN
+from lorastudio.engine import get_family
 
-# (GB for the weights and optimizer, GB of activations per image at the family's native size)
-TRAINING_GB = {"sd15": (5.0, 2.0), "sdxl": (12.0, 6.0)}
-GENERATION_GB = {"sd15": (2.5, 0.5), "sdxl": (7.0, 1.5)}
-NATIVE = {"sd15": 512, "sdxl": 1024}
+
+def _memory_mb(fixed_gb: float, activations_gb: float) -> int:
+    return int((fixed_gb + activations_gb) * 1024)
 
 
 def training_memory_mb(family: str | None, base: str, *, resolution: int, batch_size: int,
                        gradient_checkpointing: bool = False) -> int | None:  # fmt: skip
-    """Device memory a training needs, in MB; None when any worker can run it (the built-in small models)."""
-    if base in BUILT_IN or family not in TRAINING_GB:
+    """Device memory a training needs, in MB; None when any worker can run it (a family without memory
+    figures: the built-in small models', an unknown one's). `base` is the job's; its family decides."""
+    fam = get_family(family)
+    if fam is None or fam.train_memory is None:
         return None
-    fixed, per_image = TRAINING_GB[family]
-    activations = per_image * batch_size * (resolution / NATIVE[family]) ** 2
+    need = fam.train_memory
+    activations = need.per_image_gb * batch_size * (resolution / fam.default_size) ** 2
     if gradient_checkpointing:
         activations /= 3  # recomputed in the backward pass instead of kept
-    return int((fixed + activations) * 1024)
+    return _memory_mb(need.fixed_gb, activations)
 
 
-def generation_memory_mb(family: str | None, base: str, *, width: int, height: int, batch: int) -> int | None:
-    """Device memory a generation needs, in MB; None when any worker can run it."""
-    if base in BUILT_IN or family not in GENERATION_GB:
+def generation_memory_mb(family: str | None, base: str, *, width: int | None, height: int | None,
+                         batch: int) -> int | None:  # fmt: skip
+    """Device memory a generation needs, in MB (an unset side is the family's default size); None when any
+    worker can run it."""
+    fam = get_family(family)
+    if fam is None or fam.generate_memory is None:
         return None
-    fixed, per_image = GENERATION_GB[family]
-    return int((fixed + per_image * batch * width * height / NATIVE[family] ** 2) * 1024)
+    need = fam.generate_memory
+    pixels = (width or fam.default_size) * (height or fam.default_size) / fam.default_size**2
+    return _memory_mb(need.fixed_gb, need.per_image_gb * batch * pixels)
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ def detect(device_setting: str, *, memory_gb: float | None, families: tuple[str,
     """This machine's worker capabilities: the device the settings pick, its memory (or `memory_gb`)."""
     import torch
 
-    from lorastudio.engine.models.device import resolve_device
+    from lorastudio.engine import resolve_device
 
     device = resolve_device(device_setting)
     if device.type == "cuda":

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from lorastudio.studio.db import Job, now
 from lorastudio.studio.jobs import registry
-from lorastudio.studio.jobs.rows import JOB_TYPES
+from lorastudio.studio.jobs.payloads import JOB_TYPES
 
 
 @dataclass

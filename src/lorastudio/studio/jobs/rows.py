@@ -14,18 +14,36 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lorastudio.errors import Conflict
 from lorastudio.studio import credits
-from lorastudio.studio.db import Job, begin_write, get_owned, now, write_transaction
+from lorastudio.studio.db import Job, get_owned, now, write_transaction, writes
 from lorastudio.studio.jobs import registry
+from lorastudio.studio.jobs.payloads import (
+    JOB_TYPES,
+    Checkpoint,
+    ExportJob,
+    ExportResult,
+    GenerationJob,
+    GenerationResult,
+    JobProgress,
+    TrainingJob,
+    TrainingResult,
+    dump,
+    progress_of,
+    request_of,
+    result_of,
+)
 from lorastudio.studio.jobs.schemas import JobOut
 
 FINAL = ("succeeded", "failed", "canceled")
-JOB_TYPES = ("training", "generation", "export")
 MAX_ATTEMPTS = 5  # a job that kills its worker this often is failed, not retried forever
 
 
 def to_out(session: Session, job: Job, balance: int | None = None) -> JobOut:
     """The API form of a job row, with its credits and the owner's balance."""
-    out = JobOut.model_validate(job)
+    out = JobOut.model_validate(
+        {k: getattr(job, k) for k in JobOut.model_fields if hasattr(job, k)}
+        | {"request": request_of(job), "progress": progress_of(job), "result": result_of(job)}
+        | {"checkpoint_step": Checkpoint.model_validate(job.checkpoint).step if job.checkpoint else None}
+    )
     out.credits = credits.job_credits(session, job)
     out.balance = credits.balance(session, job.owner_id) if balance is None else balance
     return out
@@ -35,16 +53,16 @@ def add_job(
     session: Session,
     *,
     owner_id: int,
-    type: str,
-    request: dict,
+    request: TrainingJob | GenerationJob | ExportJob,
     family: str | None = None,
     memory_mb: int | None = None,
 ) -> Job:
-    """A new pending job (the caller commits and then wakes the workers); `family` and `memory_mb` say
-    which workers can run it (None: any)."""
-    job = Job(owner_id=owner_id, type=type, request=request, status="pending", progress={}, family=family,
-              memory_mb=memory_mb)  # fmt: skip
+    """A new pending job; `family` and `memory_mb` say which workers can run it (None: any). The workers are
+    woken once the session commits (the studio's session factory does that), never before."""
+    job = Job(owner_id=owner_id, type=request.type, request=dump(request), status="pending", progress={},
+              family=family, memory_mb=memory_mb)  # fmt: skip
     session.add(job)
+    session.info.setdefault("wake", set()).add(request.type)
     return job
 
 
@@ -85,9 +103,9 @@ def list_jobs(session: Session, *, owner_id: int, status: str | None = None, lim
     return [to_out(session, j, have) for j in session.scalars(query.order_by(Job.id.desc()).limit(limit))]
 
 
+@writes
 def cancel(session: Session, *, owner_id: int, job_id: int) -> JobOut:
     """Cancel: a pending job at once; a running one stops at its next step boundary."""
-    begin_write(session)  # the worker writes the row while it runs: take the write lock before reading it
     job = get_row(session, owner_id=owner_id, job_id=job_id)
     if job.status in FINAL:
         raise Conflict(f"job {job_id} already {job.status}; nothing to cancel")
@@ -95,7 +113,6 @@ def cancel(session: Session, *, owner_id: int, job_id: int) -> JobOut:
     if job.status == "pending":
         job.status, job.finished_at = "canceled", now()
         _settle(session, job)
-    session.commit()
     return to_out(session, job)
 
 
@@ -151,7 +168,7 @@ def renew(factory: sessionmaker[Session], *, job_id: int, worker: str, lease_sec
         return result.rowcount == 1
 
 
-def report(factory: sessionmaker[Session], *, job_id: int, worker: str, progress: dict) -> bool:
+def report(factory: sessionmaker[Session], *, job_id: int, worker: str, progress: JobProgress) -> bool:
     """Write progress (only while the job is ours); also says whether a cancel was asked for."""
     # BEGIN IMMEDIATE: a read-then-write transaction that another writer (the heartbeat) overtakes would
     # fail at once with "database is locked" instead of waiting its turn.
@@ -159,8 +176,18 @@ def report(factory: sessionmaker[Session], *, job_id: int, worker: str, progress
         job = session.get(Job, job_id)
         if job is None or job.lease_owner != worker or job.status != "running":
             return True  # not ours any more: stop
-        job.progress = progress
+        job.progress = progress.model_dump(mode="json", exclude_defaults=True)
         return bool(job.cancel_requested)
+
+
+def keep_checkpoint(factory: sessionmaker[Session], *, job_id: int, worker: str, checkpoint: Checkpoint) -> bool:
+    """Name the training's newest stored checkpoint on its row (only while the job is ours); False if it is not."""
+    with write_transaction(factory) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.lease_owner != worker or job.status != "running":
+            return False
+        job.checkpoint = checkpoint.model_dump()
+        return True
 
 
 def finish(
@@ -169,14 +196,14 @@ def finish(
     job_id: int,
     worker: str,
     status: str,
-    result: dict | None = None,
+    result: TrainingResult | GenerationResult | ExportResult | None = None,
     error: tuple[str, str] | None = None,
 ) -> bool:
     """Record the outcome, only if the job is still ours (the caller's transaction commits)."""
     job = session.get(Job, job_id)
     if job is None or job.lease_owner != worker or job.status != "running":
         return False
-    job.status, job.result, job.finished_at = status, result, now()
+    job.status, job.result, job.finished_at = status, dump(result) if result else None, now()
     job.lease_expires_at = None
     if error:
         job.error_code, job.error_message = error
@@ -188,7 +215,7 @@ def release(factory: sessionmaker[Session], *, job_id: int, worker: str) -> bool
     """Give a running job back to the queue at once (its worker is stopping); False when it is no longer ours.
 
     It is pending again with no lease, so any worker claims it now rather than after the lease runs out. Its
-    progress is kept: the next worker resumes from `progress["checkpoint"]`. The attempt is not counted, since
+    checkpoint is kept: the next worker resumes from `job.checkpoint`. The attempt is not counted, since
     MAX_ATTEMPTS is for jobs that kill their worker, and a restart or a deploy is not the job's fault. A job
     whose cancel was asked for ends canceled instead: nobody would claim it again."""
     with write_transaction(factory) as session:
@@ -205,7 +232,17 @@ def release(factory: sessionmaker[Session], *, job_id: int, worker: str) -> bool
 
 
 def _settle(session: Session, job: Job) -> None:
-    credits.settle_job(session, job, job.request.get("credits_per_gpu_minute") or credits.DEFAULT_RATE)
+    """Settle the job's hold for the status it ended in: a finished training pays the minutes it ran at the
+    price quoted, at most what was held; anything else pays nothing (the caller's transaction commits)."""
+    if job.credit_hold_id is None:
+        return
+    note, spent = f"{job.type} job {job.id} {job.status}", 0
+    request, result = request_of(job), result_of(job)
+    if job.status == "succeeded" and isinstance(request, TrainingJob) and isinstance(result, TrainingResult):
+        rate, seconds = request.credits_per_gpu_minute, result.seconds or 0.0
+        spent = min(credits.cost_of(seconds, rate), request.estimate.credits[1])
+        note += f": ran {seconds / 60:.2f} min x {rate:.2f} credits/min = {spent} credits"
+    credits.settle(session, hold_id=job.credit_hold_id, spent=spent, note=note)
 
 
 def reap(factory: sessionmaker[Session]) -> dict:

@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import Field
 
-from lorastudio.studio.db.out import Out
+from lorastudio.studio.db import Out
+from lorastudio.studio.jobs.payloads import JobProgress, JobRequest, JobResult
 
 
 class JobOut(Out):
@@ -16,11 +17,11 @@ class JobOut(Out):
     type: str = Field(description="training, generation or export")
     status: str = Field(description="pending, running, succeeded, failed or canceled")
     attempts: int = Field(description="How many times a worker started it")
-    progress: dict = Field(description="step, total, loss, eta_seconds, message, losses, previews")
-    result: dict | None = Field(description="What it made (LoRA id and version, or image ids)")
+    progress: JobProgress = Field(description="How far it is")
+    result: JobResult | None = Field(description="What it made (LoRA id and version, image ids, or a file)")
     error_code: str | None = Field(description="Stable error code when it failed")
     error_message: str | None = Field(description="What went wrong and what to do")
-    request: dict = Field(description="What was asked for")
+    request: JobRequest = Field(description="What was asked for, as validated at submit (by `type`)")
     cancel_requested: bool = Field(description="A cancel was asked for")
     created_at: datetime = Field(description="Submitted (UTC)")
     started_at: datetime | None = Field(description="First started (UTC)")
@@ -32,6 +33,9 @@ class JobOut(Out):
     family: str | None = Field(default=None, description="Model family a worker must be able to load")
     memory_mb: int | None = Field(default=None, description="Device memory (MB) a worker must have; null: any")
     waiting: str | None = Field(default=None, description="Why a pending job has not started, when known")
+    checkpoint_step: int | None = Field(
+        default=None, description="A training's newest stored checkpoint: where it resumes if its worker stops"
+    )
 
 
 class WorkerOut(Out):

@@ -14,11 +14,10 @@ from pathlib import Path
 from sqlalchemy import Integer, column, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from lorastudio.engine.lora.file import read_lora
-from lorastudio.engine.lora.info import check_description
+from lorastudio.engine import DEFAULT_KIND, LoraInfo, check_description, read_lora
 from lorastudio.errors import Conflict, Forbidden, Invalid, LoraStudioError, NotFound
 from lorastudio.studio.blobs import BlobStore
-from lorastudio.studio.db import Job, JobLora, Lora, LoraVersion, Rating, StoryboardScene, begin_write
+from lorastudio.studio.db import Job, JobLora, Lora, LoraVersion, Rating, StoryboardScene, writes
 from lorastudio.studio.library.schemas import LoraOut, LoraPage, LoraUpdate, LoraVersionOut
 
 SORTS = {
@@ -103,18 +102,17 @@ def find_lora(session: Session, *, owner_id: int, name: str, family: str | None 
     return min(rows, key=lambda r: (mine.get(r.owner_id, 2), r.family != family, -r.id))
 
 
+@writes
 def set_public(session: Session, *, owner_id: int, lora_id: int, public: bool) -> LoraOut:
     """Share one's LoRA with every user (read-only for them, usage counted) or take it back."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
     lora.public = public
-    session.commit()
     return to_out(session, lora)
 
 
+@writes
 def update_lora(session: Session, *, owner_id: int, lora_id: int, data: LoraUpdate) -> LoraOut:
     """Rename or describe a LoRA of one's own; generations use the new words at once (no file changes)."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
     if data.name is not None:
         if not data.name.strip():
@@ -122,7 +120,6 @@ def update_lora(session: Session, *, owner_id: int, lora_id: int, data: LoraUpda
         lora.name = data.name.strip()
     if data.description is not None:
         lora.description = check_description(data.description)
-    session.commit()
     return to_out(session, lora)
 
 
@@ -155,12 +152,35 @@ def register_file(
     style_id: int | None = None,
     job_id: int | None = None,
     training_seconds: float | None = None,
-    commit: bool = True,
+    info: LoraInfo | None = None,
 ) -> LoraOut:
     """Check a LoRA file with the engine (the refusals of `lora inspect`), store it, and add it as a new
-    version of its character's or style's LoRA (same family), or as a new library entry."""
-    lora_file = read_lora(path)
-    info = lora_file.info
+    version of its character's or style's LoRA (same family), or as a new library entry. The file is checked
+    before the write lock is taken; inside a caller's write (a training's end) the new version joins it. A
+    file the engine has just written comes with its `info`, which is then not read back."""
+    info = info or read_lora(path).info
+    return _add_version(session, store, info=info, path=path, owner_id=owner_id, name=name, source=source,
+                        character_id=character_id, style_id=style_id, job_id=job_id,
+                        training_seconds=training_seconds)  # fmt: skip
+
+
+@writes
+def _add_version(
+    session: Session,
+    store: BlobStore,
+    *,
+    info,
+    path: Path,
+    owner_id: int | None,
+    name: str,
+    source: str,
+    character_id: int | None,
+    style_id: int | None,
+    job_id: int | None,
+    training_seconds: float | None,
+) -> LoraOut:
+    # Stored under the write lock: purge_deleted (under it too) removes a blob no live LoRA uses, and this
+    # file may be such a blob until its version row is added.
     blob = store.put_file(path)
     lora = None
     if character_id or style_id:  # a new version of the character's (or style's) LoRA for this family
@@ -177,7 +197,7 @@ def register_file(
         lora = Lora(
             owner_id=owner_id,
             name=name[:120],
-            kind=info.kind or "character",
+            kind=info.kind or DEFAULT_KIND,
             family=info.family,
             character_id=character_id,
             style_id=style_id,
@@ -203,22 +223,32 @@ def register_file(
             job_id=job_id,
         )
     )
-    # commit=False: the caller's write transaction (a training's end) also records the timing and ends the
-    # job; committing here let the rest run in a new, deferred one that a heartbeat's commit could lock out.
-    if commit:
-        session.commit()
-    else:
-        session.flush()
+    session.flush()
     return to_out(session, lora)
 
 
 def import_lora(session: Session, store: BlobStore, *, owner_id: int, data: bytes, filename: str) -> LoraOut:
-    """Import an uploaded .safetensors LoRA (kohya, diffusers or peft layout) into the library."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
+    """Import an uploaded .safetensors LoRA (kohya, diffusers or peft layout) into the library: the file is
+    checked first, then stored and added under the write lock."""
     stem = Path(filename or "imported").stem[:120] or "imported"
     if not (filename or "").lower().endswith(".safetensors"):
         raise Invalid(f"{filename[:80]!r}: LoRAs are imported as .safetensors files only (pickles can run code)")
-    digest = hashlib.sha256(data).hexdigest()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload.safetensors"
+        path.write_bytes(data)
+        try:
+            info = read_lora(path).info
+        except LoraStudioError as exc:  # its checks name the file they read: the user knows their own name
+            exc.args = (
+                str(exc).replace(path.name, Path(filename).name[:120]).replace(str(path), Path(filename).name[:120]),
+            )
+            raise
+        return _import(session, store, info=info, path=path, digest=hashlib.sha256(data).hexdigest(),
+                       owner_id=owner_id, name=stem)  # fmt: skip
+
+
+@writes
+def _import(session: Session, store: BlobStore, *, info, path: Path, digest: str, owner_id: int, name: str) -> LoraOut:
     same = session.scalar(
         select(Lora).join(LoraVersion).where(LoraVersion.blob == digest, Lora.owner_id == owner_id, ~Lora.deleted)
     )
@@ -226,16 +256,8 @@ def import_lora(session: Session, store: BlobStore, *, owner_id: int, data: byte
     # file may be imported: the copy is yours to rename and describe.)
     if same is not None:
         raise Conflict(f"this file is already in your library as {same.name!r} (LoRA {same.id}); use that one")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "upload.safetensors"
-        path.write_bytes(data)
-        try:
-            return register_file(session, store, owner_id=owner_id, path=path, name=stem, source="imported")
-        except LoraStudioError as exc:  # its checks name the file they read: the user knows their own name
-            exc.args = (
-                str(exc).replace(path.name, Path(filename).name[:120]).replace(str(path), Path(filename).name[:120]),
-            )
-            raise
+    return _add_version(session, store, info=info, path=path, owner_id=owner_id, name=name, source="imported",
+                        character_id=None, style_id=None, job_id=None, training_seconds=None)  # fmt: skip
 
 
 def _matches(session: Session, q: str):
@@ -281,9 +303,9 @@ def list_loras(
     return LoraPage(items=[LoraOut.model_validate(r) for r in rows], total=total, page=page, per_page=per_page)
 
 
+@writes
 def rate(session: Session, *, owner_id: int, lora_id: int, stars: int) -> LoraOut:
     """One rating per user (a new one replaces the old); the average and count follow."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     lora = get_lora_row(session, owner_id=owner_id, lora_id=lora_id)
     old = session.scalar(select(Rating).where(Rating.lora_id == lora_id, Rating.user_id == owner_id))
     if old is None:
@@ -294,7 +316,6 @@ def rate(session: Session, *, owner_id: int, lora_id: int, stars: int) -> LoraOu
         lora.rating_sum += stars - old.stars
         old.stars = stars
     lora.rating_avg = lora.rating_sum / lora.rating_count
-    session.commit()
     return to_out(session, lora)
 
 
@@ -320,10 +341,10 @@ def record_verdict(session: Session, *, job_id: int, old: str | None, new: str |
         lora.success_rate = lora.kept_count / lora.judged_count if lora.judged_count else None
 
 
+@writes
 def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: int) -> dict:
     """Delete a LoRA of one's own. One that a job in flight uses is hidden from the library at once and
     its files are kept until nothing references it (the answer says so)."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
     in_use = session.scalar(
         select(func.count())
@@ -338,7 +359,6 @@ def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: i
     )
     lora.deleted = True
     if in_use or in_storyboards:
-        session.commit()
         users = [f"the {in_use} job(s) using it finish"] if in_use else []
         users += [f"its {in_storyboards} storyboard(s) no longer use it"] if in_storyboards else []
         return {
@@ -346,7 +366,6 @@ def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: i
             "files_kept": True,
             "message": "removed from the library; its files are kept until " + " and ".join(users),
         }
-    session.commit()
     purge_deleted(session, store)
     return {"deleted": True, "files_kept": False, "message": "deleted"}
 
@@ -358,9 +377,9 @@ def my_ratings(session: Session, *, owner_id: int, lora_ids: list[int]) -> dict[
     return dict(rows.tuples().all())
 
 
+@writes
 def purge_deleted(session: Session, store: BlobStore) -> int:
     """Remove the files of deleted LoRAs that no job in flight uses and no live LoRA shares; how many."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     # A storyboard's panels are re-rolled and exported from their jobs' LoRA files: those stay too.
     storyboarded = select(StoryboardScene.job_id)
     busy = (
@@ -377,5 +396,4 @@ def purge_deleted(session: Session, store: BlobStore) -> int:
     for version_id, blob in rows:
         store.delete(blob)
         session.delete(session.get(LoraVersion, version_id))
-    session.commit()
     return len(rows)

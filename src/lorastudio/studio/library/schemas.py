@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorastudio.studio.db.out import Out
+from lorastudio.engine import kind_list
+from lorastudio.studio.db import Out
 
 
 class LoraVersionOut(Out):
@@ -26,7 +27,7 @@ class LoraOut(Out):
 
     id: int = Field(description="Library id")
     name: str = Field(description="Name")
-    kind: str = Field(description="character, fighting_style, pose or visual_style")
+    kind: str = Field(description=kind_list())
     family: str | None = Field(description="Base-model family it was made for")
     trigger_words: list[str] = Field(description="Trigger words")
     description: str = Field(description="What it looks like")

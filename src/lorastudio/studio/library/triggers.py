@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from lorastudio.engine.prompts import check_trigger
+from lorastudio.engine import check_trigger
 from lorastudio.errors import Conflict, Invalid
 
 # Words a trigger must not be: the guide's pattern ("johnhero") would make these from ordinary names,

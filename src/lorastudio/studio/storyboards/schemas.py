@@ -81,6 +81,8 @@ class SceneLora(BaseModel):
     name: str = Field(description="LoRA name")
     strength: float | None = Field(description="Strength (null: the LoRA's recommended one, until rendered)")
     region: str | None = Field(default=None, description="Region it is confined to, if any")
+    lora_id: int | None = Field(default=None, description="Its library id (null: not from this library)")
+    version: int | None = Field(default=None, description="The library version used")
 
 
 class SceneOut(Out):

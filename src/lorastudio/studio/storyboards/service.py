@@ -9,10 +9,10 @@ from collections import Counter
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lorastudio.engine.seeds import pick_seed
+from lorastudio.engine import pick_seed
 from lorastudio.errors import Invalid, NotFound
 from lorastudio.studio import credits, jobs, library
-from lorastudio.studio.db import Image, Job, Lora, LoraVersion, Storyboard, StoryboardScene, begin_write, get_owned, now
+from lorastudio.studio.db import Image, Job, Lora, LoraVersion, Storyboard, StoryboardScene, get_owned, now, writes
 from lorastudio.studio.jobs import JobOut
 from lorastudio.studio.storyboards.schemas import (
     MAX_SCENES,
@@ -33,10 +33,9 @@ def get_row(session: Session, *, owner_id: int, storyboard_id: int) -> Storyboar
 
 
 def _for_write(session: Session, owner_id: int, storyboard_id: int) -> Storyboard:
-    """The row, in a write transaction (BEGIN IMMEDIATE on SQLite). These services read, then write (even
-    a read gives scenes their first image); a SQLite read transaction cannot become a write one once another
+    """The row, read inside the caller's write. These services are @writes: they read, then write (even a
+    read gives scenes their first image); a SQLite read transaction cannot become a write one once another
     writer, such as a worker reporting progress, has committed since it began: 'database is locked' at once."""
-    begin_write(session)
     return get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
 
 
@@ -91,14 +90,13 @@ def _scene_out(session: Session, scene: StoryboardScene) -> SceneOut:
         prompt, seed, records = image.params.get("prompt", ""), image.seed, image.params.get("loras", [])
         names = lora_names(session, job.owner_id, {x.get("hash") for x in records})
         loras = [SceneLora(name=names.get(x.get("hash"), x.get("name", "?")), strength=x.get("strength"),
-                           region=x.get("region")) for x in records]  # fmt: skip
-    else:  # what was asked for
-        prompt, seed = job.request.get("prompt", ""), None
-        names = {i: session.get(Lora, i) for i in job.request.get("lora_ids", [])}
-        loras = [
-            SceneLora(name=names[i].name if names.get(i) else f"LoRA {i}", strength=x["strength"], region=x["region"])
-            for i, x in zip(job.request.get("lora_ids", []), job.request.get("loras", []), strict=False)
-        ]
+                           region=x.get("region"), lora_id=x.get("lora_id"), version=x.get("version"))
+                 for x in records]  # fmt: skip
+    else:  # what was asked for: the same selections, before the engine settled their strengths
+        request = jobs.request_of(job)
+        prompt, seed = request.prompt, None
+        loras = [SceneLora(name=x.name or "?", strength=x.strength, region=x.region, lora_id=x.lora_id,
+                           version=x.version) for x in request.loras]  # fmt: skip
     return SceneOut(
         id=scene.id,
         position=scene.position,
@@ -107,7 +105,7 @@ def _scene_out(session: Session, scene: StoryboardScene) -> SceneOut:
         job_id=scene.job_id,
         job_status=job.status,
         image_id=scene.image_id,
-        image_url=f"/api/v1/images/{scene.image_id}/file" if scene.image_id else None,
+        image_url=None,  # the web face writes it (web/urls.py)
         prompt=prompt,
         seed=seed,
         loras=loras,
@@ -116,10 +114,10 @@ def _scene_out(session: Session, scene: StoryboardScene) -> SceneOut:
 
 
 def to_out(session: Session, board: Storyboard) -> StoryboardOut:
-    """The API form, scenes in order; scenes whose job has made images get their default image now."""
+    """The API form, scenes in order; scenes whose job has made images get their default image now (the
+    caller's write commits it)."""
     scenes = scene_rows(session, board.id)
-    if fill_images(session, scenes):
-        session.commit()
+    fill_images(session, scenes)
     return StoryboardOut(
         id=board.id,
         title=board.title,
@@ -130,11 +128,12 @@ def to_out(session: Session, board: Storyboard) -> StoryboardOut:
     )
 
 
+@writes
 def create_storyboard(session: Session, *, owner_id: int, data: StoryboardIn) -> StoryboardOut:
     """A new, empty storyboard."""
     board = Storyboard(owner_id=owner_id, title=data.title, description=data.description)
     session.add(board)
-    session.commit()
+    session.flush()
     return to_out(session, board)
 
 
@@ -152,11 +151,13 @@ def list_storyboards(session: Session, *, owner_id: int) -> list[StoryboardSumma
     ]
 
 
+@writes
 def get_storyboard(session: Session, *, owner_id: int, storyboard_id: int) -> StoryboardOut:
     """One storyboard with its scenes."""
     return to_out(session, _for_write(session, owner_id, storyboard_id))
 
 
+@writes
 def update_storyboard(session: Session, *, owner_id: int, storyboard_id: int, data: StoryboardUpdate) -> StoryboardOut:
     """Change the title or description."""
     board = _for_write(session, owner_id, storyboard_id)
@@ -164,10 +165,10 @@ def update_storyboard(session: Session, *, owner_id: int, storyboard_id: int, da
         if getattr(data, field) is not None:
             setattr(board, field, getattr(data, field))
     board.updated_at = now()
-    session.commit()
     return to_out(session, board)
 
 
+@writes
 def delete_storyboard(session: Session, *, owner_id: int, storyboard_id: int) -> None:
     """Delete a storyboard and its scenes (the jobs and images stay)."""
     board = _for_write(session, owner_id, storyboard_id)
@@ -175,7 +176,6 @@ def delete_storyboard(session: Session, *, owner_id: int, storyboard_id: int) ->
         session.delete(scene)
     session.flush()  # the scenes first: they point at the board
     session.delete(board)
-    session.commit()
 
 
 def _generation_job(session: Session, owner_id: int, job_id: int) -> Job:
@@ -187,6 +187,7 @@ def _generation_job(session: Session, owner_id: int, job_id: int) -> Job:
     return job
 
 
+@writes
 def add_scene(session: Session, *, owner_id: int, storyboard_id: int, data: SceneIn) -> StoryboardOut:
     """Append a scene made from one of the user's generation jobs."""
     board = _for_write(session, owner_id, storyboard_id)
@@ -198,10 +199,10 @@ def add_scene(session: Session, *, owner_id: int, storyboard_id: int, data: Scen
                             job_id=job.id, image_id=default_image(session, job.id))  # fmt: skip
     session.add(scene)
     board.updated_at = now()
-    session.commit()
     return to_out(session, board)
 
 
+@writes
 def update_scene(
     session: Session, *, owner_id: int, storyboard_id: int, scene_id: int, data: SceneUpdate
 ) -> StoryboardOut:
@@ -213,7 +214,7 @@ def update_scene(
         if image is None or image.job_id != scene.job_id:
             raise Invalid(
                 f"image {data.image_id} is not one of the images of this scene's job {scene.job_id}; "
-                f"pick one from GET /api/v1/jobs/{scene.job_id}/images"
+                "pick one of that job's images"
             )
         scene.image_id = image.id
     if data.title is not None:
@@ -221,10 +222,10 @@ def update_scene(
     if data.notes is not None:
         scene.notes = data.notes
     board.updated_at = now()
-    session.commit()
     return to_out(session, board)
 
 
+@writes
 def reorder(session: Session, *, owner_id: int, storyboard_id: int, scene_ids: list[int]) -> StoryboardOut:
     """Put the scenes in the given order; the list must hold every scene id exactly once."""
     board = _for_write(session, owner_id, storyboard_id)
@@ -244,7 +245,6 @@ def reorder(session: Session, *, owner_id: int, storyboard_id: int, scene_ids: l
     for position, scene_id in enumerate(scene_ids):
         scenes[scene_id].position = position
     board.updated_at = now()
-    session.commit()
     return to_out(session, board)
 
 
@@ -253,6 +253,7 @@ def _ids(ids: list[int]) -> str:
     return shown + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
+@writes
 def move_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_id: int, direction: str) -> StoryboardOut:
     """Swap a scene with its neighbour above or below; at either end nothing moves."""
     board = _for_write(session, owner_id, storyboard_id)
@@ -265,6 +266,7 @@ def move_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_id:
     return reorder(session, owner_id=owner_id, storyboard_id=storyboard_id, scene_ids=order)
 
 
+@writes
 def remove_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_id: int) -> StoryboardOut:
     """Remove a scene; the ones after it move up (its job and images stay)."""
     board = _for_write(session, owner_id, storyboard_id)
@@ -273,32 +275,30 @@ def remove_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_i
     for position, scene in enumerate(scene_rows(session, board.id)):
         scene.position = position
     board.updated_at = now()
-    session.commit()
     return to_out(session, board)
 
 
+@writes
 def reroll_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_id: int) -> tuple[StoryboardOut, JobOut]:
-    """Queue the scene's request again with a new random seed and point the scene at that job (the
-    caller wakes the workers); its image is chosen again once the new job has images."""
+    """Queue the scene's request again with a new random seed and point the scene at that job; its image is
+    chosen again once the new job has images."""
     board = _for_write(session, owner_id, storyboard_id)
     scene = _scene_row(session, board, scene_id)
     old = jobs.get_row(session, owner_id=owner_id, job_id=scene.job_id)
-    request = dict(old.request)
-    for lora_id in request.get("lora_ids", []):
+    request = jobs.request_of(old)
+    for x in request.loras:
         try:
-            library.get_lora_row(session, owner_id=owner_id, lora_id=lora_id)
+            library.get_lora_row(session, owner_id=owner_id, lora_id=x.lora_id)
         except NotFound:  # deleted since: say so now, not as a failed job later
-            raise Invalid(f"this scene uses LoRA {lora_id}, which is no longer in your library; "
+            raise Invalid(f"this scene uses LoRA {x.name or x.lora_id}, which is no longer in your library; "
                           "generate the scene anew with the LoRAs you have") from None  # fmt: skip
-    used = {str(request.get("seed"))} | {
-        s for (s,) in session.execute(select(Image.seed).where(Image.job_id == old.id))
-    }
+    used = {str(request.seed)} | {s for (s,) in session.execute(select(Image.seed).where(Image.job_id == old.id))}
     seed = pick_seed(None)
     while str(seed) in used:  # "new seed" is a promise: never hand back the picture the user re-rolled
         seed = pick_seed(None)
-    # The stored request is the one scenes.resolve validated (styles expanded, versions pinned), so the
+    # The stored request is the one generation.resolve validated (styles expanded, versions pinned), so the
     # recipe is exactly the old one; only the seed changes.
-    job = jobs.add_job(session, owner_id=owner_id, type="generation", request=request | {"seed": seed},
+    job = jobs.add_job(session, owner_id=owner_id, request=request.model_copy(update={"seed": seed}),
                        family=old.family, memory_mb=old.memory_mb)  # fmt: skip
     session.flush()
     # Like every generation: free (the guide), but in the ledger as a hold of 0.
@@ -306,5 +306,4 @@ def reroll_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_i
                                       note=f"generation job {job.id} (re-roll, no cost)")  # fmt: skip
     scene.job_id, scene.image_id = job.id, None
     board.updated_at = now()
-    session.commit()
     return to_out(session, board), jobs.to_out(session, job)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorastudio.studio.db.out import Out
+from lorastudio.engine import FIGHTING_STYLE
+from lorastudio.studio.db import Out
 
 
 class StyleIn(BaseModel):
@@ -15,7 +16,11 @@ class StyleIn(BaseModel):
     description: str = Field(default="", max_length=300, description="What the technique looks like")
     trigger: str | None = Field(default=None, max_length=64, description="Trigger word; suggested when left out")
     recommended_strength: float = Field(
-        default=0.6, ge=0.05, le=2, allow_inf_nan=False, description="Strength the guide suggests (style 0.6)"
+        default=FIGHTING_STYLE.recommended_strength,
+        ge=0.05,
+        le=2,
+        allow_inf_nan=False,
+        description=f"Strength the guide suggests (style {FIGHTING_STYLE.recommended_strength:g})",
     )
     phrases: list[str] = Field(
         default_factory=list, max_length=12, description="Words the trigger stands for when the style has no LoRA file"

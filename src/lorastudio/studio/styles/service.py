@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lorastudio.engine import FIGHTING_STYLE
 from lorastudio.errors import NotFound
-from lorastudio.studio.db import Character, FightingStyle, Lora, begin_write
+from lorastudio.studio.db import Character, FightingStyle, Lora, writes
 from lorastudio.studio.library import check_new_trigger, suggest_trigger
 from lorastudio.studio.styles.schemas import StyleIn, StyleOut
 
@@ -60,6 +61,7 @@ PREBUILT = (
 )
 
 
+@writes
 def seed_prebuilt(session: Session) -> None:
     """Create the four pre-built styles if a fresh install lacks them (idempotent)."""
     have = set(session.scalars(select(FightingStyle.trigger).where(FightingStyle.builtin)))
@@ -71,12 +73,11 @@ def seed_prebuilt(session: Session) -> None:
                     name=p.name,
                     description=p.description,
                     trigger=p.trigger,
-                    recommended_strength=0.6,
+                    recommended_strength=FIGHTING_STYLE.recommended_strength,
                     phrases=list(p.phrases),
                     builtin=True,
                 )
             )
-    session.commit()
 
 
 def _visible(owner_id: int):
@@ -116,9 +117,9 @@ def taken_triggers(session: Session, owner_id: int) -> set[str]:
     return {t.lower() for t in [*chars, *styles]}
 
 
+@writes
 def create_style(session: Session, *, owner_id: int, data: StyleIn) -> StyleOut:
     """A custom fighting style (train it from 20-40 images with a fighting_style training job)."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     taken = taken_triggers(session, owner_id)
     trigger = check_new_trigger(data.trigger, taken) if data.trigger else suggest_trigger(data.name, taken, "style")
     style = FightingStyle(
@@ -131,13 +132,13 @@ def create_style(session: Session, *, owner_id: int, data: StyleIn) -> StyleOut:
         builtin=False,
     )
     session.add(style)
-    session.commit()
+    session.flush()
     return _out(session, style)
 
 
+@writes
 def delete_style(session: Session, *, owner_id: int, style_id: int) -> None:
     """Delete a custom style (the pre-built ones stay); its LoRAs stay in the library."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
     style = get_style_row(session, owner_id=owner_id, style_id=style_id)
     if style.builtin:
         from lorastudio.errors import Conflict
@@ -146,4 +147,3 @@ def delete_style(session: Session, *, owner_id: int, style_id: int) -> None:
     for lora in session.scalars(select(Lora).where(Lora.style_id == style.id)):
         lora.style_id = None
     session.delete(style)
-    session.commit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from lorastudio.engine.training.config import TrainConfig
+from lorastudio.engine import TrainConfig
 
 # The training settings a user may change ("custom configuration"): never paths, devices or the dataset gate.
 TUNABLE = (

@@ -10,19 +10,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
-from lorastudio.engine.kinds import check_kind
-from lorastudio.engine.models.basemodel import base_family
-from lorastudio.engine.progress import ProgressEvent
-from lorastudio.engine.training.config import TrainConfig
-from lorastudio.engine.training.presets import get_preset
+from lorastudio.engine import ProgressEvent, TrainConfig, base_family, check_kind, get_preset
 from lorastudio.errors import Invalid
 from lorastudio.studio import credits, datasets, jobs, library
 from lorastudio.studio.base_models import check_base
-from lorastudio.studio.blobs import BlobStore
 from lorastudio.studio.credits import Estimate, estimate, record_timing
 from lorastudio.studio.db import Character, Dataset, FightingStyle, Job, write_transaction
 from lorastudio.studio.disk import check_room
-from lorastudio.studio.jobs import JobOut, check_key, once, training_memory_mb
+from lorastudio.studio.jobs import (
+    Checkpoint,
+    JobOut,
+    JobProgress,
+    JobRun,
+    TrainingJob,
+    TrainingResult,
+    check_key,
+    once,
+    training_memory_mb,
+)
 from lorastudio.studio.training import checkpoints
 from lorastudio.studio.training.schemas import TrainingIn
 
@@ -31,21 +36,26 @@ PREVIEWS = 4  # sample previews a run renders by default (Advanced: sample_every
 PREVIEW_SHARE = 0.1  # the most of a run's time the default previews may take
 
 
-def _config(settings: Settings, dataset: Dataset, data: TrainingIn, folder: Path, **extra) -> TrainConfig:
+def plan(settings: Settings, dataset: Dataset, data: TrainingIn) -> TrainConfig:
+    """The run a request asks for, validated: the preset fitted to the base's family, the overrides on top, a
+    seed picked for -1, and a few previews. Built once at submit and stored; the worker runs it as stored."""
     base = check_base(settings, data.base)
-    values = {**data.overrides.model_dump(exclude_none=True), **{k: v for k, v in extra.items() if v is not None}}
+    values = data.overrides.model_dump(exclude_none=True)
+    here = Path("plan")  # the worker's own folders replace these (LOCAL below)
     cfg = TrainConfig.from_preset(
         kind=dataset.kind,
         preset=data.preset,
         family=base_family(base, settings),
-        images=folder / "images",
+        images=here / "images",
         trigger=dataset.trigger,
         description=data.description or "",
         base=base,
-        output=folder / "lora.safetensors",
-        run_dir=folder / "run",
+        output=here / "lora.safetensors",
+        run_dir=here / "run",
         **values,
     )
+    if "checkpoint_every" not in values:  # a studio run keeps checkpoints often: a worker may die
+        cfg = cfg.model_copy(update={"checkpoint_every": 50})
     if "sample_every" in values:
         return cfg.model_copy(update={"sample_prompts": preview_prompts(cfg)} if cfg.sample_every else {})
     # A few previews by default, so the job page shows the LoRA taking shape: at most PREVIEWS and at most
@@ -56,6 +66,14 @@ def _config(settings: Settings, dataset: Dataset, data: TrainingIn, folder: Path
         return cfg
     every = max(1, cfg.steps // previews)
     return cfg.model_copy(update={"sample_every": every, "sample_prompts": preview_prompts(cfg)})
+
+
+LOCAL = {"images", "output", "run_dir", "resume"}  # where a run's files go is the worker's business
+
+
+def stored_plan(cfg: TrainConfig) -> dict:
+    """The plan as a job row keeps it: every setting, none of the worker's folders."""
+    return cfg.model_dump(mode="json", exclude=LOCAL)
 
 
 def preview_prompts(cfg: TrainConfig) -> list[str]:
@@ -73,10 +91,7 @@ def _with_description(session: Session, dataset: Dataset, data: TrainingIn) -> T
     return data.model_copy(update={"description": owner.description[:300] if owner and owner.description else None})
 
 
-def estimate_training(session: Session, settings: Settings, *, owner_id: int, data: TrainingIn) -> Estimate:
-    """The estimate a submit would show (minutes, credits, dollars), without submitting."""
-    dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
-    cfg = _config(settings, dataset, data, Path("estimate"))
+def _estimate(session: Session, settings: Settings, dataset: Dataset, cfg: TrainConfig) -> Estimate:
     usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
     return estimate(
         session,
@@ -94,16 +109,22 @@ def estimate_training(session: Session, settings: Settings, *, owner_id: int, da
     )
 
 
+def estimate_training(session: Session, settings: Settings, *, owner_id: int, data: TrainingIn) -> Estimate:
+    """The estimate a submit would show (minutes, credits, dollars), without submitting."""
+    dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
+    return _estimate(session, settings, dataset, plan(settings, dataset, data))
+
+
 def submit_training(
     session: Session, settings: Settings, *, owner_id: int, data: TrainingIn, idempotency_key: str | None = None
 ) -> JobOut:
-    """Check everything a run needs, estimate it, hold its credits and queue it, all or nothing (the caller
-    wakes the workers). A repeated Idempotency-Key answers the first submit's job."""
+    """Check everything a run needs, plan and estimate it, hold its credits and queue it, all or nothing. A
+    repeated Idempotency-Key answers the first submit's job."""
     check_key(idempotency_key)  # validate before the work below
     check_room(settings)  # a run that would fill the disk is refused now, in words, not failed later
     dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
     data = _with_description(session, dataset, data)
-    cfg = _config(settings, dataset, data, Path("check"))
+    cfg = plan(settings, dataset, data)
     usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
     minimum = cfg.min_images or get_preset(cfg.preset, cfg.kind).min_images
     if usable < minimum:
@@ -111,20 +132,14 @@ def submit_training(
             f"dataset {dataset.id} has {usable} usable image(s); a {cfg.kind.replace('_', ' ')} LoRA needs "
             f"at least {minimum} - upload more or fix the skipped ones"
         )
-    est = estimate_training(session, settings, owner_id=owner_id, data=data)
-    request = data.model_dump() | {
-        "kind": cfg.kind,
-        "trigger": cfg.trigger,
-        "estimate": est.model_dump(),
-        "seed": cfg.seed,
-    }
-    request["credits_per_gpu_minute"] = settings.credits_per_gpu_minute  # settled at the price quoted
+    est = _estimate(session, settings, dataset, cfg)
+    request = TrainingJob(dataset_id=dataset.id, plan=stored_plan(cfg), estimate=est,
+                          credits_per_gpu_minute=settings.credits_per_gpu_minute)  # fmt: skip
 
     def make() -> JobOut:
         need = training_memory_mb(cfg.family, cfg.base, resolution=cfg.resolution, batch_size=cfg.batch_size,
                                   gradient_checkpointing=cfg.gradient_checkpointing)  # fmt: skip
-        job = jobs.add_job(session, owner_id=owner_id, type="training", request=request, family=cfg.family,
-                           memory_mb=need)  # fmt: skip
+        job = jobs.add_job(session, owner_id=owner_id, request=request, family=cfg.family, memory_mb=need)
         session.flush()
         job.credit_hold_id = credits.hold(
             session, user_id=owner_id, amount=est.credits[1], job_id=job.id, note=f"training job {job.id}"
@@ -138,7 +153,7 @@ def running_by_character(session: Session, *, owner_id: int) -> dict[int, int]:
     """{character id: job id} of the user's trainings still pending or running, for the Character Manager."""
     rows = session.scalars(select(Job).where(Job.owner_id == owner_id, Job.type == "training",
                                              Job.status.in_(("pending", "running"))))  # fmt: skip
-    by_dataset = {job.request.get("dataset_id"): job.id for job in rows}
+    by_dataset = {jobs.request_of(job).dataset_id: job.id for job in rows}
     found = session.execute(select(Dataset.id, Dataset.character_id).where(Dataset.id.in_(list(by_dataset))))
     return {character: by_dataset[dataset] for dataset, character in found if character is not None}
 
@@ -150,20 +165,28 @@ def _thin(losses: list[list[float]]) -> list[list[float]]:
     return [losses[int(i * stride)] for i in range(LOSS_POINTS - 1)] + [losses[-1]]
 
 
-def run_training(
-    factory, settings: Settings, store: BlobStore, *, job, worker: str, progress, should_stop, finish
-) -> None:
-    """Run a claimed training job to its end. Resumes from the run's latest checkpoint when one exists (a
-    previous worker died), so nothing is trained twice; the new LoRA version and the job's end are one commit."""
-    from lorastudio.engine.training.train import train_lora
+def _config(settings: Settings, request: TrainingJob, folder: Path, resume: bool) -> TrainConfig:
+    """The stored plan with this worker's folders."""
+    local = {"images": folder / "images", "output": folder / "lora.safetensors", "run_dir": folder / "run"}
+    values = request.plan | local | {"resume": resume}
+    if "steps" not in request.plan:  # queued by a version that stored only what was asked (migration 0005)
+        values["family"] = base_family(values["base"], settings)
+        return TrainConfig.from_preset(**values)
+    return TrainConfig.model_validate(values)
 
-    data = TrainingIn.model_validate({k: v for k, v in job.request.items() if k in TrainingIn.model_fields})
+
+def run_training(run: JobRun) -> None:
+    """Run a claimed training job to its end. Resumes from the job's stored checkpoint when one exists (a
+    previous worker died), so nothing is trained twice; the new LoRA version and the job's end are one commit."""
+    from lorastudio.engine import train_lora
+
+    job, settings, store, request = run.job, run.settings, run.store, run.request
     folder = settings.home / "jobs" / f"job-{job.id}"
-    stored = (job.progress or {}).get("checkpoint")  # a previous worker's, perhaps on another machine
-    with factory() as session:  # read what the run needs, then hold no transaction while it trains
-        dataset = session.get(Dataset, data.dataset_id)
+    stored = Checkpoint.model_validate(job.checkpoint) if job.checkpoint else None  # perhaps another machine's
+    with run.factory() as session:  # read what the run needs, then hold no transaction while it trains
+        dataset = session.get(Dataset, request.dataset_id)
         if dataset is None or dataset.owner_id != job.owner_id:
-            raise Invalid(f"dataset {data.dataset_id} was deleted; the job cannot run")
+            raise Invalid(f"dataset {request.dataset_id} was deleted; the job cannot run")
         datasets.materialize(session, store, dataset, folder / "images")
         resumed_from = checkpoints.restore(store, stored, folder / "run")
         name = dataset.name
@@ -172,58 +195,53 @@ def run_training(
         elif dataset.style_id and (s := session.get(FightingStyle, dataset.style_id)):
             name = s.name
         owner = (dataset.character_id, dataset.style_id)
-        cfg = _config(
-            settings,
-            dataset,
-            data,
-            folder,
-            resume=resumed_from is not None,
-            seed=job.request.get("seed"),
-            checkpoint_every=data.overrides.checkpoint_every or 50,
-        )
-    losses: list[list[float]] = []
-    state: dict = {"phase": "prepare", "step": 0, "total": cfg.steps, "previews": [], "checkpoint": stored}
+    cfg = _config(settings, request, folder, resume=resumed_from is not None)
+    losses: list[tuple[int, float]] = []
+    state = JobProgress(phase="prepare", total=cfg.steps)
+    newest = {"checkpoint": stored}
 
     def on_progress(event: ProgressEvent) -> None:
+        nonlocal state
         counts_steps = event.phase != "cache"  # the cache phase counts images, not training steps
-        state.update(
-            phase=event.phase,
-            step=(event.step if counts_steps else 0) or state["step"],
-            total=(event.total if counts_steps else 0) or cfg.steps,
-            message=event.message,
-            eta_seconds=event.eta_seconds,
-        )
+        update = {
+            "phase": event.phase,
+            "step": (event.step if counts_steps else 0) or state.step,
+            "total": (event.total if counts_steps else 0) or cfg.steps,
+            "message": event.message,
+            "eta_seconds": event.eta_seconds,
+        }
         if event.loss is not None:
-            losses.append([event.step, round(event.loss, 6)])
-            state["loss"] = event.loss
+            losses.append((event.step, round(event.loss, 6)))
+            update["loss"] = event.loss
         if event.preview is not None:
-            state["previews"] = [*state["previews"], store.put_file(event.preview)][-8:]
+            update["previews"] = [*state.previews, store.put_file(event.preview)][-8:]
+        state = state.model_copy(update=update | {"losses": _thin(losses)})
         superseded = None
         if event.checkpoint is not None:
-            superseded, state["checkpoint"] = (
-                state["checkpoint"],
-                checkpoints.keep(store, event.checkpoint, event.step),
-            )
-        progress(state | {"losses": _thin(losses)}, force=event.phase != "train")
-        if superseded and superseded != state["checkpoint"]:
+            superseded = newest["checkpoint"]
+            newest["checkpoint"] = checkpoints.keep(store, event.checkpoint, event.step)
+            run.keep_checkpoint(newest["checkpoint"])
+        run.progress(state, event.phase != "train")
+        if superseded and superseded != newest["checkpoint"]:
             checkpoints.forget(store, superseded)  # the row names the new one now
 
-    result = train_lora(cfg, settings=settings, on_progress=on_progress, should_stop=should_stop)
-    with write_transaction(factory) as session:
+    result = train_lora(cfg, settings=settings, on_progress=on_progress, should_stop=run.should_stop)
+    with write_transaction(run.factory) as session:
         if result.stopped:
-            finish(session, "canceled", {"steps": result.steps_done})
+            run.finish(session, "canceled", TrainingResult(steps=result.steps_done))
         else:
-            _register(session, store, job, worker, cfg, result, name, owner, finish, resumed_from)
-    checkpoints.forget(store, state["checkpoint"])  # the job has ended: nobody resumes it
+            _register(session, run, cfg, result, name, owner, resumed_from)
+    checkpoints.forget(store, newest["checkpoint"])  # the job has ended: nobody resumes it
     shutil.rmtree(folder, ignore_errors=True)  # what it made is in the blob store; a worker's disk stays small
 
 
-def _register(session: Session, store: BlobStore, job, worker: str, cfg, result, name, owner, finish,
+def _register(session: Session, run: JobRun, cfg: TrainConfig, result, name: str, owner: tuple,
               resumed_from: int | None) -> None:  # fmt: skip
     """The new LoRA version, the measured speed and the job's end, in the caller's transaction."""
+    job = run.job
     lora = library.register_file(
         session,
-        store,
+        run.store,
         owner_id=job.owner_id,
         path=cfg.output,
         name=name,
@@ -232,26 +250,26 @@ def _register(session: Session, store: BlobStore, job, worker: str, cfg, result,
         style_id=owner[1],
         job_id=job.id,
         training_seconds=result.seconds,
-        commit=False,
+        info=result.info,
     )
     trained = result.steps_done - (result.loss_history[0][0] - 1 if result.loss_history else 0)
     if trained > 0:
         record_timing(
             session,
-            device=worker.split("@")[-1],
+            device=run.worker.split("@")[-1],
             family=result.family,
             resolution=cfg.resolution,
             batch_size=cfg.batch_size,
             seconds_per_step=result.seconds / trained,
         )
-    finish(
+    run.finish(
         session,
         "succeeded",
-        {
-            "lora_id": lora.id,
-            "version": lora.versions[-1].version,
-            "seconds": round(result.seconds, 2),
-            "final_loss": result.to_dict()["final_loss"],
-            "resumed_from_step": resumed_from,  # a worker died and another went on from its checkpoint
-        },
+        TrainingResult(
+            lora_id=lora.id,
+            version=lora.versions[-1].version,
+            seconds=round(result.seconds, 2),
+            final_loss=result.to_dict()["final_loss"],
+            resumed_from_step=resumed_from,  # a worker died and another went on from its checkpoint
+        ),
     )

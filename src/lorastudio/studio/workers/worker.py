@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from lorastudio.config import Settings
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import jobs, library
-from lorastudio.studio.blobs import make_store
-from lorastudio.studio.db import Job, make_engine, session_factory, write_transaction
+from lorastudio.studio.context import StudioContext, open_studio
+from lorastudio.studio.db import Job, write_transaction
 from lorastudio.studio.disk import as_disk_full
-from lorastudio.studio.jobs import Capabilities
+from lorastudio.studio.jobs import Capabilities, Checkpoint, JobProgress, JobRun
 from lorastudio.studio.redact import redact
+from lorastudio.studio.workers.runners import RUNNERS
 
 log = logging.getLogger("lorastudio.worker")
 
@@ -60,13 +61,16 @@ class Worker:
         name: str | None = None,
         types: tuple[str, ...] = jobs.JOB_TYPES,
         caps: Capabilities | None = None,
+        studio: StudioContext | None = None,
     ):
         self.settings = settings
         self.name = name or f"{socket.gethostname()}-{os.getpid()}@{settings.device}"
         self.types = types
         self.caps = caps
-        self.factory: sessionmaker[Session] = session_factory(make_engine(settings))
-        self.store = make_store(settings)
+        # Built like every other part of the studio (whoever starts the worker migrates the schema first).
+        self.studio = studio or open_studio(settings, migrate=False)
+        self.factory: sessionmaker[Session] = self.studio.factory
+        self.store = self.studio.store
         self._cache = None
         self._draining = threading.Lock()
         self._wanted = threading.Event()
@@ -148,7 +152,7 @@ class Worker:
     def cache(self):
         """The warm pipeline, kept between generation jobs (base model and LoRAs stay loaded)."""
         if self._cache is None:
-            from lorastudio.engine.generation.pipecache import PipelineCache
+            from lorastudio.engine import PipelineCache
 
             self._cache = PipelineCache(self.settings)
         return self._cache
@@ -198,18 +202,21 @@ class Worker:
         beat.start()
         state = {"last": 0.0, "cancel": False}
 
-        def progress(values: dict, force: bool) -> None:
+        def progress(values: JobProgress, force: bool) -> None:
             t = time.monotonic()
             if force or t - state["last"] >= REPORT_EVERY:
                 state["last"] = t
-                if values.get("message"):  # the engine names its files; the user sees no server folder
-                    values = values | {"message": redact(values["message"], self.settings)}
+                if values.message:  # the engine names its files; the user sees no server folder
+                    values = values.model_copy(update={"message": redact(values.message, self.settings)})
                 state["cancel"] = jobs.report(self.factory, job_id=job_id, worker=self.name, progress=values)
 
         def should_stop() -> bool:
             return lost.is_set() or state["cancel"] or self.stopping
 
-        def finish(session: Session, status: str, result: dict | None) -> None:
+        def keep_checkpoint(checkpoint: Checkpoint) -> None:
+            jobs.keep_checkpoint(self.factory, job_id=job_id, worker=self.name, checkpoint=checkpoint)
+
+        def finish(session: Session, status: str, result) -> None:
             # Called by the runner inside the transaction that registers what the job made, so the result
             # and the job's end are one commit; a job that is no longer ours commits nothing. A job the
             # runners report as canceled because this worker is stopping (not because its user asked) has
@@ -224,7 +231,11 @@ class Worker:
             with self.factory() as session:
                 job = session.get(Job, job_id)
                 session.expunge(job)
-            self._dispatch(job, progress, should_stop, finish)
+            run = JobRun(job=job, request=jobs.request_of(job), settings=self.settings, factory=self.factory,
+                         store=self.store, worker=self.name, progress=progress, should_stop=should_stop,
+                         keep_checkpoint=keep_checkpoint, finish=finish,
+                         cache=self.cache if job.type == "generation" else None)  # fmt: skip
+            RUNNERS[job.type](run)
         except _GiveBack:
             self._give_back(job_id)
             ended = False
@@ -255,21 +266,6 @@ class Worker:
         if jobs.release(self.factory, job_id=job_id, worker=self.name):
             self.given_back += 1
             log.warning("job %s: given back to the queue (worker %s is stopping)", job_id, self.name)
-
-    def _dispatch(self, job: Job, progress, should_stop, finish) -> None:
-        common = {"job": job, "progress": progress, "should_stop": should_stop, "finish": finish}
-        if job.type == "training":
-            from lorastudio.studio.training import run_training
-
-            run_training(self.factory, self.settings, self.store, worker=self.name, **common)
-        elif job.type == "export":
-            from lorastudio.studio.storyboards import run_export
-
-            run_export(self.factory, self.settings, self.store, **common)
-        else:
-            from lorastudio.studio.generation import run_generation
-
-            run_generation(self.factory, self.settings, self.store, cache=self.cache, **common)
 
     def _fail(self, job_id: int, code: str, message: str) -> None:
         """Record the failure (its hold released), in words without server paths. A database that cannot take

@@ -15,8 +15,9 @@ from lorastudio.errors import NotFound
 from lorastudio.studio import generation, jobs, training
 from lorastudio.studio.credits import Estimate
 from lorastudio.studio.generation import ApplyRecipeIn, GenerationIn, ImageOut, ImageVerdictIn, RecipeIn, RecipeOut
-from lorastudio.studio.jobs import JobOut, WorkerOut, wake
+from lorastudio.studio.jobs import JobOut, WorkerOut
 from lorastudio.studio.training import TrainingIn
+from lorastudio.web import urls
 from lorastudio.web.api.files import file_response
 from lorastudio.web.state import Digits, Id, ReadSessionDep, SessionDep, StudioDep, UserDep
 
@@ -44,20 +45,16 @@ IdempotencyKey = Annotated[
 def train(
     data: TrainingIn, session: SessionDep, studio: StudioDep, user: UserDep, idempotency_key: IdempotencyKey = None
 ) -> JobOut:
-    job = training.submit_training(session, studio.settings, owner_id=user, data=data, idempotency_key=idempotency_key)
-    wake(studio.queue)
-    return job
+    return training.submit_training(session, studio.settings, owner_id=user, data=data, idempotency_key=idempotency_key)
 
 
 @router.post("/generations", status_code=201, summary="Generate a scene (a job)")
 def generate(
     data: GenerationIn, session: SessionDep, studio: StudioDep, user: UserDep, idempotency_key: IdempotencyKey = None
 ) -> JobOut:
-    job = generation.submit_generation(
+    return generation.submit_generation(
         session, studio.settings, owner_id=user, data=data, idempotency_key=idempotency_key
     )
-    wake(studio.queue)
-    return job
 
 
 @router.get("/jobs", summary="Your newest jobs")
@@ -107,10 +104,10 @@ def events(job_id: Id, studio: StudioDep, user: UserDep) -> EventSourceResponse:
             with studio.factory() as session:
                 job = jobs.get_job(session, owner_id=user, job_id=job_id)
             progress = job.progress
-            snapshot = (job.status, progress.get("step"), progress.get("phase"), len(progress.get("previews", [])))
+            snapshot = (job.status, progress.step, progress.phase, len(progress.previews))
             if snapshot != last:
                 last = snapshot
-                data = {"status": job.status} | progress  # losses are thinned to 200 points by the trainer
+                data = {"status": job.status} | progress.model_dump(mode="json")  # losses thinned by the trainer
                 yield f"event: progress\ndata: {json.dumps(data)}\n\n"
             if job.status in jobs.FINAL:
                 yield f"event: end\ndata: {job.model_dump_json()}\n\n"
@@ -126,7 +123,7 @@ def preview(
     job_id: Id, index: Annotated[int, Path(ge=0, le=63, description="Which preview"), Digits], session: SessionDep,
     studio: StudioDep, user: UserDep,
 ):  # fmt: skip
-    previews = jobs.get_row(session, owner_id=user, job_id=job_id).progress.get("previews") or []
+    previews = jobs.progress_of(jobs.get_row(session, owner_id=user, job_id=job_id)).previews
     if index >= len(previews):
         raise NotFound(f"job {job_id} has {len(previews)} preview(s)")
     return file_response(studio.store, previews[index], "image/png", f"job-{job_id}-preview-{index}.png")
@@ -134,12 +131,12 @@ def preview(
 
 @router.get("/jobs/{job_id}/images", summary="The images a generation job made")
 def job_images(job_id: Id, session: SessionDep, user: UserDep) -> list[ImageOut]:
-    return generation.list_images(session, owner_id=user, job_id=job_id)
+    return urls.fill(generation.list_images(session, owner_id=user, job_id=job_id))
 
 
 @router.get("/images/{image_id}", summary="One image's parameters and verdict")
 def get_image(image_id: Id, session: SessionDep, user: UserDep) -> ImageOut:
-    return generation.image_out(generation.get_image_row(session, owner_id=user, image_id=image_id))
+    return urls.fill(generation.image_out(generation.get_image_row(session, owner_id=user, image_id=image_id)))
 
 
 @router.get("/images/{image_id}/file", summary="The PNG (with its parameters inside)", response_class=FileResponse)
@@ -150,7 +147,7 @@ def image_file(image_id: Id, session: SessionDep, studio: StudioDep, user: UserD
 
 @router.put("/images/{image_id}/verdict", summary="Keep or reject an image (feeds the LoRAs' success rate)")
 def verdict(image_id: Id, data: ImageVerdictIn, session: SessionDep, user: UserDep) -> ImageOut:
-    return generation.set_verdict(session, owner_id=user, image_id=image_id, verdict=data.verdict)
+    return urls.fill(generation.set_verdict(session, owner_id=user, image_id=image_id, verdict=data.verdict))
 
 
 @router.get("/recipes", tags=["Recipes"], summary="Your saved LoRA combinations")
@@ -171,6 +168,4 @@ def delete_recipe(recipe_id: Id, session: SessionDep, user: UserDep) -> None:
 @router.post("/recipes/{recipe_id}/apply", status_code=201, tags=["Recipes"], summary="A new scene from a recipe")
 def apply_recipe(recipe_id: Id, data: ApplyRecipeIn, session: SessionDep, studio: StudioDep, user: UserDep) -> JobOut:
     scene = generation.scene_from_recipe(session, owner_id=user, recipe_id=recipe_id, data=data)
-    job = generation.submit_generation(session, studio.settings, owner_id=user, data=scene)
-    wake(studio.queue)
-    return job
+    return generation.submit_generation(session, studio.settings, owner_id=user, data=scene)

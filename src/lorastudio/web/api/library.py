@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, UploadFile
 from fastapi.responses import FileResponse
 
+from lorastudio.engine import KindName
 from lorastudio.studio import library
 from lorastudio.studio.library import LoraOut, LoraPage, LoraUpdate, PublicIn, RatingIn
 from lorastudio.web.api.files import file_response, read_upload
@@ -21,9 +22,7 @@ async def list_loras(
     session: ReadSessionDep,
     user: UserDep,
     q: Annotated[str | None, Query(max_length=100, description="Search name, trigger words, description")] = None,
-    kind: Annotated[
-        Literal["character", "fighting_style", "pose", "visual_style"] | None, Query(description="Only this kind")
-    ] = None,
+    kind: Annotated[KindName | None, Query(description="Only this kind")] = None,
     family: Annotated[str | None, Query(max_length=32, description="Only this base-model family")] = None,
     sort: Annotated[Sort, Query(description="Sort by")] = "created",
     order: Annotated[Literal["asc", "desc"], Query(description="Direction")] = "desc",

@@ -11,14 +11,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 
+from lorastudio.engine import KINDS, kind_label
 from lorastudio.errors import LoraStudioError, Unauthorized
 from lorastudio.studio import accounts, credits
+from lorastudio.studio.context import StudioContext
 from lorastudio.studio.db import User
 from lorastudio.studio.disk import as_disk_full
-from lorastudio.web.state import COOKIE, SAFE_METHODS, Studio, user_for
+from lorastudio.web import urls
+from lorastudio.web.state import COOKIE, SAFE_METHODS, user_for
 
 M = TypeVar("M", bound=BaseModel)
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")  # autoescapes .html
+TEMPLATES.env.globals["urls"] = urls  # links to the JSON API's files: {{ urls.image_file(image.id) }}
+# Every template sees the kinds table (names, words, the guide's checklists): no page types a kind again.
+TEMPLATES.env.globals.update(kinds=KINDS, kind_label=kind_label)
 
 NAV = [
     ("LoRA Studio", [("Train New LoRA", "/train"), ("Character Manager", "/characters"),
@@ -52,8 +58,8 @@ def _is_form(request: Request) -> bool:
 PageUser = Annotated[int, Depends(page_user)]
 
 
-def studio_of(request: Request) -> Studio:
-    """The app's Studio."""
+def studio_of(request: Request) -> StudioContext:
+    """The app's StudioContext."""
     return request.app.state.studio
 
 

@@ -14,18 +14,18 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from lorastudio.engine.models.families import FAMILIES
+from lorastudio.engine import FAMILIES, KINDS
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import library
+from lorastudio.studio.context import StudioContext
 from lorastudio.studio.datasets import Upload
 from lorastudio.studio.library import LoraOut, LoraPage, LoraUpdate, RatingIn
 from lorastudio.web.api.files import read_upload
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
-from lorastudio.web.state import Id, Studio, as_id
+from lorastudio.web.state import Id, as_id
 
 router = APIRouter(include_in_schema=False)
 
-KINDS = {"character": "character", "fighting_style": "fighting style", "pose": "pose", "visual_style": "visual style"}
 SORT_LABELS = {"created": "Date added", "name": "Name", "usage": "Usage", "success": "Success rate",
                "rating": "Rating", "training_time": "Training time"}  # fmt: skip
 PER_PAGE = (10, 20, 50, 100)
@@ -125,7 +125,7 @@ def family_text(family: str | None) -> str:
 
 
 HELPERS = {"duration": human_duration, "size": human_size, "success": success_text, "family_text": family_text,
-           "kinds": KINDS, "sort_labels": SORT_LABELS, "families": FAMILIES, "per_page_options": PER_PAGE}  # fmt: skip
+           "sort_labels": SORT_LABELS, "families": FAMILIES, "per_page_options": PER_PAGE}  # fmt: skip
 
 
 def _render(request: Request, template: str, **context: Any) -> HTMLResponse:
@@ -305,7 +305,7 @@ def delete(request: Request, user: PageUser, lora_id: Id, expanded: Expanded = "
     return _render(request, "_library_gone.html", lora_id=lora_id, name=name, message=message, failed=False)
 
 
-def _import(studio: Studio, user: int, upload: Upload) -> LoraOut:
+def _import(studio: StudioContext, user: int, upload: Upload) -> LoraOut:
     with studio.factory() as session:
         return library.import_lora(session, studio.store, owner_id=user, data=upload.data, filename=upload.name)
 

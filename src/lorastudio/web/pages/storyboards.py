@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from lorastudio.errors import Invalid, LoraStudioError, NotFound
 from lorastudio.studio import generation, jobs, storyboards
-from lorastudio.studio.jobs import JobOut, wake
+from lorastudio.studio.jobs import JobOut
 from lorastudio.studio.storyboards import (
     ExportFormat,
     ExportIn,
@@ -325,7 +325,6 @@ def reroll(request: Request, user: PageUser, board_id: Id, scene_id: Id) -> HTML
         except LoraStudioError as exc:
             return _card(request, session, user, _board(session, user, board_id), scene_id,
                          card_error=error_text(exc))  # fmt: skip
-        wake(studio.queue)
         return _card(request, session, user, board, scene_id, card_focus=f"scene-{scene_id}-reroll")
 
 
@@ -340,7 +339,6 @@ def export(request: Request, user: PageUser, board_id: Id, fmt: Annotated[str, F
             )
         except LoraStudioError as exc:
             return render(request, "_storyboard_export_error.html", message=error_text(exc))
-        wake(studio.queue)
         ctx = panel_context(session, owner_id=user, job_id=job.id)
     return render(request, "_job.html", **ctx)
 

@@ -11,24 +11,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from lorastudio.engine.generation.samplers import SAMPLERS
-from lorastudio.engine.kinds import KINDS, recommended_strength
-from lorastudio.engine.models.basemodel import base_family
+from lorastudio.engine import CHARACTER, FIGHTING_STYLE, KINDS, SAMPLERS, base_family, recommended_strength
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import characters, generation, jobs, library, styles
 from lorastudio.studio.base_models import ADD_A_MODEL, studio_bases
 from lorastudio.studio.generation import GenerationIn, RecipeIn, check_scene
-from lorastudio.studio.jobs import wake
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
 from lorastudio.web.pages.jobs import panel_context
 from lorastudio.web.state import Id, as_id
 
 router = APIRouter(include_in_schema=False)
-SECTIONS = [("character", "Characters"), ("fighting_style", "Fighting style"), ("pose", "Pose"),
-            ("visual_style", "Visual style")]  # fmt: skip
-# The guide's ranges around its strengths (character 0.8, style 0.6, pose 0.4), said where a base model uses them.
-GUIDE_RANGES = {"character": "0.7-0.9; 0.6-0.8 each with two characters", "fighting_style": "about 0.6",
-                "pose": "about 0.4", "visual_style": "about 0.6"}  # fmt: skip
+# Kinds trained from their own page (a character's card, a style's): (words before the link, the page, the link's
+# words), said under a kind with no LoRA yet; the others are trained from /train?kind=<name>.
+KIND_PAGES = {
+    CHARACTER.name: ("", "/characters", "Train a character"),
+    FIGHTING_STYLE.name: ("Style trigger words also work on their own: ", "/styles", "Fighting Styles"),
+}
 REGIONS = [("", "Whole picture"), ("left", "Left half"), ("right", "Right half"), ("top", "Top half"),
            ("bottom", "Bottom half")]  # fmt: skip
 MAX_GRID = 6
@@ -147,7 +145,7 @@ def _strength_hint(kind: str, family: str | None) -> str:
     """The words beside a kind's sliders: the strength its LoRAs open at on this base model."""
     rec = recommended_strength(kind, family)
     if kind in KINDS and rec == KINDS[kind].recommended_strength:
-        return f"recommended {rec:g}; the guide: {GUIDE_RANGES[kind]}"
+        return f"recommended {rec:g}; the guide: {KINDS[kind].strength_range}"
     return f"recommended {rec:g} on this base model"
 
 
@@ -168,14 +166,15 @@ def studio_page(request: Request, user: PageUser) -> HTMLResponse:
         completions = _completions(session, user, loras)
         saved = generation.list_recipes(session, owner_id=user)
         recent = _recent_generations(session, user)
-    sections = [(kind, label, [lora for lora in loras if lora.kind == kind]) for kind, label in SECTIONS]
+    sections = [(kind, [lora for lora in loras if lora.kind == kind.name]) for kind in KINDS.values()]
     # A LoRA opens at the strength its file records, else at its kind's on this base: the hint says the same.
     strengths = {lora.id: lora.recommended_strength if lora.recommended_strength is not None
                  else recommended_strength(lora.kind, lora.family or family) for lora in loras}  # fmt: skip
-    hints = {kind: _strength_hint(kind, family) for kind, _ in SECTIONS}
+    hints = {kind: _strength_hint(kind, family) for kind in KINDS}
     return render(request, "studio.html", form=form, selected=selected, sections=sections, strengths=strengths,
-                  hints=hints, regions=REGIONS, completions=completions, recipes=saved, samplers=list(SAMPLERS),
-                  bases=studio_bases(studio.settings), add_a_model=ADD_A_MODEL, recent=recent)  # fmt: skip
+                  hints=hints, kind_pages=KIND_PAGES, regions=REGIONS, completions=completions, recipes=saved,
+                  samplers=list(SAMPLERS), bases=studio_bases(studio.settings), add_a_model=ADD_A_MODEL,
+                  recent=recent)  # fmt: skip
 
 
 @router.post("/studio/check", response_class=HTMLResponse)
@@ -206,7 +205,6 @@ async def generate(request: Request, user: PageUser) -> HTMLResponse:
             job = generation.submit_generation(session, studio.settings, owner_id=user, data=data)
         except LoraStudioError as exc:
             return render(request, "_submit_error.html", status_code=422, errors={}, problem=error_text(exc))
-        wake(studio.queue)
         panels = [panel_context(session, owner_id=user, job_id=job.id) | {"label": None}]
     return _results(request, panels, seed)
 
@@ -236,7 +234,6 @@ async def strength_grid(request: Request, user: PageUser) -> HTMLResponse:
                 cells.append(_grid_cell(session, user, job.id, label))
         except LoraStudioError as exc:
             return render(request, "_submit_error.html", status_code=422, errors={}, problem=error_text(exc))
-        wake(studio.queue)
     return _results(request, [], seed, rows=cells)
 
 

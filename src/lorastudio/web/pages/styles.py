@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from lorastudio.engine.kinds import recommended_strength
-from lorastudio.engine.models.basemodel import base_family
+from lorastudio.engine import FIGHTING_STYLE, base_family, recommended_strength
 from lorastudio.errors import Conflict, LoraStudioError
 from lorastudio.studio import datasets, library, styles
 from lorastudio.studio.styles import StyleIn
@@ -17,6 +16,7 @@ from lorastudio.web.pages.common import PageUser, error_text, parse_form, redire
 from lorastudio.web.state import Id
 
 router = APIRouter(include_in_schema=False)
+GUIDE_STRENGTH = f"{FIGHTING_STYLE.recommended_strength:g}"  # the kinds table's, what a new style's form starts at
 
 
 def _page(request: Request, user: int, *, form: dict | None = None, errors: dict | None = None, status: int = 200):
@@ -24,16 +24,16 @@ def _page(request: Request, user: int, *, form: dict | None = None, errors: dict
     family = base_family(studio.settings.default_base_model, studio.settings)
     with studio.factory() as session:
         style_list = styles.list_styles(session, owner_id=user)
-        loras = library.list_loras(session, owner_id=user, kind="fighting_style", family=family, per_page=100).items
+        loras = library.list_loras(session, owner_id=user, kind=FIGHTING_STYLE.name, family=family, per_page=100).items
     # A style with a LoRA for this base model is used at that LoRA's strength (the Studio's slider opens there).
+    trained = recommended_strength(FIGHTING_STYLE.name, family)  # what a style's LoRA without a record opens at
     here: dict[int, float] = {}
     for lora in reversed(loras):  # newest last: the newest LoRA of a style wins
         if lora.style_id is not None:
-            recorded = lora.recommended_strength
-            here[lora.style_id] = recorded if recorded is not None else recommended_strength("fighting_style", family)
+            here[lora.style_id] = lora.recommended_strength if lora.recommended_strength is not None else trained
     return render(request, "styles.html", status_code=status, styles=style_list, lora_strength=here,
-                  trained_strength=recommended_strength("fighting_style", family),
-                  form=form or {"recommended_strength": "0.6"}, errors=errors or {})  # fmt: skip
+                  trained_strength=trained, guide_strength=GUIDE_STRENGTH,
+                  form=form or {"recommended_strength": GUIDE_STRENGTH}, errors=errors or {})  # fmt: skip
 
 
 @router.get("/styles", response_class=HTMLResponse)
@@ -48,7 +48,7 @@ def create_style(
     name: Annotated[str, Form(max_length=500)] = "",
     description: Annotated[str, Form(max_length=2000)] = "",
     trigger: Annotated[str, Form(max_length=500)] = "",
-    recommended_strength: Annotated[str, Form(max_length=40)] = "0.6",
+    recommended_strength: Annotated[str, Form(max_length=40)] = GUIDE_STRENGTH,
     phrases: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """'Create Custom Fighting Style', then straight to training it."""

@@ -14,14 +14,11 @@ from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
-from lorastudio.engine.models.basemodel import base_family
-from lorastudio.engine.training.config import TrainConfig
-from lorastudio.engine.training.presets import PRESETS, Preset, get_preset
+from lorastudio.engine import DEFAULT_KIND, KINDS, PRESETS, Preset, TrainConfig, base_family, get_preset
 from lorastudio.errors import Invalid, LoraStudioError, TooLarge
 from lorastudio.studio import characters, credits, datasets, jobs, styles, training
 from lorastudio.studio.base_models import studio_bases
 from lorastudio.studio.datasets import DatasetIn, DatasetOut
-from lorastudio.studio.jobs import wake
 from lorastudio.studio.training import TrainingIn, TrainingSettings
 from lorastudio.web.api.files import read_upload
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, redirect, render, studio_of
@@ -29,8 +26,6 @@ from lorastudio.web.pages.jobs import panel_context
 from lorastudio.web.state import Id
 
 router = APIRouter(include_in_schema=False)
-KINDS = [("character", "Character"), ("fighting_style", "Fighting style"), ("pose", "Action pose"),
-         ("visual_style", "Visual style")]  # fmt: skip
 # The Advanced panel's labels; its fields, types and limits are TrainingSettings' (the API's), in this order.
 LABELS = {
     "steps": "Steps", "learning_rate": "Learning rate", "network_dim": "Network dim (rank)",
@@ -166,18 +161,18 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 @router.get("/train", response_class=HTMLResponse)
-def train_new(request: Request, user: PageUser, kind: str = "character") -> HTMLResponse:
+def train_new(request: Request, user: PageUser, kind: str = DEFAULT_KIND) -> HTMLResponse:
     with studio_of(request).factory() as session:
         existing = datasets.list_datasets(session, owner_id=user)
-    form = {"kind": kind if kind in dict(KINDS) else "character"}
-    return render(request, "train_new.html", kinds=KINDS, form=form, errors={}, datasets=existing)
+    form = {"kind": kind if kind in KINDS else DEFAULT_KIND}
+    return render(request, "train_new.html", form=form, errors={}, datasets=existing)
 
 
 @router.post("/train", response_class=HTMLResponse)
 def start_dataset(
     request: Request,
     user: PageUser,
-    kind: Annotated[str, Form(max_length=40)] = "character",
+    kind: Annotated[str, Form(max_length=40)] = DEFAULT_KIND,
     name: Annotated[str, Form(max_length=500)] = "",
     trigger: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
@@ -191,7 +186,7 @@ def start_dataset(
             except LoraStudioError as exc:
                 errors = {"trigger" if "trigger" in str(exc) else "name": error_text(exc)}
         existing = datasets.list_datasets(session, owner_id=user)
-    return render(request, "train_new.html", status_code=422, kinds=KINDS, form=form, errors=errors, datasets=existing)
+    return render(request, "train_new.html", status_code=422, form=form, errors=errors, datasets=existing)
 
 
 def _presets(kind: str, family: str | None) -> list:
@@ -213,7 +208,7 @@ def _subject_description(session, user: int, dataset: DatasetOut) -> str:
 def _dataset_jobs(session, user: int, dataset_id: int) -> list[dict]:
     """The panels to show on a dataset's page: its trainings still pending or running, then its newest finished."""
     trainings_of = [job for job in jobs.list_jobs(session, owner_id=user, limit=RECENT_TRAININGS)
-                    if job.type == "training" and job.request.get("dataset_id") == dataset_id]  # fmt: skip
+                    if job.type == "training" and job.request.dataset_id == dataset_id]  # fmt: skip
     active = [job for job in trainings_of if job.status not in jobs.FINAL]
     finished = [job for job in trainings_of if job.status in jobs.FINAL][:1]
     return [panel_context(session, owner_id=user, job_id=job.id) for job in active + finished]
@@ -233,7 +228,7 @@ def dataset_page(request: Request, user: PageUser, dataset_id: Id) -> HTMLRespon
     return render(request, "train.html", dataset=dataset, presets=presets, settings=SETTINGS, main=MAIN,
                   defaults={p.name: preset_values(p) for p in presets}, bases=studio_bases(studio.settings),
                   form={"description": description[:300]}, errors={}, balance_now=balance, idem=uuid4().hex,
-                  panels=panels, kind_label=dict(KINDS).get(dataset.kind, dataset.kind))  # fmt: skip
+                  panels=panels)  # fmt: skip
 
 
 @router.post("/train/{dataset_id}/images", response_class=HTMLResponse)
@@ -317,7 +312,6 @@ async def submit(request: Request, user: PageUser, dataset_id: Id) -> HTMLRespon
         except LoraStudioError as exc:
             return render(request, "_train_refused.html", status_code=422, errors={}, problem=error_text(exc),
                           beside={}, settings=SETTINGS)  # fmt: skip
-        wake(studio.queue)
         ctx = panel_context(session, owner_id=user, job_id=job.id)
     # A fresh key for the next submit (the old one would return this job again: that is its purpose).
     response = render(request, "_train_submitted.html", idem=uuid4().hex, beside={}, settings=SETTINGS, **ctx)

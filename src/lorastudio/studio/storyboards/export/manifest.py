@@ -17,10 +17,9 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lorastudio.engine.data.images import ImageRejected, open_image
-from lorastudio.engine.fileio.atomic import check_writable_dir
-from lorastudio.engine.seeds import SEED_LIMIT
+from lorastudio.engine import SEED_LIMIT, ImageRejected, open_image
 from lorastudio.errors import Invalid, format_validation_error
+from lorastudio.fileio import check_writable_dir
 
 FORMAT = "lorastudio-storyboard"
 MAX_MANIFEST = 8 * 2**20  # bytes: a manifest of 100 panels is a few hundred KB
@@ -149,7 +148,7 @@ def _sha256(path: Path) -> str:
 
 
 def _base_spec(panel: ManifestPanel, override: str | None) -> str:
-    from lorastudio.engine.models.basemodel import BUILT_IN
+    from lorastudio.engine import BUILT_IN
 
     if override:
         return override
@@ -170,10 +169,7 @@ def regenerate(
 ) -> dict:
     """Render every panel again and compare its pixels with the exported PNG (or, when that file is gone,
     with the manifest's pixel hash); the regenerated PNGs go to out_dir (default: <folder>/regenerated)."""
-    from lorastudio.engine.generation.generate import generate
-    from lorastudio.engine.generation.pipecache import PipelineCache
-    from lorastudio.engine.generation.pngmeta import save_png
-    from lorastudio.engine.generation.reproduce import request_from_params
+    from lorastudio.engine import PipelineCache, generate, request_from_params, save_png
 
     manifest, folder = load_manifest(manifest_path)
     out_dir = Path(out_dir) if out_dir else folder / "regenerated"

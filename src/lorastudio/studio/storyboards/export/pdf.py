@@ -6,15 +6,12 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from PIL import Image as PILImage
 
-from lorastudio.engine.fileio.atomic import write_atomic
-
-if TYPE_CHECKING:
-    from lorastudio.studio.storyboards.export.writer import Panel, Snapshot
+from lorastudio.fileio import write_atomic
+from lorastudio.studio.storyboards.export.snapshot import Panel, Snapshot
 
 IMAGE_SIDE = 360  # points: about half the page, so the text below stays on the same page
 FRAME = (439, 680)  # points: what A4 with SimpleDocTemplate's margins holds, less the frame's padding

@@ -1,4 +1,4 @@
-"""Storyboard exports: PDF (storyboard_pdf.py), contact-sheet PNG (export/contact_sheet.py) and ZIP (the
+"""Storyboard exports: PDF (pdf.py), contact-sheet PNG (export/contact_sheet.py) and ZIP (the
 panel PNGs as stored, the LoRA files they used, and manifest.json: storyboard_manifest.py).
 
 An export is a job of type "export" (progress per panel; the file goes to the blob store and the job's
@@ -12,7 +12,6 @@ import json
 import shutil
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image as PILImage
@@ -20,15 +19,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio import __version__
-from lorastudio.engine.fileio.atomic import write_atomic
-from lorastudio.engine.prompts import has_word
+from lorastudio.engine import has_word
 from lorastudio.errors import Conflict, Invalid, NotFound
+from lorastudio.fileio import write_atomic
 from lorastudio.studio import jobs
 from lorastudio.studio.blobs import BlobStore
-from lorastudio.studio.db import Character, Image, Job, Lora, begin_write, write_transaction
-from lorastudio.studio.jobs import JobOut
+from lorastudio.studio.db import Character, Image, Job, Lora, write_transaction, writes
+from lorastudio.studio.jobs import ExportJob, ExportResult, JobOut, JobProgress, JobRun
 from lorastudio.studio.storyboards import service
 from lorastudio.studio.storyboards.export.manifest import FORMAT, Manifest, pixel_digest
+from lorastudio.studio.storyboards.export.pdf import write_pdf
+from lorastudio.studio.storyboards.export.snapshot import Panel, Snapshot
 
 CONTENT = {"pdf": ("application/pdf", "pdf"), "png": ("image/png", "png"), "zip": ("application/zip", "zip")}
 Progress = Callable[[int, int], None]  # (panels done, panels in all)
@@ -38,33 +39,10 @@ RECORD = ("base", "model", "model_hash", "prompt", "negative_prompt", "seed", "f
           "region_blend")  # fmt: skip
 
 
-@dataclass
-class Panel:
-    """One scene as exported: its chosen image's stored PNG and parameters."""
-
-    number: int
-    title: str
-    notes: str
-    png_blob: str
-    params: dict  # the image's PNG record, LoRA names replaced by their library names
-    image: PILImage.Image
-
-
-@dataclass
-class Snapshot:
-    """What an export shows, read in one go from the database."""
-
-    storyboard_id: int
-    title: str
-    description: str
-    characters: list[dict] = field(default_factory=list)
-    panels: list[Panel] = field(default_factory=list)
-
-
 def _characters(session: Session, owner_id: int, jobs_used: list[Job], prompts: list[str]) -> list[dict]:
     """The user's characters whose LoRA a scene used or whose trigger word a prompt has, in order of
     first appearance."""
-    lora_ids = [i for job in jobs_used for i in job.request.get("lora_ids", [])]
+    lora_ids = [x.lora_id for job in jobs_used for x in jobs.request_of(job).loras if x.lora_id]
     by_lora = {
         lora.id: lora.character_id
         for lora in session.scalars(select(Lora).where(Lora.id.in_(lora_ids), Lora.character_id.is_not(None)))
@@ -81,7 +59,7 @@ def snapshot(session: Session, store: BlobStore, *, owner_id: int, storyboard_id
     board = service.get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
     scenes = service.scene_rows(session, board.id)
     if service.fill_images(session, scenes):
-        session.commit()
+        session.flush()  # the scenes' default images, committed with the caller's transaction
     if not scenes:
         raise Invalid(f"storyboard {board.id} has no scenes yet; add scenes from generation jobs first")
     waiting = [s for s in scenes if s.image_id is None]
@@ -111,8 +89,6 @@ def write_export(snap: Snapshot, fmt: str, dest: Path, store: BlobStore, progres
     total = len(snap.panels)
     report = (lambda i: progress(i, total)) if progress else (lambda i: None)
     if fmt == "pdf":
-        from lorastudio.studio.storyboards.export.pdf import write_pdf
-
         return write_pdf(snap, dest, report)
     if fmt == "png":
         return _write_contact_sheet(snap, dest, report)
@@ -178,42 +154,43 @@ def _write_zip(snap: Snapshot, dest: Path, store: BlobStore, report: Callable[[i
     return write_atomic(dest, write)
 
 
+@writes
 def submit_export(session: Session, store: BlobStore, *, owner_id: int, storyboard_id: int, fmt: str) -> JobOut:
-    """Queue an export job (the caller wakes the workers); refused now if it could not succeed."""
-    begin_write(session)  # reads, then writes: take SQLite's write lock first
+    """Queue an export job; refused now if it could not succeed."""
     snapshot(session, store, owner_id=owner_id, storyboard_id=storyboard_id)
-    job = jobs.add_job(session, owner_id=owner_id, type="export", request={"storyboard_id": storyboard_id,
-                                                                           "format": fmt})  # fmt: skip
-    session.commit()
+    job = jobs.add_job(session, owner_id=owner_id, request=ExportJob(storyboard_id=storyboard_id, format=fmt))
+    session.flush()
     return jobs.to_out(session, job)
 
 
-def run_export(factory, settings, store: BlobStore, *, job, progress, should_stop, finish) -> None:
+def run_export(run: JobRun) -> None:
     """Write a claimed export job's file into the store; registering it and ending the job are one commit."""
-    fmt = job.request["format"]
-    with factory() as session:
-        snap = snapshot(session, store, owner_id=job.owner_id, storyboard_id=job.request["storyboard_id"])
-    progress({"phase": "export", "step": 0, "total": len(snap.panels)}, force=True)
+    job, store, request = run.job, run.store, run.request
+    with run.factory() as session:
+        snap = snapshot(session, store, owner_id=job.owner_id, storyboard_id=request.storyboard_id)
+        session.commit()
+    run.progress(JobProgress(phase="export", total=len(snap.panels)), True)
 
     def each(done: int, total: int) -> None:
-        progress({"phase": "export", "step": done, "total": total, "message": f"panel {done} of {total}"}, force=True)
-        if should_stop():
+        run.progress(JobProgress(phase="export", step=done, total=total, message=f"panel {done} of {total}"), True)
+        if run.should_stop():
             raise _Stop
 
-    dest = settings.home / "jobs" / f"job-{job.id}" / f"storyboard-{snap.storyboard_id}.{CONTENT[fmt][1]}"
+    fmt = request.format
+    dest = run.settings.home / "jobs" / f"job-{job.id}" / f"storyboard-{snap.storyboard_id}.{CONTENT[fmt][1]}"
     try:
         write_export(snap, fmt, dest, store, each)
         blob = store.put_file(dest)  # before the transaction: a file copy never holds the write lock
     except _Stop:
         blob = None
     try:
-        with write_transaction(factory) as session:
+        with write_transaction(run.factory) as session:
             if blob is None:
-                finish(session, "canceled", None)
+                run.finish(session, "canceled", None)
                 return
-            result = {"blob": blob, "content_type": CONTENT[fmt][0], "filename": dest.name, "format": fmt,
-                      "panels": len(snap.panels), "size": store.path(blob).stat().st_size}  # fmt: skip
-            finish(session, "succeeded", result)
+            result = ExportResult(blob=blob, content_type=CONTENT[fmt][0], filename=dest.name, format=fmt,
+                                  panels=len(snap.panels), size=store.path(blob).stat().st_size)  # fmt: skip
+            run.finish(session, "succeeded", result)
     finally:
         shutil.rmtree(dest.parent, ignore_errors=True)  # the store has the file; the job folder was scratch
 
@@ -226,9 +203,10 @@ def export_file(session: Session, *, owner_id: int, storyboard_id: int, job_id: 
     """(blob, content type, file name) of a finished export of this storyboard."""
     service.get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
     job = jobs.get_row(session, owner_id=owner_id, job_id=job_id)
-    if job.type != "export" or job.request.get("storyboard_id") != storyboard_id:
+    if job.type != "export" or jobs.request_of(job).storyboard_id != storyboard_id:
         raise NotFound(f"export {job_id} of storyboard {storyboard_id} not found")
     if job.status != "succeeded":
         detail = f": {job.error_message}" if job.error_message else ""
         raise Conflict(f"export {job_id} is {job.status}{detail}; download it once it has succeeded")
-    return job.result["blob"], job.result["content_type"], job.result["filename"]
+    result = jobs.result_of(job)
+    return result.blob, result.content_type, result.filename

@@ -45,7 +45,10 @@ def family_from_checkpoint_keys(keys: list[str]) -> str:
     if any(k.startswith("cond_stage_model.model.") for k in keys):
         raise Unsupported("this is an SD2.x checkpoint; SD2.x base models are not supported yet")
     if any(k.startswith(("lora_unet_", "lora_te")) or ".lora_A." in k for k in keys):
-        raise Invalid("this file is a LoRA, not a base model; pass it with --lora, and a base model with --base")
+        raise Invalid(
+            "this file is a LoRA, not a base model: it belongs in $loras; for $base give an SD1.5 or SDXL model",
+            setting="loras",
+        )
     raise Unsupported(
         "not a Stable Diffusion checkpoint we recognise (no SD1.5 or SDXL text-encoder keys); "
         "use an SD1.5- or SDXL-family .safetensors or a diffusers folder"
@@ -53,7 +56,7 @@ def family_from_checkpoint_keys(keys: list[str]) -> str:
 
 
 @dataclass
-class BaseModel:
+class LoadedBase:
     """A loaded base model: the pipeline (for its components) plus what we know about it."""
 
     name: str
@@ -200,7 +203,7 @@ def _model_row(name: str, family: str, *, built_in: bool, ready: bool, settings:
             "path": str(path) if path is not None else None}  # fmt: skip
 
 
-def load_base_model(spec: str, settings: Settings, *, dtype: torch.dtype = torch.float32) -> BaseModel:
+def load_base_model(spec: str, settings: Settings, *, dtype: torch.dtype = torch.float32) -> LoadedBase:
     """Load a base model on CPU in `dtype` (where to look and what may be downloaded come from settings);
     the caller moves parts to its device."""
     source = resolve_base_spec(spec, settings.models_dir)
@@ -223,7 +226,7 @@ def load_base_model(spec: str, settings: Settings, *, dtype: torch.dtype = torch
         pipe = _load_single_file(source, family, dtype, single_file_config)
     pipe.set_progress_bar_config(disable=True)
     name = spec if spec in BUILT_IN else Path(str(source)).name
-    return BaseModel(name=name, family=family, source=source, pipe=pipe)
+    return LoadedBase(name=name, family=family, source=source, pipe=pipe)
 
 
 def _load_single_file(path: Path, family: str, dtype: torch.dtype, config: Path | None) -> DiffusionPipeline:

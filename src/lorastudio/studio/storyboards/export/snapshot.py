@@ -1,0 +1,31 @@
+"""What an export shows, read from the database in one go: the storyboard and its panels (each scene's
+chosen image with its PNG record). Every format (PDF, contact sheet, ZIP) writes from this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image as PILImage
+
+
+@dataclass
+class Panel:
+    """One scene as exported: its chosen image's stored PNG and parameters."""
+
+    number: int
+    title: str
+    notes: str
+    png_blob: str
+    params: dict  # the image's PNG record, LoRA names replaced by their library names
+    image: PILImage.Image
+
+
+@dataclass
+class Snapshot:
+    """What an export shows, read in one go from the database."""
+
+    storyboard_id: int
+    title: str
+    description: str
+    characters: list[dict] = field(default_factory=list)
+    panels: list[Panel] = field(default_factory=list)
