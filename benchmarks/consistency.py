@@ -61,8 +61,9 @@ def main() -> None:
 
         def train(kind: str, folder: Path, trigger: str, phase: str) -> str:
             t0 = time.perf_counter()
-            cfg = toy_lora_config(kind, folder, trigger, tmp / f"{trigger}.safetensors", tmp / f"run-{trigger}",
-                                  steps=args.steps)  # fmt: skip
+            cfg = toy_lora_config(
+                kind, folder, trigger, tmp / f"{trigger}.safetensors", tmp / f"run-{trigger}", steps=args.steps
+            )
             path = str(train_lora(cfg, settings=settings).lora_path)
             seconds[f"{phase}_train_s"] = round(time.perf_counter() - t0, 1)
             return path

@@ -63,14 +63,17 @@ def main() -> None:
         t0 = time.perf_counter()
         for who, name in ((john, "Action Hero John"), (kane, "Villain Kane")):
             character = client.post("/api/v1/characters", json={"name": name, "description": who.words()}).json()
-            dataset = client.post("/api/v1/datasets", json={"name": name, "kind": "character", "trigger": who.name,
-                                                            "character_id": character["id"]}).json()  # fmt: skip
+            dataset = client.post(
+                "/api/v1/datasets",
+                json={"name": name, "kind": "character", "trigger": who.name, "character_id": character["id"]},
+            ).json()
             refs = tmp / who.name
             character_references(who, refs, n=20, seed=7)
             files_in = [("files", (p.name, p.read_bytes())) for p in sorted(refs.iterdir())]
             client.post(f"/api/v1/datasets/{dataset['id']}/images", files=files_in).raise_for_status()
-            job = client.post("/api/v1/trainings", json={"dataset_id": dataset["id"],
-                                                         "overrides": {"steps": args.steps}}).json()  # fmt: skip
+            job = client.post(
+                "/api/v1/trainings", json={"dataset_id": dataset["id"], "overrides": {"steps": args.steps}}
+            ).json()
             worker.drain()
             done = client.get(f"/api/v1/jobs/{job['id']}").json()
             assert done["status"] == "succeeded", done
@@ -83,9 +86,16 @@ def main() -> None:
         def studio_rate(phase: str) -> float:
             t0, hits = time.perf_counter(), 0
             for i, prompt in enumerate(prompts):
-                body = {"prompt": prompt.text, "seed": 1000 + i, "steps": 20, "n": 1,
-                        "loras": [{"lora_id": loras[john.name], "region": "left"},
-                                  {"lora_id": loras[kane.name], "region": "right"}]}  # fmt: skip
+                body = {
+                    "prompt": prompt.text,
+                    "seed": 1000 + i,
+                    "steps": 20,
+                    "n": 1,
+                    "loras": [
+                        {"lora_id": loras[john.name], "region": "left"},
+                        {"lora_id": loras[kane.name], "region": "right"},
+                    ],
+                }
                 job = client.post("/api/v1/generations", json=body).json()
                 worker.drain()
                 image = client.get(f"/api/v1/jobs/{job['id']}/images").json()[0]
@@ -96,16 +106,26 @@ def main() -> None:
         web = studio_rate("studio")
         t0 = time.perf_counter()
         strength = client.get(f"/api/v1/loras/{loras[john.name]}").json()["recommended_strength"]
-        cli = hit_rate(PipelineCache(settings), prompts, pair_loras(str(files[john.name]), str(files[kane.name]),
-                                                                    strength), identity_hit)  # fmt: skip
+        cli = hit_rate(
+            PipelineCache(settings),
+            prompts,
+            pair_loras(str(files[john.name]), str(files[kane.name]), strength),
+            identity_hit,
+        )
         seconds["cli_generate_s"] = round(time.perf_counter() - t0, 1)
         for lora_id in loras.values():
             client.patch(f"/api/v1/loras/{lora_id}", json={"description": ""}).raise_for_status()
         undescribed = studio_rate("undescribed")
 
-    result = {"studio_two_character_rate": web, "cli_two_character_rate": cli,
-              "studio_without_descriptions_rate": undescribed, "prompts": args.prompts, "steps": args.steps,
-              "strength": strength, **seconds}  # fmt: skip
+    result = {
+        "studio_two_character_rate": web,
+        "cli_two_character_rate": cli,
+        "studio_without_descriptions_rate": undescribed,
+        "prompts": args.prompts,
+        "steps": args.steps,
+        "strength": strength,
+        **seconds,
+    }
     if args.json:
         print(json.dumps(result))
         return

@@ -54,10 +54,21 @@ def make_loras(settings: Settings, folder: Path, count: int, base: str = "tiny-s
     paths = []
     for i in range(count):
         cfg = TrainConfig.from_preset(
-            kind="character", images=images, trigger=f"hero{i}", base=base, resolution=64, steps=3,
-            network_dim=16, network_alpha=16, learning_rate=1e-2, seed=i, min_images=4, checkpoint_every=0,
-            output=folder / f"lora{i}.safetensors", run_dir=folder / f"run{i}",
-        )  # fmt: skip
+            kind="character",
+            images=images,
+            trigger=f"hero{i}",
+            base=base,
+            resolution=64,
+            steps=3,
+            network_dim=16,
+            network_alpha=16,
+            learning_rate=1e-2,
+            seed=i,
+            min_images=4,
+            checkpoint_every=0,
+            output=folder / f"lora{i}.safetensors",
+            run_dir=folder / f"run{i}",
+        )
         paths.append(train_lora(cfg, settings=settings).lora_path)
     return paths
 
@@ -89,9 +100,16 @@ def main() -> None:
 
         def request(names: list[str], n: int = 1, fuse: bool = False) -> GenerateRequest:
             return GenerateRequest.build(
-                prompt="hero0, hero1, hero2, fighting stance", base=base, seed=1, n=n, steps=args.steps,
-                width=args.size, height=args.size, loras=[{"lora": x, "strength": 0.6} for x in names], fuse=fuse,
-            )  # fmt: skip
+                prompt="hero0, hero1, hero2, fighting stance",
+                base=base,
+                seed=1,
+                n=n,
+                steps=args.steps,
+                width=args.size,
+                height=args.size,
+                loras=[{"lora": x, "strength": 0.6} for x in names],
+                fuse=fuse,
+            )
 
         cache = PipelineCache(settings)
         none_s = timed(lambda: generate(cache, request([])), args.repeats)
@@ -125,8 +143,10 @@ def main() -> None:
                 resident.activate({lora.adapter: sel.strength for sel, lora in prepare(resident, request(names)).loras})
 
         resident_s = timed(switch_resident, args.repeats) / 2
-        singles_s = timed(lambda: [generate(cache, request(set_a, fuse=False).model_copy(update={"seed": 1 + i}))
-                                   for i in range(4)], args.repeats)  # fmt: skip
+        singles_s = timed(
+            lambda: [generate(cache, request(set_a, fuse=False).model_copy(update={"seed": 1 + i})) for i in range(4)],
+            args.repeats,
+        )
         batch_s = timed(lambda: generate(cache, request(set_a, n=4, fuse=False)), args.repeats)
         batch_fused_s = timed(lambda: generate(cache, request(set_a, n=4, fuse=True)), args.repeats)
         device = str(cache.device)

@@ -76,8 +76,14 @@ def kohya_tokenizer(model_dir: Path, cache: Path) -> None:
     (folder / "vocab.json").write_text(json.dumps(spec["vocab"]))
     merges = [m if isinstance(m, str) else " ".join(m) for m in spec["merges"]]
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    config = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-              "unk_token": "<|endoftext|>", "model_max_length": 77, "tokenizer_class": "CLIPTokenizer"}  # fmt: skip
+    config = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "model_max_length": 77,
+        "tokenizer_class": "CLIPTokenizer",
+    }
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
 
 
@@ -92,12 +98,30 @@ def ours_child(spec: str) -> None:
     a = json.loads(spec)
     out = Path(a["out"])
     cfg = TrainConfig.from_preset(
-        kind="character", images=Path(a["images"]), trigger="johnhero", base=a["model"], output=out / "o.safetensors",
-        run_dir=out / "run", steps=a["steps"], resolution=a["resolution"], network_dim=a["dim"],
-        network_alpha=a["dim"], learning_rate=1e-4, batch_size=a["batch"], checkpoint_every=0, min_snr_gamma=None,
-        warmup_steps=0, min_images=4, seed=0, device=a["device"], precision=a["precision"], target="attn-ff",
-        train_text_encoder=True, weight_decay=1e-2, lr_scheduler="constant",
-    )  # fmt: skip
+        kind="character",
+        images=Path(a["images"]),
+        trigger="johnhero",
+        base=a["model"],
+        output=out / "o.safetensors",
+        run_dir=out / "run",
+        steps=a["steps"],
+        resolution=a["resolution"],
+        network_dim=a["dim"],
+        network_alpha=a["dim"],
+        learning_rate=1e-4,
+        batch_size=a["batch"],
+        checkpoint_every=0,
+        min_snr_gamma=None,
+        warmup_steps=0,
+        min_images=4,
+        seed=0,
+        device=a["device"],
+        precision=a["precision"],
+        target="attn-ff",
+        train_text_encoder=True,
+        weight_decay=1e-2,
+        lr_scheduler="constant",
+    )
 
     def on_progress(event) -> None:
         if event.phase == "train":
@@ -119,8 +143,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=8)
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--precision", default="no", choices=("no", "bf16"))
-    parser.add_argument("--ours-precision", choices=("auto", "no", "bf16"),
-                        help="ours at another precision (default: --precision); auto: a user's default")  # fmt: skip
+    parser.add_argument(
+        "--ours-precision",
+        choices=("auto", "no", "bf16"),
+        help="ours at another precision (default: --precision); auto: a user's default",
+    )
     parser.add_argument("--device", default="auto", help="ours; kohya's accelerate picks the GPU when there is one")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each, alternating which goes first")
     parser.add_argument("--child-ours", help=argparse.SUPPRESS)
@@ -142,18 +169,59 @@ def main() -> None:
         write_reference_set(images, args.images, size=max(args.resolution, 256), caption="johnhero, a person")
         kohya_tokenizer(model_dir, tmp / "tok")
         kohya_cmd = [
-            args.kohya_python, str(script), "--pretrained_model_name_or_path", str(model_dir),
-            "--train_data_dir", str(tmp / "data"), "--output_dir", str(tmp / "kohya"), "--output_name", "k",
-            "--network_module", "networks.lora", "--network_dim", str(args.dim), "--network_alpha", str(args.dim),
-            "--resolution", str(args.resolution), "--train_batch_size", str(args.batch),
-            "--max_train_steps", str(args.steps), "--learning_rate", "1e-4", "--optimizer_type", "AdamW",
-            "--lr_scheduler", "constant", "--mixed_precision", args.precision, "--caption_extension", ".txt",
-            "--tokenizer_cache_dir", str(tmp / "tok"), "--seed", "0", "--max_data_loader_n_workers", "0",
-            "--save_model_as", "safetensors", *shlex.split(args.kohya_args),
-        ]  # fmt: skip
-        spec = {"images": str(images), "model": str(model_dir), "out": str(tmp / "ours"), "steps": args.steps,
-                "resolution": args.resolution, "dim": args.dim, "batch": args.batch, "device": args.device,
-                "precision": args.ours_precision or args.precision}  # fmt: skip
+            args.kohya_python,
+            str(script),
+            "--pretrained_model_name_or_path",
+            str(model_dir),
+            "--train_data_dir",
+            str(tmp / "data"),
+            "--output_dir",
+            str(tmp / "kohya"),
+            "--output_name",
+            "k",
+            "--network_module",
+            "networks.lora",
+            "--network_dim",
+            str(args.dim),
+            "--network_alpha",
+            str(args.dim),
+            "--resolution",
+            str(args.resolution),
+            "--train_batch_size",
+            str(args.batch),
+            "--max_train_steps",
+            str(args.steps),
+            "--learning_rate",
+            "1e-4",
+            "--optimizer_type",
+            "AdamW",
+            "--lr_scheduler",
+            "constant",
+            "--mixed_precision",
+            args.precision,
+            "--caption_extension",
+            ".txt",
+            "--tokenizer_cache_dir",
+            str(tmp / "tok"),
+            "--seed",
+            "0",
+            "--max_data_loader_n_workers",
+            "0",
+            "--save_model_as",
+            "safetensors",
+            *shlex.split(args.kohya_args),
+        ]
+        spec = {
+            "images": str(images),
+            "model": str(model_dir),
+            "out": str(tmp / "ours"),
+            "steps": args.steps,
+            "resolution": args.resolution,
+            "dim": args.dim,
+            "batch": args.batch,
+            "device": args.device,
+            "precision": args.ours_precision or args.precision,
+        }
         child = [sys.executable, __file__, "--sd-scripts", str(args.sd_scripts), "--child-ours", json.dumps(spec)]
         runs: dict[str, list[dict]] = {"kohya": [], "ours": []}
         for i in range(args.repeats):  # alternate who goes first: on a shared machine order matters

@@ -85,8 +85,21 @@ def threads_check(args) -> dict:
     from lorastudio.engine.models.device import available_cores
 
     cores = available_cores()
-    base = [sys.executable, __file__, "--model", args.model, "--latent", str(args.latent), "--batch",
-            str(args.batch), "--steps", str(args.steps), "--device", "cpu", "--plain-only"]  # fmt: skip
+    base = [
+        sys.executable,
+        __file__,
+        "--model",
+        args.model,
+        "--latent",
+        str(args.latent),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--device",
+        "cpu",
+        "--plain-only",
+    ]
 
     def pair(threads: int | None) -> float:
         extra = ["--num-threads", str(threads)] if threads else []
@@ -94,8 +107,12 @@ def threads_check(args) -> dict:
         return statistics.mean(json.loads(p.communicate()[0])["plain_s_per_step"] for p in procs)
 
     default_s, split_s = pair(None), pair(max(1, cores // 2))
-    return {"cores": cores, "default_threads_s_per_step": round(default_s, 4),
-            "split_threads_s_per_step": round(split_s, 4), "ratio": round(default_s / split_s, 3)}  # fmt: skip
+    return {
+        "cores": cores,
+        "default_threads_s_per_step": round(default_s, 4),
+        "split_threads_s_per_step": round(split_s, 4),
+        "ratio": round(default_s / split_s, 3),
+    }
 
 
 def main() -> None:
@@ -139,12 +156,16 @@ def main() -> None:
         ("fp16 autocast", {"dtype": torch.float16}, False, cuda),
         ("TF32", {}, True, cuda),
         # On a GPU the step that would be compiled is the bf16 one: compile once, in that dtype.
-        ("torch.compile" + (" (bf16 autocast)" if cuda else ""),
-         {"compiled": True, "dtype": torch.bfloat16 if cuda else torch.float32}, False, args.compile),
+        (
+            "torch.compile" + (" (bf16 autocast)" if cuda else ""),
+            {"compiled": True, "dtype": torch.bfloat16 if cuda else torch.float32},
+            False,
+            args.compile,
+        ),
         ("classic attention (no SDPA)", {"classic": True}, False, True),
         ("bf16 autocast, classic attention", {"classic": True, "dtype": torch.bfloat16}, False, True),
         ("bf16 autocast, channels-last", {"channels_last": True, "dtype": torch.bfloat16}, False, True),
-    ]  # fmt: skip
+    ]
     wanted = [w for w in (args.only or "").split(",") if w]
     levers = {}
     for name, kw, tf32, enabled in candidates:

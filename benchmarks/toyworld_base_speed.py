@@ -27,8 +27,15 @@ def timed_run(steps: int, args: argparse.Namespace, folder: Path, device: torch.
     from lorastudio.engine.toyworld.basetrain import train_toyworld_base
 
     t0 = time.perf_counter()
-    train_toyworld_base(folder / f"m{steps}-{time.monotonic_ns()}", vae_steps=args.vae_steps, unet_steps=steps,
-                        renders=args.renders, batch=args.batch, device=str(device), log=lambda _: None)  # fmt: skip
+    train_toyworld_base(
+        folder / f"m{steps}-{time.monotonic_ns()}",
+        vae_steps=args.vae_steps,
+        unet_steps=steps,
+        renders=args.renders,
+        batch=args.batch,
+        device=str(device),
+        log=lambda _: None,
+    )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - t0
@@ -44,8 +51,11 @@ def device_work(steps: int, args: argparse.Namespace, folder: Path, device: torc
         timed_run(steps, args, folder, device)
     averages = prof.key_averages()
     if device.type != "cuda":
-        outermost = [e for e in prof.events() if e.name.startswith("aten::")
-                     and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))]  # fmt: skip
+        outermost = [
+            e
+            for e in prof.events()
+            if e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))
+        ]
         return 0.0, len(outermost), averages
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     return sum(e.device_time_total for e in kernels), len(kernels), averages
@@ -78,7 +88,7 @@ def main() -> None:
             "batch": args.batch,
             "unet_steps_per_s": round(1000 / wall_ms, 2),
             "wall_ms_per_step": round(wall_ms, 2),
-        }  # fmt: skip
+        }
         table = ""
         if args.profile and device.type == "cuda":
             busy_a, count_a, _ = device_work(a, args, folder, device)

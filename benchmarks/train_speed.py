@@ -147,12 +147,27 @@ def ours(folder: Path, out: Path, model_dir: Path, args, settings: Settings, pro
     from lorastudio.engine.training.train import train_lora
 
     cfg = TrainConfig.from_preset(
-        kind="character", images=folder, trigger="johnhero", base=str(model_dir), output=out / "b.safetensors",
-        run_dir=out / "run", steps=args.steps, resolution=args.resolution, network_dim=args.dim,
-        network_alpha=args.dim, learning_rate=1e-4, batch_size=args.batch, checkpoint_every=0,
-        min_snr_gamma=None, warmup_steps=0, min_images=4, seed=args.seed, device=args.device,
-        precision=args.precision, profile=profile,
-    )  # fmt: skip
+        kind="character",
+        images=folder,
+        trigger="johnhero",
+        base=str(model_dir),
+        output=out / "b.safetensors",
+        run_dir=out / "run",
+        steps=args.steps,
+        resolution=args.resolution,
+        network_dim=args.dim,
+        network_alpha=args.dim,
+        learning_rate=1e-4,
+        batch_size=args.batch,
+        checkpoint_every=0,
+        min_snr_gamma=None,
+        warmup_steps=0,
+        min_images=4,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        profile=profile,
+    )
     stamps: dict[int, float] = {}
 
     def on_progress(event) -> None:
@@ -236,8 +251,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{result['device']}, {args.model}, {args.precision}, {args.steps} steps, {args.resolution}px, "
-          f"batch {args.batch}")  # fmt: skip
+    print(
+        f"{result['device']}, {args.model}, {args.precision}, {args.steps} steps, {args.resolution}px, "
+        f"batch {args.batch}"
+    )
     print(f"ours     {result['ours_steps_per_s']:8.3f} steps/s   peak {result['ours_peak_mb']:8.1f} MB")
     print(f"baseline {result['baseline_steps_per_s']:8.3f} steps/s   peak {result['baseline_peak_mb']:8.1f} MB")
     print(f"ratio    {result['ratio']:.2f}x (target >= 2x at 768 px on SD1.5, peak memory not above the baseline's)")

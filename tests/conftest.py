@@ -46,8 +46,15 @@ def trained(settings, figure_dir, tmp_path_factory) -> dict[str, Path]:
     }
     for name, extra in jobs.items():
         folder = tmp_path_factory.mktemp(name)
-        cfg = tiny_config(figure_dir, folder, steps=6, learning_rate=5e-2, train_text_encoder=True,
-                          output=folder / f"{name}.safetensors", **extra)  # fmt: skip
+        cfg = tiny_config(
+            figure_dir,
+            folder,
+            steps=6,
+            learning_rate=5e-2,
+            train_text_encoder=True,
+            output=folder / f"{name}.safetensors",
+            **extra,
+        )
         out[name] = train_lora(cfg, settings=settings).lora_path
     return out
 

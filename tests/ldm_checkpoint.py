@@ -80,8 +80,13 @@ def _with_text_model(name: str) -> str:
     return name if name.startswith(("text_model.", "text_projection")) else "text_model." + name
 
 
-_OPEN_CLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
-                    "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}  # fmt: skip
+_OPEN_CLIP_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "self_attn.out_proj": "attn.out_proj",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+}
 
 
 def open_clip_tensors(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -29,8 +29,9 @@ def test_a_message_names_its_settings_in_each_faces_words():
         "checkpoint"
     )
     assert words_for_web(error) == "ran out of memory. Lower batch_size (now 4) or use precision bf16"
-    assert error.setting == "batch_size" and error.args == ("ran out of memory. Lower $batch_size (now 4) or use "
-                                                            "$precision bf16",)  # fmt: skip
+    assert error.setting == "batch_size" and error.args == (
+        "ran out of memory. Lower $batch_size (now 4) or use $precision bf16",
+    )
     # A `$word` that names no setting (in a path, a price) is left as written; an error without one is unchanged.
     assert str(Invalid("cannot read /tmp/$HOME/$x.png")) == "cannot read /tmp/$HOME/$x.png"
     assert str(Invalid()) == "" and str(Invalid("a", "b")) == "('a', 'b')"

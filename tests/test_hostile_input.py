@@ -26,15 +26,31 @@ def _with_metadata(src, dst, **changes):
 
 
 def test_untrusted_lora_metadata_is_ignored_with_a_warning(run, trained, tmp_path):
-    bad = _with_metadata(trained["tiny-sd15"], tmp_path / "bad.safetensors", lorastudio_trigger_words="{johnhero",
-                         lorastudio_recommended_strength="abc", lorastudio_kind="<script>")  # fmt: skip
+    bad = _with_metadata(
+        trained["tiny-sd15"],
+        tmp_path / "bad.safetensors",
+        lorastudio_trigger_words="{johnhero",
+        lorastudio_recommended_strength="abc",
+        lorastudio_kind="<script>",
+    )
     info = run("lora", "inspect", bad, "--json")
     assert info.exit_code == 0, info.output
     doc = json.loads(info.stdout)
     assert doc["recommended_strength"] is None and doc["kind"] is None and doc["trigger_words"] == []
     assert len(doc["warnings"]) == 3
-    made = run("generate", "johnhero", "--lora", bad, "--base", "tiny-sd15", "--steps", "2", "--out",
-               tmp_path / "out", "--json")  # fmt: skip
+    made = run(
+        "generate",
+        "johnhero",
+        "--lora",
+        bad,
+        "--base",
+        "tiny-sd15",
+        "--steps",
+        "2",
+        "--out",
+        tmp_path / "out",
+        "--json",
+    )
     assert made.exit_code == 0, made.output
     result = json.loads(made.stdout)
     assert result["loras"][0]["strength"] == 1.0  # the unusable recommendation fell back to 1.0
@@ -43,8 +59,19 @@ def test_untrusted_lora_metadata_is_ignored_with_a_warning(run, trained, tmp_pat
 
 def test_absurd_recommended_strength_never_renders(run, trained, tmp_path):
     huge = _with_metadata(trained["tiny-sd15"], tmp_path / "huge.safetensors", lorastudio_recommended_strength="1e30")
-    made = run("generate", "johnhero", "--lora", huge, "--base", "tiny-sd15", "--steps", "2", "--out",
-               tmp_path / "out", "--json")  # fmt: skip
+    made = run(
+        "generate",
+        "johnhero",
+        "--lora",
+        huge,
+        "--base",
+        "tiny-sd15",
+        "--steps",
+        "2",
+        "--out",
+        tmp_path / "out",
+        "--json",
+    )
     assert json.loads(made.stdout)["loras"][0]["strength"] == 1.0
 
 
@@ -74,14 +101,56 @@ def _png(path, record):
         ("{not json", "not valid JSON"),
         ("[1, 2]", "not a JSON object"),
         (json.dumps({"prompt": "x", "seed": 1}), "lacks base"),
-        (json.dumps({"prompt": "x", "base": "tiny-sd15", "seed": 1, "steps": 2, "cfg_scale": 7, "width": 64,
-                     "height": 64, "sampler": "Euler", "batch_index": 7, "batch_size": 2}), "image 7 of a batch of 2"),
-        (json.dumps({"prompt": ["x"], "base": "tiny-sd15", "seed": "a", "steps": 2, "cfg_scale": 7, "width": 64,
-                     "height": 64, "sampler": "Euler"}), "generation settings"),
-        (json.dumps({"prompt": "x", "base": "tiny-sd15", "seed": 1, "steps": 2, "cfg_scale": 7, "width": 64,
-                     "height": 64, "sampler": "Euler", "loras": "all"}), "garbled"),
+        (
+            json.dumps(
+                {
+                    "prompt": "x",
+                    "base": "tiny-sd15",
+                    "seed": 1,
+                    "steps": 2,
+                    "cfg_scale": 7,
+                    "width": 64,
+                    "height": 64,
+                    "sampler": "Euler",
+                    "batch_index": 7,
+                    "batch_size": 2,
+                }
+            ),
+            "image 7 of a batch of 2",
+        ),
+        (
+            json.dumps(
+                {
+                    "prompt": ["x"],
+                    "base": "tiny-sd15",
+                    "seed": "a",
+                    "steps": 2,
+                    "cfg_scale": 7,
+                    "width": 64,
+                    "height": 64,
+                    "sampler": "Euler",
+                }
+            ),
+            "generation settings",
+        ),
+        (
+            json.dumps(
+                {
+                    "prompt": "x",
+                    "base": "tiny-sd15",
+                    "seed": 1,
+                    "steps": 2,
+                    "cfg_scale": 7,
+                    "width": 64,
+                    "height": 64,
+                    "sampler": "Euler",
+                    "loras": "all",
+                }
+            ),
+            "garbled",
+        ),
     ],
-)  # fmt: skip
+)
 def test_crafted_png_records_are_refused(run, tmp_path, record, says):
     result = run("generate", "--from-png", _png(tmp_path / "crafted.png", record), "--json")
     assert says in _error(result)["message"]
@@ -109,13 +178,37 @@ def test_one_seed_range_everywhere(run, figure_dir, trained, tmp_path):
     huge = str(2**70)
     train = ("train", figure_dir, "--kind", "character", "--trigger", "johnhero", "--base", "tiny-sd15")
     assert "seed" in _error(run(*train, "--seed", huge, "--json"))["message"]
-    grid = ("grid", "x", "--lora", trained["tiny-sd15"], "--base", "tiny-sd15", "--steps", "1", "--out",
-            tmp_path / "g.png")  # fmt: skip
+    grid = (
+        "grid",
+        "x",
+        "--lora",
+        trained["tiny-sd15"],
+        "--base",
+        "tiny-sd15",
+        "--steps",
+        "1",
+        "--out",
+        tmp_path / "g.png",
+    )
     assert "2**64" in _error(run(*grid, "--seeds", huge, "--json"))["message"]
     assert "strength" in _error(run(*grid, "--strengths", "nan", "--json"))["message"]
     assert "seed" in _error(run("generate", "x", "--base", "tiny-sd15", "--seed", huge, "--json"))["message"]
-    picked = run(*train, "--seed", "-1", "--steps", "1", "--resolution", "64", "--dim", "2",
-                 "--out", tmp_path / "s.safetensors", "--run-dir", tmp_path / "run", "--json")  # fmt: skip
+    picked = run(
+        *train,
+        "--seed",
+        "-1",
+        "--steps",
+        "1",
+        "--resolution",
+        "64",
+        "--dim",
+        "2",
+        "--out",
+        tmp_path / "s.safetensors",
+        "--run-dir",
+        tmp_path / "run",
+        "--json",
+    )
     assert picked.exit_code == 0, picked.output
     seed = json.loads(picked.stdout)["seed"]
     assert 0 <= seed < 2**64
@@ -123,9 +216,28 @@ def test_one_seed_range_everywhere(run, figure_dir, trained, tmp_path):
 
 
 def test_resume_from_a_damaged_checkpoint_names_it_and_the_one_before(run, figure_dir, tmp_path):
-    args = ("train", figure_dir, "--kind", "character", "--trigger", "johnhero", "--base", "tiny-sd15", "--steps",
-            "4", "--resolution", "64", "--dim", "2", "--checkpoint-every", "1", "--out", tmp_path / "r.safetensors",
-            "--run-dir", tmp_path / "run")  # fmt: skip
+    args = (
+        "train",
+        figure_dir,
+        "--kind",
+        "character",
+        "--trigger",
+        "johnhero",
+        "--base",
+        "tiny-sd15",
+        "--steps",
+        "4",
+        "--resolution",
+        "64",
+        "--dim",
+        "2",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        tmp_path / "r.safetensors",
+        "--run-dir",
+        tmp_path / "run",
+    )
     assert run(*args, "--json").exit_code == 0
     checkpoints = sorted((tmp_path / "run" / "checkpoints").iterdir())
     assert len(checkpoints) == 3
@@ -181,12 +293,22 @@ def test_readme_flow_trains_the_toyworld_references_as_written(run, tmp_path):
     the preset follows the default base (toyworld, 32 px and its recipe), so the 32x32 renders train."""
     refs = tmp_path / "refs"
     assert run("toyworld", "references", "johnhero", "--out", refs).exit_code == 0
-    checked = json.loads(run("dataset", "check", refs, "--kind", "character", "--trigger", "johnhero",
-                             "--json").stdout)  # fmt: skip
+    checked = json.loads(run("dataset", "check", refs, "--kind", "character", "--trigger", "johnhero", "--json").stdout)
     assert checked["usable"] and checked["counts"]["skipped"] == 0 and checked["resolution"] == 32
     # The README's command, with --steps cut so the test stays fast (the toy recipe's 600 take ~2 minutes).
-    result = run("train", refs, "--kind", "character", "--trigger", "johnhero", "--steps", "2",
-                 "--out", tmp_path / "johnhero.safetensors", "--json")  # fmt: skip
+    result = run(
+        "train",
+        refs,
+        "--kind",
+        "character",
+        "--trigger",
+        "johnhero",
+        "--steps",
+        "2",
+        "--out",
+        tmp_path / "johnhero.safetensors",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["resolution"] == 32 and summary["images_used"] == 20 and summary["family"] == "toyworld"

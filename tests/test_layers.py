@@ -39,8 +39,12 @@ def _imports(path: Path) -> set[str]:
 def test_layer_imports(layer):
     files = list((SRC / layer).rglob("*.py"))
     assert files
-    bad = [(f.relative_to(SRC), name) for f in files for name in _imports(f)
-           if any(name == x or name.startswith(x + ".") for x in FORBIDDEN[layer])]  # fmt: skip
+    bad = [
+        (f.relative_to(SRC), name)
+        for f in files
+        for name in _imports(f)
+        if any(name == x or name.startswith(x + ".") for x in FORBIDDEN[layer])
+    ]
     assert bad == []
 
 
@@ -251,8 +255,12 @@ def _face_imports() -> Iterator[tuple[str, Import, set[str]]]:
 
 
 def test_studio_and_web_use_the_engine_through_its_surface():
-    bad = [f"{imp}  (reaches {path})" for _, imp, paths in _face_imports() for path in sorted(paths)
-           if path.startswith("lorastudio.engine.")]  # fmt: skip
+    bad = [
+        f"{imp}  (reaches {path})"
+        for _, imp, paths in _face_imports()
+        for path in sorted(paths)
+        if path.startswith("lorastudio.engine.")
+    ]
     assert not bad, "rule: the studio and the web import the engine only as `lorastudio.engine`\n" + "\n".join(bad)
 
 

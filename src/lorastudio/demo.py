@@ -51,17 +51,27 @@ def run_demo(settings: Settings, out_dir: Path, steps: int, progress: Callable[[
     console = Console(soft_wrap=True)
     out_dir = check_writable_dir(out_dir.resolve(), "--out folder")
     john, kane = HELD_OUT_CHARACTERS["johnhero"], HELD_OUT_CHARACTERS["kanehero"]
-    console.print(f"1. Character 'Action Hero John' (trigger johnhero): {john.words()}; his opponent 'Villain "
-                  f"Kane' (kanehero): {kane.words()}. The toyworld base model never saw these colour pairings, so "
-                  "it cannot draw them from words alone.")  # fmt: skip
+    console.print(
+        f"1. Character 'Action Hero John' (trigger johnhero): {john.words()}; his opponent 'Villain "
+        f"Kane' (kanehero): {kane.words()}. The toyworld base model never saw these colour pairings, so "
+        "it cannot draw them from words alone."
+    )
     console.print("   Base model: toyworld, the built-in 32x32 toy-world model (not Stable Diffusion).")
     images = out_dir / "johnhero-references"
     character_references(john, images, n=20, seed=7)
-    report, _ = scan_dataset(images, kind="character", trigger="johnhero", preset=get_preset("character", "character"),
-                             resolution=32, max_pixels=settings.max_image_pixels, bucket_step=32)  # fmt: skip
+    report, _ = scan_dataset(
+        images,
+        kind="character",
+        trigger="johnhero",
+        preset=get_preset("character", "character"),
+        resolution=32,
+        max_pixels=settings.max_image_pixels,
+        bucket_step=32,
+    )
     counts = report.to_dict()["counts"]
-    console.print(f"2. 20 reference renders with captions in {images}: {counts['valid']} usable, "
-                  f"{counts['skipped']} skipped")  # fmt: skip
+    console.print(
+        f"2. 20 reference renders with captions in {images}: {counts['valid']} usable, {counts['skipped']} skipped"
+    )
     console.print(f"3. Training his character LoRA ({steps} steps, the guide's character preset scaled for a CPU)")
     john_lora = _train(settings, john.name, images, out_dir, steps, progress, console)
     # Kane only plays the opponent here, so half the steps do (measured: 20 of 20 pair scenes right).
@@ -82,8 +92,9 @@ def run_demo(settings: Settings, out_dir: Path, steps: int, progress: Callable[[
         both += identity_hit(shot.images[0], Prompt(prompt, (john, kane), "kungfu"))
         panels.append(shot.images[0])
         captions.append(f"{title} - found: {', '.join(found) or 'neither'}")
-    console.print(f"4. Epic Fight Sequence (seed 42, johnhero@left and kanehero@right at {TOY_STRENGTH}): "
-                  f"{out_dir / 'scenes'}")  # fmt: skip
+    console.print(
+        f"4. Epic Fight Sequence (seed 42, johnhero@left and kanehero@right at {TOY_STRENGTH}): {out_dir / 'scenes'}"
+    )
     for path, caption in zip(paths, captions, strict=True):
         console.print(f"   {path.name}: {caption}")
     sheet = contact_sheet(panels, captions, "Epic Fight Sequence - johnhero vs kanehero")
@@ -94,10 +105,16 @@ def run_demo(settings: Settings, out_dir: Path, steps: int, progress: Callable[[
     john_only = [{"lora": str(john_lora), "strength": TOY_STRENGTH}]
     with_lora = hit_rate(cache, prompts, john_only, identity_hit, first_seed=100)
     without = hit_rate(cache, prompts, [], identity_hit, first_seed=100)
-    console.print(f"6. John's identity hit rate over 10 scene prompts: {with_lora:.0%} with his LoRA, "
-                  f"{without:.0%} prompt-only; both fighters right in the sequence above: {both}/3")  # fmt: skip
-    grid = strength_grid(cache, GenerateRequest.build(prompt=prompts[0].text, base="toyworld", steps=20,
-                                                      loras=john_only), [0.6, 1.0, 1.2, 1.4], [42, 43])  # fmt: skip
+    console.print(
+        f"6. John's identity hit rate over 10 scene prompts: {with_lora:.0%} with his LoRA, "
+        f"{without:.0%} prompt-only; both fighters right in the sequence above: {both}/3"
+    )
+    grid = strength_grid(
+        cache,
+        GenerateRequest.build(prompt=prompts[0].text, base="toyworld", steps=20, loras=john_only),
+        [0.6, 1.0, 1.2, 1.4],
+        [42, 43],
+    )
     grid_path = save_png(out_dir / "strength-grid.png", grid.image, grid.params, a1111=False)
     console.print(f"7. Strength grid for John's LoRA (no-LoRA row, then 0.6/1.0/1.2/1.4): {grid_path}")
     console.print(f"   Reproduce a scene: lorastudio generate --from-png {paths[0]}")
@@ -105,8 +122,9 @@ def run_demo(settings: Settings, out_dir: Path, steps: int, progress: Callable[[
 
 
 def _train(settings: Settings, name: str, images: Path, out_dir: Path, steps: int, progress, console) -> Path:
-    cfg = toy_lora_config("character", images, name, out_dir / f"{name}.safetensors", out_dir / f"run-{name}",
-                          steps=steps)  # fmt: skip
+    cfg = toy_lora_config(
+        "character", images, name, out_dir / f"{name}.safetensors", out_dir / f"run-{name}", steps=steps
+    )
     with progress(steps) as bar:
         result = train_lora(cfg, settings=settings, on_progress=bar.update)
     console.print(f"   LoRA: {result.lora_path} ({result.seconds:.0f}s)")

@@ -53,8 +53,13 @@ def test_bad_base_models_are_refused_with_a_reason(settings, tmp_path):
 
 def test_single_file_without_configs_says_how_to_load_it(settings, tmp_path):
     ckpt = tmp_path / "my_sd15.safetensors"
-    save_file({"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": torch.zeros(2, 2),
-               "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 2)}, ckpt)  # fmt: skip
+    save_file(
+        {
+            "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": torch.zeros(2, 2),
+            "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 2),
+        },
+        ckpt,
+    )
     with pytest.raises(NotFound, match="LORASTUDIO_SINGLE_FILE_CONFIG"):
         load_base_model(str(ckpt), settings)
 

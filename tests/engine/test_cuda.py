@@ -12,8 +12,16 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_mixed_precision_training_on_cuda(settings, figure_dir, tmp_path, precision):
-    cfg = tiny_config(figure_dir, tmp_path, device="cuda", precision=precision, steps=20, resolution=128,
-                      gradient_checkpointing=True, checkpoint_every=10)  # fmt: skip
+    cfg = tiny_config(
+        figure_dir,
+        tmp_path,
+        device="cuda",
+        precision=precision,
+        steps=20,
+        resolution=128,
+        gradient_checkpointing=True,
+        checkpoint_every=10,
+    )
     result = train_lora(cfg, settings=settings)
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss in result.loss_history)
     assert result.peak_memory_mb and result.peak_memory_mb > 0
@@ -69,8 +77,15 @@ def test_training_steps_do_not_wait_for_the_gpu(settings, figure_dir, tmp_path, 
 
     counts = []
     for steps in (4, 24):
-        cfg = tiny_config(figure_dir, tmp_path / str(steps), device="cuda", precision=precision, steps=steps,
-                          max_grad_norm=1.0, min_snr_gamma=5.0)  # fmt: skip
+        cfg = tiny_config(
+            figure_dir,
+            tmp_path / str(steps),
+            device="cuda",
+            precision=precision,
+            steps=steps,
+            max_grad_norm=1.0,
+            min_snr_gamma=5.0,
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")

@@ -10,9 +10,14 @@ from lorastudio.errors import Invalid, NotFound
 
 def scan(folder, kind="character", resolution=128, **kw):
     return scan_dataset(
-        folder, kind=kind, trigger="johnhero", preset=get_preset(None, kind), resolution=resolution,
-        max_pixels=64_000_000, **kw,
-    )  # fmt: skip
+        folder,
+        kind=kind,
+        trigger="johnhero",
+        preset=get_preset(None, kind),
+        resolution=resolution,
+        max_pixels=64_000_000,
+        **kw,
+    )
 
 
 def by_name(report):
@@ -77,8 +82,14 @@ def test_captions_always_contain_the_trigger(tmp_path):
 
 def test_bad_trigger_and_missing_folder(tmp_path):
     with pytest.raises(Invalid, match="one word"):
-        scan_dataset(tmp_path, kind="character", trigger="john hero", preset=PRESETS["character"],
-                     resolution=64, max_pixels=10**8)  # fmt: skip
+        scan_dataset(
+            tmp_path,
+            kind="character",
+            trigger="john hero",
+            preset=PRESETS["character"],
+            resolution=64,
+            max_pixels=10**8,
+        )
     with pytest.raises(NotFound):
         scan(tmp_path / "nope")
 
@@ -95,9 +106,20 @@ def test_buckets_are_multiples_of_64_and_never_upscale():
 def test_presets_match_the_guide():
     c, f = PRESETS["character"], PRESETS["fighting_style"]
     assert (c.steps_range, c.learning_rate, c.network_dim, c.network_alpha, c.resolution, c.batch_size) == (
-        (1000, 1500), 1e-4, 64, 32, 768, 1)  # fmt: skip
+        (1000, 1500),
+        1e-4,
+        64,
+        32,
+        768,
+        1,
+    )
     assert (f.steps_range, f.learning_rate, f.dim_range, f.resolution, f.batch_size) == (
-        (1500, 2000), 8e-5, (32, 48), 768, 2)  # fmt: skip
+        (1500, 2000),
+        8e-5,
+        (32, 48),
+        768,
+        2,
+    )
     assert 16 <= f.network_alpha <= 24 and 32 <= f.network_dim <= 48
     assert PRESETS["character-hires"].resolution == 1024
     assert {"pose", "visual_style", "pose-hires", "visual_style-hires"} <= set(PRESETS)

@@ -94,15 +94,17 @@ def test_family_and_kind_tables_are_complete(settings):
 
 
 def test_untrusted_metadata_is_parsed_leniently():
-    info = read_info({
-        "lorastudio_trigger_words": '["johnhero", "two words", 5, "' + "x" * 100 + '"]',
-        "lorastudio_recommended_strength": "nan",
-        "lorastudio_kind": "character",
-        "lorastudio_base_family": "sd99",
-        "lorastudio_description": "red gi\x00\x07 " + "y" * 400,
-        "ss_tag_frequency": '{"a": {"johnhero": "many"}}',
-        "ss_max_train_steps": "1e400",
-    })  # fmt: skip
+    info = read_info(
+        {
+            "lorastudio_trigger_words": '["johnhero", "two words", 5, "' + "x" * 100 + '"]',
+            "lorastudio_recommended_strength": "nan",
+            "lorastudio_kind": "character",
+            "lorastudio_base_family": "sd99",
+            "lorastudio_description": "red gi\x00\x07 " + "y" * 400,
+            "ss_tag_frequency": '{"a": {"johnhero": "many"}}',
+            "ss_max_train_steps": "1e400",
+        }
+    )
     assert info.trigger_words == ["johnhero"] and info.kind == "character"
     assert info.recommended_strength is None and info.family is None and info.tags == []
     assert info.description.startswith("red gi ") and len(info.description) == 300

@@ -51,8 +51,12 @@ def diffusers_maps_back(unet, state: dict, sdxl: bool) -> None:
         state = _maybe_map_sgm_blocks_to_diffusers(dict(state), unet.config)
     converted, alphas = _convert_non_diffusers_lora_to_diffusers(dict(state))
     modules = dict(unet.named_modules())
-    paths = {re.sub(r"(_lora|\.lora|\.lora_linear_layer)?\.(down|up)\.weight$", "", k[len("unet.") :])
-             .replace(".processor", "") for k in converted}  # fmt: skip
+    paths = {
+        re.sub(r"(_lora|\.lora|\.lora_linear_layer)?\.(down|up)\.weight$", "", k[len("unet.") :]).replace(
+            ".processor", ""
+        )
+        for k in converted
+    }
     missing = [p for p in paths if p not in modules and p.replace("to_out", "to_out.0") not in modules]
     assert not missing, missing[:5]
     assert len(alphas) == len(paths)

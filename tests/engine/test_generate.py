@@ -117,9 +117,16 @@ def test_png_parameters_round_trip_and_reproduce_the_image(cache, trained, tmp_p
     tag_dir = cache.settings.loras_dir
     tag_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(trained["style-sd15"], tag_dir / "kungfu.safetensors")
-    first = generate(cache, req(prompt="johnhero fights <lora:kungfu:0.6>, kungfustyle", negative_prompt="blurry",
-                                loras=[{"lora": str(trained["tiny-sd15"]), "strength": 0.7}], n=2,
-                                sampler="euler a"))  # fmt: skip
+    first = generate(
+        cache,
+        req(
+            prompt="johnhero fights <lora:kungfu:0.6>, kungfustyle",
+            negative_prompt="blurry",
+            loras=[{"lora": str(trained["tiny-sd15"]), "strength": 0.7}],
+            n=2,
+            sampler="euler a",
+        ),
+    )
     paths = save_result(first, tmp_path)
     assert [p.name for p in paths] == ["00001-7.png", "00002-8.png"]
     params = read_png_parameters(paths[1])
@@ -149,12 +156,19 @@ def test_strength_warnings_follow_the_guide(cache, trained, tmp_path):
     villain = read_lora(trained["tiny-sd15"])  # a second character: same metadata, other weights
     villain.tensors = {k: v * 0.9 if k.endswith("up.weight") else v for k, v in villain.tensors.items()}
     other = save_lora(tmp_path / "villain.safetensors", villain)
-    result = generate(cache, req(prompt="johnhero, kungfustyle", loras=[
-        {"lora": str(trained["tiny-sd15"]), "strength": 1.0}, {"lora": str(other), "strength": 0.7}]))  # fmt: skip
+    result = generate(
+        cache,
+        req(
+            prompt="johnhero, kungfustyle",
+            loras=[{"lora": str(trained["tiny-sd15"]), "strength": 1.0}, {"lora": str(other), "strength": 0.7}],
+        ),
+    )
     assert any("guide suggests 0.6-0.8 each" in w and "tiny-sd15" in w for w in result.warnings)
     hero, style = str(trained["tiny-sd15"]), str(trained["style-sd15"])
-    over = generate(cache, req(prompt="johnhero, kungfustyle",
-                               loras=[{"lora": hero, "strength": 1.2}, {"lora": style, "strength": 1.0}]))  # fmt: skip
+    over = generate(
+        cache,
+        req(prompt="johnhero, kungfustyle", loras=[{"lora": hero, "strength": 1.2}, {"lora": style, "strength": 1.0}]),
+    )
     assert any("total LoRA strength 2.20 is above 1.8" in w for w in over.warnings)
 
 
@@ -201,8 +215,9 @@ def test_strength_grid_has_the_no_lora_baseline_row(cache, trained):
 
 def test_diagnose_measures_each_lora_against_the_plain_image(cache, trained):
     hero, style = str(trained["tiny-sd15"]), str(trained["style-sd15"])
-    request = req(prompt="johnhero, kungfustyle",
-                  loras=[{"lora": hero, "strength": 1.0}, {"lora": style, "strength": 0.0}])  # fmt: skip
+    request = req(
+        prompt="johnhero, kungfustyle", loras=[{"lora": hero, "strength": 1.0}, {"lora": style, "strength": 0.0}]
+    )
     effects, _ = diagnose(cache, request)
     by_name = {e.lora: e for e in effects}
     assert by_name["tiny-sd15"].mean_abs_diff > 1.0

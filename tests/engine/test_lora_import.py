@@ -433,8 +433,10 @@ def test_kohya_sd_scripts_file_for_toyworld_fits_toyworld(settings, sd15, tmp_pa
     base = toyworld.get_base("toyworld")
     gen = torch.Generator().manual_seed(3)
     tensors = {}
-    parts = [("lora_unet_", base.unet, r"attn[12]\.(to_q|to_k|to_v|to_out\.0)$"),
-             ("lora_te_text_model_", base.text_encoders[0], r"self_attn\.(q|k|v|out)_proj$")]  # fmt: skip
+    parts = [
+        ("lora_unet_", base.unet, r"attn[12]\.(to_q|to_k|to_v|to_out\.0)$"),
+        ("lora_te_text_model_", base.text_encoders[0], r"self_attn\.(q|k|v|out)_proj$"),
+    ]
     for prefix, model, pattern in parts:
         for name, module in model.named_modules():
             if isinstance(module, torch.nn.Linear) and re.search(pattern, name):
@@ -443,8 +445,13 @@ def test_kohya_sd_scripts_file_for_toyworld_fits_toyworld(settings, sd15, tmp_pa
                 tensors[f"{stem}.lora_up.weight"] = torch.randn(module.out_features, 8, generator=gen) * 0.01
                 tensors[f"{stem}.alpha"] = torch.tensor(8.0)
     assert len(tensors) > 30
-    meta = {"ss_network_module": "networks.lora", "ss_network_dim": "8", "ss_network_alpha": "8",
-            "ss_base_model_version": "sd_v1", "ss_output_name": "toy"}  # fmt: skip
+    meta = {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": "8",
+        "ss_network_alpha": "8",
+        "ss_base_model_version": "sd_v1",
+        "ss_output_name": "toy",
+    }
     save_file(tensors, tmp_path / "toy.safetensors", meta)
     lora = read_lora(tmp_path / "toy.safetensors")
     assert lora.info.family is None  # no label anywhere: only the shapes decide

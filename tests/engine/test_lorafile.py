@@ -15,8 +15,9 @@ from lorastudio.errors import FamilyMismatch, Invalid, NotFound, Unsupported
 
 def render(pipe, seed=1) -> np.ndarray:
     gen = torch.Generator().manual_seed(seed)
-    image = pipe("johnhero, a person", num_inference_steps=3, height=64, width=64, generator=gen,
-                 output_type="np").images[0]  # fmt: skip
+    image = pipe(
+        "johnhero, a person", num_inference_steps=3, height=64, width=64, generator=gen, output_type="np"
+    ).images[0]
     return image
 
 
@@ -39,9 +40,19 @@ def test_kohya_export_loads_in_diffusers_and_changes_the_output(settings, traine
 def test_metadata_carries_kohya_and_our_keys(trained):
     info = inspect_lora(trained["tiny-sd15"])
     meta = info["metadata"]
-    for key in ("ss_network_dim", "ss_network_alpha", "ss_learning_rate", "ss_max_train_steps", "ss_resolution",
-                "ss_sd_model_name", "ss_new_sd_model_hash", "ss_num_train_images", "ss_tag_frequency",
-                "ss_training_started_at", "ss_base_model_version"):  # fmt: skip
+    for key in (
+        "ss_network_dim",
+        "ss_network_alpha",
+        "ss_learning_rate",
+        "ss_max_train_steps",
+        "ss_resolution",
+        "ss_sd_model_name",
+        "ss_new_sd_model_hash",
+        "ss_num_train_images",
+        "ss_tag_frequency",
+        "ss_training_started_at",
+        "ss_base_model_version",
+    ):
         assert meta[key], key
     assert meta["ss_network_dim"] == "4" and meta["ss_base_model_version"] == "sd_v1"
     assert json.loads(meta["ss_tag_frequency"])["figure0"]["johnhero"] == 8
@@ -64,8 +75,10 @@ def test_diffusers_format_imports_to_the_same_lora(settings, trained, tmp_path, 
     pipe = DiffusionPipeline.from_pretrained(settings.models_dir / base)
     pipe.load_lora_weights(str(trained[base]), adapter_name="x")
     layers = {"unet_lora_layers": lora_state(pipe.unet), "text_encoder_lora_layers": lora_state(pipe.text_encoder)}
-    meta = {"unet_lora_adapter_metadata": pipe.unet.peft_config["x"].to_dict(),
-            "text_encoder_lora_adapter_metadata": pipe.text_encoder.peft_config["x"].to_dict()}  # fmt: skip
+    meta = {
+        "unet_lora_adapter_metadata": pipe.unet.peft_config["x"].to_dict(),
+        "text_encoder_lora_adapter_metadata": pipe.text_encoder.peft_config["x"].to_dict(),
+    }
     if base == "tiny-sdxl":
         layers["text_encoder_2_lora_layers"] = lora_state(pipe.text_encoder_2)
         meta["text_encoder_2_lora_adapter_metadata"] = pipe.text_encoder_2.peft_config["x"].to_dict()

@@ -79,7 +79,9 @@ def test_sdxl_with_conv_layers_and_buckets(settings, figure_dir, tmp_path):
     tensors, meta = read_safetensors(train_lora(cfg, settings=settings).lora_path)
     samples = 8 * (2 if cfg.flip_augment else 1)
     assert json.loads(meta["ss_bucket_info"]) == {
-        "buckets": {"0": {"resolution": [64, 64], "count": samples}}, "mean_img_ar_error": 0.0}  # fmt: skip
+        "buckets": {"0": {"resolution": [64, 64], "count": samples}},
+        "mean_img_ar_error": 0.0,
+    }
     assert meta["modelspec.implementation"] == "https://github.com/Stability-AI/generative-models"
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     assert json.loads(meta["ss_network_args"]) == {"conv_dim": "4", "conv_alpha": str(cfg.network_alpha)}

@@ -38,8 +38,9 @@ def test_reading_the_loss_does_not_grow_with_the_steps(settings, figure_dir, tmp
     for steps in (4, 16):
         calls.clear()
         seen = events.setdefault(steps, [])
-        result = train_lora(tiny_config(figure_dir, tmp_path / str(steps), steps=steps), settings=settings,
-                            on_progress=seen.append)  # fmt: skip
+        result = train_lora(
+            tiny_config(figure_dir, tmp_path / str(steps), steps=steps), settings=settings, on_progress=seen.append
+        )
         counts.append(len(calls))
         assert [s for s, _ in result.loss_history] == list(range(1, steps + 1))
     assert counts[1] - counts[0] < 4, counts  # 12 more steps, (almost) no more reads
@@ -110,8 +111,10 @@ def test_what_the_caches_replace_is_freed_unless_samples_need_it(settings, figur
     result = train_lora(tiny_config(figure_dir, tmp_path, steps=2, **extra), settings=settings)
     assert result.lora_path.is_file()
     base = loaded[0]
-    devices = {part: {p.device.type for p in module.parameters()} for part, module in
-               [("vae", base.pipe.vae), ("text", base.text_encoders[0]), ("unet", base.unet)]}  # fmt: skip
+    devices = {
+        part: {p.device.type for p in module.parameters()}
+        for part, module in [("vae", base.pipe.vae), ("text", base.text_encoders[0]), ("unet", base.unet)]
+    }
     assert devices["unet"] == {"cpu"}  # still trained
     expect = {"cpu"} if samples else {"meta"}
     assert devices["vae"] == expect and devices["text"] == expect

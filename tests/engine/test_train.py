@@ -24,8 +24,9 @@ def denoise_loss(model_dir, lora_path, folder, prompt="johnhero, a person") -> f
     pipe = StableDiffusionPipeline.from_pretrained(model_dir, safety_checker=None)
     if lora_path:
         pipe.load_lora_weights(str(lora_path))
-    pixels = torch.stack([to_pixels(fit_to_bucket(open_image(p, max_pixels=10**8).image, 64))
-                          for p in list_images(folder)])  # fmt: skip
+    pixels = torch.stack(
+        [to_pixels(fit_to_bucket(open_image(p, max_pixels=10**8).image, 64)) for p in list_images(folder)]
+    )
     latents = encode_latents(pipe.vae, pixels)
     gen = torch.Generator().manual_seed(0)
     total = 0.0
@@ -72,7 +73,9 @@ def test_checkpoints_keep_only_the_last_k(settings, figure_dir, tmp_path):
     cfg = tiny_config(figure_dir, tmp_path, steps=10, checkpoint_every=2, keep_checkpoints=2)
     train_lora(cfg, settings=settings)
     assert [p.name for p in list_checkpoints(cfg.run_dir)] == [
-        "checkpoint-000006.safetensors", "checkpoint-000008.safetensors"]  # fmt: skip
+        "checkpoint-000006.safetensors",
+        "checkpoint-000008.safetensors",
+    ]
 
 
 def test_resume_refuses_changed_settings_and_missing_checkpoints(settings, figure_dir, tmp_path):
@@ -118,9 +121,16 @@ def test_nan_loss_stops_with_a_clear_error(settings, figure_dir, tmp_path):
 
 def test_sdxl_family_trains_with_text_encoders_and_samples(settings, figure_dir, tmp_path):
     cfg = tiny_config(
-        figure_dir, tmp_path, base="tiny-sdxl", steps=3, train_text_encoder=True, target="all",
-        sample_every=3, sample_prompts=["johnhero kick"], sample_steps=2,
-    )  # fmt: skip
+        figure_dir,
+        tmp_path,
+        base="tiny-sdxl",
+        steps=3,
+        train_text_encoder=True,
+        target="all",
+        sample_every=3,
+        sample_prompts=["johnhero kick"],
+        sample_steps=2,
+    )
     result = train_lora(cfg, settings=settings)
     keys = load_file(result.lora_path).keys()
     assert result.family == "tiny-sdxl" and len(result.samples) == 1 and result.samples[0].exists()

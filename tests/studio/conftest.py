@@ -103,8 +103,10 @@ def upload_refs(client, dataset_id: int, folder: Path, extra: list | None = None
 
 def john_dataset(client, refs: Path) -> tuple[int, int]:
     character = client.post("/api/v1/characters", json={"name": "Action Hero John", "description": "red gi"}).json()
-    dataset = client.post("/api/v1/datasets", json={"name": "John", "kind": "character", "trigger": "johnhero",
-                                                    "character_id": character["id"]}).json()  # fmt: skip
+    dataset = client.post(
+        "/api/v1/datasets",
+        json={"name": "John", "kind": "character", "trigger": "johnhero", "character_id": character["id"]},
+    ).json()
     assert upload_refs(client, dataset["id"], refs).status_code == 200
     return character["id"], dataset["id"]
 
@@ -129,8 +131,12 @@ class Workers:
     def start(self, name: str) -> subprocess.Popen:
         env = os.environ | FAST | {"LORASTUDIO_HOME": str(self.settings.home), "OMP_NUM_THREADS": "1"}
         log = open(self.settings.home / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "lorastudio.cli", "worker", "--name", name, "--threads", "1"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lorastudio.cli", "worker", "--name", name, "--threads", "1"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         return proc
 

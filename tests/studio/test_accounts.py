@@ -52,11 +52,15 @@ def _maya_world(client, settings, h, john_refs) -> dict:
     ids["dataset_id"] = client.post("/api/v1/datasets", json=data, headers=h).json()["id"]
     up = client.post(f"/api/v1/datasets/{ids['dataset_id']}/images", files=[("files", ("a.png", png))], headers=h)
     ids["dataset_image_id"] = up.json()["images"][0]["id"]
-    lora = client.post("/api/v1/loras", files={"file": ("mine.safetensors", prebuilt_lora_path("sword").read_bytes())},
-                       headers=h).json()  # fmt: skip
+    lora = client.post(
+        "/api/v1/loras", files={"file": ("mine.safetensors", prebuilt_lora_path("sword").read_bytes())}, headers=h
+    ).json()
     ids["lora_id"] = lora["id"]
-    scene = client.post("/api/v1/generations", json={"prompt": "johnhero", "steps": 2, "loras": [
-        {"lora_id": lora["id"], "strength": 1.0}]}, headers=h).json()  # fmt: skip
+    scene = client.post(
+        "/api/v1/generations",
+        json={"prompt": "johnhero", "steps": 2, "loras": [{"lora_id": lora["id"], "strength": 1.0}]},
+        headers=h,
+    ).json()
     ids["job_id"] = scene["id"]
     recipe = {"name": "r", "loras": [{"lora_id": lora["id"], "strength": 0.8}], "prompt_template": "johnhero"}
     ids["recipe_id"] = client.post("/api/v1/recipes", json=recipe, headers=h).json()["id"]
@@ -155,8 +159,9 @@ def test_every_route_answers_another_user_s_ids_with_404(team, team_settings, jo
 
 def test_a_public_lora_is_in_everyone_s_library_read_only_and_counts_their_use(team, team_settings):
     client, h = team
-    lora = client.post("/api/v1/loras", files={"file": ("s.safetensors", prebuilt_lora_path("sword").read_bytes())},
-                       headers=h["maya"]).json()  # fmt: skip
+    lora = client.post(
+        "/api/v1/loras", files={"file": ("s.safetensors", prebuilt_lora_path("sword").read_bytes())}, headers=h["maya"]
+    ).json()
     assert lora["public"] is False
     shared = client.put(f"/api/v1/loras/{lora['id']}/public", json={"public": True}, headers=h["maya"]).json()
     assert shared["public"] is True
@@ -167,8 +172,11 @@ def test_a_public_lora_is_in_everyone_s_library_read_only_and_counts_their_use(t
     assert (
         client.put(f"/api/v1/loras/{lora['id']}/public", json={"public": False}, headers=h["kane"]).status_code == 403
     )
-    used = client.post("/api/v1/generations", json={"prompt": "swordstyle", "steps": 2,
-                       "loras": [{"lora_id": lora["id"]}]}, headers=h["kane"])  # fmt: skip
+    used = client.post(
+        "/api/v1/generations",
+        json={"prompt": "swordstyle", "steps": 2, "loras": [{"lora_id": lora["id"]}]},
+        headers=h["kane"],
+    )
     assert used.status_code == 201, used.text
     Worker(team_settings, name="in-process").drain()
     done = client.get(f"/api/v1/jobs/{used.json()['id']}", headers=h["kane"]).json()

@@ -134,8 +134,9 @@ def test_imported_loras_get_the_engines_refusals(client, trained, tmp_path):
 
 def test_delete_keeps_files_a_job_in_flight_uses(client, trained):
     lora = client.post("/api/v1/loras", files={"file": ("hero.safetensors", trained["tiny-sd15"].read_bytes())}).json()
-    job = client.post("/api/v1/generations", json={"prompt": "johnhero", "base": "tiny-sd15",
-                                                   "loras": [{"lora_id": lora["id"]}]}).json()  # fmt: skip
+    job = client.post(
+        "/api/v1/generations", json={"prompt": "johnhero", "base": "tiny-sd15", "loras": [{"lora_id": lora["id"]}]}
+    ).json()
     from lorastudio.studio.db import make_engine, session_factory
     from lorastudio.studio.library import record_usage
 
@@ -157,8 +158,9 @@ def test_no_route_answers_500(client):
     for operation in operations:
 
         @given(operation.as_strategy())
-        @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-                  database=None)  # fmt: skip
+        @settings(
+            max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+        )
         def call(case):
             response = case.call()
             assert response.status_code < 500, (

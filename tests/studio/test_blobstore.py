@@ -39,8 +39,7 @@ def test_a_file_put_on_one_machine_is_read_on_another(s3_store, s3_env, tmp_path
     blob = store.put_file(source)
     small = store.put_bytes(b"a preview")
     # Another machine: its own home and cache, the same bucket.
-    other = make_store(Settings(home=tmp_path / "other", blob_url=settings.blob_url,
-                                s3_endpoint_url=s3_env.endpoint))  # fmt: skip
+    other = make_store(Settings(home=tmp_path / "other", blob_url=settings.blob_url, s3_endpoint_url=s3_env.endpoint))
     assert other.cache.get(blob) is None and other.exists(blob)
     assert other.path(blob).read_bytes() == source.read_bytes()
     assert other.path(small).read_bytes() == b"a preview"
@@ -52,8 +51,9 @@ def test_a_file_put_on_one_machine_is_read_on_another(s3_store, s3_env, tmp_path
     assert not store.client.list_objects_v2(Bucket=store.bucket, Prefix=key).get("Contents")
     assert other.cache.get(blob) is None and not other.exists(blob)
     with pytest.raises(NotFound):
-        make_store(Settings(home=tmp_path / "third", blob_url=settings.blob_url,
-                            s3_endpoint_url=s3_env.endpoint)).path(blob)  # fmt: skip
+        make_store(Settings(home=tmp_path / "third", blob_url=settings.blob_url, s3_endpoint_url=s3_env.endpoint)).path(
+            blob
+        )
 
 
 def test_hostile_blob_ids_name_nothing(s3_store):
@@ -86,8 +86,9 @@ def test_a_store_that_cannot_be_reached_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    store = S3BlobStore("s3://nowhere/p", cache=BlobCache(tmp_path, 10**6),
-                        endpoint_url=f"http://127.0.0.1:{free_port()}")  # fmt: skip
+    store = S3BlobStore(
+        "s3://nowhere/p", cache=BlobCache(tmp_path, 10**6), endpoint_url=f"http://127.0.0.1:{free_port()}"
+    )
     with pytest.raises(Unavailable, match="s3://nowhere"):
         store.check()
     with pytest.raises(Unavailable, match="could not look up a file.*LORASTUDIO_S3_ENDPOINT_URL"):

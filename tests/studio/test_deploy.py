@@ -31,8 +31,13 @@ ROLES = SERVERS | {"settings", "database", "schema", "bucket", "users", "workers
 USERS = ("alice", "bob", "carol")
 # Test-only settings on top of the document's: a CPU, short leases so a dead worker is noticed in seconds,
 # one torch thread a process (2 cores, 6 processes; and the same arithmetic in every process).
-FAST = {"LORASTUDIO_DEVICE": "cpu", "LORASTUDIO_LEASE_SECONDS": "5", "LORASTUDIO_HEARTBEAT_SECONDS": "0.5",
-        "LORASTUDIO_POLL_SECONDS": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
+FAST = {
+    "LORASTUDIO_DEVICE": "cpu",
+    "LORASTUDIO_LEASE_SECONDS": "5",
+    "LORASTUDIO_HEARTBEAT_SECONDS": "0.5",
+    "LORASTUDIO_POLL_SECONDS": "1",
+    "OMP_NUM_THREADS": "1",
+}
 
 
 def blocks() -> list[tuple[str, list[str]]]:
@@ -72,9 +77,16 @@ class Deployment:
             # The tests run as root (CI) where sudo may be missing; runuser is what root has.
             ("sudo -u postgres", "runuser -u postgres --" if os.geteuid() == 0 else "sudo -u postgres"),
         ]
-        self.env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                                 "LORASTUDIO_HOME": str(tmp / "api-home"), "PGHOST": "127.0.0.1",
-                                 "PGPORT": str(pg_port)} | FAST  # fmt: skip
+        self.env = (
+            os.environ
+            | {
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                "LORASTUDIO_HOME": str(tmp / "api-home"),
+                "PGHOST": "127.0.0.1",
+                "PGPORT": str(pg_port),
+            }
+            | FAST
+        )
         for line in self.lines("settings"):
             name, value = line.removeprefix("export ").split("=", 1)
             self.env[name] = self.sub(value)
@@ -104,8 +116,9 @@ class Deployment:
         env, commands = self._split(role, extra)
         outputs = []
         for command in commands:
-            done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120,
-                                  cwd=self.tmp)  # fmt: skip
+            done = subprocess.run(
+                ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120, cwd=self.tmp
+            )
             assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
             outputs.append(done.stdout)
         return outputs
@@ -142,8 +155,9 @@ class Api:
     """One user's HTTP client; retries while the server restarts."""
 
     def __init__(self, port: int, token: str):
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
-                                 timeout=60)  # fmt: skip
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
 
     def call(self, method: str, path: str, **kwargs) -> httpx.Response:
         deadline = time.monotonic() + 60
@@ -163,8 +177,11 @@ class Api:
 
 def _dataset(api: Api, refs: Path, name: str) -> int:
     character = api.ok("POST", "/api/v1/characters", json={"name": f"{name}'s John", "description": "red gi"})
-    dataset = api.ok("POST", "/api/v1/datasets", json={"name": "John", "kind": "character", "trigger": "johnhero",
-                                                       "character_id": character["id"]})  # fmt: skip
+    dataset = api.ok(
+        "POST",
+        "/api/v1/datasets",
+        json={"name": "John", "kind": "character", "trigger": "johnhero", "character_id": character["id"]},
+    )
     files = [("files", (p.name, p.read_bytes())) for p in sorted(refs.iterdir())]
     api.ok("POST", f"/api/v1/datasets/{dataset['id']}/images", files=files)
     return dataset["id"]
@@ -260,11 +277,13 @@ def test_a_team_on_many_machines(deployment, john_refs):
 
     finished = {}
     for user, job_id in submitted:
-        finished[job_id] = _wait(apis[user], job_id, lambda j: j["status"] in ("succeeded", "failed", "canceled"),
-                                 timeout=300)  # fmt: skip
+        finished[job_id] = _wait(
+            apis[user], job_id, lambda j: j["status"] in ("succeeded", "failed", "canceled"), timeout=300
+        )
     assert len(finished) == 18 and sum(1 for j in finished.values() if j["type"] == "training") == 6
-    assert {j["status"] for j in finished.values()} == {"succeeded"}, [j for j in finished.values()
-                                                                        if j["status"] != "succeeded"]  # fmt: skip
+    assert {j["status"] for j in finished.values()} == {"succeeded"}, [
+        j for j in finished.values() if j["status"] != "succeeded"
+    ]
 
     # The killed run went on from the stored checkpoint on another machine and ended like the other.
     resumed, uninterrupted = finished[doomed], finished[reference]

@@ -22,8 +22,9 @@ def small_disk(tmp_path):
         pytest.skip("mounting a small tmpfs needs root (CI and the dev machines run as root)")
     where = tmp_path / "disk"
     where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(where)],
-                             capture_output=True, text=True)  # fmt: skip
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"this machine does not let a tmpfs be mounted: {mounted.stderr.strip()}")
     yield where
@@ -59,8 +60,10 @@ def test_a_full_disk_answers_507_in_words_and_not_ready_then_recovers(small_disk
     settings = Settings(home=home, device="cpu", lease_seconds=3, heartbeat_seconds=0.5, min_free_mb=5)
     client = TestClient(create_app(settings))
     character = client.post("/api/v1/characters", json={"name": "John", "description": "red gi"}).json()
-    dataset = client.post("/api/v1/datasets", json={"name": "John", "kind": "character", "trigger": "johnhero",
-                                                    "character_id": character["id"]}).json()  # fmt: skip
+    dataset = client.post(
+        "/api/v1/datasets",
+        json={"name": "John", "kind": "character", "trigger": "johnhero", "character_id": character["id"]},
+    ).json()
     assert client.get("/readyz").json() == {"status": "ready"}
 
     _fill(small_disk / "filler")
@@ -83,8 +86,11 @@ def test_a_full_disk_answers_507_in_words_and_not_ready_then_recovers(small_disk
     assert page.status_code == 507 and page.headers["content-type"].startswith("text/html")
     assert "the studio&#39;s disk is full" in page.text and str(home) not in page.text
     assert '<nav aria-label="Main navigation">' in page.text
-    fragment = client.post(f"/train/{dataset['id']}/images", files=[("files", (one.name, one.read_bytes()))],
-                           headers={"HX-Request": "true"})  # fmt: skip
+    fragment = client.post(
+        f"/train/{dataset['id']}/images",
+        files=[("files", (one.name, one.read_bytes()))],
+        headers={"HX-Request": "true"},
+    )
     assert fragment.status_code == 507 and "disk is full" in fragment.text and "<nav" not in fragment.text
 
     (small_disk / "filler").unlink()

@@ -27,10 +27,15 @@ def test_the_guides_flow_end_to_end(client, studio_settings, john_refs):
     assert [s["trigger"] for s in styles[:4]] == ["boxingstyle", "kungfustyle", "mmastyle", "swordstyle"]
     character = client.post("/api/v1/characters", json={"name": "Action Hero John", "description": "red gi"}).json()
     assert character["trigger"] == "johnhero"
-    dataset = client.post("/api/v1/datasets", json={"name": "John", "kind": "character", "trigger": "johnhero",
-                                                    "character_id": character["id"]}).json()  # fmt: skip
-    broken = [("files", ("empty.png", b"")), ("files", ("garbage.png", b"not an image")),
-              ("files", ("cut.png", (john_refs / "johnhero_00.png").read_bytes()[:60]))]  # fmt: skip
+    dataset = client.post(
+        "/api/v1/datasets",
+        json={"name": "John", "kind": "character", "trigger": "johnhero", "character_id": character["id"]},
+    ).json()
+    broken = [
+        ("files", ("empty.png", b"")),
+        ("files", ("garbage.png", b"not an image")),
+        ("files", ("cut.png", (john_refs / "johnhero_00.png").read_bytes()[:60])),
+    ]
     uploaded = upload_refs(client, dataset["id"], john_refs, broken).json()
     verdicts = {i["filename"]: i["status"] for i in uploaded["images"]}
     assert (
@@ -56,9 +61,16 @@ def test_the_guides_flow_end_to_end(client, studio_settings, john_refs):
     john = client.get(f"/api/v1/characters/{character['id']}").json()
     assert john["lora_id"] == lora_id and len(john["versions"]) == 1 and john["versions"][0]["training_seconds"] > 0
 
-    scene = client.post("/api/v1/generations", json={
-        "prompt": "johnhero, kungfustyle, horse stance, in a dojo", "loras": [{"lora_id": lora_id, "strength": 1.2}],
-        "seed": 42, "n": 2, "steps": 6})  # fmt: skip
+    scene = client.post(
+        "/api/v1/generations",
+        json={
+            "prompt": "johnhero, kungfustyle, horse stance, in a dojo",
+            "loras": [{"lora_id": lora_id, "strength": 1.2}],
+            "seed": 42,
+            "n": 2,
+            "steps": 6,
+        },
+    )
     assert scene.status_code == 201, scene.text
     kungfu = next(s for s in styles if s["trigger"] == "kungfustyle")
     assert [x["lora_id"] for x in scene.json()["request"]["loras"]] == [

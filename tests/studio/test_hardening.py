@@ -39,8 +39,13 @@ def test_a_prompt_tag_never_opens_a_file(client, hero, studio_settings):
     blob_path = client.app.state.studio.store.path(_blob(client, hero["id"]))
     assert blob_path.is_file()
     messages = set()
-    for name in (str(blob_path), "../../studio.db", str(studio_settings.home / "studio.db"), "/etc/passwd",
-                 "/no/such/file.safetensors"):  # fmt: skip
+    for name in (
+        str(blob_path),
+        "../../studio.db",
+        str(studio_settings.home / "studio.db"),
+        "/etc/passwd",
+        "/no/such/file.safetensors",
+    ):
         message = _error(_scene(client, f"johnhero <lora:{name}:0.8>"))
         assert "no LoRA called" in message
         messages.add(re.sub(r"'[^']*'", "NAME", re.sub(r"<lora:[^>]*>", "TAG", message)))
@@ -128,8 +133,9 @@ def test_training_settings_are_bounded_finite_and_only_the_tunable_ones(client, 
     _, dataset_id = john_dataset(client, john_refs)
 
     def train(overrides: dict | str):
-        body = overrides if isinstance(overrides, str) else json.dumps({"dataset_id": dataset_id,
-                                                                       "overrides": overrides})  # fmt: skip
+        body = (
+            overrides if isinstance(overrides, str) else json.dumps({"dataset_id": dataset_id, "overrides": overrides})
+        )
         return client.post("/api/v1/trainings", content=body, headers={"content-type": "application/json"})
 
     # Python's json reads Infinity and NaN: they must be refused as the numbers they are, not crash the server.
@@ -156,8 +162,10 @@ def test_one_trigger_rule_for_characters_and_datasets(client):
         response = client.post("/api/v1/datasets", json={"name": "d", "kind": "character", "trigger": trigger})
         assert response.status_code in (409, 422), (trigger, response.text)
     character = client.post("/api/v1/characters", json={"name": "Action Hero John"}).json()
-    own = client.post("/api/v1/datasets", json={"name": "John", "kind": "character", "trigger": "johnhero",
-                                               "character_id": character["id"]})  # fmt: skip
+    own = client.post(
+        "/api/v1/datasets",
+        json={"name": "John", "kind": "character", "trigger": "johnhero", "character_id": character["id"]},
+    )
     assert own.status_code == 201  # a character's own dataset takes its word
     _error(client.post("/api/v1/datasets", json={"name": "x", "kind": "pose", "trigger": "johnhero"}), 409)
 

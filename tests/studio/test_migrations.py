@@ -37,25 +37,70 @@ def test_0005_gives_older_jobs_their_typed_shapes_and_the_checkpoint_its_column(
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0004")
         conn.execute(text("INSERT INTO users (id, name, created_at, disabled) VALUES (1, 'local', '2026-01-01', 0)"))
-        estimate = {"minutes": [1, 2], "credits": [3, 5], "dollars": 0.1, "images": 8, "steps": 10,
-                    "resolution": 32, "breakdown": []}  # fmt: skip
+        estimate = {
+            "minutes": [1, 2],
+            "credits": [3, 5],
+            "dollars": 0.1,
+            "images": 8,
+            "steps": 10,
+            "resolution": 32,
+            "breakdown": [],
+        }
         old = {
-            1: ("generation", {"prompt": "johnhero", "negative_prompt": "", "base": "tiny-sd15", "seed": 7, "n": 1,
-                               "steps": 2, "cfg_scale": 7.0, "width": None, "height": None, "sampler": "Euler",
-                               "add_triggers": True, "lora_ids": [4],
-                               "loras": [{"blob": "a" * 64, "strength": 0.8, "region": "left", "name": "johnhero",
-                                          "description": "red gi", "lora_id": 4, "version": 2}]}, {}),
-            2: ("training", {"dataset_id": 3, "preset": "quick", "base": "tiny-sd15", "description": None,
-                             "overrides": {"steps": 10}, "kind": "character", "trigger": "johnhero",
-                             "estimate": estimate, "seed": 99, "credits_per_gpu_minute": 2},
-                {"step": 6, "checkpoint": {"step": 5, "blob": "c" * 64}}),
-        }  # fmt: skip
+            1: (
+                "generation",
+                {
+                    "prompt": "johnhero",
+                    "negative_prompt": "",
+                    "base": "tiny-sd15",
+                    "seed": 7,
+                    "n": 1,
+                    "steps": 2,
+                    "cfg_scale": 7.0,
+                    "width": None,
+                    "height": None,
+                    "sampler": "Euler",
+                    "add_triggers": True,
+                    "lora_ids": [4],
+                    "loras": [
+                        {
+                            "blob": "a" * 64,
+                            "strength": 0.8,
+                            "region": "left",
+                            "name": "johnhero",
+                            "description": "red gi",
+                            "lora_id": 4,
+                            "version": 2,
+                        }
+                    ],
+                },
+                {},
+            ),
+            2: (
+                "training",
+                {
+                    "dataset_id": 3,
+                    "preset": "quick",
+                    "base": "tiny-sd15",
+                    "description": None,
+                    "overrides": {"steps": 10},
+                    "kind": "character",
+                    "trigger": "johnhero",
+                    "estimate": estimate,
+                    "seed": 99,
+                    "credits_per_gpu_minute": 2,
+                },
+                {"step": 6, "checkpoint": {"step": 5, "blob": "c" * 64}},
+            ),
+        }
         for job_id, (kind, request, progress) in old.items():
             conn.execute(
-                text("INSERT INTO jobs (id, owner_id, type, status, request, attempts, cancel_requested, progress, "
-                     "created_at) VALUES (:id, 1, :type, 'pending', :request, 0, 0, :progress, '2026-01-01')"),
+                text(
+                    "INSERT INTO jobs (id, owner_id, type, status, request, attempts, cancel_requested, progress, "
+                    "created_at) VALUES (:id, 1, :type, 'pending', :request, 0, 0, :progress, '2026-01-01')"
+                ),
                 {"id": job_id, "type": kind, "request": json.dumps(request), "progress": json.dumps(progress)},
-            )  # fmt: skip
+            )
     upgrade(studio_settings, engine)
     with session_factory(engine)() as session:
         scene, training = session.get(Job, 1), session.get(Job, 2)

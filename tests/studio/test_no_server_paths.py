@@ -32,8 +32,9 @@ def test_no_answer_page_png_or_export_carries_a_server_path(client, studio_setti
     trained_job = client.get(f"{API}/jobs/{training['id']}").json()
     assert trained_job["status"] == "succeeded", trained_job
     hero = client.post(f"{API}/loras", files={"file": ("Hero.safetensors", trained["tiny-sd15"].read_bytes())}).json()
-    scene = client.post(f"{API}/generations", json={"prompt": "johnhero <lora:johnhero:0.8>", "base": "tiny-sd15",
-                                                     "steps": 2, "n": 1}).json()  # fmt: skip
+    scene = client.post(
+        f"{API}/generations", json={"prompt": "johnhero <lora:johnhero:0.8>", "base": "tiny-sd15", "steps": 2, "n": 1}
+    ).json()
     worker.drain()
     assert client.get(f"{API}/jobs/{scene['id']}").json()["status"] == "succeeded"
     # A scene whose LoRA file went bad in the store: the job fails, and its error names no folder.
@@ -45,8 +46,15 @@ def test_no_answer_page_png_or_export_carries_a_server_path(client, studio_setti
     with client.app.state.studio.factory() as session:
         blob = session.get(LoraVersion, version["id"]).blob
     store.path(blob).write_bytes(b"\x10" + b"\x00" * 40)  # damaged on disk after it was checked
-    failing = client.post(f"{API}/generations", json={"prompt": "kungfustyle fight", "base": "tiny-sd15", "steps": 2,
-                                                       "loras": [{"lora_id": broken.json()["id"]}]}).json()  # fmt: skip
+    failing = client.post(
+        f"{API}/generations",
+        json={
+            "prompt": "kungfustyle fight",
+            "base": "tiny-sd15",
+            "steps": 2,
+            "loras": [{"lora_id": broken.json()["id"]}],
+        },
+    ).json()
     worker.drain()
     failed = client.get(f"{API}/jobs/{failing['id']}").json()
     assert failed["status"] == "failed" and failed["error_message"]
@@ -56,9 +64,18 @@ def test_no_answer_page_png_or_export_carries_a_server_path(client, studio_setti
     worker.drain()
     image = client.get(f"{API}/jobs/{scene['id']}/images").json()[0]
     recipe = client.post(f"{API}/recipes", json={"name": "r", "loras": [{"lora_id": hero["id"]}]}).json()
-    ids = {"job_id": scene["id"], "lora_id": hero["id"], "image_id": image["id"], "dataset_id": dataset_id,
-           "character_id": character_id, "storyboard_id": board["id"], "recipe_id": recipe["id"], "style_id": 1,
-           "index": 0, "export_id": export["id"]}  # fmt: skip
+    ids = {
+        "job_id": scene["id"],
+        "lora_id": hero["id"],
+        "image_id": image["id"],
+        "dataset_id": dataset_id,
+        "character_id": character_id,
+        "storyboard_id": board["id"],
+        "recipe_id": recipe["id"],
+        "style_id": 1,
+        "index": 0,
+        "export_id": export["id"],
+    }
     found: list[str] = []
     document = client.get("/openapi.json").json()
     for path, methods in document["paths"].items():
@@ -68,16 +85,31 @@ def test_no_answer_page_png_or_export_carries_a_server_path(client, studio_setti
         if any(n not in ids for n in names):
             continue
         url = path.format(**{n: ids[n] for n in names})
-        for variant in (url, url.replace(str(scene["id"]), str(training["id"])),
-                        url.replace(str(scene["id"]), str(failing["id"]))):  # fmt: skip
+        for variant in (
+            url,
+            url.replace(str(scene["id"]), str(training["id"])),
+            url.replace(str(scene["id"]), str(failing["id"])),
+        ):
             response = client.get(variant)
             body = response.content.decode("latin-1")
             if response.headers.get("content-type", "").startswith("image/png"):
                 body = " ".join(Image.open(io.BytesIO(response.content)).text.values())
             found += [f"{variant}: {leak}" for leak in _leaks(body, roots)]
-    pages = ["/", "/train", f"/train/{dataset_id}", "/characters", "/styles", "/library", "/studio",
-             "/storyboards", f"/storyboards/{board['id']}", f"/jobs/{scene['id']}", f"/jobs/{failing['id']}",
-             f"/jobs/{training['id']}", "/account"]  # fmt: skip
+    pages = [
+        "/",
+        "/train",
+        f"/train/{dataset_id}",
+        "/characters",
+        "/styles",
+        "/library",
+        "/studio",
+        "/storyboards",
+        f"/storyboards/{board['id']}",
+        f"/jobs/{scene['id']}",
+        f"/jobs/{failing['id']}",
+        f"/jobs/{training['id']}",
+        "/account",
+    ]
     for page in pages:
         found += [f"{page}: {leak}" for leak in _leaks(client.get(page).text, roots)]
     archive = zipfile.ZipFile(io.BytesIO(client.get(f"{API}/storyboards/{board['id']}/exports/{export['id']}").content))

@@ -39,18 +39,25 @@ def _jobs(factory, owner: int, specs: list[tuple[str, str | None, int | None]]) 
 
 
 def _claim(factory, name: str, caps: Capabilities, types=("training", "generation")) -> int | None:
-    return jobs.claim(factory, worker=name, lease_seconds=30, types=types, families=caps.families,
-                      memory_mb=caps.memory_mb)  # fmt: skip
+    return jobs.claim(
+        factory, worker=name, lease_seconds=30, types=types, families=caps.families, memory_mb=caps.memory_mb
+    )
 
 
 def test_a_job_goes_only_to_a_worker_that_can_run_it(client, studio_settings):
     factory = session_factory(make_engine(studio_settings))
     with factory() as session:
         owner = local_user(session)
-    sdxl_hires, sd15_gen, sdxl_gen, any_job = _jobs(factory, owner, [
-        ("training", "sdxl", 20_000), ("generation", "sd15", 3_000), ("generation", "sdxl", 9_000),
-        ("training", None, None),
-    ])  # fmt: skip
+    sdxl_hires, sd15_gen, sdxl_gen, any_job = _jobs(
+        factory,
+        owner,
+        [
+            ("training", "sdxl", 20_000),
+            ("generation", "sd15", 3_000),
+            ("generation", "sdxl", 9_000),
+            ("training", None, None),
+        ],
+    )
     # The 8 GB card skips the SDXL hi-res training (the oldest job) and takes what fits.
     assert _claim(factory, "small", CARD_8GB) == sd15_gen
     assert _claim(factory, "small", CARD_8GB, types=("generation",)) is None  # sdxl_gen needs 9 GB

@@ -70,16 +70,26 @@ class Studio:
         self.log = home / "serve.log"
 
     def cli(self, *args: str, stdin: str = "") -> str:
-        done = subprocess.run([sys.executable, "-m", "lorastudio.cli", *args], env=self.env, input=stdin, text=True,
-                              capture_output=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "lorastudio.cli", *args],
+            env=self.env,
+            input=stdin,
+            text=True,
+            capture_output=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
     def serve(self, *args: str, **env: str) -> subprocess.Popen:
         self.home.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "a")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "lorastudio.cli", "serve", "--port", str(self.port), *args],
-                                env=self.env | env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lorastudio.cli", "serve", "--port", str(self.port), *args],
+            env=self.env | env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         return proc
 
@@ -170,14 +180,20 @@ def test_a_sigtermed_worker_gives_its_training_back_to_be_resumed_at_once(client
 def _failed_logins(http: httpx.Client, forwarded: list[str]) -> None:
     for i, address in enumerate(forwarded):
         # A new name each time: the limit that counts here is the one per client address.
-        r = http.post("/api/v1/auth/login", json={"name": f"guess{i}", "password": "wrong password"},
-                      headers={"X-Forwarded-For": address})  # fmt: skip
+        r = http.post(
+            "/api/v1/auth/login",
+            json={"name": f"guess{i}", "password": "wrong password"},
+            headers={"X-Forwarded-For": address},
+        )
         assert r.status_code in (401, 429), r.text
 
 
 def _login(http: httpx.Client, forwarded: str) -> int:
-    r = http.post("/api/v1/auth/login", json={"name": "maya", "password": "correct horse battery"},
-                  headers={"X-Forwarded-For": forwarded})  # fmt: skip
+    r = http.post(
+        "/api/v1/auth/login",
+        json={"name": "maya", "password": "correct horse battery"},
+        headers={"X-Forwarded-For": forwarded},
+    )
     return r.status_code
 
 

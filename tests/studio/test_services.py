@@ -21,8 +21,20 @@ RATE = 10 / 3
 
 
 def _est(session, **work):
-    values = dict(kind="character", images=20, steps=1200, batch_size=1, resolution=768, family="sd15",
-                  credits_per_minute=RATE, dollars_per_gpu_hour=3.2, hires_dollars=0.5) | work  # fmt: skip
+    values = (
+        dict(
+            kind="character",
+            images=20,
+            steps=1200,
+            batch_size=1,
+            resolution=768,
+            family="sd15",
+            credits_per_minute=RATE,
+            dollars_per_gpu_hour=3.2,
+            hires_dollars=0.5,
+        )
+        | work
+    )
     return estimate(session, **values)
 
 
@@ -72,8 +84,13 @@ def test_trigger_suggestions():
 
 def test_recipes_save_and_apply(client, trained):
     lora = client.post("/api/v1/loras", files={"file": ("hero.safetensors", trained["tiny-sd15"].read_bytes())}).json()
-    body = {"name": "John, kung fu", "loras": [{"lora_id": lora["id"], "strength": 0.8, "region": "left"}],
-            "prompt_template": "johnhero, kungfustyle, {action}", "seed": 42, "steps": 4}  # fmt: skip
+    body = {
+        "name": "John, kung fu",
+        "loras": [{"lora_id": lora["id"], "strength": 0.8, "region": "left"}],
+        "prompt_template": "johnhero, kungfustyle, {action}",
+        "seed": 42,
+        "steps": 4,
+    }
     recipe = client.post("/api/v1/recipes", json=body)
     assert recipe.status_code == 201, recipe.text
     assert client.post("/api/v1/recipes", json=body).status_code == 409
@@ -103,8 +120,11 @@ def test_train_lora_from_a_character_or_a_style_prefills_the_dataset(client):
     style = client.post("/api/v1/styles", json={"name": "Capoeira", "phrases": ["ginga", "spinning kick"]}).json()
     assert style["trigger"] == "capoeirastyle" and not style["builtin"]
     prefilled = client.post(f"/api/v1/styles/{style['id']}/dataset").json()
-    assert (prefilled["kind"], prefilled["trigger"], prefilled["style_id"]) == ("fighting_style", "capoeirastyle",
-                                                                               style["id"])  # fmt: skip
+    assert (prefilled["kind"], prefilled["trigger"], prefilled["style_id"]) == (
+        "fighting_style",
+        "capoeirastyle",
+        style["id"],
+    )
     builtin = client.get("/api/v1/styles").json()[0]
     assert client.delete(f"/api/v1/styles/{builtin['id']}").status_code == 409
 

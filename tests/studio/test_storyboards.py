@@ -66,8 +66,9 @@ def fight(client, studio_settings) -> dict:
     for name, trigger in (("Action Hero John", "johnhero"), ("Villain Kane", "kanehero")):
         assert client.post(f"{API}/characters", json={"name": name, "trigger": trigger}).status_code == 201
     kungfu = next(s["lora_id"] for s in client.get(f"{API}/styles").json() if s["trigger"] == "kungfustyle")
-    board = client.post(f"{API}/storyboards", json={"title": "Epic Fight Sequence",
-                                                    "description": "John vs Kane in the dojo"}).json()  # fmt: skip
+    board = client.post(
+        f"{API}/storyboards", json={"title": "Epic Fight Sequence", "description": "John vs Kane in the dojo"}
+    ).json()
     jobs_ = [_scene_job(client, kungfu, prompt, region, 40 + i) for i, (_, prompt, region) in enumerate(SEQUENCE)]
     for (title, _, _), job in zip(SEQUENCE, jobs_, strict=True):
         added = client.post(f"{API}/storyboards/{board['id']}/scenes", json={"job_id": job["id"], "title": title})
@@ -94,10 +95,16 @@ def test_epic_fight_sequence_built_reordered_rerolled_and_exported(client, fight
     assert wrong.status_code == 422 and "not one of the images" in wrong.json()["error"]["message"]
 
     assert _titles(client.put(f"{url}/order", json={"scene_ids": [blocks, faces, attacks]}).json()) == [
-        "blocks", "faces", "attacks"]  # fmt: skip
+        "blocks",
+        "faces",
+        "attacks",
+    ]
     client.post(f"{url}/scenes/{blocks}/move", json={"direction": "down"})
     assert _titles(client.post(f"{url}/scenes/{blocks}/move", json={"direction": "down"}).json()) == [
-        "faces", "attacks", "blocks"]  # fmt: skip
+        "faces",
+        "attacks",
+        "blocks",
+    ]
     at_end = client.post(f"{url}/scenes/{blocks}/move", json={"direction": "down"}).json()
     assert _titles(at_end) == ["faces", "attacks", "blocks"]  # the last one stays last
 
@@ -116,11 +123,17 @@ def test_epic_fight_sequence_built_reordered_rerolled_and_exported(client, fight
     back = client.post(f"{url}/scenes", json={"job_id": fight["jobs"][1]["id"], "title": "attacks"}).json()
     attacks = back["scenes"][2]["id"]
     assert _titles(client.post(f"{url}/scenes/{attacks}/move", json={"direction": "up"}).json()) == [
-        "faces", "attacks", "blocks"]  # fmt: skip
+        "faces",
+        "attacks",
+        "blocks",
+    ]
     board = client.get(url).json()
     (used,) = board["scenes"][1]["loras"]  # the library entry by name and id, as the scene's request chose it
-    assert used == {"name": "Kung Fu Martial Arts", "strength": 0.8, "region": "left", "lora_id": used["lora_id"],
-                    "version": 1} and used["lora_id"] >= 1  # fmt: skip
+    assert (
+        used
+        == {"name": "Kung Fu Martial Arts", "strength": 0.8, "region": "left", "lora_id": used["lora_id"], "version": 1}
+        and used["lora_id"] >= 1
+    )
 
     pdf = _export(client, worker, board_id, "pdf")
     assert pdf.headers["content-type"] == "application/pdf"
@@ -140,8 +153,12 @@ def test_epic_fight_sequence_built_reordered_rerolled_and_exported(client, fight
     archive = zipfile.ZipFile(io.BytesIO(_export(client, worker, board_id, "zip").content))
     manifest = Manifest.model_validate(json.loads(archive.read("manifest.json")))
     loras = [n for n in archive.namelist() if n.startswith("loras/")]
-    assert sorted(set(archive.namelist()) - set(loras)) == ["manifest.json", "panels/01.png", "panels/02.png",
-                                                            "panels/03.png"]  # fmt: skip
+    assert sorted(set(archive.namelist()) - set(loras)) == [
+        "manifest.json",
+        "panels/01.png",
+        "panels/02.png",
+        "panels/03.png",
+    ]
     assert len(loras) == 1 and loras[0].endswith(".safetensors")  # kungfustyle, once for all three panels
     assert hashlib.sha256(archive.read(loras[0])).hexdigest() == manifest.panels[0].loras[0].sha256
     for panel, scene in zip(manifest.panels, board["scenes"], strict=True):
@@ -173,8 +190,10 @@ def test_epic_fight_sequence_built_reordered_rerolled_and_exported(client, fight
         monkeypatch.setenv("LORASTUDIO_DATABASE_URL", client.app.state.studio.settings.database_url)
     listed = json.loads(run("storyboard", "list", "--json").stdout)
     assert [(b["id"], b["scene_count"]) for b in listed] == [(board_id, 3)]
-    for args, says in ((("999", "--format", "pdf"), "storyboard 999 not found"),
-                       ((str(board_id), "--format", "doc"), "not one of pdf, png, zip")):  # fmt: skip
+    for args, says in (
+        (("999", "--format", "pdf"), "storyboard 999 not found"),
+        ((str(board_id), "--format", "doc"), "not one of pdf, png, zip"),
+    ):
         refused = run("storyboard", "export", *args, "--out", tmp_path / "x", "--json")
         assert refused.exit_code == 2 and says in json.loads(refused.stdout)["error"]["message"]
     sheet_file = tmp_path / "sheet.png"
@@ -236,13 +255,39 @@ def test_other_ids_and_bad_orders_are_refused(client):
 
 
 def _manifest(panel_file: str = "panels/01.png", lora_file: str = "loras/abc.safetensors") -> dict:
-    panel = {"number": 1, "title": "faces", "notes": "", "file": panel_file, "png_sha256": "0" * 64,
-             "pixels_sha256": "0" * 64, "base": "toyworld", "model": "toyworld", "model_hash": "", "prompt": "x",
-             "negative_prompt": "", "seed": 1, "first_seed": 1, "batch_index": 0, "batch_size": 1, "steps": 2,
-             "cfg_scale": 7.0, "sampler": "Euler a", "width": 32, "height": 32, "region_blend": 0.1,
-             "loras": [{"name": "k", "file": lora_file, "sha256": "0" * 64, "strength": 1.0}]}  # fmt: skip
-    return {"format": "lorastudio-storyboard", "version": 1, "generator": "test", "title": "t", "description": "",
-            "characters": [], "panels": [panel]}  # fmt: skip
+    panel = {
+        "number": 1,
+        "title": "faces",
+        "notes": "",
+        "file": panel_file,
+        "png_sha256": "0" * 64,
+        "pixels_sha256": "0" * 64,
+        "base": "toyworld",
+        "model": "toyworld",
+        "model_hash": "",
+        "prompt": "x",
+        "negative_prompt": "",
+        "seed": 1,
+        "first_seed": 1,
+        "batch_index": 0,
+        "batch_size": 1,
+        "steps": 2,
+        "cfg_scale": 7.0,
+        "sampler": "Euler a",
+        "width": 32,
+        "height": 32,
+        "region_blend": 0.1,
+        "loras": [{"name": "k", "file": lora_file, "sha256": "0" * 64, "strength": 1.0}],
+    }
+    return {
+        "format": "lorastudio-storyboard",
+        "version": 1,
+        "generator": "test",
+        "title": "t",
+        "description": "",
+        "characters": [],
+        "panels": [panel],
+    }
 
 
 @pytest.mark.parametrize(
@@ -298,8 +343,9 @@ def test_storyboard_routes_are_described_and_never_answer_500(client):
     for operation in operations:
 
         @given(operation.as_strategy())
-        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-                  database=None)  # fmt: skip
+        @settings(
+            max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+        )
         def call(case):
             response = case.call()
             assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text}"

@@ -35,9 +35,18 @@ def test_a_regional_studio_scene_is_the_clis_scene(client, studio_settings, trai
     for who, look in looks.items():
         client.patch(f"{API}/loras/{ids[who]}", json={"description": look}).raise_for_status()
     prompt = "johnhero facing his rival in a dojo"  # no style trigger: a style would expand to its phrases
-    body = {"prompt": prompt, "base": "tiny-sd15", "seed": 7, "steps": 3, "n": 1, "add_triggers": False,
-            "loras": [{"lora_id": ids["john"], "strength": 0.8, "region": "left"},
-                      {"lora_id": ids["kane"], "strength": 0.7, "region": "right"}]}  # fmt: skip
+    body = {
+        "prompt": prompt,
+        "base": "tiny-sd15",
+        "seed": 7,
+        "steps": 3,
+        "n": 1,
+        "add_triggers": False,
+        "loras": [
+            {"lora_id": ids["john"], "strength": 0.8, "region": "left"},
+            {"lora_id": ids["kane"], "strength": 0.7, "region": "right"},
+        ],
+    }
     studio = _studio_image(client, studio_settings, body)
 
     cache = PipelineCache(studio_settings)

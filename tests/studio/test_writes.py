@@ -21,8 +21,17 @@ from lorastudio.studio.storyboards import SceneIn, StoryboardIn
 SRC = Path(__file__).parents[2] / "src" / "lorastudio" / "studio"
 # The areas whose services declare their writes (jobs, training, generation/service.py, storyboards/export and
 # workers run theirs in write_transaction, or are on their way to @writes).
-DECLARED = ["accounts", "characters", "styles", "library", "datasets", "credits", "storyboards/service.py",
-            "generation/recipes.py", "bootstrap.py"]  # fmt: skip
+DECLARED = [
+    "accounts",
+    "characters",
+    "styles",
+    "library",
+    "datasets",
+    "credits",
+    "storyboards/service.py",
+    "generation/recipes.py",
+    "bootstrap.py",
+]
 
 
 @pytest.fixture
@@ -71,8 +80,11 @@ def test_the_write_lock_is_taken_before_the_first_read(studio):
         intruder = sqlite3.connect(path, timeout=0.1)
         try:
             with pytest.raises(sqlite3.OperationalError, match="locked"):
-                intruder.execute("INSERT INTO storyboards (owner_id, title, description, created_at, updated_at) "
-                                 "VALUES (?, 'intruder', '', '2024-01-01', '2024-01-01')", (user,))  # fmt: skip
+                intruder.execute(
+                    "INSERT INTO storyboards (owner_id, title, description, created_at, updated_at) "
+                    "VALUES (?, 'intruder', '', '2024-01-01', '2024-01-01')",
+                    (user,),
+                )
         finally:
             intruder.close()
         session.add(Storyboard(owner_id=user, title="mine"))
@@ -168,9 +180,12 @@ def test_the_services_declare_their_writes():
     a service that writes without saying so."""
     files = [p for area in DECLARED for p in ([SRC / area] if area.endswith(".py") else (SRC / area).rglob("*.py"))]
     assert len(files) > 10
-    found = [f"{f.relative_to(SRC)}:{n}: {line.strip()}" for f in files
-             for n, line in enumerate(f.read_text().splitlines(), 1)
-             if re.search(r"\.commit\(\)|\bbegin_write\(|\.rollback\(\)", line)]  # fmt: skip
+    found = [
+        f"{f.relative_to(SRC)}:{n}: {line.strip()}"
+        for f in files
+        for n, line in enumerate(f.read_text().splitlines(), 1)
+        if re.search(r"\.commit\(\)|\bbegin_write\(|\.rollback\(\)", line)
+    ]
     assert found == []
 
 

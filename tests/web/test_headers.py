@@ -49,9 +49,23 @@ def test_every_answer_carries_the_security_headers(app):
             assert events.headers["content-type"].startswith("text/event-stream")
             assert "event: end" in events.read().decode()
             _check(events)
-        for path in ("/", "/characters", "/studio", "/api/v1/health", "/static/app.js", "/static/htmx.min.js",
-                     "/healthz", "/readyz", "/openapi.json", "/no-such-page", "/api/v1/no-such-thing",
-                     "/jobs/999999", "/api/v1/jobs/999999", "/api/v1/jobs/0", "/api/v1/test-boom"):  # fmt: skip
+        for path in (
+            "/",
+            "/characters",
+            "/studio",
+            "/api/v1/health",
+            "/static/app.js",
+            "/static/htmx.min.js",
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+            "/no-such-page",
+            "/api/v1/no-such-thing",
+            "/jobs/999999",
+            "/api/v1/jobs/999999",
+            "/api/v1/jobs/0",
+            "/api/v1/test-boom",
+        ):
             _check(client.get(path))
         assert client.get("/api/v1/test-boom").status_code == 500  # answered past every add_middleware layer
         _check(client.get("/no-such-page", headers={"HX-Request": "true"}))

@@ -25,8 +25,9 @@ def _fits(page) -> bool:
 def test_library_descriptions_long_names_recent_jobs_and_style_strengths(live, page, tmp_path):
     with httpx.Client(base_url=live.url, timeout=60) as api:
         assert api.post("/api/v1/characters", json={"name": LONG, "description": "a very long name"}).status_code == 201
-        lora = api.post("/api/v1/loras", files={"file": ("johnhero.safetensors",
-                        _character_lora(tmp_path, "boxing", "johnhero"))}).json()  # fmt: skip
+        lora = api.post(
+            "/api/v1/loras", files={"file": ("johnhero.safetensors", _character_lora(tmp_path, "boxing", "johnhero"))}
+        ).json()
         assert api.patch(f"/api/v1/loras/{lora['id']}", json={"name": LONG}).status_code == 200
         job = api.post("/api/v1/generations", json={"prompt": "johnhero, guard", "steps": 2, "n": 1}).json()
         deadline = time.monotonic() + 60

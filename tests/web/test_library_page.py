@@ -15,8 +15,12 @@ from tests.web.conftest import shot
 
 pytestmark = pytest.mark.browser
 
-PREBUILT = {"Professional Boxing": "boxingstyle", "Kung Fu Martial Arts": "kungfustyle",
-            "Mixed Martial Arts": "mmastyle", "Sword Combat": "swordstyle"}  # fmt: skip
+PREBUILT = {
+    "Professional Boxing": "boxingstyle",
+    "Kung Fu Martial Arts": "kungfustyle",
+    "Mixed Martial Arts": "mmastyle",
+    "Sword Combat": "swordstyle",
+}
 MMA = prebuilt_lora_path("mma").read_bytes()
 # Runs after the page's own listener: records what the progress bar showed at each upload event.
 PROGRESS_SPY = """window.seen = [];

@@ -67,8 +67,14 @@ def test_a_trusted_proxy_on_this_machine_passes_on_local_scrapers_only(studio_se
 
 
 def _request(peer: str | None, headers: list[tuple[str, str]]) -> Request:
-    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "client": (peer, 1) if peer else None,
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "client": (peer, 1) if peer else None,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+    }
     return Request(scope)
 
 

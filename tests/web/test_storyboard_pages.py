@@ -201,8 +201,9 @@ def test_with_accounts_on_the_reorder_keys_send_the_login_s_csrf_token(studio_se
                 begin_write(session)  # the live worker writes too: a stale read cannot become a write
                 job = jobs.add_job(session, owner_id=maya.id, request=sample_request("generation", prompt=title))
                 session.commit()
-                storyboards.add_scene(session, owner_id=maya.id, storyboard_id=board.id,
-                                      data=SceneIn(job_id=job.id, title=title))  # fmt: skip
+                storyboards.add_scene(
+                    session, owner_id=maya.id, storyboard_id=board.id, data=SceneIn(job_id=job.id, title=title)
+                )
         page.goto(f"{live.url}/login?next=/storyboards/{board.id}")
         page.get_by_label("User name").fill("maya")
         page.get_by_label("Password").fill("correct horse battery")

@@ -22,8 +22,12 @@ def _character_lora(tmp_path, style: str, trigger: str) -> bytes:
     source = prebuilt_lora_path(style)
     with safe_open(str(source), "np") as f:
         meta = dict(f.metadata())
-    meta |= {"lorastudio_kind": "character", "lorastudio_trigger_words": json.dumps([trigger]),
-             "lorastudio_recommended_strength": "0.8", "lorastudio_description": f"{trigger}, a fighter"}  # fmt: skip
+    meta |= {
+        "lorastudio_kind": "character",
+        "lorastudio_trigger_words": json.dumps([trigger]),
+        "lorastudio_recommended_strength": "0.8",
+        "lorastudio_description": f"{trigger}, a fighter",
+    }
     out = tmp_path / f"{trigger}.safetensors"
     save_file(load_file(str(source)), str(out), metadata=meta)
     return out.read_bytes()
@@ -63,8 +67,10 @@ def test_styles_and_characters_say_what_is_wrong_and_keep_what_was_typed(live, p
 
 def test_the_studio_warns_as_the_scene_is_composed_and_saves_recipes(live, page, tmp_path):
     for style, trigger in (("boxing", "johnhero"), ("mma", "kanehero")):
-        answer = httpx.post(live.url + "/api/v1/loras", files={"file": (f"{trigger}.safetensors",
-                            _character_lora(tmp_path, style, trigger))})  # fmt: skip
+        answer = httpx.post(
+            live.url + "/api/v1/loras",
+            files={"file": (f"{trigger}.safetensors", _character_lora(tmp_path, style, trigger))},
+        )
         assert answer.status_code == 201, answer.text
     page.goto(live.url + "/studio")
     check = page.locator("#scene-check")

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.browser
 
 
 def test_the_studio_keeps_the_scene_and_its_results_over_a_reload(live, page, tmp_path):
-    answer = httpx.post(live.url + "/api/v1/loras", files={"file": ("johnhero.safetensors",
-                        _character_lora(tmp_path, "boxing", "johnhero"))})  # fmt: skip
+    answer = httpx.post(
+        live.url + "/api/v1/loras",
+        files={"file": ("johnhero.safetensors", _character_lora(tmp_path, "boxing", "johnhero"))},
+    )
     assert answer.status_code == 201, answer.text  # its file records strength 0.8
     page.goto(live.url + "/studio")
     characters = page.locator("fieldset", has_text="Characters")

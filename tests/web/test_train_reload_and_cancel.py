@@ -21,8 +21,10 @@ LOOK = "red gi, yellow hair"
 def _john_dataset(live, refs) -> int:
     with httpx.Client(base_url=live.url, timeout=60) as api:
         john = api.post("/api/v1/characters", json={"name": "Action Hero John", "description": LOOK}).json()
-        dataset = api.post("/api/v1/datasets", json={"name": "John", "kind": "character", "trigger": "johnhero",
-                                                     "character_id": john["id"]}).json()  # fmt: skip
+        dataset = api.post(
+            "/api/v1/datasets",
+            json={"name": "John", "kind": "character", "trigger": "johnhero", "character_id": john["id"]},
+        ).json()
         files = [("files", (p.name, p.read_bytes())) for p in sorted(refs.glob("*.png"))[:12]]
         assert api.post(f"/api/v1/datasets/{dataset['id']}/images", files=files).status_code == 200
     return dataset["id"]

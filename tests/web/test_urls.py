@@ -35,11 +35,19 @@ def _png() -> bytes:
 
 
 def test_no_service_and_no_template_writes_an_api_url():
-    services = [f"{p.relative_to(SRC)}:{n}" for p in (SRC / "studio").rglob("*.py")
-                for n, line in enumerate(p.read_text().splitlines(), 1) if "/api/" in line]  # fmt: skip
+    services = [
+        f"{p.relative_to(SRC)}:{n}"
+        for p in (SRC / "studio").rglob("*.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "/api/" in line
+    ]
     assert services == []
-    templates = [f"{p.name}:{n}" for p in (SRC / "web" / "templates").glob("*.html")
-                 for n, line in enumerate(p.read_text().splitlines(), 1) if "/api/v1" in line]  # fmt: skip
+    templates = [
+        f"{p.name}:{n}"
+        for p in (SRC / "web" / "templates").glob("*.html")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "/api/v1" in line
+    ]
     assert templates == []
 
 

@@ -35,9 +35,17 @@ def workers_list(as_json: JsonOpt = False) -> None:
             table.add_column(col)
         for w in rows:
             job = str(w["current_job_id"] or "")
-            table.add_row(w["name"], w["state"], w["device"], f"{w['memory_mb'] / 1024:.0f} GB",
-                          ", ".join(w["families"]), ", ".join(w["queues"]), job, str(w["jobs_done"]),
-                          w["seen_at"][:19])  # fmt: skip
+            table.add_row(
+                w["name"],
+                w["state"],
+                w["device"],
+                f"{w['memory_mb'] / 1024:.0f} GB",
+                ", ".join(w["families"]),
+                ", ".join(w["queues"]),
+                job,
+                str(w["jobs_done"]),
+                w["seen_at"][:19],
+            )
         out.print(table)
 
     run_command(as_json, work, render)

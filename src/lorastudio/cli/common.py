@@ -18,12 +18,24 @@ from lorastudio.quiet import quiet_libraries
 
 # How the CLI names each setting an error may name (lorastudio.errors.SETTINGS): its flag.
 FLAGS = {
-    "add_triggers": "--add-triggers", "base": "--base", "batch_size": "--batch-size", "device": "--device",
-    "fuse": "--fuse", "gradient_checkpointing": "--gradient-checkpointing", "learning_rate": "--lr",
-    "loras": "--lora", "n": "--n", "optimizer": "--optimizer", "output": "--out", "precision": "--precision",
-    "resolution": "--resolution", "resume": "--resume", "run_dir": "--run-dir", "seeds": "--seeds",
+    "add_triggers": "--add-triggers",
+    "base": "--base",
+    "batch_size": "--batch-size",
+    "device": "--device",
+    "fuse": "--fuse",
+    "gradient_checkpointing": "--gradient-checkpointing",
+    "learning_rate": "--lr",
+    "loras": "--lora",
+    "n": "--n",
+    "optimizer": "--optimizer",
+    "output": "--out",
+    "precision": "--precision",
+    "resolution": "--resolution",
+    "resume": "--resume",
+    "run_dir": "--run-dir",
+    "seeds": "--seeds",
     "strengths": "--strengths",
-}  # fmt: skip
+}
 
 
 def _json_error(code: str, message: str, setting: str | None = None) -> None:

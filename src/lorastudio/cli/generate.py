@@ -97,10 +97,25 @@ def generate(
         elif not prompt:
             raise Invalid("give a prompt, or --from-png IMAGE to reproduce an image")
         else:
-            req = _request(prompt, lora, base, settings, seed=seed, n=n, steps=steps, width=width, height=height,
-                           negative_prompt=negative, sampler=sampler, cfg_scale=cfg, add_triggers=add_triggers,
-                           variation_seed=variation_seed, variation_strength=variation_strength, fuse=fuse,
-                           region_blend=region_blend)  # fmt: skip
+            req = _request(
+                prompt,
+                lora,
+                base,
+                settings,
+                seed=seed,
+                n=n,
+                steps=steps,
+                width=width,
+                height=height,
+                negative_prompt=negative,
+                sampler=sampler,
+                cfg_scale=cfg,
+                add_triggers=add_triggers,
+                variation_seed=variation_seed,
+                variation_strength=variation_strength,
+                fuse=fuse,
+                region_blend=region_blend,
+            )
         warn_if_builtin(req.base)
         target = out_dir or settings.home / "outputs"
         check_writable_dir(target, "--out folder")
@@ -153,11 +168,22 @@ def grid(
 
         settings = settings_from_env()
         check_writable_file(out_file, "--out file")
-        req = _request(prompt, lora, base, settings, steps=steps, sampler=sampler, cfg_scale=cfg,
-                       negative_prompt=negative, width=width, height=height)  # fmt: skip
+        req = _request(
+            prompt,
+            lora,
+            base,
+            settings,
+            steps=steps,
+            sampler=sampler,
+            cfg_scale=cfg,
+            negative_prompt=negative,
+            width=width,
+            height=height,
+        )
         warn_if_builtin(req.base)
-        result = strength_grid(PipelineCache(settings), req, _numbers(strengths, float, "--strengths"),
-                               _numbers(seeds, int, "--seeds"))  # fmt: skip
+        result = strength_grid(
+            PipelineCache(settings), req, _numbers(strengths, float, "--strengths"), _numbers(seeds, int, "--seeds")
+        )
         save_png(out_file, result.image, result.params, a1111=False)
         return {"grid": str(out_file)} | result.to_dict()
 

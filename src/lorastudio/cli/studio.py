@@ -66,9 +66,12 @@ class _WorkerPool:
                 if proc is not None and proc.poll() is not None:
                     if t - born[slot] >= self.HEALTHY_AFTER:  # it had worked: a new failure starts the backoff over
                         delay[slot] = self.FIRST_DELAY
-                    err.print(f"worker {slot + 1} (pid {proc.pid}) exited with code {proc.returncode} after "
-                              f"{t - born[slot]:.0f} s; starting another in {delay[slot]:.0f} s",
-                              highlight=False, soft_wrap=True)  # fmt: skip
+                    err.print(
+                        f"worker {slot + 1} (pid {proc.pid}) exited with code {proc.returncode} after "
+                        f"{t - born[slot]:.0f} s; starting another in {delay[slot]:.0f} s",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
                     self.procs[slot], due[slot] = None, t + delay[slot]
                     delay[slot] = min(delay[slot] * 2, self.MAX_DELAY)
                 elif proc is None and t >= due[slot]:
@@ -141,8 +144,13 @@ def serve(
         # Forwarded headers only from the proxies named: uvicorn's default believes 127.0.0.1, so a local
         # client could claim any address (and escape the per-address login limit) with X-Forwarded-For.
         proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
-        http = {"host": bind, "port": port or settings.port, "log_level": "warning", "proxy_headers": bool(proxies),
-                "forwarded_allow_ips": proxies}  # fmt: skip
+        http = {
+            "host": bind,
+            "port": port or settings.port,
+            "log_level": "warning",
+            "proxy_headers": bool(proxies),
+            "forwarded_allow_ips": proxies,
+        }
         env = os.environ | {"LORASTUDIO_HOME": str(settings.home)}
         command = [sys.executable, "-m", "lorastudio.cli", "worker", "--threads", str(threads_per_process(count))]
         pool = _WorkerPool(command, env, count)
@@ -245,8 +253,10 @@ def worker(
         stop_on_signals(runner)  # before the first claim: from here on a stop gives the job in hand back
         runner.start_presence()
         wake(huey)  # look at the table once at start: jobs left by a restart resume now
-        err.print(f"worker {runner.name} ({caps.device}, {caps.memory_mb / 1024:.0f} GB, {', '.join(families)}): "
-                  f"waiting for {' and '.join(types)} jobs")  # fmt: skip
+        err.print(
+            f"worker {runner.name} ({caps.device}, {caps.memory_mb / 1024:.0f} GB, {', '.join(families)}): "
+            f"waiting for {' and '.join(types)} jobs"
+        )
         try:
             clean = consume(runner, huey)
         finally:

@@ -10,8 +10,9 @@ import typer
 from lorastudio.cli.common import JsonOpt, app, err, out, run_command, settings_from_env
 from lorastudio.errors import Invalid, NotFound
 
-toyworld_app = typer.Typer(help="The built-in toy world: references, detection, base-model training.",
-                           no_args_is_help=True)  # fmt: skip
+toyworld_app = typer.Typer(
+    help="The built-in toy world: references, detection, base-model training.", no_args_is_help=True
+)
 app.add_typer(toyworld_app, name="toyworld")
 
 
@@ -64,8 +65,10 @@ def check(
             img = Image.open(image).convert("RGB")
         except OSError as exc:
             raise Invalid(f"{image} is not a readable image ({exc})") from exc
-        figures = [{"box": f.box, "body": f.body, "head": f.head, "accessory": f.accessory,
-                    "style": detect_style(f)} for f in find_figures(img)]  # fmt: skip
+        figures = [
+            {"box": f.box, "body": f.body, "head": f.head, "accessory": f.accessory, "style": detect_style(f)}
+            for f in find_figures(img)
+        ]
         result: dict = {"fighters": figures}
         if character:
             result["character"] = character
@@ -74,8 +77,10 @@ def check(
 
     def render(r: dict) -> None:
         for f in r["fighters"]:
-            out.print(f"fighter at {f['box']}: {f['body']} body, {f['head']} head, {f['accessory']}, "
-                      f"style {f['style'] or '-'}")  # fmt: skip
+            out.print(
+                f"fighter at {f['box']}: {f['body']} body, {f['head']} head, {f['accessory']}, "
+                f"style {f['style'] or '-'}"
+            )
         if "character" in r:
             out.print(f"{r['character']}: {'found at ' + str(r['found_at']) if r['found_at'] else 'not found'}")
 
@@ -101,9 +106,17 @@ def train_base(
 
         check_writable_dir(out_dir, "--out folder")
         dev = resolve_device(device if device != "auto" else settings_from_env().device)
-        path = train_toyworld_base(out_dir, vae_steps=vae_steps, unet_steps=unet_steps, minutes=minutes,
-                                   renders=renders, batch=batch, device=str(dev), seed=seed,
-                                   log=lambda line: err.print(line, highlight=False))  # fmt: skip
+        path = train_toyworld_base(
+            out_dir,
+            vae_steps=vae_steps,
+            unet_steps=unet_steps,
+            minutes=minutes,
+            renders=renders,
+            batch=batch,
+            device=str(dev),
+            seed=seed,
+            log=lambda line: err.print(line, highlight=False),
+        )
         return {"model": str(path)}
 
     run_command(False, work, lambda r: out.print(f"Model written: {r['model']} (use it with --base {r['model']})"))
@@ -121,8 +134,9 @@ def train_styles(
         from lorastudio.fileio import check_writable_dir
 
         check_writable_dir(out_dir, "--out folder")
-        paths = train_prebuilt_styles(out_dir, settings_from_env(), steps=steps,
-                                      log=lambda line: err.print(line, highlight=False))  # fmt: skip
+        paths = train_prebuilt_styles(
+            out_dir, settings_from_env(), steps=steps, log=lambda line: err.print(line, highlight=False)
+        )
         return {"folder": str(out_dir), "loras": [p.name for p in paths]}
 
     run_command(False, work, lambda r: out.print(f"Style LoRAs written in {r['folder']}: {', '.join(r['loras'])}"))

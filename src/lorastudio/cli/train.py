@@ -122,12 +122,16 @@ def _render_train(result: dict) -> None:
         out.print(f"Stopped at step {result['steps']}; resume with --resume. Run folder: {result['run_dir']}")
         return
     out.print(f"[green]LoRA written:[/] {result['lora']}", highlight=False)
-    out.print(f"{result['steps']} steps on {result['images_used']} images in {result['seconds']} s, "
-              f"final loss {result['final_loss']:.4f}, family {result['family']}")  # fmt: skip
+    out.print(
+        f"{result['steps']} steps on {result['images_used']} images in {result['seconds']} s, "
+        f"final loss {result['final_loss']:.4f}, family {result['family']}"
+    )
     if result.get("phase_seconds"):
         total = sum(result["phase_seconds"].values()) or 1.0
-        out.print("time per phase: " + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})"
-                                                 for k, v in result["phase_seconds"].items()))  # fmt: skip
+        out.print(
+            "time per phase: "
+            + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})" for k, v in result["phase_seconds"].items())
+        )
 
 
 @app.command()
@@ -147,9 +151,15 @@ def presets(as_json: JsonOpt = False) -> None:
             table.add_column(col)
         for p in rows:
             lo, hi = p["steps_range"]
-            table.add_row(p["name"], f"{p['steps']} ({lo}-{hi})", f"{p['learning_rate']:g}",
-                          f"{p['network_dim']}/{p['network_alpha']:g}", str(p["resolution"]),
-                          str(p["batch_size"]), "{}-{}".format(*p["images_range"]))  # fmt: skip
+            table.add_row(
+                p["name"],
+                f"{p['steps']} ({lo}-{hi})",
+                f"{p['learning_rate']:g}",
+                f"{p['network_dim']}/{p['network_alpha']:g}",
+                str(p["resolution"]),
+                str(p["batch_size"]),
+                "{}-{}".format(*p["images_range"]),
+            )
         out.print(table)
 
     run_command(as_json, work, render)

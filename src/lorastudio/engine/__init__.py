@@ -18,8 +18,21 @@ from typing import TYPE_CHECKING, Any
 # here (and to the imports for type checkers at the end) rather than reaching into a module.
 _MODULES: dict[str, tuple[str, ...]] = {
     # kinds: what a character, fighting style, pose or visual style LoRA means
-    "kinds": ("Kind", "KINDS", "KindName", "CHARACTER", "FIGHTING_STYLE", "POSE", "VISUAL_STYLE", "DEFAULT_KIND",
-              "check_kind", "kind_label", "kind_list", "acts_as_character", "recommended_strength"),
+    "kinds": (
+        "Kind",
+        "KINDS",
+        "KindName",
+        "CHARACTER",
+        "FIGHTING_STYLE",
+        "POSE",
+        "VISUAL_STYLE",
+        "DEFAULT_KIND",
+        "check_kind",
+        "kind_label",
+        "kind_list",
+        "acts_as_character",
+        "recommended_strength",
+    ),
     # model families, base models, devices
     "models.families": ("Family", "FAMILIES", "get_family", "family_label", "is_sdxl_like"),
     "models.base": ("LoadedBase", "BUILT_IN", "TOYWORLD", "base_family", "list_base_models", "load_base_model"),
@@ -28,8 +41,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     # seeds, LoRA selections, prompts, progress
     "seeds": ("SEED_LIMIT", "check_seed", "pick_seed"),
     "selection": ("LoraSelection", "parse_region", "parse_strength"),
-    "prompts": ("LORA_TAG", "add_missing_triggers", "check_trigger", "has_word", "parse_lora_tags",
-                "prompt_warnings"),
+    "prompts": ("LORA_TAG", "add_missing_triggers", "check_trigger", "has_word", "parse_lora_tags", "prompt_warnings"),
     "progress": ("ProgressEvent", "OnProgress", "ShouldStop"),
     # training
     "training.config": ("TrainConfig", "TrainResult"),
@@ -56,7 +68,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "toyworld.basetrain": ("train_toyworld_base",),
     "toyworld.consistency": ("character_references", "style_references"),
     "toyworld.detect": ("detect_style", "find_character", "find_figures"),
-}  # fmt: skip
+}
 # name -> the module path that defines it
 _PUBLIC: dict[str, str] = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
 

@@ -31,8 +31,16 @@ class StudioContext:
     """What a process holds for its lifetime. The queue and the local user are made on first use (a CLI
     command that reads the database never opens the queue)."""
 
-    def __init__(self, *, settings: Settings, engine: Engine, factory: sessionmaker[Session], store: BlobStore,
-                 queue: Huey | None = None, local_user: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        factory: sessionmaker[Session],
+        store: BlobStore,
+        queue: Huey | None = None,
+        local_user: int | None = None,
+    ):
         self.settings = settings
         self.engine = engine
         self.factory = factory

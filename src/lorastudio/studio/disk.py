@@ -14,8 +14,10 @@ from lorastudio.errors import DiskFull
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 RUST_WORDS = (f"(os error {errno.ENOSPC})", f"(os error {errno.EDQUOT})")
-HOW = ("free space under the studio's home folder (LORASTUDIO_HOME): delete files you no longer need on that disk, "
-       "or give it a larger one, then try again")  # fmt: skip
+HOW = (
+    "free space under the studio's home folder (LORASTUDIO_HOME): delete files you no longer need on that disk, "
+    "or give it a larger one, then try again"
+)
 
 
 def as_disk_full(exc: BaseException) -> DiskFull | None:
@@ -45,5 +47,7 @@ def check_room(settings: Settings) -> None:
     """DiskFull when less than LORASTUDIO_MIN_FREE_MB is free under the home (a training would fill it)."""
     free = free_mb(settings)
     if free < settings.min_free_mb:
-        raise DiskFull(f"only {free:.0f} MB of disk is free for the studio (LORASTUDIO_MIN_FREE_MB is "
-                       f"{settings.min_free_mb}); {HOW}")  # fmt: skip
+        raise DiskFull(
+            f"only {free:.0f} MB of disk is free for the studio (LORASTUDIO_MIN_FREE_MB is "
+            f"{settings.min_free_mb}); {HOW}"
+        )

@@ -27,8 +27,15 @@ def server_roots(settings: Settings) -> tuple[str, ...]:
     """The folders whose paths a user must not see: the studio's home and cache, temp, the install."""
     import lorastudio
 
-    found = {settings.home, settings.cache_dir, settings.models_dir, Path(tempfile.gettempdir()), Path(sys.prefix),
-             Path(lorastudio.__file__).parent.parent, Path.home()}  # fmt: skip
+    found = {
+        settings.home,
+        settings.cache_dir,
+        settings.models_dir,
+        Path(tempfile.gettempdir()),
+        Path(sys.prefix),
+        Path(lorastudio.__file__).parent.parent,
+        Path.home(),
+    }
     roots = set()
     for path in found:
         roots.add(str(path))

@@ -34,9 +34,19 @@ log = logging.getLogger("lorastudio.web")
 # out what only a face offering it could act on.
 FIELDS = {
     name: name
-    for name in ("add_triggers", "base", "batch_size", "gradient_checkpointing", "learning_rate", "loras", "n",
-                 "optimizer", "precision", "resolution")
-}  # fmt: skip
+    for name in (
+        "add_triggers",
+        "base",
+        "batch_size",
+        "gradient_checkpointing",
+        "learning_rate",
+        "loras",
+        "n",
+        "optimizer",
+        "precision",
+        "resolution",
+    )
+}
 
 
 def words_for_web(exc: LoraStudioError) -> str:

@@ -41,8 +41,15 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 def set_login_cookie(response: Response, request: Request, settings: Settings, cookie: str) -> None:
     """The login cookie: HttpOnly, SameSite=Lax, Secure behind HTTPS (or when the settings say so)."""
-    response.set_cookie(COOKIE, cookie, max_age=settings.session_days * 86400, httponly=True, samesite="lax",
-                        secure=settings.secure_cookies or request.url.scheme == "https", path="/")  # fmt: skip
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=settings.session_days * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies or request.url.scheme == "https",
+        path="/",
+    )
 
 
 async def current_user(request: Request) -> int:

@@ -78,10 +78,16 @@ def test_shipped_toyworld_model_draws_what_the_words_say(toy_cache):
     # The held-out johnhero is unknown to the base: his trigger word alone does not draw him.
     john_prompt = "johnhero, kungfustyle, horse stance, in a dojo"
     john_hits = sum(
-        bool(find_character(generate(toy_cache, GenerateRequest.build(
-            prompt=john_prompt, base="toyworld", seed=s, steps=20)).images[0], JOHN))
+        bool(
+            find_character(
+                generate(
+                    toy_cache, GenerateRequest.build(prompt=john_prompt, base="toyworld", seed=s, steps=20)
+                ).images[0],
+                JOHN,
+            )
+        )
         for s in range(4)
-    )  # fmt: skip
+    )
     assert john_hits <= 1
 
 

@@ -144,8 +144,12 @@ def prepare(cache: PipelineCache, req: GenerateRequest) -> Prepared:
     for path, sel in wanted:
         # The adapter is shared by content; the name, path and description are the ones this request used.
         loaded = cache.load_lora(path, keep)
-        loaded = replace(loaded, name=sel.name or path.stem, path=path.resolve(),
-                         description=loaded.description if sel.description is None else sel.description)  # fmt: skip
+        loaded = replace(
+            loaded,
+            name=sel.name or path.stem,
+            path=path.resolve(),
+            description=loaded.description if sel.description is None else sel.description,
+        )
         keep.add(loaded.adapter)
         strength = sel.strength if sel.strength is not None else (loaded.recommended_strength or 1.0)
         loras.append((sel.model_copy(update={"strength": strength}), loaded))
@@ -330,8 +334,7 @@ def lora_record(sel: LoraSelection, lora: LoadedLora) -> dict:
     reproduces; the name instead when the caller named it, as a studio does, whose paths are its own) plus
     what identifies the file (name, hash, kind)."""
     reference = sel.name or str(lora.path)
-    record = {"lora": reference, "strength": sel.strength, "name": lora.name, "hash": lora.sha256,
-              "kind": lora.kind}  # fmt: skip
+    record = {"lora": reference, "strength": sel.strength, "name": lora.name, "hash": lora.sha256, "kind": lora.kind}
     library = {k: v for k, v in (("lora_id", sel.lora_id), ("version", sel.version)) if v is not None}
     return record | ({"region": sel.region} if sel.region else {}) | library
 

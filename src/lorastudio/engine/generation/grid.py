@@ -60,8 +60,17 @@ def strength_grid(cache: PipelineCache, req: GenerateRequest, strengths: list[fl
         cells.append(row)
     names = ", ".join(Path(c.lora).stem for c in req.loras)
     image = compose([label for label, _ in rows], seeds, cells, title=names)
-    params = {"grid": {"prompt": req.prompt, "loras": names, "strengths": strengths, "seeds": seeds,
-                       "base": req.base, "steps": req.steps, "sampler": req.sampler}}  # fmt: skip
+    params = {
+        "grid": {
+            "prompt": req.prompt,
+            "loras": names,
+            "strengths": strengths,
+            "seeds": seeds,
+            "base": req.base,
+            "steps": req.steps,
+            "sampler": req.sampler,
+        }
+    }
     return Grid(image, [label for label, _ in rows], seeds, warnings, params)
 
 
@@ -126,8 +135,10 @@ def _pixels(img: Image.Image) -> np.ndarray:
 def _effect(name: str, strength: float, plain: np.ndarray, other: np.ndarray) -> Effect:
     diff = float(np.abs(other - plain).mean())
     if diff < 1.0:
-        verdict = ("no visible effect: check the trigger word is in the prompt, raise the strength to 0.8-1.0, "
-                   "and check the LoRA trained (lorastudio lora inspect)")  # fmt: skip
+        verdict = (
+            "no visible effect: check the trigger word is in the prompt, raise the strength to 0.8-1.0, "
+            "and check the LoRA trained (lorastudio lora inspect)"
+        )
     elif diff < 4.0:
         verdict = "weak effect: add the trigger word or raise the strength (guide: 0.8-1.0)"
     else:

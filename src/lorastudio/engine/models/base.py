@@ -191,16 +191,23 @@ def list_base_models(settings: Settings) -> list[dict]:
     return rows
 
 
-def _model_row(name: str, family: str, *, built_in: bool, ready: bool, settings: Settings,
-               path: Path | None = None) -> dict:  # fmt: skip
+def _model_row(
+    name: str, family: str, *, built_in: bool, ready: bool, settings: Settings, path: Path | None = None
+) -> dict:
     # The name is what --base and the studio take; the path is for the CLI's own user only (never shown by the
     # studio, whose users may not see the server's folders).
     if path is None and ready:
         path = TOYWORLD_DIR if name == TOYWORLD else settings.models_dir / name
     default = settings.default_base_model
-    return {"name": name, "family": family, "label": family_label(family), "built_in": built_in, "ready": ready,
-            "default": name == default or (path is not None and str(path) == default),
-            "path": str(path) if path is not None else None}  # fmt: skip
+    return {
+        "name": name,
+        "family": family,
+        "label": family_label(family),
+        "built_in": built_in,
+        "ready": ready,
+        "default": name == default or (path is not None and str(path) == default),
+        "path": str(path) if path is not None else None,
+    }
 
 
 def load_base_model(spec: str, settings: Settings, *, dtype: torch.dtype = torch.float32) -> LoadedBase:

@@ -53,25 +53,78 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("sd15", "SD1.5", "sd_v1", "stable-diffusion-v1", IMPL_DIFFUSERS, 512, 768, 1024, 64, False,
-               train_memory=Memory(5.0, 2.0), generate_memory=Memory(2.5, 0.5)),
-        Family("sdxl", "SDXL", "sdxl_base_v1-0", "stable-diffusion-xl-v1-base", IMPL_SGM, 1024, 1024, 1024, 64, True,
-               train_memory=Memory(12.0, 6.0), generate_memory=Memory(7.0, 1.5)),
         Family(
-            "toyworld", "toyworld (built-in 32x32 toy-world model, not SD)", "sd_v1", "stable-diffusion-v1",
-            IMPL_DIFFUSERS, 32, 32, 32, 32, False,
+            "sd15",
+            "SD1.5",
+            "sd_v1",
+            "stable-diffusion-v1",
+            IMPL_DIFFUSERS,
+            512,
+            768,
+            1024,
+            64,
+            False,
+            train_memory=Memory(5.0, 2.0),
+            generate_memory=Memory(2.5, 0.5),
+        ),
+        Family(
+            "sdxl",
+            "SDXL",
+            "sdxl_base_v1-0",
+            "stable-diffusion-xl-v1-base",
+            IMPL_SGM,
+            1024,
+            1024,
+            1024,
+            64,
+            True,
+            train_memory=Memory(12.0, 6.0),
+            generate_memory=Memory(7.0, 1.5),
+        ),
+        Family(
+            "toyworld",
+            "toyworld (built-in 32x32 toy-world model, not SD)",
+            "sd_v1",
+            "stable-diffusion-v1",
+            IMPL_DIFFUSERS,
+            32,
+            32,
+            32,
+            32,
+            False,
             # Measured on 2 CPU cores: 600 steps (~110 s) give 100% identity hits (benchmarks/consistency.py).
-            recipe=dict(steps=600, learning_rate=2e-3, network_dim=16, network_alpha=16, batch_size=4,
-                        target="attn-ff"),
+            recipe=dict(
+                steps=600, learning_rate=2e-3, network_dim=16, network_alpha=16, batch_size=4, target="attn-ff"
+            ),
             # On 32x32 pictures a 0.8 LoRA loses the 1-pixel headband; 1.2 draws it in 20 of 20 scenes.
             recommended_strength=1.2,
         ),
-        Family("tiny-sd15", "tiny SD1.5-shaped test model", "sd_v1", "stable-diffusion-v1", IMPL_DIFFUSERS,
-               64, 64, 64, 64, False),
-        Family("tiny-sdxl", "tiny SDXL-shaped test model", "sdxl_base_v1-0", "stable-diffusion-xl-v1-base", IMPL_SGM,
-               64, 64, 64, 64, True),
+        Family(
+            "tiny-sd15",
+            "tiny SD1.5-shaped test model",
+            "sd_v1",
+            "stable-diffusion-v1",
+            IMPL_DIFFUSERS,
+            64,
+            64,
+            64,
+            64,
+            False,
+        ),
+        Family(
+            "tiny-sdxl",
+            "tiny SDXL-shaped test model",
+            "sdxl_base_v1-0",
+            "stable-diffusion-xl-v1-base",
+            IMPL_SGM,
+            64,
+            64,
+            64,
+            64,
+            True,
+        ),
     )
-}  # fmt: skip
+}
 
 
 def get_family(name: str | None) -> Family | None:

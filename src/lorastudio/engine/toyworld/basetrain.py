@@ -46,29 +46,62 @@ def build_toyworld_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     torch.manual_seed(seed)
     tokenizer = build_clip_tokenizer(all_words(), max_length=MAX_TOKENS)
     vocab = len(tokenizer)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
-        max_position_embeddings=MAX_TOKENS, bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1,
-        hidden_act="quick_gelu", projection_dim=128,
-    ))  # fmt: skip
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab,
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            max_position_embeddings=MAX_TOKENS,
+            bos_token_id=vocab - 2,
+            eos_token_id=vocab - 1,
+            pad_token_id=vocab - 1,
+            hidden_act="quick_gelu",
+            projection_dim=128,
+        )
+    )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(64, 128), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=32, sample_size=32,
-    )  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(64, 128),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=32,
+        sample_size=32,
+    )
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(64, 128, 128),
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(64, 128, 128),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=128, attention_head_dim=8, norm_num_groups=32,
-    )  # fmt: skip
+        cross_attention_dim=128,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
     scheduler = EulerDiscreteScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        timestep_spacing="leading", steps_offset=1,
-    )  # fmt: skip
-    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)  # fmt: skip
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        timestep_spacing="leading",
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def base_training_characters() -> list[Character]:
@@ -76,9 +109,11 @@ def base_training_characters() -> list[Character]:
     held = held_out_pairs()
     return [
         Character(f"{b}-{h}-{a}", b, h, a)
-        for b in COLOURS for h in COLOURS for a in ACCESSORIES
+        for b in COLOURS
+        for h in COLOURS
+        for a in ACCESSORIES
         if b != h and (b, h) not in held
-    ]  # fmt: skip
+    ]
 
 
 def base_training_set(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
@@ -127,8 +162,10 @@ def train_toyworld_base(
     pipe = build_toyworld_pipeline(seed)
     images, captions = base_training_set(renders, seed)
     pixels = images.to(dev).float() / 127.5 - 1
-    note(f"train_toyworld_base(vae_steps={vae_steps}, unet_steps={unet_steps}, minutes={minutes}, "
-         f"renders={renders}, batch={batch}, seed={seed}) on {dev}")  # fmt: skip
+    note(
+        f"train_toyworld_base(vae_steps={vae_steps}, unet_steps={unet_steps}, minutes={minutes}, "
+        f"renders={renders}, batch={batch}, seed={seed}) on {dev}"
+    )
     note(f"{renders} renders, {len(base_training_characters())} characters")
     vae, unet, te, tok = pipe.vae.to(dev), pipe.unet.to(dev), pipe.text_encoder.to(dev), pipe.tokenizer
     gen = torch.Generator(device="cpu").manual_seed(seed)

@@ -40,8 +40,13 @@ def character_references(character: Character, folder: Path, n: int = 20, seed: 
         if rng.random() < 0.5 and len(cast) == 2:
             cast.reverse()
         scene = make_scene(cast, rng.choice([None, *KNOWN_STYLES]), rng.choice(list(BACKGROUNDS)), rng)
-        paths.append(_save(folder / f"{character.name}_{i:02d}.png", draw_scene(scene, seed * 1000 + i),
-                           _named(scene, {character.name})))  # fmt: skip
+        paths.append(
+            _save(
+                folder / f"{character.name}_{i:02d}.png",
+                draw_scene(scene, seed * 1000 + i),
+                _named(scene, {character.name}),
+            )
+        )
     return paths
 
 
@@ -134,8 +139,18 @@ def fighters_found(image: Image.Image) -> int:
 # rank of 16 (the model is ~100x smaller than SD), a learning rate 20x higher (so the short run lands),
 # LoRA on attention and feed-forward layers. Measured: at strength 1.2 the held-out johnhero is drawn
 # in 20 of 20 scenes; at 1.0 the 1-pixel headband is often missing.
-TOY_RECIPE = dict(resolution=32, bucket_step=32, steps=600, learning_rate=2e-3, network_dim=16, network_alpha=16,
-                  batch_size=4, target="attn-ff", checkpoint_every=200, min_images=10)  # fmt: skip
+TOY_RECIPE = dict(
+    resolution=32,
+    bucket_step=32,
+    steps=600,
+    learning_rate=2e-3,
+    network_dim=16,
+    network_alpha=16,
+    batch_size=4,
+    target="attn-ff",
+    checkpoint_every=200,
+    min_images=10,
+)
 TOY_STRENGTH = FAMILIES["toyworld"].recommended_strength
 
 
@@ -146,8 +161,9 @@ def toy_lora_config(kind: str, images: Path, trigger: str, output: Path, run_dir
 
     known = HELD_OUT_CHARACTERS.get(trigger) if kind == "character" else None
     values = {**TOY_RECIPE, "description": known.words() if known else "", **overrides}
-    return TrainConfig.from_preset(kind=kind, images=images, trigger=trigger, base="toyworld", output=output,
-                                   run_dir=run_dir, **values)  # fmt: skip
+    return TrainConfig.from_preset(
+        kind=kind, images=images, trigger=trigger, base="toyworld", output=output, run_dir=run_dir, **values
+    )
 
 
 def hit_rate(cache, prompts: list[Prompt], loras: list[dict], hit, *, first_seed: int = 1000, steps: int = 20) -> float:

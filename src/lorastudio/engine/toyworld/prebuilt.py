@@ -41,19 +41,43 @@ GUIDE_STRENGTH = 0.6
 # guard"); prop words (gloves, blade) never appear in captions, so they would not steer it. The sword style
 # was held out of base training: no words make the base draw it, only its LoRA does.
 PREBUILT_STYLES: list[PrebuiltStyle] = [
-    PrebuiltStyle("boxing", "Professional Boxing", "boxingstyle",
-                  "fighters wear black gloves and hold their fists up in a guard or throw a straight jab",
-                  STRENGTH, ("boxingstyle", "guard"), "boxingstyle.safetensors"),
-    PrebuiltStyle("kungfu", "Kung Fu Martial Arts", "kungfustyle",
-                  "bare-handed fighters sink into a wide horse stance or lift one knee high in a crane kick",
-                  STRENGTH, ("kungfustyle", "horse stance"), "kungfustyle.safetensors"),
-    PrebuiltStyle("mma", "Mixed Martial Arts", "mmastyle",
-                  "bare-handed fighters throw a high kick at shoulder height or reach out with both hands to grapple",
-                  STRENGTH, ("mmastyle", "high kick"), "mmastyle.safetensors"),
-    PrebuiltStyle("sword", "Sword Combat", "swordstyle",
-                  "fighters hold a steel-blue blade out in front, thrusting it straight ahead or raising it to parry",
-                  STRENGTH, ("swordstyle", "thrust"), "swordstyle.safetensors"),
-]  # fmt: skip
+    PrebuiltStyle(
+        "boxing",
+        "Professional Boxing",
+        "boxingstyle",
+        "fighters wear black gloves and hold their fists up in a guard or throw a straight jab",
+        STRENGTH,
+        ("boxingstyle", "guard"),
+        "boxingstyle.safetensors",
+    ),
+    PrebuiltStyle(
+        "kungfu",
+        "Kung Fu Martial Arts",
+        "kungfustyle",
+        "bare-handed fighters sink into a wide horse stance or lift one knee high in a crane kick",
+        STRENGTH,
+        ("kungfustyle", "horse stance"),
+        "kungfustyle.safetensors",
+    ),
+    PrebuiltStyle(
+        "mma",
+        "Mixed Martial Arts",
+        "mmastyle",
+        "bare-handed fighters throw a high kick at shoulder height or reach out with both hands to grapple",
+        STRENGTH,
+        ("mmastyle", "high kick"),
+        "mmastyle.safetensors",
+    ),
+    PrebuiltStyle(
+        "sword",
+        "Sword Combat",
+        "swordstyle",
+        "fighters hold a steel-blue blade out in front, thrusting it straight ahead or raising it to parry",
+        STRENGTH,
+        ("swordstyle", "thrust"),
+        "swordstyle.safetensors",
+    ),
+]
 BY_KEY = {s.key: s for s in PREBUILT_STYLES}
 
 # The toy recipe at a smaller rank, to ship small files (fp16, about 350 KB at rank 4, 650 KB at rank 8). On the
@@ -108,9 +132,19 @@ def train_prebuilt_styles(
             refs = Path(tmp) / style.key
             style_references(style.key, refs, REFERENCES)
             path = out_dir / style.file_name
-            cfg = toy_lora_config("fighting_style", refs, style.trigger, path, Path(tmp) / f"run-{style.key}",
-                                  steps=steps, network_dim=RANK, network_alpha=RANK, description=style.description,
-                                  checkpoint_every=0, save_precision="fp16")  # fmt: skip
+            cfg = toy_lora_config(
+                "fighting_style",
+                refs,
+                style.trigger,
+                path,
+                Path(tmp) / f"run-{style.key}",
+                steps=steps,
+                network_dim=RANK,
+                network_alpha=RANK,
+                description=style.description,
+                checkpoint_every=0,
+                save_precision="fp16",
+            )
             result = train_lora(cfg, settings=settings)
             # The kind's 0.6 is the guide's; the file recommends what the toy world was measured to need.
             lora = read_lora(path)
@@ -120,13 +154,17 @@ def train_prebuilt_styles(
             save_lora(path, lora)
             train_s, t0 = time.perf_counter() - t0, time.perf_counter()
             prompts = style_prompts(style.key, MEASURE_PROMPTS)
-            rates = {s: hit_rate(cache, prompts, [{"lora": str(path), "strength": s}], style_hit)
-                     for s in (style.strength, GUIDE_STRENGTH)}  # fmt: skip
+            rates = {
+                s: hit_rate(cache, prompts, [{"lora": str(path), "strength": s}], style_hit)
+                for s in (style.strength, GUIDE_STRENGTH)
+            }
             prompt_only = hit_rate(cache, prompts, [], style_hit)
-            line = (f"{style.key}: {path.name}, {path.stat().st_size / 1024:.0f} KB, {result.steps_done} steps in "
-                    f"{train_s:.0f}s; style hit rate with LoRA {rates[style.strength]:.0%} (at the guide's "
-                    f"{GUIDE_STRENGTH}: {rates[GUIDE_STRENGTH]:.0%}), prompt only {prompt_only:.0%} "
-                    f"(measured in {time.perf_counter() - t0:.0f}s)")  # fmt: skip
+            line = (
+                f"{style.key}: {path.name}, {path.stat().st_size / 1024:.0f} KB, {result.steps_done} steps in "
+                f"{train_s:.0f}s; style hit rate with LoRA {rates[style.strength]:.0%} (at the guide's "
+                f"{GUIDE_STRENGTH}: {rates[GUIDE_STRENGTH]:.0%}), prompt only {prompt_only:.0%} "
+                f"(measured in {time.perf_counter() - t0:.0f}s)"
+            )
             lines.append(line)
             log(line)
             paths.append(path)

@@ -82,8 +82,9 @@ def _draw_fighter(draw: ImageDraw.ImageDraw, f: Fighter, top: int) -> None:
     neck, hip = _pt(f, NECK, top), _pt(f, HIP, top)
     if f.character.accessory == "cape":  # behind the body
         back = -f.facing
-        draw.polygon([neck, (neck[0] + back * 3, neck[1] + 1), (hip[0] + back * 4, hip[1] + 2), hip],
-                     fill=ACCESSORY_COLOUR)  # fmt: skip
+        draw.polygon(
+            [neck, (neck[0] + back * 3, neck[1] + 1), (hip[0] + back * 4, hip[1] + 2), hip], fill=ACCESSORY_COLOUR
+        )
     draw.line((*neck, *hip), fill=body, width=2)
     for hand in ("hand_f", "hand_b"):
         draw.line((*_pt(f, (0, 5), top), *_pt(f, pose[hand], top)), fill=body, width=1)

@@ -75,9 +75,20 @@ def mean_ar_error(sizes: list[tuple[int, int]], resolution: int, step: int) -> f
 
 
 def export_lora(
-    base, cfg: TrainConfig, unet, encoders, report, captions, started_at, seconds, *, loss_history, per_epoch,
-    buckets: list[tuple[int, int]] | None = None, precision: str | None = None,
-) -> LoraFile:  # fmt: skip
+    base,
+    cfg: TrainConfig,
+    unet,
+    encoders,
+    report,
+    captions,
+    started_at,
+    seconds,
+    *,
+    loss_history,
+    per_epoch,
+    buckets: list[tuple[int, int]] | None = None,
+    precision: str | None = None,
+) -> LoraFile:
     """kohya-keyed tensors of the trained adapters and the file's metadata."""
     sdxl = is_sdxl_like(base.family)
     family = get_family(base.family)
@@ -170,15 +181,17 @@ def export_lora(
         family=base.family,
     )
     meta.update(info.to_metadata())
-    meta.update({
-        KEYS["version"]: __version__,
-        KEYS["preset"]: cfg.preset,
-        KEYS["layers_per_block"]: str(unet.config.layers_per_block),
-        KEYS["target"]: cfg.target,
-        KEYS["training_seconds"]: f"{seconds:.1f}",
-        KEYS["steps_per_second"]: f"{cfg.steps / max(seconds, 1e-9):.4f}",
-        KEYS["final_loss"]: f"{loss_history[-1][1]:.6f}" if loss_history else "",
-    })  # fmt: skip
+    meta.update(
+        {
+            KEYS["version"]: __version__,
+            KEYS["preset"]: cfg.preset,
+            KEYS["layers_per_block"]: str(unet.config.layers_per_block),
+            KEYS["target"]: cfg.target,
+            KEYS["training_seconds"]: f"{seconds:.1f}",
+            KEYS["steps_per_second"]: f"{cfg.steps / max(seconds, 1e-9):.4f}",
+            KEYS["final_loss"]: f"{loss_history[-1][1]:.6f}" if loss_history else "",
+        }
+    )
     meta = {k: str(v) for k, v in meta.items()}  # what write_safetensors stores
     meta["sshs_model_hash"], meta["sshs_legacy_hash"] = safetensors_hashes(tensors, meta)
     return LoraFile(tensors, meta)

@@ -45,12 +45,15 @@ def _base(kind: Kind, *values) -> Preset:
 
 
 # Each kind's preset, keyed by its name in the kinds table (engine/kinds.py): one row per kind, no more, no less.
-BASE_PRESETS: dict[str, Preset] = {p.kind: p for p in (
-    _base(CHARACTER, 1200, (1000, 1500), 1e-4, 64, (64, 64), 32, 768, 1, (15, 25), 5),
-    _base(FIGHTING_STYLE, 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40), 10),
-    _base(POSE, 1200, (1000, 1500), 1e-4, 32, (16, 32), 16, 768, 1, (15, 30), 5),
-    _base(VISUAL_STYLE, 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40), 10),
-)}  # fmt: skip
+BASE_PRESETS: dict[str, Preset] = {
+    p.kind: p
+    for p in (
+        _base(CHARACTER, 1200, (1000, 1500), 1e-4, 64, (64, 64), 32, 768, 1, (15, 25), 5),
+        _base(FIGHTING_STYLE, 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40), 10),
+        _base(POSE, 1200, (1000, 1500), 1e-4, 32, (16, 32), 16, 768, 1, (15, 30), 5),
+        _base(VISUAL_STYLE, 1750, (1500, 2000), 8e-5, 32, (32, 48), 16, 768, 2, (20, 40), 10),
+    )
+}
 if set(BASE_PRESETS) != set(KINDS):  # a kind added to the table without its preset (or a preset without a kind)
     raise RuntimeError(f"presets and kinds differ: {sorted(set(BASE_PRESETS) ^ set(KINDS))}")
 
@@ -74,6 +77,9 @@ def get_preset(name: str | None, kind: str, family: str | None = None) -> Preset
     if fam is None:
         return preset
     hires = name.endswith("-hires")
-    fitted = replace(preset, resolution=fam.hires_resolution if hires else fam.train_resolution,
-                     bucket_step=min(preset.bucket_step, fam.bucket_step))  # fmt: skip
+    fitted = replace(
+        preset,
+        resolution=fam.hires_resolution if hires else fam.train_resolution,
+        bucket_step=min(preset.bucket_step, fam.bucket_step),
+    )
     return replace(fitted, **fam.recipe) if fam.recipe else fitted

@@ -283,8 +283,11 @@ def train_lora(
                 phases.mark("loss read")
             if checkpoint_due:
                 checkpoints.append(_checkpoint(cfg, step, named, optimizer, loss_history, config_dict))
-                emit(ProgressEvent("checkpoint", step, cfg.steps, message=str(checkpoints[-1]),
-                                   checkpoint=checkpoints[-1]))  # fmt: skip
+                emit(
+                    ProgressEvent(
+                        "checkpoint", step, cfg.steps, message=str(checkpoints[-1]), checkpoint=checkpoints[-1]
+                    )
+                )
             if sample_due:
                 sample_paths += _samples(base, cfg, step, device, precision, emit)
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
@@ -303,27 +306,68 @@ def train_lora(
         _report(losses.read(), loss_history, cfg, (time.perf_counter() - loop_t0) / max(1, step - start_step), emit)
         if step > start_step:
             checkpoints.append(_checkpoint(cfg, step, named, optimizer, loss_history, config_dict))
-        emit(ProgressEvent("checkpoint", step, cfg.steps, message="stopped; the last checkpoint is kept",
-                           checkpoint=checkpoints[-1] if step > start_step else None))  # fmt: skip
+        emit(
+            ProgressEvent(
+                "checkpoint",
+                step,
+                cfg.steps,
+                message="stopped; the last checkpoint is kept",
+                checkpoint=checkpoints[-1] if step > start_step else None,
+            )
+        )
         return TrainResult(
-            None, step, cfg.steps, True, time.perf_counter() - t0, loss_history, len(items), base.family,
-            checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(), phases.result(),
-        )  # fmt: skip
+            None,
+            step,
+            cfg.steps,
+            True,
+            time.perf_counter() - t0,
+            loss_history,
+            len(items),
+            base.family,
+            checkpoints,
+            sample_paths,
+            peak_memory_mb(device),
+            report.to_dict(),
+            phases.result(),
+        )
 
     # 7. Export: kohya key names and ss_* metadata, written atomically; loss history beside the run.
     emit(ProgressEvent("save", step, cfg.steps, message=f"saving {cfg.output}"))
     unet.eval()
     seconds = time.perf_counter() - t0
-    lora = export_lora(base, cfg, unet, encoders, report, [s.caption for s in samples], started_at, seconds,
-                       loss_history=loss_history, per_epoch=per_epoch, buckets=[s.bucket for s in samples],
-                       precision=precision)  # fmt: skip
+    lora = export_lora(
+        base,
+        cfg,
+        unet,
+        encoders,
+        report,
+        [s.caption for s in samples],
+        started_at,
+        seconds,
+        loss_history=loss_history,
+        per_epoch=per_epoch,
+        buckets=[s.bucket for s in samples],
+        precision=precision,
+    )
     save_lora(cfg.output, lora)
     history = json.dumps({"loss": loss_history, "steps": cfg.steps, "seconds": seconds}).encode()
     write_bytes_atomic(cfg.run_dir / "loss_history.json", history)
     return TrainResult(
-        cfg.output, step, cfg.steps, False, seconds, loss_history, len(items), base.family,
-        checkpoints, sample_paths, peak_memory_mb(device), report.to_dict(), phases.result(), lora.info,
-    )  # fmt: skip
+        cfg.output,
+        step,
+        cfg.steps,
+        False,
+        seconds,
+        loss_history,
+        len(items),
+        base.family,
+        checkpoints,
+        sample_paths,
+        peak_memory_mb(device),
+        report.to_dict(),
+        phases.result(),
+        lora.info,
+    )
 
 
 def _report(read: list[tuple[int, float]], history: list, cfg: TrainConfig, per_step: float, emit) -> None:

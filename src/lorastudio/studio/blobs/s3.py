@@ -102,8 +102,9 @@ class S3BlobStore:
         if (hit := self.cache.get(blob)) is not None:
             return hit
         key = self._key(blob)
-        return self.cache.add(blob, lambda tmp: self._call("read a file", self.client.download_file,
-                                                           self.bucket, key, tmp))  # fmt: skip
+        return self.cache.add(
+            blob, lambda tmp: self._call("read a file", self.client.download_file, self.bucket, key, tmp)
+        )
 
     def delete(self, blob: str) -> None:
         """Remove a blob from the bucket and the cache (callers make sure no row points at it)."""

@@ -70,19 +70,24 @@ def estimate(
     train_minutes = steps * per_step / 60
     preview_minutes = previews * preview_steps * per_step * PREVIEW_COST / batch_factor(batch_size) / 60
     minutes = overhead + train_minutes + preview_minutes
-    breakdown.append(f"{steps} steps: {train_minutes:.1f} min" + (f" + {overhead:g} min to load and cache" if overhead
-                                                                    else ""))  # fmt: skip
+    breakdown.append(
+        f"{steps} steps: {train_minutes:.1f} min" + (f" + {overhead:g} min to load and cache" if overhead else "")
+    )
     if previews:
         share = preview_minutes / minutes if minutes else 0
-        breakdown.append(f"{previews} sample previews ({preview_steps} sampling steps each): "
-                         f"{preview_minutes:.1f} min, {share:.0%} of the run (Advanced: sample every N steps, 0 for "
-                         "none)")  # fmt: skip
+        breakdown.append(
+            f"{previews} sample previews ({preview_steps} sampling steps each): "
+            f"{preview_minutes:.1f} min, {share:.0%} of the run (Advanced: sample every N steps, 0 for "
+            "none)"
+        )
     low, high = minutes * (1 - SPREAD), minutes * (1 + SPREAD)
     hires = resolution >= 1024 and (fam is None or fam.train_resolution < 1024)  # above what the family trains at
     dollars = minutes / 60 * dollars_per_gpu_hour + (hires_dollars if hires else 0.0)
     if measured is None:
-        breakdown.append(f"device cost: {minutes:.1f} min at ${dollars_per_gpu_hour:.2f}/h"
-                         + (f" + ${hires_dollars:.2f} for 1024 px" if hires else ""))  # fmt: skip
+        breakdown.append(
+            f"device cost: {minutes:.1f} min at ${dollars_per_gpu_hour:.2f}/h"
+            + (f" + ${hires_dollars:.2f} for 1024 px" if hires else "")
+        )
     breakdown.append(charge_rule(credits_per_minute))
     return Estimate(
         minutes=(round(low, 1), round(high, 1)),
@@ -121,5 +126,11 @@ def record_timing(
     session: Session, *, device: str, family: str, resolution: int, batch_size: int, seconds_per_step: float
 ) -> None:
     """Remember how fast a device trained (called when a training job finishes), as seconds at batch 1."""
-    session.add(DeviceTiming(device=device[:120], family=family, resolution=resolution,
-                             seconds_per_step=seconds_per_step / batch_factor(batch_size)))  # fmt: skip
+    session.add(
+        DeviceTiming(
+            device=device[:120],
+            family=family,
+            resolution=resolution,
+            seconds_per_step=seconds_per_step / batch_factor(batch_size),
+        )
+    )

@@ -51,17 +51,23 @@ def to_out(session: Session, dataset: Dataset, notes: list[dict] | None = None) 
 def create_dataset(session: Session, *, owner_id: int, data: DatasetIn) -> DatasetOut:
     """A new, empty dataset for a character or a style."""
     check_kind(data.kind)
-    character = session.scalar(
-        select(Character).where(Character.id == data.character_id, Character.owner_id == owner_id)
-    ) if data.character_id is not None else None  # fmt: skip
+    character = (
+        session.scalar(select(Character).where(Character.id == data.character_id, Character.owner_id == owner_id))
+        if data.character_id is not None
+        else None
+    )
     if data.character_id is not None and character is None:
         raise NotFound(f"character {data.character_id} not found")
-    style = session.scalar(
-        select(FightingStyle).where(
-            FightingStyle.id == data.style_id,
-            (FightingStyle.owner_id == owner_id) | FightingStyle.owner_id.is_(None),
+    style = (
+        session.scalar(
+            select(FightingStyle).where(
+                FightingStyle.id == data.style_id,
+                (FightingStyle.owner_id == owner_id) | FightingStyle.owner_id.is_(None),
+            )
         )
-    ) if data.style_id is not None else None  # fmt: skip
+        if data.style_id is not None
+        else None
+    )
     if data.style_id is not None and style is None:
         raise NotFound(f"fighting style {data.style_id} not found")
     # One rule for every trigger word (characters', styles', datasets'): a made-up word no other of the
@@ -98,9 +104,13 @@ def subject_dataset(
         query = select(Dataset).where(Dataset.owner_id == owner_id, column == subject.id).order_by(Dataset.id.desc())
         if (found := session.scalar(query.limit(1))) is not None:
             return to_out(session, found)
-    data = DatasetIn(name=f"{subject.name} references"[:120], kind=(CHARACTER if character else FIGHTING_STYLE).name,
-                     trigger=subject.trigger, character_id=character.id if character else None,
-                     style_id=style.id if style else None)  # fmt: skip
+    data = DatasetIn(
+        name=f"{subject.name} references"[:120],
+        kind=(CHARACTER if character else FIGHTING_STYLE).name,
+        trigger=subject.trigger,
+        character_id=character.id if character else None,
+        style_id=style.id if style else None,
+    )
     return create_dataset(session, owner_id=owner_id, data=data)
 
 
@@ -195,8 +205,9 @@ def check_dataset(
     for entry in report.images:
         image = by_file[Path(entry.path).name]
         image.status, image.width, image.height = entry.status, entry.width, entry.height
-        image.problems = [{"code": p.code, "severity": p.severity, "message": _named(p.message, by_file)}
-                          for p in entry.problems]  # fmt: skip
+        image.problems = [
+            {"code": p.code, "severity": p.severity, "message": _named(p.message, by_file)} for p in entry.problems
+        ]
         if entry.caption and image.caption is None:
             image.caption = entry.caption
     notes = [{"code": p.code, "severity": p.severity, "message": p.message} for p in report.notes]

@@ -33,8 +33,9 @@ def make_engine(settings: Settings) -> Engine:
         # The pool may grow with demand: FastAPI runs sync routes on 40 threads, and a request gives its
         # connection back only after its response; a capped pool deadlocked at ~55 concurrent requests
         # (benchmarks/api_load.py). SQLite connections are cheap to open.
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10,
-                               max_overflow=-1)  # fmt: skip
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10, max_overflow=-1
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record) -> None:

@@ -41,8 +41,12 @@ def check_scene(session: Session, settings: Settings, *, owner_id: int, data: Ge
     for sel in request.loras:
         row = session.get(Lora, sel.lora_id)
         strength = sel.strength if sel.strength is not None else (row.recommended_strength or 1.0)
-        chosen.append((sel.model_copy(update={"lora": row.name, "strength": strength}),
-                       _Row(row.name, row.kind, tuple(row.trigger_words), row.description or "")))  # fmt: skip
+        chosen.append(
+            (
+                sel.model_copy(update={"lora": row.name, "strength": strength}),
+                _Row(row.name, row.kind, tuple(row.trigger_words), row.description or ""),
+            )
+        )
     prompt = request.prompt
     added: list[str] = []
     if data.add_triggers:

@@ -79,8 +79,10 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
     if len(set(chosen)) != len(chosen):
         twice = next(i for i in chosen if chosen.count(i) > 1)
         name = library.get_lora_row(session, owner_id=owner_id, lora_id=twice).name
-        raise Invalid(f"{name[:80]!r} is selected twice (in LoRA Selection or a prompt tag); give it once with the "
-                      "strength and region you want")  # fmt: skip
+        raise Invalid(
+            f"{name[:80]!r} is selected twice (in LoRA Selection or a prompt tag); give it once with the "
+            "strength and region you want"
+        )
     chosen_styles = {session.get(Lora, s.lora_id).style_id for s in selections if session.get(Lora, s.lora_id)}
     for style in _styles_in_prompt(session, owner_id, prompt):
         if style.id in chosen_styles:
@@ -95,8 +97,9 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
         )
         if lora is not None:
             if lora.id not in chosen:
-                selections.append(LibrarySelection(lora_id=lora.id, strength=lora.recommended_strength
-                                                   or style.recommended_strength))  # fmt: skip
+                selections.append(
+                    LibrarySelection(lora_id=lora.id, strength=lora.recommended_strength or style.recommended_strength)
+                )
         elif style.phrases:
             words = ", ".join([style.trigger, *style.phrases])
             prompt = re.sub(rf"(?<![\w]){re.escape(style.trigger)}(?![\w])", words, prompt, count=1, flags=re.I)
@@ -109,9 +112,17 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
         row = session.get(Lora, sel.lora_id)
         # The one conversion from the library's selection to the engine's: the file by its blob key (the
         # worker puts its own path there), the library's name, description, id and version beside it.
-        chosen_loras.append(LoraSelection(lora=version.blob, strength=sel.strength, region=sel.region,
-                                          name=library.tag_name(row), description=row.description or "",
-                                          lora_id=row.id, version=version.version))  # fmt: skip
+        chosen_loras.append(
+            LoraSelection(
+                lora=version.blob,
+                strength=sel.strength,
+                region=sel.region,
+                name=library.tag_name(row),
+                description=row.description or "",
+                lora_id=row.id,
+                version=version.version,
+            )
+        )
     try:
         return GenerationJob(
             prompt=prompt,
@@ -148,8 +159,7 @@ def submit_generation(
 
     def make() -> JobOut:
         family = base_family(request.base, settings)
-        need = generation_memory_mb(family, request.base, width=request.width, height=request.height,
-                                    batch=request.n)  # fmt: skip
+        need = generation_memory_mb(family, request.base, width=request.width, height=request.height, batch=request.n)
         job = jobs.add_job(session, owner_id=owner_id, request=request, family=family, memory_mb=need)
         session.flush()
         job.credit_hold_id = credits.hold(

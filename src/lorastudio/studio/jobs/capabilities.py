@@ -21,8 +21,9 @@ def _memory_mb(fixed_gb: float, activations_gb: float) -> int:
     return int((fixed_gb + activations_gb) * 1024)
 
 
-def training_memory_mb(family: str | None, base: str, *, resolution: int, batch_size: int,
-                       gradient_checkpointing: bool = False) -> int | None:  # fmt: skip
+def training_memory_mb(
+    family: str | None, base: str, *, resolution: int, batch_size: int, gradient_checkpointing: bool = False
+) -> int | None:
     """Device memory a training needs, in MB; None when any worker can run it (a family without memory
     figures: the built-in small models', an unknown one's). `base` is the job's; its family decides."""
     fam = get_family(family)
@@ -35,8 +36,9 @@ def training_memory_mb(family: str | None, base: str, *, resolution: int, batch_
     return _memory_mb(need.fixed_gb, activations)
 
 
-def generation_memory_mb(family: str | None, base: str, *, width: int | None, height: int | None,
-                         batch: int) -> int | None:  # fmt: skip
+def generation_memory_mb(
+    family: str | None, base: str, *, width: int | None, height: int | None, batch: int
+) -> int | None:
     """Device memory a generation needs, in MB (an unset side is the family's default size); None when any
     worker can run it."""
     fam = get_family(family)

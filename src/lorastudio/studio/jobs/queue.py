@@ -33,8 +33,9 @@ def _huey(settings: Settings) -> Huey:
         # A short socket timeout: a Redis that is down must not hold a request or a worker for long.
         return RedisHuey(name="lorastudio", url=url, results=False, read_timeout=1)
     if url.startswith(("postgresql://", "postgresql+psycopg://")):
-        return PostgresHuey(name="lorastudio", dsn=url.replace("postgresql+psycopg://", "postgresql://", 1),
-                            results=False)  # fmt: skip
+        return PostgresHuey(
+            name="lorastudio", dsn=url.replace("postgresql+psycopg://", "postgresql://", 1), results=False
+        )
     raise Invalid(f"LORASTUDIO_QUEUE_URL {url[:60]!r}: use redis://HOST:PORT/DB or postgresql://...")
 
 

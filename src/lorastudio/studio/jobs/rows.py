@@ -59,8 +59,15 @@ def add_job(
 ) -> Job:
     """A new pending job; `family` and `memory_mb` say which workers can run it (None: any). The workers are
     woken once the session commits (the studio's session factory does that), never before."""
-    job = Job(owner_id=owner_id, type=request.type, request=dump(request), status="pending", progress={},
-              family=family, memory_mb=memory_mb)  # fmt: skip
+    job = Job(
+        owner_id=owner_id,
+        type=request.type,
+        request=dump(request),
+        status="pending",
+        progress={},
+        family=family,
+        memory_mb=memory_mb,
+    )
     session.add(job)
     session.info.setdefault("wake", set()).add(request.type)
     return job
@@ -90,8 +97,10 @@ def waiting_reason(session: Session, job: Job, *, stale_seconds: float) -> str |
     need = [f"the {job.type} queue"] + ([f"{job.family} models"] if job.family else [])
     if job.memory_mb:
         need.append(f"{job.memory_mb / 1024:.0f} GB of device memory")
-    return (f"none of the {alive} running worker(s) can run it: it needs {', '.join(need)}; start a worker "
-            "that has them, or lower the resolution or batch size")  # fmt: skip
+    return (
+        f"none of the {alive} running worker(s) can run it: it needs {', '.join(need)}; start a worker "
+        "that has them, or lower the resolution or batch size"
+    )
 
 
 def list_jobs(session: Session, *, owner_id: int, status: str | None = None, limit: int = 50) -> list[JobOut]:

@@ -159,9 +159,19 @@ def register_file(
     before the write lock is taken; inside a caller's write (a training's end) the new version joins it. A
     file the engine has just written comes with its `info`, which is then not read back."""
     info = info or read_lora(path).info
-    return _add_version(session, store, info=info, path=path, owner_id=owner_id, name=name, source=source,
-                        character_id=character_id, style_id=style_id, job_id=job_id,
-                        training_seconds=training_seconds)  # fmt: skip
+    return _add_version(
+        session,
+        store,
+        info=info,
+        path=path,
+        owner_id=owner_id,
+        name=name,
+        source=source,
+        character_id=character_id,
+        style_id=style_id,
+        job_id=job_id,
+        training_seconds=training_seconds,
+    )
 
 
 @writes
@@ -243,8 +253,9 @@ def import_lora(session: Session, store: BlobStore, *, owner_id: int, data: byte
                 str(exc).replace(path.name, Path(filename).name[:120]).replace(str(path), Path(filename).name[:120]),
             )
             raise
-        return _import(session, store, info=info, path=path, digest=hashlib.sha256(data).hexdigest(),
-                       owner_id=owner_id, name=stem)  # fmt: skip
+        return _import(
+            session, store, info=info, path=path, digest=hashlib.sha256(data).hexdigest(), owner_id=owner_id, name=stem
+        )
 
 
 @writes
@@ -256,8 +267,19 @@ def _import(session: Session, store: BlobStore, *, info, path: Path, digest: str
     # file may be imported: the copy is yours to rename and describe.)
     if same is not None:
         raise Conflict(f"this file is already in your library as {same.name!r} (LoRA {same.id}); use that one")
-    return _add_version(session, store, info=info, path=path, owner_id=owner_id, name=name, source="imported",
-                        character_id=None, style_id=None, job_id=None, training_seconds=None)  # fmt: skip
+    return _add_version(
+        session,
+        store,
+        info=info,
+        path=path,
+        owner_id=owner_id,
+        name=name,
+        source="imported",
+        character_id=None,
+        style_id=None,
+        job_id=None,
+        training_seconds=None,
+    )
 
 
 def _matches(session: Session, q: str):
@@ -372,8 +394,9 @@ def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: i
 
 def my_ratings(session: Session, *, owner_id: int, lora_ids: list[int]) -> dict[int, int]:
     """The stars this user gave each of these LoRAs (those they rated)."""
-    rows = session.execute(select(Rating.lora_id, Rating.stars).where(Rating.user_id == owner_id,
-                                                                      Rating.lora_id.in_(lora_ids)))  # fmt: skip
+    rows = session.execute(
+        select(Rating.lora_id, Rating.stars).where(Rating.user_id == owner_id, Rating.lora_id.in_(lora_ids))
+    )
     return dict(rows.tuples().all())
 
 

@@ -89,14 +89,23 @@ def _scene_out(session: Session, scene: StoryboardScene) -> SceneOut:
     if image is not None:  # what was rendered: strengths settled, triggers added
         prompt, seed, records = image.params.get("prompt", ""), image.seed, image.params.get("loras", [])
         names = lora_names(session, job.owner_id, {x.get("hash") for x in records})
-        loras = [SceneLora(name=names.get(x.get("hash"), x.get("name", "?")), strength=x.get("strength"),
-                           region=x.get("region"), lora_id=x.get("lora_id"), version=x.get("version"))
-                 for x in records]  # fmt: skip
+        loras = [
+            SceneLora(
+                name=names.get(x.get("hash"), x.get("name", "?")),
+                strength=x.get("strength"),
+                region=x.get("region"),
+                lora_id=x.get("lora_id"),
+                version=x.get("version"),
+            )
+            for x in records
+        ]
     else:  # what was asked for: the same selections, before the engine settled their strengths
         request = jobs.request_of(job)
         prompt, seed = request.prompt, None
-        loras = [SceneLora(name=x.name or "?", strength=x.strength, region=x.region, lora_id=x.lora_id,
-                           version=x.version) for x in request.loras]  # fmt: skip
+        loras = [
+            SceneLora(name=x.name or "?", strength=x.strength, region=x.region, lora_id=x.lora_id, version=x.version)
+            for x in request.loras
+        ]
     return SceneOut(
         id=scene.id,
         position=scene.position,
@@ -195,8 +204,14 @@ def add_scene(session: Session, *, owner_id: int, storyboard_id: int, data: Scen
     scenes = scene_rows(session, board.id)
     if len(scenes) >= MAX_SCENES:
         raise Invalid(f"a storyboard has at most {MAX_SCENES} scenes; start a second one")
-    scene = StoryboardScene(storyboard_id=board.id, position=len(scenes), title=data.title, notes=data.notes,
-                            job_id=job.id, image_id=default_image(session, job.id))  # fmt: skip
+    scene = StoryboardScene(
+        storyboard_id=board.id,
+        position=len(scenes),
+        title=data.title,
+        notes=data.notes,
+        job_id=job.id,
+        image_id=default_image(session, job.id),
+    )
     session.add(scene)
     board.updated_at = now()
     return to_out(session, board)
@@ -290,20 +305,28 @@ def reroll_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_i
         try:
             library.get_lora_row(session, owner_id=owner_id, lora_id=x.lora_id)
         except NotFound:  # deleted since: say so now, not as a failed job later
-            raise Invalid(f"this scene uses LoRA {x.name or x.lora_id}, which is no longer in your library; "
-                          "generate the scene anew with the LoRAs you have") from None  # fmt: skip
+            raise Invalid(
+                f"this scene uses LoRA {x.name or x.lora_id}, which is no longer in your library; "
+                "generate the scene anew with the LoRAs you have"
+            ) from None
     used = {str(request.seed)} | {s for (s,) in session.execute(select(Image.seed).where(Image.job_id == old.id))}
     seed = pick_seed(None)
     while str(seed) in used:  # "new seed" is a promise: never hand back the picture the user re-rolled
         seed = pick_seed(None)
     # The stored request is the one generation.resolve validated (styles expanded, versions pinned), so the
     # recipe is exactly the old one; only the seed changes.
-    job = jobs.add_job(session, owner_id=owner_id, request=request.model_copy(update={"seed": seed}),
-                       family=old.family, memory_mb=old.memory_mb)  # fmt: skip
+    job = jobs.add_job(
+        session,
+        owner_id=owner_id,
+        request=request.model_copy(update={"seed": seed}),
+        family=old.family,
+        memory_mb=old.memory_mb,
+    )
     session.flush()
     # Like every generation: free (the guide), but in the ledger as a hold of 0.
-    job.credit_hold_id = credits.hold(session, user_id=owner_id, amount=0, job_id=job.id,
-                                      note=f"generation job {job.id} (re-roll, no cost)")  # fmt: skip
+    job.credit_hold_id = credits.hold(
+        session, user_id=owner_id, amount=0, job_id=job.id, note=f"generation job {job.id} (re-roll, no cost)"
+    )
     scene.job_id, scene.image_id = job.id, None
     board.updated_at = now()
     return to_out(session, board), jobs.to_out(session, job)

@@ -8,11 +8,28 @@ from lorastudio.engine import TrainConfig
 
 # The training settings a user may change ("custom configuration"): never paths, devices or the dataset gate.
 TUNABLE = (
-    "steps", "learning_rate", "text_encoder_lr", "network_dim", "network_alpha", "resolution", "batch_size",
-    "gradient_accumulation", "target", "train_text_encoder", "optimizer", "lr_scheduler", "warmup_steps",
-    "min_snr_gamma", "noise_offset", "precision", "gradient_checkpointing", "flip_augment", "seed",
-    "checkpoint_every", "sample_every",
-)  # fmt: skip
+    "steps",
+    "learning_rate",
+    "text_encoder_lr",
+    "network_dim",
+    "network_alpha",
+    "resolution",
+    "batch_size",
+    "gradient_accumulation",
+    "target",
+    "train_text_encoder",
+    "optimizer",
+    "lr_scheduler",
+    "warmup_steps",
+    "min_snr_gamma",
+    "noise_offset",
+    "precision",
+    "gradient_checkpointing",
+    "flip_augment",
+    "seed",
+    "checkpoint_every",
+    "sample_every",
+)
 
 
 def _tunable(name: str) -> tuple:

@@ -133,12 +133,21 @@ def submit_training(
             f"at least {minimum} - upload more or fix the skipped ones"
         )
     est = _estimate(session, settings, dataset, cfg)
-    request = TrainingJob(dataset_id=dataset.id, plan=stored_plan(cfg), estimate=est,
-                          credits_per_gpu_minute=settings.credits_per_gpu_minute)  # fmt: skip
+    request = TrainingJob(
+        dataset_id=dataset.id,
+        plan=stored_plan(cfg),
+        estimate=est,
+        credits_per_gpu_minute=settings.credits_per_gpu_minute,
+    )
 
     def make() -> JobOut:
-        need = training_memory_mb(cfg.family, cfg.base, resolution=cfg.resolution, batch_size=cfg.batch_size,
-                                  gradient_checkpointing=cfg.gradient_checkpointing)  # fmt: skip
+        need = training_memory_mb(
+            cfg.family,
+            cfg.base,
+            resolution=cfg.resolution,
+            batch_size=cfg.batch_size,
+            gradient_checkpointing=cfg.gradient_checkpointing,
+        )
         job = jobs.add_job(session, owner_id=owner_id, request=request, family=cfg.family, memory_mb=need)
         session.flush()
         job.credit_hold_id = credits.hold(
@@ -151,8 +160,9 @@ def submit_training(
 
 def running_by_character(session: Session, *, owner_id: int) -> dict[int, int]:
     """{character id: job id} of the user's trainings still pending or running, for the Character Manager."""
-    rows = session.scalars(select(Job).where(Job.owner_id == owner_id, Job.type == "training",
-                                             Job.status.in_(("pending", "running"))))  # fmt: skip
+    rows = session.scalars(
+        select(Job).where(Job.owner_id == owner_id, Job.type == "training", Job.status.in_(("pending", "running")))
+    )
     by_dataset = {jobs.request_of(job).dataset_id: job.id for job in rows}
     found = session.execute(select(Dataset.id, Dataset.character_id).where(Dataset.id.in_(list(by_dataset))))
     return {character: by_dataset[dataset] for dataset, character in found if character is not None}
@@ -235,8 +245,9 @@ def run_training(run: JobRun) -> None:
     shutil.rmtree(folder, ignore_errors=True)  # what it made is in the blob store; a worker's disk stays small
 
 
-def _register(session: Session, run: JobRun, cfg: TrainConfig, result, name: str, owner: tuple,
-              resumed_from: int | None) -> None:  # fmt: skip
+def _register(
+    session: Session, run: JobRun, cfg: TrainConfig, result, name: str, owner: tuple, resumed_from: int | None
+) -> None:
     """The new LoRA version, the measured speed and the job's end, in the caller's transaction."""
     job = run.job
     lora = library.register_file(

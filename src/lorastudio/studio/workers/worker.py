@@ -231,10 +231,19 @@ class Worker:
             with self.factory() as session:
                 job = session.get(Job, job_id)
                 session.expunge(job)
-            run = JobRun(job=job, request=jobs.request_of(job), settings=self.settings, factory=self.factory,
-                         store=self.store, worker=self.name, progress=progress, should_stop=should_stop,
-                         keep_checkpoint=keep_checkpoint, finish=finish,
-                         cache=self.cache if job.type == "generation" else None)  # fmt: skip
+            run = JobRun(
+                job=job,
+                request=jobs.request_of(job),
+                settings=self.settings,
+                factory=self.factory,
+                store=self.store,
+                worker=self.name,
+                progress=progress,
+                should_stop=should_stop,
+                keep_checkpoint=keep_checkpoint,
+                finish=finish,
+                cache=self.cache if job.type == "generation" else None,
+            )
             RUNNERS[job.type](run)
         except _GiveBack:
             self._give_back(job_id)
@@ -278,8 +287,9 @@ class Worker:
                     jobs.finish(session, job_id=job_id, worker=self.name, status="failed", error=(code, message))
                 return
             except Exception:
-                log.warning("job %s: recording its failure failed (try %d):\n%s", job_id, attempt + 1,
-                            traceback.format_exc())  # fmt: skip
+                log.warning(
+                    "job %s: recording its failure failed (try %d):\n%s", job_id, attempt + 1, traceback.format_exc()
+                )
                 time.sleep(min(0.5 * 2**attempt, 5.0))
 
     def _heartbeat(self, job_id: int, lost: threading.Event) -> None:
@@ -352,8 +362,9 @@ def consume(worker: Worker, huey) -> bool:
                 self.stop_flag.set()
             return super().loop(health_check_ts)
 
-    consumer = _Consumer(huey, workers=1, worker_type="thread", periodic=True, initial_delay=0.1, backoff=1.15,
-                         max_delay=1.0)  # fmt: skip
+    consumer = _Consumer(
+        huey, workers=1, worker_type="thread", periodic=True, initial_delay=0.1, backoff=1.15, max_delay=1.0
+    )
     try:
         consumer.run()
     finally:

@@ -29,8 +29,9 @@ def login(data: LoginIn, request: Request, response: Response, session: SessionD
     if not settings.accounts:
         raise Conflict("accounts are off: this studio runs as its one local user, no login needed")
     client = client_host(request, settings.trusted_proxies)
-    done = accounts.login(session, name=data.name, password=data.password, client=client,
-                          session_days=settings.session_days)  # fmt: skip
+    done = accounts.login(
+        session, name=data.name, password=data.password, client=client, session_days=settings.session_days
+    )
     set_login_cookie(response, request, settings, done.cookie)
     return _me(session, studio, done.user.id, done.csrf_token)
 

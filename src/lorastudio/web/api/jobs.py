@@ -117,12 +117,18 @@ def events(job_id: Id, studio: StudioDep, user: UserDep) -> EventSourceResponse:
     return EventSourceResponse(stream(), headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
-@router.get("/jobs/{job_id}/previews/{index}", summary="A training's sample preview (0: the oldest kept)",
-            response_class=FileResponse)  # fmt: skip
+@router.get(
+    "/jobs/{job_id}/previews/{index}",
+    summary="A training's sample preview (0: the oldest kept)",
+    response_class=FileResponse,
+)
 def preview(
-    job_id: Id, index: Annotated[int, Path(ge=0, le=63, description="Which preview"), Digits], session: SessionDep,
-    studio: StudioDep, user: UserDep,
-):  # fmt: skip
+    job_id: Id,
+    index: Annotated[int, Path(ge=0, le=63, description="Which preview"), Digits],
+    session: SessionDep,
+    studio: StudioDep,
+    user: UserDep,
+):
     previews = jobs.progress_of(jobs.get_row(session, owner_id=user, job_id=job_id)).previews
     if index >= len(previews):
         raise NotFound(f"job {job_id} has {len(previews)} preview(s)")

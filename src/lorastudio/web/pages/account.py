@@ -56,11 +56,18 @@ def login(
     client = client_host(request, studio.settings.trusted_proxies)
     try:
         with studio.factory() as session:
-            done = accounts.login(session, name=name, password=password, client=client,
-                                  session_days=studio.settings.session_days)  # fmt: skip
+            done = accounts.login(
+                session, name=name, password=password, client=client, session_days=studio.settings.session_days
+            )
     except LoraStudioError as exc:
-        return render(request, "login.html", status_code=401 if exc.code == "unauthorized" else 429,
-                      next=_safe_next(next), name=name, error=error_text(exc))  # fmt: skip
+        return render(
+            request,
+            "login.html",
+            status_code=401 if exc.code == "unauthorized" else 429,
+            next=_safe_next(next),
+            name=name,
+            error=error_text(exc),
+        )
     response = RedirectResponse(_safe_next(next), status_code=303)
     set_login_cookie(response, request, studio.settings, done.cookie)
     return response

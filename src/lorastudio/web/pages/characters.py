@@ -23,8 +23,16 @@ def _page(request: Request, user: int, *, form: dict | None = None, errors: dict
         cards = characters.list_characters(session, owner_id=user)
         running = training.running_by_character(session, owner_id=user)
         style_list = styles.list_styles(session, owner_id=user)
-    return render(request, "characters.html", status_code=status, cards=cards, training=running, styles=style_list,
-                  form=form or {}, errors=errors or {})  # fmt: skip
+    return render(
+        request,
+        "characters.html",
+        status_code=status,
+        cards=cards,
+        training=running,
+        styles=style_list,
+        form=form or {},
+        errors=errors or {},
+    )
 
 
 @router.get("/characters", response_class=HTMLResponse)
@@ -77,8 +85,14 @@ async def new_reference(request: Request, user: PageUser, character_id: Id, refe
     try:
         upload = await read_upload(reference, studio.settings)
         with studio.factory() as session:
-            characters.set_reference(session, studio.store, owner_id=user, character_id=character_id, data=upload.data,
-                                     max_pixels=studio.settings.max_image_pixels)  # fmt: skip
+            characters.set_reference(
+                session,
+                studio.store,
+                owner_id=user,
+                character_id=character_id,
+                data=upload.data,
+                max_pixels=studio.settings.max_image_pixels,
+            )
     except NotFound:
         raise  # another user's (or no) character: the not-found page, as everywhere
     except LoraStudioError as exc:

@@ -27,10 +27,17 @@ TEMPLATES.env.globals["urls"] = urls  # links to the JSON API's files: {{ urls.i
 TEMPLATES.env.globals.update(kinds=KINDS, kind_label=kind_label)
 
 NAV = [
-    ("LoRA Studio", [("Train New LoRA", "/train"), ("Character Manager", "/characters"),
-                     ("Fighting Styles", "/styles"), ("LoRA Library", "/library")]),
+    (
+        "LoRA Studio",
+        [
+            ("Train New LoRA", "/train"),
+            ("Character Manager", "/characters"),
+            ("Fighting Styles", "/styles"),
+            ("LoRA Library", "/library"),
+        ],
+    ),
     ("Production Studio", [("Studio", "/studio"), ("Storyboard", "/storyboards")]),
-]  # fmt: skip
+]
 
 
 class LoginNeeded(Exception):

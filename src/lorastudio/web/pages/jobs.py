@@ -28,16 +28,18 @@ def panel_context(session, *, owner_id: int, job_id: int, stale_seconds: float |
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, user: PageUser, job_id: Id) -> HTMLResponse:
     with studio_of(request).factory() as session:
-        ctx = panel_context(session, owner_id=user, job_id=job_id,
-                            stale_seconds=studio_of(request).settings.lease_seconds)  # fmt: skip
+        ctx = panel_context(
+            session, owner_id=user, job_id=job_id, stale_seconds=studio_of(request).settings.lease_seconds
+        )
     return render(request, "job.html", **ctx)
 
 
 @router.get("/jobs/{job_id}/panel", response_class=HTMLResponse)
 def job_panel(request: Request, user: PageUser, job_id: Id) -> HTMLResponse:
     with studio_of(request).factory() as session:
-        ctx = panel_context(session, owner_id=user, job_id=job_id,
-                            stale_seconds=studio_of(request).settings.lease_seconds)  # fmt: skip
+        ctx = panel_context(
+            session, owner_id=user, job_id=job_id, stale_seconds=studio_of(request).settings.lease_seconds
+        )
     return render(request, "_job.html", **ctx)
 
 

@@ -26,8 +26,14 @@ from lorastudio.web.state import Id, as_id
 
 router = APIRouter(include_in_schema=False)
 
-SORT_LABELS = {"created": "Date added", "name": "Name", "usage": "Usage", "success": "Success rate",
-               "rating": "Rating", "training_time": "Training time"}  # fmt: skip
+SORT_LABELS = {
+    "created": "Date added",
+    "name": "Name",
+    "usage": "Usage",
+    "success": "Success rate",
+    "rating": "Rating",
+    "training_time": "Training time",
+}
 PER_PAGE = (10, 20, 50, 100)
 MAX_PAGE = 100_000
 MAX_PER_PAGE = 100
@@ -124,8 +130,15 @@ def family_text(family: str | None) -> str:
     return label if len(label) <= 12 else family
 
 
-HELPERS = {"duration": human_duration, "size": human_size, "success": success_text, "family_text": family_text,
-           "sort_labels": SORT_LABELS, "families": FAMILIES, "per_page_options": PER_PAGE}  # fmt: skip
+HELPERS = {
+    "duration": human_duration,
+    "size": human_size,
+    "success": success_text,
+    "family_text": family_text,
+    "sort_labels": SORT_LABELS,
+    "families": FAMILIES,
+    "per_page_options": PER_PAGE,
+}
 
 
 def _render(request: Request, template: str, **context: Any) -> HTMLResponse:
@@ -151,8 +164,11 @@ def row_context(session: Session, user: int, lora: LoraOut, stars: dict[int, int
     if not lora.versions:  # list_loras leaves versions out
         lora = lora.model_copy(update={"versions": library.versions_of(session, lora.id)})
     facts = {"lora": lora, "mine": stars.get(lora.id), "may_change": _may_change(session, user, lora.id)}
-    return {"open": False, "highlight": False, "error": None, "status": None, "desc_error": None,
-            "desc_typed": None} | state | facts  # fmt: skip
+    return (
+        {"open": False, "highlight": False, "error": None, "status": None, "desc_error": None, "desc_typed": None}
+        | state
+        | facts
+    )
 
 
 def _list(session: Session, user: int, filters: Filters, notes: list[str]) -> tuple[LoraPage, Filters]:
@@ -187,8 +203,10 @@ def results_context(session: Session, user: int, raw: Mapping[str, str]) -> dict
     page, filters = _list(session, user, filters, notes)
     ids = [lora.id for lora in page.items]
     stars = _my_stars(session, user, ids + ([selected] if selected else []))
-    rows = [row_context(session, user, lora, stars, open=lora.id == selected, highlight=lora.id == selected)
-            for lora in page.items]  # fmt: skip
+    rows = [
+        row_context(session, user, lora, stars, open=lora.id == selected, highlight=lora.id == selected)
+        for lora in page.items
+    ]
     pinned = None
     if selected and selected not in ids:  # not on this page: shown above it
         try:

@@ -148,12 +148,19 @@ def update(request: Request, user: PageUser, board_id: Id, title: Short = "", de
             board = storyboards.update_storyboard(session, owner_id=user, storyboard_id=board_id, data=data)
         except ValidationError as exc:
             board = _board(session, user, board_id)
-            return render(request, "_storyboard_head.html", status_code=422, board=board, form=form,
-                          errors=field_errors(exc))  # fmt: skip
+            return render(
+                request, "_storyboard_head.html", status_code=422, board=board, form=form, errors=field_errors(exc)
+            )
         except LoraStudioError as exc:
             board = _board(session, user, board_id)
-            return render(request, "_storyboard_head.html", status_code=422, board=board, form=form,
-                          errors={"form": error_text(exc)})  # fmt: skip
+            return render(
+                request,
+                "_storyboard_head.html",
+                status_code=422,
+                board=board,
+                form=form,
+                errors={"form": error_text(exc)},
+            )
     return render(request, "_storyboard_head.html", board=board, form={}, errors={}, saved=True)
 
 
@@ -181,8 +188,15 @@ def add_scene(request: Request, user: PageUser, board_id: Id, job_id: Short = ""
                 errors = {"job_id": error_text(exc)}
         if errors:
             form = {"job_id": job_id, "title": title}
-            return render(request, "_storyboard_add.html", status_code=422, board=_board(session, user, board_id),
-                          finished=finished, form=form, add_errors=errors)  # fmt: skip
+            return render(
+                request,
+                "_storyboard_add.html",
+                status_code=422,
+                board=_board(session, user, board_id),
+                finished=finished,
+                form=form,
+                add_errors=errors,
+            )
         added = board.scenes[-1]
         announce = f"Added scene {_quote(added)} as {added.position + 1} of {len(board.scenes)}"
         ctx = _board_context(session, user, board)
@@ -224,8 +238,9 @@ def edit_scene(
         except ValidationError as exc:
             return render(request, "_storyboard_saved.html", status_code=422, errors=field_errors(exc), scene=None)
         except LoraStudioError as exc:
-            return render(request, "_storyboard_saved.html", status_code=422, errors={"form": error_text(exc)},
-                          scene=None)  # fmt: skip
+            return render(
+                request, "_storyboard_saved.html", status_code=422, errors={"form": error_text(exc)}, scene=None
+            )
     scene = next(s for s in board.scenes if s.id == scene_id)
     return render(request, "_storyboard_saved.html", errors={}, scene=scene)
 
@@ -245,8 +260,7 @@ def pick_image(request: Request, user: PageUser, board_id: Id, scene_id: Id, ima
             error = next(iter(field_errors(exc).values()))
             return _card(request, session, user, _board(session, user, board_id), scene_id, card_error=error)
         except LoraStudioError as exc:
-            return _card(request, session, user, _board(session, user, board_id), scene_id,
-                         card_error=error_text(exc))  # fmt: skip
+            return _card(request, session, user, _board(session, user, board_id), scene_id, card_error=error_text(exc))
         return _card(request, session, user, board, scene_id, card_focus=f"pick-{image_id}")
 
 
@@ -268,11 +282,15 @@ def move(
                 session, owner_id=user, storyboard_id=board_id, scene_id=scene_id, direction=step
             )
         except ValidationError as exc:
-            return _scenes_fragment(request, session, user, _board(session, user, board_id),
-                                    list_error=next(iter(field_errors(exc).values())))  # fmt: skip
+            return _scenes_fragment(
+                request,
+                session,
+                user,
+                _board(session, user, board_id),
+                list_error=next(iter(field_errors(exc).values())),
+            )
         except LoraStudioError as exc:
-            return _scenes_fragment(request, session, user, _board(session, user, board_id),
-                                    list_error=error_text(exc))  # fmt: skip
+            return _scenes_fragment(request, session, user, _board(session, user, board_id), list_error=error_text(exc))
         announce = _where(board, scene_id)
         if [s.id for s in before.scenes] == [s.id for s in board.scenes]:
             announce += " (it is already " + ("first)" if step == "up" else "last)")
@@ -288,12 +306,15 @@ def reorder(request: Request, user: PageUser, board_id: Id, scene_ids: Text = ""
             ids = ReorderIn(scene_ids=[p.strip() for p in scene_ids.split(",") if p.strip()]).scene_ids
             board = storyboards.reorder(session, owner_id=user, storyboard_id=board_id, scene_ids=ids)
         except ValidationError as exc:
-            return _scenes_fragment(request, session, user, _board(session, user, board_id),
-                                    list_error="the new order was not understood: " +
-                                    next(iter(field_errors(exc).values())))  # fmt: skip
+            return _scenes_fragment(
+                request,
+                session,
+                user,
+                _board(session, user, board_id),
+                list_error="the new order was not understood: " + next(iter(field_errors(exc).values())),
+            )
         except LoraStudioError as exc:
-            return _scenes_fragment(request, session, user, _board(session, user, board_id),
-                                    list_error=error_text(exc))  # fmt: skip
+            return _scenes_fragment(request, session, user, _board(session, user, board_id), list_error=error_text(exc))
         moved_id = as_id(moved)
         announce = _where(board, moved_id) if moved_id else "Scenes reordered"
         focus = f"scene-{moved_id}" if moved_id else None
@@ -308,8 +329,7 @@ def remove(request: Request, user: PageUser, board_id: Id, scene_id: Id) -> HTML
             gone = next((s for s in _board(session, user, board_id).scenes if s.id == scene_id), None)
             board = storyboards.remove_scene(session, owner_id=user, storyboard_id=board_id, scene_id=scene_id)
         except LoraStudioError as exc:
-            return _scenes_fragment(request, session, user, _board(session, user, board_id),
-                                    list_error=error_text(exc))  # fmt: skip
+            return _scenes_fragment(request, session, user, _board(session, user, board_id), list_error=error_text(exc))
         left = len(board.scenes)
         announce = f"Removed scene {_quote(gone) if gone else scene_id}; {left} scene{'s' if left != 1 else ''} left"
         return _scenes_fragment(request, session, user, board, announce=announce, focus="scenes-list")
@@ -323,8 +343,7 @@ def reroll(request: Request, user: PageUser, board_id: Id, scene_id: Id) -> HTML
         try:
             board, _ = storyboards.reroll_scene(session, owner_id=user, storyboard_id=board_id, scene_id=scene_id)
         except LoraStudioError as exc:
-            return _card(request, session, user, _board(session, user, board_id), scene_id,
-                         card_error=error_text(exc))  # fmt: skip
+            return _card(request, session, user, _board(session, user, board_id), scene_id, card_error=error_text(exc))
         return _card(request, session, user, board, scene_id, card_focus=f"scene-{scene_id}-reroll")
 
 

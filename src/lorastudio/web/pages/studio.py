@@ -27,13 +27,30 @@ KIND_PAGES = {
     CHARACTER.name: ("", "/characters", "Train a character"),
     FIGHTING_STYLE.name: ("Style trigger words also work on their own: ", "/styles", "Fighting Styles"),
 }
-REGIONS = [("", "Whole picture"), ("left", "Left half"), ("right", "Right half"), ("top", "Top half"),
-           ("bottom", "Bottom half")]  # fmt: skip
+REGIONS = [
+    ("", "Whole picture"),
+    ("left", "Left half"),
+    ("right", "Right half"),
+    ("top", "Top half"),
+    ("bottom", "Bottom half"),
+]
 MAX_GRID = 6
 RECENT = 6  # generations shown under Results when the page opens
 # The scene's fields a URL may carry (studio.js keeps the address bar in step with the form).
-SCENE_FIELDS = ("prompt", "negative_prompt", "seed_mode", "seed", "n", "steps", "cfg_scale", "sampler", "base",
-                "width", "height", "grid_strengths")  # fmt: skip
+SCENE_FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "seed_mode",
+    "seed",
+    "n",
+    "steps",
+    "cfg_scale",
+    "sampler",
+    "base",
+    "width",
+    "height",
+    "grid_strengths",
+)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -70,12 +87,20 @@ def scene_from_form(form: dict[str, str]) -> tuple[GenerationIn | None, dict[str
         errors["seed"] = "type the seed to use, or choose Random"
     if mode == "random" or (mode == "lock" and seed is None):
         seed = secrets.randbelow(2**32)  # picked here, so the page can show (and lock) it at once
-    fields = {"prompt": form.get("prompt", ""), "negative_prompt": form.get("negative_prompt", ""),
-              "base": form.get("base", ""), "sampler": form.get("sampler", ""), "seed": seed,
-              "n": _number(form, "n", errors, int), "steps": _number(form, "steps", errors, int),
-              "cfg_scale": _number(form, "cfg_scale", errors), "width": _number(form, "width", errors, int),
-              "height": _number(form, "height", errors, int), "add_triggers": form.get("add_triggers") == "on",
-              "loras": selection_from_form(form, errors)}  # fmt: skip
+    fields = {
+        "prompt": form.get("prompt", ""),
+        "negative_prompt": form.get("negative_prompt", ""),
+        "base": form.get("base", ""),
+        "sampler": form.get("sampler", ""),
+        "seed": seed,
+        "n": _number(form, "n", errors, int),
+        "steps": _number(form, "steps", errors, int),
+        "cfg_scale": _number(form, "cfg_scale", errors),
+        "width": _number(form, "width", errors, int),
+        "height": _number(form, "height", errors, int),
+        "add_triggers": form.get("add_triggers") == "on",
+        "loras": selection_from_form(form, errors),
+    }
     data, more = parse_form(GenerationIn, {k: v for k, v in fields.items() if v is not None})
     errors |= more
     return (None if errors else data), errors, {"mode": mode, "seed": seed}
@@ -97,14 +122,26 @@ def _prefill(request: Request, session, user: int) -> tuple[dict, dict]:
     """The form's first values: a recipe's (?recipe=ID), a LoRA to use (?lora=ID), a style (?style=word), or
     the scene the address bar kept (?prompt=...&use_ID=on&strength_ID=...: a reload loses nothing)."""
     q = request.query_params
-    form = {"prompt": "", "seed_mode": "random", "n": "2", "steps": "20", "cfg_scale": "7", "add_triggers": "on",
-            "sampler": "DPM++ 2M Karras", "grid_strengths": "0.4, 0.6, 0.8, 1.0"}  # fmt: skip
+    form = {
+        "prompt": "",
+        "seed_mode": "random",
+        "n": "2",
+        "steps": "20",
+        "cfg_scale": "7",
+        "add_triggers": "on",
+        "sampler": "DPM++ 2M Karras",
+        "grid_strengths": "0.4, 0.6, 0.8, 1.0",
+    }
     selected: dict[int, dict] = {}
     if (rid := as_id(q.get("recipe"))) is not None:
         saved = generation.get_row(session, owner_id=user, recipe_id=rid).settings
-        form |= {"prompt": saved.get("prompt_template", "").replace("{action}", "").strip(" ,"),
-                 "negative_prompt": saved.get("negative_prompt", ""), "sampler": saved.get("sampler", form["sampler"]),
-                 "steps": str(saved.get("steps", 20)), "cfg_scale": str(saved.get("cfg_scale", 7))}  # fmt: skip
+        form |= {
+            "prompt": saved.get("prompt_template", "").replace("{action}", "").strip(" ,"),
+            "negative_prompt": saved.get("negative_prompt", ""),
+            "sampler": saved.get("sampler", form["sampler"]),
+            "steps": str(saved.get("steps", 20)),
+            "cfg_scale": str(saved.get("cfg_scale", 7)),
+        }
         if saved.get("seed") is not None:
             form |= {"seed_mode": "fixed", "seed": str(saved["seed"])}
         selected = {s["lora_id"]: s for s in saved.get("loras", [])}
@@ -168,13 +205,30 @@ def studio_page(request: Request, user: PageUser) -> HTMLResponse:
         recent = _recent_generations(session, user)
     sections = [(kind, [lora for lora in loras if lora.kind == kind.name]) for kind in KINDS.values()]
     # A LoRA opens at the strength its file records, else at its kind's on this base: the hint says the same.
-    strengths = {lora.id: lora.recommended_strength if lora.recommended_strength is not None
-                 else recommended_strength(lora.kind, lora.family or family) for lora in loras}  # fmt: skip
+    strengths = {
+        lora.id: lora.recommended_strength
+        if lora.recommended_strength is not None
+        else recommended_strength(lora.kind, lora.family or family)
+        for lora in loras
+    }
     hints = {kind: _strength_hint(kind, family) for kind in KINDS}
-    return render(request, "studio.html", form=form, selected=selected, sections=sections, strengths=strengths,
-                  hints=hints, kind_pages=KIND_PAGES, regions=REGIONS, completions=completions, recipes=saved,
-                  samplers=list(SAMPLERS), bases=studio_bases(studio.settings), add_a_model=ADD_A_MODEL,
-                  recent=recent)  # fmt: skip
+    return render(
+        request,
+        "studio.html",
+        form=form,
+        selected=selected,
+        sections=sections,
+        strengths=strengths,
+        hints=hints,
+        kind_pages=KIND_PAGES,
+        regions=REGIONS,
+        completions=completions,
+        recipes=saved,
+        samplers=list(SAMPLERS),
+        bases=studio_bases(studio.settings),
+        add_a_model=ADD_A_MODEL,
+        recent=recent,
+    )
 
 
 @router.post("/studio/check", response_class=HTMLResponse)
@@ -224,8 +278,12 @@ async def strength_grid(request: Request, user: PageUser) -> HTMLResponse:
         return render(request, "_submit_error.html", status_code=422, errors=errors, problem=None)
     rows = [("no LoRA", data.model_copy(update={"loras": [], "add_triggers": False}))]
     for s in strengths:
-        rows.append((f"strength {s:g}", data.model_copy(update={"loras": [x.model_copy(update={"strength": s})
-                                                                          for x in data.loras]})))  # fmt: skip
+        rows.append(
+            (
+                f"strength {s:g}",
+                data.model_copy(update={"loras": [x.model_copy(update={"strength": s}) for x in data.loras]}),
+            )
+        )
     cells = []
     with studio.factory() as session:
         try:
@@ -278,11 +336,19 @@ async def save_recipe(request: Request, user: PageUser) -> HTMLResponse:
     error = next(iter(errors.values()), None)
     with studio_of(request).factory() as session:
         if data is not None:
-            recipe, more = parse_form(RecipeIn, {
-                "name": form.get("recipe_name", ""), "loras": [s.model_dump() for s in data.loras],
-                "prompt_template": data.prompt, "negative_prompt": data.negative_prompt, "sampler": data.sampler,
-                "seed": data.seed if form.get("seed_mode") != "random" else None, "steps": data.steps,
-                "cfg_scale": data.cfg_scale})  # fmt: skip
+            recipe, more = parse_form(
+                RecipeIn,
+                {
+                    "name": form.get("recipe_name", ""),
+                    "loras": [s.model_dump() for s in data.loras],
+                    "prompt_template": data.prompt,
+                    "negative_prompt": data.negative_prompt,
+                    "sampler": data.sampler,
+                    "seed": data.seed if form.get("seed_mode") != "random" else None,
+                    "steps": data.steps,
+                    "cfg_scale": data.cfg_scale,
+                },
+            )
             error = more and ("name: " + more["name"] if "name" in more else next(iter(more.values())))
             if recipe is not None:
                 try:

@@ -31,9 +31,17 @@ def _page(request: Request, user: int, *, form: dict | None = None, errors: dict
     for lora in reversed(loras):  # newest last: the newest LoRA of a style wins
         if lora.style_id is not None:
             here[lora.style_id] = lora.recommended_strength if lora.recommended_strength is not None else trained
-    return render(request, "styles.html", status_code=status, styles=style_list, lora_strength=here,
-                  trained_strength=trained, guide_strength=GUIDE_STRENGTH,
-                  form=form or {"recommended_strength": GUIDE_STRENGTH}, errors=errors or {})  # fmt: skip
+    return render(
+        request,
+        "styles.html",
+        status_code=status,
+        styles=style_list,
+        lora_strength=here,
+        trained_strength=trained,
+        guide_strength=GUIDE_STRENGTH,
+        form=form or {"recommended_strength": GUIDE_STRENGTH},
+        errors=errors or {},
+    )
 
 
 @router.get("/styles", response_class=HTMLResponse)
@@ -52,8 +60,13 @@ def create_style(
     phrases: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """'Create Custom Fighting Style', then straight to training it."""
-    form = {"name": name, "description": description, "trigger": trigger,
-            "recommended_strength": recommended_strength, "phrases": phrases}  # fmt: skip
+    form = {
+        "name": name,
+        "description": description,
+        "trigger": trigger,
+        "recommended_strength": recommended_strength,
+        "phrases": phrases,
+    }
     words = [p.strip() for p in phrases.split(",") if p.strip()]
     data, errors = parse_form(StyleIn, form | {"phrases": words})
     if data is None:

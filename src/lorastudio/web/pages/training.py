@@ -28,16 +28,28 @@ from lorastudio.web.state import Id
 router = APIRouter(include_in_schema=False)
 # The Advanced panel's labels; its fields, types and limits are TrainingSettings' (the API's), in this order.
 LABELS = {
-    "steps": "Steps", "learning_rate": "Learning rate", "network_dim": "Network dim (rank)",
-    "network_alpha": "Network alpha", "resolution": "Resolution", "batch_size": "Batch size",
-    "seed": "Seed (-1: random)", "checkpoint_every": "Checkpoint every N steps",
+    "steps": "Steps",
+    "learning_rate": "Learning rate",
+    "network_dim": "Network dim (rank)",
+    "network_alpha": "Network alpha",
+    "resolution": "Resolution",
+    "batch_size": "Batch size",
+    "seed": "Seed (-1: random)",
+    "checkpoint_every": "Checkpoint every N steps",
     "sample_every": "Sample preview every N steps (0: none)",
-    "text_encoder_lr": "Text encoder learning rate", "train_text_encoder": "Train the text encoder",
-    "gradient_accumulation": "Gradient accumulation steps", "target": "Layers with a LoRA", "optimizer": "Optimizer",
-    "lr_scheduler": "Learning-rate schedule", "warmup_steps": "Warm-up steps", "min_snr_gamma": "Min-SNR gamma",
-    "noise_offset": "Noise offset", "precision": "Mixed precision", "gradient_checkpointing": "Gradient checkpointing",
+    "text_encoder_lr": "Text encoder learning rate",
+    "train_text_encoder": "Train the text encoder",
+    "gradient_accumulation": "Gradient accumulation steps",
+    "target": "Layers with a LoRA",
+    "optimizer": "Optimizer",
+    "lr_scheduler": "Learning-rate schedule",
+    "warmup_steps": "Warm-up steps",
+    "min_snr_gamma": "Min-SNR gamma",
+    "noise_offset": "Noise offset",
+    "precision": "Mixed precision",
+    "gradient_checkpointing": "Gradient checkpointing",
     "flip_augment": "Mirror images at random",
-}  # fmt: skip
+}
 HINTS = {"seed": "The same seed repeats a run"}
 MAIN = 9  # the first settings are shown open; the rest under "More settings"
 RECENT_TRAININGS = 100  # how far back the dataset page looks for its own trainings
@@ -132,9 +144,16 @@ def training_request(dataset_id: int, form: dict[str, Any]) -> tuple[TrainingIn 
     overrides, errors = parse_settings(form)
     if errors:
         return None, errors
-    data, errors = parse_form(TrainingIn, {"dataset_id": dataset_id, "preset": form.get("preset", ""),
-                                           "base": form.get("base", ""), "description": form.get("description", ""),
-                                           "overrides": overrides})  # fmt: skip
+    data, errors = parse_form(
+        TrainingIn,
+        {
+            "dataset_id": dataset_id,
+            "preset": form.get("preset", ""),
+            "base": form.get("base", ""),
+            "description": form.get("description", ""),
+            "overrides": overrides,
+        },
+    )
     if "description" in errors:
         errors["description"] = "description: at most 300 characters, the look of the subject"
     return data, errors
@@ -143,17 +162,24 @@ def training_request(dataset_id: int, form: dict[str, Any]) -> tuple[TrainingIn 
 def preset_values(preset: Preset) -> dict[str, str]:
     """What each Advanced field is when left empty with this preset (the fields' placeholders)."""
     shown: dict[str, Any] = {
-        "steps": preset.steps, "learning_rate": preset.learning_rate, "network_dim": preset.network_dim,
-        "network_alpha": preset.network_alpha, "resolution": preset.resolution, "batch_size": preset.batch_size,
-        "target": preset.target, "warmup_steps": "auto",  # the engine's, from the steps
+        "steps": preset.steps,
+        "learning_rate": preset.learning_rate,
+        "network_dim": preset.network_dim,
+        "network_alpha": preset.network_alpha,
+        "resolution": preset.resolution,
+        "batch_size": preset.batch_size,
+        "target": preset.target,
+        "warmup_steps": "auto",  # the engine's, from the steps
         "sample_every": f"auto (up to {training.PREVIEWS} a run)",  # the service fits them to the run's length
-    }  # fmt: skip
+    }
     for setting in SETTINGS:
         if setting.name not in shown:
             default = TrainConfig.model_fields[setting.name].default
             shown[setting.name] = "off" if default is None else default
-    return {k: ("yes" if v is True else "no" if v is False else f"{v:g}" if isinstance(v, float) else str(v))
-            for k, v in shown.items()}  # fmt: skip
+    return {
+        k: ("yes" if v is True else "no" if v is False else f"{v:g}" if isinstance(v, float) else str(v))
+        for k, v in shown.items()
+    }
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -207,8 +233,11 @@ def _subject_description(session, user: int, dataset: DatasetOut) -> str:
 
 def _dataset_jobs(session, user: int, dataset_id: int) -> list[dict]:
     """The panels to show on a dataset's page: its trainings still pending or running, then its newest finished."""
-    trainings_of = [job for job in jobs.list_jobs(session, owner_id=user, limit=RECENT_TRAININGS)
-                    if job.type == "training" and job.request.dataset_id == dataset_id]  # fmt: skip
+    trainings_of = [
+        job
+        for job in jobs.list_jobs(session, owner_id=user, limit=RECENT_TRAININGS)
+        if job.type == "training" and job.request.dataset_id == dataset_id
+    ]
     active = [job for job in trainings_of if job.status not in jobs.FINAL]
     finished = [job for job in trainings_of if job.status in jobs.FINAL][:1]
     return [panel_context(session, owner_id=user, job_id=job.id) for job in active + finished]
@@ -225,10 +254,21 @@ def dataset_page(request: Request, user: PageUser, dataset_id: Id) -> HTMLRespon
         panels = _dataset_jobs(session, user, dataset_id)
     family = base_family(studio.settings.default_base_model, studio.settings)
     presets = _presets(dataset.kind, family)
-    return render(request, "train.html", dataset=dataset, presets=presets, settings=SETTINGS, main=MAIN,
-                  defaults={p.name: preset_values(p) for p in presets}, bases=studio_bases(studio.settings),
-                  form={"description": description[:300]}, errors={}, balance_now=balance, idem=uuid4().hex,
-                  panels=panels)  # fmt: skip
+    return render(
+        request,
+        "train.html",
+        dataset=dataset,
+        presets=presets,
+        settings=SETTINGS,
+        main=MAIN,
+        defaults={p.name: preset_values(p) for p in presets},
+        bases=studio_bases(studio.settings),
+        form={"description": description[:300]},
+        errors={},
+        balance_now=balance,
+        idem=uuid4().hex,
+        panels=panels,
+    )
 
 
 @router.post("/train/{dataset_id}/images", response_class=HTMLResponse)
@@ -240,8 +280,9 @@ async def upload(request: Request, user: PageUser, dataset_id: Id, files: list[U
         raise TooLarge(f"{len(files)} files in one upload; the limit is {studio.settings.max_upload_files}")
     uploads = [await read_upload(f, studio.settings) for f in files]
     with studio.factory() as session:
-        dataset = datasets.add_files(session, studio.settings, studio.store, owner_id=user, dataset_id=dataset_id,
-                                     files=uploads)  # fmt: skip
+        dataset = datasets.add_files(
+            session, studio.settings, studio.store, owner_id=user, dataset_id=dataset_id, files=uploads
+        )
     return render(request, "_dataset_images.html", dataset=dataset)
 
 
@@ -250,8 +291,9 @@ def caption(
     request: Request, user: PageUser, dataset_id: Id, image_id: Id, caption: Annotated[str, Form(max_length=5000)] = ""
 ) -> HTMLResponse:
     with studio_of(request).factory() as session:
-        dataset = datasets.set_caption(session, owner_id=user, dataset_id=dataset_id, image_id=image_id,
-                                       caption=_caption(caption))  # fmt: skip
+        dataset = datasets.set_caption(
+            session, owner_id=user, dataset_id=dataset_id, image_id=image_id, caption=_caption(caption)
+        )
     image = next(i for i in dataset.images if i.id == image_id)
     return render(request, "_dataset_image.html", dataset=dataset, image=image, saved=True)
 
@@ -291,8 +333,16 @@ async def estimate(request: Request, user: PageUser, dataset_id: Id) -> HTMLResp
                 est = training.estimate_training(session, studio.settings, owner_id=user, data=data)
             except LoraStudioError as exc:
                 problem = error_text(exc)
-    return render(request, "_estimate.html", estimate=est, errors=errors, problem=problem, balance_now=balance,
-                  beside=beside, settings=SETTINGS)  # fmt: skip
+    return render(
+        request,
+        "_estimate.html",
+        estimate=est,
+        errors=errors,
+        problem=problem,
+        balance_now=balance,
+        beside=beside,
+        settings=SETTINGS,
+    )
 
 
 @router.post("/train/{dataset_id}/submit", response_class=HTMLResponse)
@@ -303,15 +353,30 @@ async def submit(request: Request, user: PageUser, dataset_id: Id) -> HTMLRespon
     data, errors = training_request(dataset_id, form)
     beside, errors = _split(errors)
     if data is None:
-        return render(request, "_train_refused.html", status_code=422, errors=errors, problem=None, beside=beside,
-                      settings=SETTINGS)  # fmt: skip
+        return render(
+            request,
+            "_train_refused.html",
+            status_code=422,
+            errors=errors,
+            problem=None,
+            beside=beside,
+            settings=SETTINGS,
+        )
     with studio.factory() as session:
         try:
-            job = training.submit_training(session, studio.settings, owner_id=user, data=data,
-                                            idempotency_key=form.get("idempotency_key") or None)  # fmt: skip
+            job = training.submit_training(
+                session, studio.settings, owner_id=user, data=data, idempotency_key=form.get("idempotency_key") or None
+            )
         except LoraStudioError as exc:
-            return render(request, "_train_refused.html", status_code=422, errors={}, problem=error_text(exc),
-                          beside={}, settings=SETTINGS)  # fmt: skip
+            return render(
+                request,
+                "_train_refused.html",
+                status_code=422,
+                errors={},
+                problem=error_text(exc),
+                beside={},
+                settings=SETTINGS,
+            )
         ctx = panel_context(session, owner_id=user, job_id=job.id)
     # A fresh key for the next submit (the old one would return this job again: that is its purpose).
     response = render(request, "_train_submitted.html", idem=uuid4().hex, beside={}, settings=SETTINGS, **ctx)

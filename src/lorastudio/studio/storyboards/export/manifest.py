@@ -155,8 +155,10 @@ def _base_spec(panel: ManifestPanel, override: str | None) -> str:
     if panel.base in BUILT_IN or panel.base.startswith("hf:"):
         return panel.base
     # Anything else is a path on the machine that made the export: never opened from a manifest.
-    raise Invalid(f"panel {panel.number} was made with the base model {panel.base[:80]!r} of another machine; "
-                  "pass --base with that model here")  # fmt: skip
+    raise Invalid(
+        f"panel {panel.number} was made with the base model {panel.base[:80]!r} of another machine; "
+        "pass --base with that model here"
+    )
 
 
 def regenerate(

@@ -61,8 +61,10 @@ def _panel_flowables(panel: Panel, total: int, styles) -> list:
     if p.get("negative_prompt"):
         out.append(Paragraph(f"<b>Negative prompt:</b> {_text(p['negative_prompt'])}", body))
     out.append(Paragraph(f"<b>LoRAs:</b> {_text(lora_line(p.get('loras', [])))}", body))
-    settings = (f"Seed: {p.get('seed')}; steps {p.get('steps')}, {p.get('sampler')}, CFG {p.get('cfg_scale')}, "
-                f"{p.get('width')}x{p.get('height')}, base {p.get('model') or p.get('base')}")  # fmt: skip
+    settings = (
+        f"Seed: {p.get('seed')}; steps {p.get('steps')}, {p.get('sampler')}, CFG {p.get('cfg_scale')}, "
+        f"{p.get('width')}x{p.get('height')}, base {p.get('model') or p.get('base')}"
+    )
     out.append(Paragraph(_text(settings), body))
     return out
 

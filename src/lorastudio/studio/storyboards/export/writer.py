@@ -34,9 +34,25 @@ from lorastudio.studio.storyboards.export.snapshot import Panel, Snapshot
 CONTENT = {"pdf": ("application/pdf", "pdf"), "png": ("image/png", "png"), "zip": ("application/zip", "zip")}
 Progress = Callable[[int, int], None]  # (panels done, panels in all)
 # What of an image's PNG record the manifest keeps: all that decides its pixels, and the base's identity.
-RECORD = ("base", "model", "model_hash", "prompt", "negative_prompt", "seed", "first_seed", "batch_index",
-          "batch_size", "steps", "cfg_scale", "sampler", "width", "height", "variation_seed", "variation_strength",
-          "region_blend")  # fmt: skip
+RECORD = (
+    "base",
+    "model",
+    "model_hash",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "first_seed",
+    "batch_index",
+    "batch_size",
+    "steps",
+    "cfg_scale",
+    "sampler",
+    "width",
+    "height",
+    "variation_seed",
+    "variation_strength",
+    "region_blend",
+)
 
 
 def _characters(session: Session, owner_id: int, jobs_used: list[Job], prompts: list[str]) -> list[dict]:
@@ -66,8 +82,10 @@ def snapshot(session: Session, store: BlobStore, *, owner_id: int, storyboard_id
     if waiting:
         s = waiting[0]
         status = session.get(Job, s.job_id).status
-        raise Invalid(f"scene {s.position + 1} ({s.title or 'untitled'}) has no image yet: its job {s.job_id} is "
-                      f"{status}; export when it has finished, or remove the scene")  # fmt: skip
+        raise Invalid(
+            f"scene {s.position + 1} ({s.title or 'untitled'}) has no image yet: its job {s.job_id} is "
+            f"{status}; export when it has finished, or remove the scene"
+        )
     images = [session.scalar(select(Image).where(Image.id == s.image_id, Image.owner_id == owner_id)) for s in scenes]
     names = service.lora_names(session, owner_id, {x["hash"] for i in images if i for x in i.params.get("loras", [])})
     snap = Snapshot(board.id, board.title, board.description)
@@ -120,17 +138,35 @@ def _write_zip(snap: Snapshot, dest: Path, store: BlobStore, report: Callable[[i
         loras = []
         for x in p.get("loras", []):
             if not store.exists(x["hash"]):
-                raise Invalid(f"panel {panel.number} used a LoRA file ({x['name']}) that is gone from the store; "
-                              "re-roll the scene with the LoRAs you have")  # fmt: skip
+                raise Invalid(
+                    f"panel {panel.number} used a LoRA file ({x['name']}) that is gone from the store; "
+                    "re-roll the scene with the LoRAs you have"
+                )
             files[lora_entry(x["hash"])] = x["hash"]
-            loras.append({"name": x["name"], "file": lora_entry(x["hash"]), "sha256": x["hash"],
-                          "strength": x["strength"], "region": x.get("region")})  # fmt: skip
+            loras.append(
+                {
+                    "name": x["name"],
+                    "file": lora_entry(x["hash"]),
+                    "sha256": x["hash"],
+                    "strength": x["strength"],
+                    "region": x.get("region"),
+                }
+            )
         png = store.path(panel.png_blob).read_bytes()  # as stored: its PNG text parameters included
         files[f"panels/{panel.number:02d}.png"] = panel.png_blob
         record = {k: p[k] for k in RECORD if k in p}
-        panels.append(record | {"number": panel.number, "title": panel.title, "notes": panel.notes, "loras": loras,
-                                "file": f"panels/{panel.number:02d}.png", "png_sha256": hashlib.sha256(png).hexdigest(),
-                                "pixels_sha256": pixel_digest(panel.image)})  # fmt: skip
+        panels.append(
+            record
+            | {
+                "number": panel.number,
+                "title": panel.title,
+                "notes": panel.notes,
+                "loras": loras,
+                "file": f"panels/{panel.number:02d}.png",
+                "png_sha256": hashlib.sha256(png).hexdigest(),
+                "pixels_sha256": pixel_digest(panel.image),
+            }
+        )
         report(panel.number)
     manifest = Manifest.model_validate(
         {
@@ -142,7 +178,7 @@ def _write_zip(snap: Snapshot, dest: Path, store: BlobStore, report: Callable[[i
             "characters": snap.characters,
             "panels": panels,
         }
-    )  # fmt: skip  (validated here too, so an export is never one that regenerate would refuse)
+    )  # validated here too, so an export is never one that regenerate would refuse
 
     def write(tmp: str) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -188,8 +224,14 @@ def run_export(run: JobRun) -> None:
             if blob is None:
                 run.finish(session, "canceled", None)
                 return
-            result = ExportResult(blob=blob, content_type=CONTENT[fmt][0], filename=dest.name, format=fmt,
-                                  panels=len(snap.panels), size=store.path(blob).stat().st_size)  # fmt: skip
+            result = ExportResult(
+                blob=blob,
+                content_type=CONTENT[fmt][0],
+                filename=dest.name,
+                format=fmt,
+                panels=len(snap.panels),
+                size=store.path(blob).stat().st_size,
+            )
             run.finish(session, "succeeded", result)
     finally:
         shutil.rmtree(dest.parent, ignore_errors=True)  # the store has the file; the job folder was scratch

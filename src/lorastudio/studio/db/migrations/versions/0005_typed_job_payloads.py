@@ -33,8 +33,13 @@ def _request(kind: str, old: dict) -> dict:
     if kind == "training" and "plan" not in old:
         # Only what was asked is known here; a pending one is planned from it when it runs.
         plan = {k: old.get(k) for k in _PLAN if old.get(k) is not None} | (old.get("overrides") or {})
-        return {"type": "training", "dataset_id": old["dataset_id"], "plan": plan, "estimate": old["estimate"],
-                "credits_per_gpu_minute": old.get("credits_per_gpu_minute") or 1}  # fmt: skip
+        return {
+            "type": "training",
+            "dataset_id": old["dataset_id"],
+            "plan": plan,
+            "estimate": old["estimate"],
+            "credits_per_gpu_minute": old.get("credits_per_gpu_minute") or 1,
+        }
     return {"type": kind} | old
 
 
