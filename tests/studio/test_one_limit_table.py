@@ -67,3 +67,17 @@ def test_a_training_s_limits_are_train_config_s_in_the_api_the_train_page_and_th
 
     for seed in (limit - 1, -1):  # the largest seed, and -1 (pick one): the page takes them as the API does
         assert _seed_error(client.post("/train/1/submit", data={"seed": str(seed)}).text) == "", seed
+
+
+def test_every_job_type_has_its_request_result_and_runner():
+    """Adding a job type is its payloads (jobs/payloads.py), its area's runner and a row in workers/runners.py."""
+    from typing import get_args
+
+    from lorastudio.studio.jobs import JOB_TYPES
+    from lorastudio.studio.jobs.payloads import JobRequest, JobResult
+    from lorastudio.studio.workers.runners import RUNNERS
+
+    def types(union) -> set[str]:
+        return {m.model_fields["type"].default for m in get_args(get_args(union)[0])}
+
+    assert set(JOB_TYPES) == types(JobRequest) == types(JobResult) == set(RUNNERS)

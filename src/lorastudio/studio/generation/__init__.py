@@ -1,5 +1,5 @@
-from lorastudio.studio.generation.checks import check_scene
-from lorastudio.studio.generation.recipes import delete_recipe, get_row, list_recipes, save_recipe, scene_from_recipe
+from lorastudio.studio.generation.checks import check_generation
+from lorastudio.studio.generation.recipes import delete_recipe, get_row, list_recipes, request_from_recipe, save_recipe
 from lorastudio.studio.generation.schemas import (
     ApplyRecipeIn,
     GenerationIn,
@@ -24,7 +24,7 @@ __all__ = [
     "ImageVerdictIn",
     "RecipeIn",
     "RecipeOut",
-    "check_scene",
+    "check_generation",
     "delete_recipe",
     "get_image_row",
     "get_row",
@@ -33,7 +33,7 @@ __all__ = [
     "list_recipes",
     "run_generation",
     "save_recipe",
-    "scene_from_recipe",
+    "request_from_recipe",
     "set_verdict",
     "submit_generation",
 ]

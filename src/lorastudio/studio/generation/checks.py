@@ -26,7 +26,7 @@ class _Row:
 
 
 @dataclass
-class SceneCheck:
+class GenerationCheck:
     """The warnings for a scene as composed, and the trigger words the engine will add to its prompt."""
 
     warnings: list[str]
@@ -34,7 +34,7 @@ class SceneCheck:
     loras: list[str]  # names of every LoRA the scene will use, the styles its prompt brings included
 
 
-def check_scene(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> SceneCheck:
+def check_generation(session: Session, settings: Settings, *, owner_id: int, data: GenerationIn) -> GenerationCheck:
     """The warnings a generation of `data` would give (raises Invalid/NotFound as a submit would)."""
     request = resolve(session, settings, owner_id=owner_id, data=data)
     chosen = []
@@ -53,4 +53,4 @@ def check_scene(session: Session, settings: Settings, *, owner_id: int, data: Ge
         wanted = [t for sel, lora in chosen if (sel.strength or 0) > 0 for t in lora.triggers]
         prompt = add_missing_triggers(prompt, wanted)
         added = list(dict.fromkeys(t for t in wanted if not has_word(request.prompt, t)))
-    return SceneCheck(prompt_warnings(prompt, chosen), added, [lora.name for _, lora in chosen])
+    return GenerationCheck(prompt_warnings(prompt, chosen), added, [lora.name for _, lora in chosen])

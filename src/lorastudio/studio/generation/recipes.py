@@ -45,7 +45,7 @@ def delete_recipe(session: Session, *, owner_id: int, recipe_id: int) -> None:
     session.delete(get_row(session, owner_id=owner_id, recipe_id=recipe_id))
 
 
-def scene_from_recipe(session: Session, *, owner_id: int, recipe_id: int, data: ApplyRecipeIn) -> GenerationIn:
+def request_from_recipe(session: Session, *, owner_id: int, recipe_id: int, data: ApplyRecipeIn) -> GenerationIn:
     """The scene a recipe makes: its settings, {action} in the template replaced, seed overridable."""
     settings = dict(get_row(session, owner_id=owner_id, recipe_id=recipe_id).settings)
     template = settings.pop("prompt_template", "") or "{action}"

@@ -47,7 +47,8 @@ class ExportJob(_Payload):
 
 
 JobRequest = Annotated[TrainingJob | GenerationJob | ExportJob, Field(discriminator="type")]
-JOB_TYPES = ("training", "generation", "export")
+# The job types, read off the union: the claim, the queues a worker takes (`--queue`) and the metrics use them.
+JOB_TYPES: tuple[str, ...] = tuple(m.model_fields["type"].default for m in (TrainingJob, GenerationJob, ExportJob))
 
 
 class Checkpoint(_Payload):

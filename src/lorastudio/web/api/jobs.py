@@ -173,5 +173,5 @@ def delete_recipe(recipe_id: Id, session: SessionDep, user: UserDep) -> None:
 
 @router.post("/recipes/{recipe_id}/apply", status_code=201, tags=["Recipes"], summary="A new scene from a recipe")
 def apply_recipe(recipe_id: Id, data: ApplyRecipeIn, session: SessionDep, studio: StudioDep, user: UserDep) -> JobOut:
-    scene = generation.scene_from_recipe(session, owner_id=user, recipe_id=recipe_id, data=data)
+    scene = generation.request_from_recipe(session, owner_id=user, recipe_id=recipe_id, data=data)
     return generation.submit_generation(session, studio.settings, owner_id=user, data=scene)

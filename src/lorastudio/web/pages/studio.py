@@ -15,7 +15,7 @@ from lorastudio.engine import CHARACTER, FIGHTING_STYLE, KINDS, SAMPLERS, base_f
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import characters, generation, jobs, library, styles
 from lorastudio.studio.base_models import ADD_A_MODEL, studio_bases
-from lorastudio.studio.generation import GenerationIn, RecipeIn, check_scene
+from lorastudio.studio.generation import GenerationIn, RecipeIn, check_generation
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
 from lorastudio.web.pages.jobs import panel_context
 from lorastudio.web.state import Id, as_id
@@ -78,7 +78,7 @@ def selection_from_form(form: dict[str, str], errors: dict) -> list[dict]:
     return chosen
 
 
-def scene_from_form(form: dict[str, str]) -> tuple[GenerationIn | None, dict[str, str], dict]:
+def generation_from_form(form: dict[str, str]) -> tuple[GenerationIn | None, dict[str, str], dict]:
     """The GenerationIn the form asks for (the seed settled by its mode), the field errors, and the seed."""
     errors: dict[str, str] = {}
     mode = form.get("seed_mode", "random")
@@ -236,12 +236,12 @@ async def check(request: Request, user: PageUser) -> HTMLResponse:
     """Warnings for the scene as composed so far (the form posts itself here as it changes)."""
     studio = studio_of(request)
     form = await _form(request)
-    data, errors, _ = scene_from_form(form | {"prompt": form.get("prompt") or " "})
+    data, errors, _ = generation_from_form(form | {"prompt": form.get("prompt") or " "})
     result, problem = None, None
     if data is not None:
         with studio.factory() as session:
             try:
-                result = check_scene(session, studio.settings, owner_id=user, data=data)
+                result = check_generation(session, studio.settings, owner_id=user, data=data)
             except LoraStudioError as exc:
                 problem = error_text(exc)
     return render(request, "_scene_check.html", result=result, errors=errors, problem=problem)
@@ -251,7 +251,7 @@ async def check(request: Request, user: PageUser) -> HTMLResponse:
 async def generate(request: Request, user: PageUser) -> HTMLResponse:
     """Queue the scene: its live panel goes on top of the results; field errors go beside the button."""
     studio = studio_of(request)
-    data, errors, seed = scene_from_form(await _form(request))
+    data, errors, seed = generation_from_form(await _form(request))
     if data is None:
         return render(request, "_submit_error.html", status_code=422, errors=errors, problem=None)
     with studio.factory() as session:
@@ -268,7 +268,7 @@ async def strength_grid(request: Request, user: PageUser) -> HTMLResponse:
     """A strength grid: the same seed with no LoRA, then each chosen LoRA at every strength listed."""
     studio = studio_of(request)
     form = await _form(request)
-    data, errors, seed = scene_from_form(
+    data, errors, seed = generation_from_form(
         form | {"seed_mode": "lock" if form.get("seed_mode") == "random" else form.get("seed_mode", "")}
     )
     strengths = _strengths(form.get("grid_strengths", ""), errors)
@@ -332,7 +332,7 @@ def _results(request: Request, panels: list[dict], seed: dict, rows: list[dict] 
 async def save_recipe(request: Request, user: PageUser) -> HTMLResponse:
     """'Save LoRA settings': the chosen LoRAs with strengths and regions, the prompt and sampler settings."""
     form = await _form(request)
-    data, errors, _ = scene_from_form(form | {"seed_mode": form.get("seed_mode", "random")})
+    data, errors, _ = generation_from_form(form | {"seed_mode": form.get("seed_mode", "random")})
     error = next(iter(errors.values()), None)
     with studio_of(request).factory() as session:
         if data is not None:
