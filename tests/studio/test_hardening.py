@@ -11,6 +11,7 @@ import re
 import pytest
 from PIL import Image
 
+from lorastudio.engine.generation.pngmeta import parse_a1111
 from lorastudio.studio.workers import Worker
 from tests.studio.conftest import john_dataset
 
@@ -91,6 +92,8 @@ def test_a1111_tags_resolve_by_trigger_name_or_id_and_are_recorded_by_name(clien
     assert record["lora"] == "johnhero" and record["name"] == "johnhero" and record["lora_id"] == hero["id"]
     png = Image.open(io.BytesIO(client.get(image["url"]).content))
     assert "<lora:johnhero:0.8>" in png.text["parameters"]
+    read = parse_a1111(png.text["parameters"])  # read as A1111's PNG Info reads it: prompt, then "Key: value" pairs
+    assert "<lora:johnhero:0.8>" in read["prompt"] and read["Lora hashes"].startswith("johnhero: ")
     assert str(studio_settings.home) not in png.text["parameters"] + png.text["lorastudio"]
     download = client.get(f"/api/v1/loras/{hero['id']}/file")
     assert 'filename="johnhero.safetensors"' in download.headers["content-disposition"]  # A1111 finds the tag's file

@@ -50,6 +50,16 @@ def job_preview(job_id: int, index: int) -> str:
     return f"{API}/jobs/{job_id}/previews/{index}"
 
 
+def job_previews(job_id: int) -> str:
+    """Where a training's previews are, by index appended (for the page's script)."""
+    return f"{API}/jobs/{job_id}/previews/"
+
+
+def job_panel(job_id: int) -> str:
+    """A job's live panel (HTML fragment)."""
+    return f"/jobs/{job_id}/panel"
+
+
 def job_images(job_id: int) -> str:
     """The images a generation job made."""
     return f"{API}/jobs/{job_id}/images"

@@ -49,6 +49,7 @@ class ExportJob(_Payload):
 JobRequest = Annotated[TrainingJob | GenerationJob | ExportJob, Field(discriminator="type")]
 # The job types, read off the union: the claim, the queues a worker takes (`--queue`) and the metrics use them.
 JOB_TYPES: tuple[str, ...] = tuple(m.model_fields["type"].default for m in (TrainingJob, GenerationJob, ExportJob))
+JobType = Literal[JOB_TYPES]  # type: ignore[valid-type]  # for the API's filters
 
 
 class Checkpoint(_Payload):

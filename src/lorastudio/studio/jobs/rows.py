@@ -103,11 +103,15 @@ def waiting_reason(session: Session, job: Job, *, stale_seconds: float) -> str |
     )
 
 
-def list_jobs(session: Session, *, owner_id: int, status: str | None = None, limit: int = 50) -> list[JobOut]:
-    """The user's newest jobs."""
+def list_jobs(
+    session: Session, *, owner_id: int, status: str | None = None, type: str | None = None, limit: int = 50
+) -> list[JobOut]:
+    """The user's newest jobs, of one status and one type when given."""
     query = select(Job).where(Job.owner_id == owner_id)
     if status:
         query = query.where(Job.status == status)
+    if type:
+        query = query.where(Job.type == type)
     have = credits.balance(session, owner_id)
     return [to_out(session, j, have) for j in session.scalars(query.order_by(Job.id.desc()).limit(limit))]
 

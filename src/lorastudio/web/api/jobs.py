@@ -64,8 +64,9 @@ def list_jobs(
     status: Annotated[
         Literal["pending", "running", "succeeded", "failed", "canceled"] | None, Query(description="Only this status")
     ] = None,
+    type: Annotated[jobs.JobType | None, Query(description="Only this job type")] = None,
 ) -> list[JobOut]:
-    return jobs.list_jobs(session, owner_id=user, status=status)
+    return jobs.list_jobs(session, owner_id=user, status=status, type=type)
 
 
 @router.get("/jobs/{job_id}", summary="A job's status, progress and result")

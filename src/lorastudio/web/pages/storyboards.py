@@ -67,8 +67,7 @@ def _pickers(session: Session, user: int, board: StoryboardOut) -> dict[int, lis
 
 def _finished_generations(session: Session, user: int) -> list:
     """The user's succeeded generation jobs, newest first: what a scene can be added from."""
-    found = jobs.list_jobs(session, owner_id=user, status="succeeded", limit=FINISHED_LIMIT)
-    return [j for j in found if j.type == "generation"]
+    return jobs.list_jobs(session, owner_id=user, status="succeeded", type="generation", limit=FINISHED_LIMIT)
 
 
 def _running(session: Session, user: int, board: StoryboardOut) -> dict[int, JobOut]:

@@ -188,7 +188,7 @@ def _strength_hint(kind: str, family: str | None) -> str:
 
 def _recent_generations(session, user: int) -> list[dict]:
     """The newest generations' panels, so a reload keeps the results gallery."""
-    found = [job for job in jobs.list_jobs(session, owner_id=user, limit=50) if job.type == "generation"][:RECENT]
+    found = jobs.list_jobs(session, owner_id=user, type="generation", limit=RECENT)
     return [panel_context(session, owner_id=user, job_id=job.id) for job in found]
 
 

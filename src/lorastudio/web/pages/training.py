@@ -235,8 +235,8 @@ def _dataset_jobs(session, user: int, dataset_id: int) -> list[dict]:
     """The panels to show on a dataset's page: its trainings still pending or running, then its newest finished."""
     trainings_of = [
         job
-        for job in jobs.list_jobs(session, owner_id=user, limit=RECENT_TRAININGS)
-        if job.type == "training" and job.request.dataset_id == dataset_id
+        for job in jobs.list_jobs(session, owner_id=user, type="training", limit=RECENT_TRAININGS)
+        if job.request.dataset_id == dataset_id
     ]
     active = [job for job in trainings_of if job.status not in jobs.FINAL]
     finished = [job for job in trainings_of if job.status in jobs.FINAL][:1]

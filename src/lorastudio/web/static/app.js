@@ -27,7 +27,7 @@
     el.dataset.status = status;
   }
   function progress(el, p) {
-    const id = el.dataset.jobEvents, q = s => el.querySelector(s), total = p.total || 0, step = p.step || 0;
+    const q = s => el.querySelector(s), total = p.total || 0, step = p.step || 0;
     if (p.status) showStatus(el, p.status);
     const bar = q("[data-progress-bar]");
     if (bar && total) bar.style.width = Math.min(100, 100 * step / total) + "%";
@@ -42,7 +42,7 @@
     const previews = q("[data-previews]");
     if (previews && p.previews && previews.childElementCount !== p.previews.length) {
       previews.innerHTML = "";
-      p.previews.forEach((_, i) => { const img = document.createElement("img"); img.src = `/api/v1/jobs/${id}/previews/${i}`; img.className = "thumb"; img.alt = `sample preview ${i + 1}`; previews.appendChild(img); });
+      p.previews.forEach((_, i) => { const img = document.createElement("img"); img.src = el.dataset.previewsUrl + i; img.className = "thumb"; img.alt = `sample preview ${i + 1}`; previews.appendChild(img); });
     }
   }
   function ended(el, status) {
@@ -55,7 +55,7 @@
     // No stream to spare: the panel is fetched again until a stream frees up or the job ends.
     el._poll = setTimeout(() => {
       if (!el.isConnected) return;
-      htmx.ajax("GET", `/jobs/${el.dataset.jobEvents}/panel`, { source: el, target: el, swap: "outerHTML" }).then(() => {
+      htmx.ajax("GET", el.getAttribute("hx-get"), { source: el, target: el, swap: "outerHTML" }).then(() => {
         const fresh = document.getElementById(el.id);  // ended: what listens for an end (the balance) hears it
         if (fresh && FINAL.includes(fresh.dataset.status)) htmx.trigger(document.body, "job-ended");
       });
@@ -63,7 +63,7 @@
   }
   function watch(el) {
     if (streams >= MAX_STREAMS) return poll(el);
-    const source = new EventSource(`/api/v1/jobs/${el.dataset.jobEvents}/events`);
+    const source = new EventSource(el.dataset.eventsUrl);  // the page names every URL (web/urls.py)
     let open = true;
     streams += 1;
     const close = () => { if (open) { open = false; streams -= 1; source.close(); } };
