@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lorastudio.errors import Conflict, Invalid
-from lorastudio.studio.db import IdempotencyKey, begin_write
+from lorastudio.studio.db import IdempotencyKey, writing
 
 MAX_KEY = 200
 T = TypeVar("T", bound=BaseModel)
@@ -37,34 +37,30 @@ def body_hash(body: BaseModel) -> str:
 def once(
     session: Session, *, user_id: int, key: str | None, scope: str, body: BaseModel, out: type[T], make: Callable[[], T]
 ) -> T:
-    """Run `make` in a write transaction and commit, or, for a key seen before, answer its first response.
+    """Run `make` as one write (with the key row), or, for a key seen before, answer its first response.
     The same key with another body is a Conflict."""
     key = check_key(key)
     digest = body_hash(body)
     for _ in range(2):  # a second try after losing a race for the key to a concurrent submit
-        begin_write(session)
-        if key is not None:
-            seen = session.scalar(
-                select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-            )
-            if seen is not None:
-                session.rollback()
-                if seen.scope != scope or seen.body_hash != digest:
-                    raise Conflict(
-                        "this Idempotency-Key was used with another request; send a new key for a new request"
-                    )
-                return out.model_validate(seen.response)
-        result = make()
-        if key is not None:
-            session.add(
-                IdempotencyKey(
-                    user_id=user_id, key=key, scope=scope, body_hash=digest, response=result.model_dump(mode="json")
-                )
-            )
         try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
+            with writing(session):  # the check, the job and the key row: one write, or nothing
+                if key is not None:
+                    seen = session.scalar(
+                        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+                    )
+                    if seen is not None:
+                        if seen.scope != scope or seen.body_hash != digest:
+                            raise Conflict(
+                                "this Idempotency-Key was used with another request; send a new key for a new request"
+                            )
+                        return out.model_validate(seen.response)
+                result = make()
+                if key is not None:
+                    response = result.model_dump(mode="json")
+                    session.add(
+                        IdempotencyKey(user_id=user_id, key=key, scope=scope, body_hash=digest, response=response)
+                    )
+            return result
+        except IntegrityError:  # the same key committed by a concurrent submit meanwhile: answer as it did
             continue
-        return result
     raise Conflict("this Idempotency-Key is in use by a request still running; retry in a moment")
