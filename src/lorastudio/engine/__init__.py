@@ -3,8 +3,8 @@
 This package is the engine's public surface: the studio, the web and the CLI import what they use from
 `lorastudio.engine` and never from a module below it (tests/test_layers.py holds them to it). The names load
 lazily (PEP 562): importing `lorastudio.engine` costs nothing, and a name pulls in its own module (and torch,
-where that module needs it) only when it is first read, so a web process that imports a route module does not
-load diffusers. Each read looks the name up in its module again, so a test that patches the module is seen.
+where that module needs it) only when it is first read, so a command that needs no model (`lorastudio --help`)
+starts without torch. Each read looks the name up in its module again, so a test that patches the module is seen.
 """
 
 # ruff: noqa: F401 - the imports under TYPE_CHECKING are for type checkers; __all__ is made from _MODULES
