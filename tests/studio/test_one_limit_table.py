@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from annotated_types import Le, Lt
+from annotated_types import Le, Lt, MaxLen
 from typer.testing import CliRunner
 
 from lorastudio.cli import app
@@ -15,7 +15,8 @@ from lorastudio.studio.training import TrainingSettings
 
 
 def _bound(field, kind):
-    return next(getattr(m, kind.__name__.lower()) for m in field.metadata if isinstance(m, kind))
+    attr = {"Le": "le", "Lt": "lt", "MaxLen": "max_length"}[kind.__name__]
+    return next(getattr(m, attr) for m in field.metadata if isinstance(m, kind))
 
 
 def _seed_error(page: str) -> str:
@@ -43,9 +44,12 @@ def test_a_scene_s_limits_are_the_engine_s_in_the_api_the_studio_page_and_the_cl
     assert cli.exit_code == 2 and "steps" in cli.stderr and str(top) in cli.stderr
     assert not out.exists()  # refused before any work
 
-    assert (
-        client.post("/api/v1/generations", json=scene | {"steps": top}).status_code == 201
-    )  # the limit itself is fine
+    fine = client.post("/api/v1/generations", json=scene | {"steps": top})
+    assert fine.status_code == 201  # the limit itself is fine
+    form = client.get("/studio").text  # the page's own inputs offer what the API accepts
+    for field, kind, attr in (("n", Le, "max"), ("steps", Le, "max"), ("prompt", MaxLen, "maxlength")):
+        tag = re.search(rf'<(?:input|textarea) id="{field}"[^>]*>', form).group(0)
+        assert f'{attr}="{_bound(GenerateRequest.model_fields[field], kind)}"' in tag, tag
 
 
 def test_a_training_s_limits_are_train_config_s_in_the_api_the_train_page_and_the_cli(

@@ -64,7 +64,6 @@ def export_cmd(
         studio = _studio()
         with studio.factory() as session:
             snap = snapshot(session, studio.store, owner_id=studio.local_user, storyboard_id=storyboard_id)
-            session.commit()  # the scenes' default images, as the studio's export keeps them
         path = write_export(
             snap, fmt, out_file, studio.store, lambda i, n: err.print(f"panel {i}/{n}", highlight=False)
         )

@@ -40,7 +40,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "models.tiny": ("TINY_NAMES",),
     # seeds, LoRA selections, prompts, progress
     "seeds": ("SEED_LIMIT", "check_seed", "pick_seed"),
-    "selection": ("LoraSelection", "parse_region", "parse_strength"),
+    "selection": ("LoraSelection", "STRENGTH_LIMIT", "parse_region", "parse_strength"),
     "prompts": ("LORA_TAG", "add_missing_triggers", "check_trigger", "has_word", "parse_lora_tags", "prompt_warnings"),
     "progress": ("ProgressEvent", "OnProgress", "ShouldStop"),
     # training
@@ -134,7 +134,7 @@ if TYPE_CHECKING:
         prompt_warnings,
     )
     from lorastudio.engine.seeds import SEED_LIMIT, check_seed, pick_seed
-    from lorastudio.engine.selection import LoraSelection, parse_region, parse_strength
+    from lorastudio.engine.selection import STRENGTH_LIMIT, LoraSelection, parse_region, parse_strength
     from lorastudio.engine.toyworld.basetrain import train_toyworld_base
     from lorastudio.engine.toyworld.consistency import character_references, style_references
     from lorastudio.engine.toyworld.detect import detect_style, find_character, find_figures

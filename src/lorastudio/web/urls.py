@@ -1,6 +1,6 @@
-"""Every URL the web face hands out, in one place. The studio returns ids and never writes a URL: the JSON
-routes fill the URL fields of what they return with `fill`, and templates build links with these
-functions (they are the `urls` global of every template)."""
+"""Every API and file URL the web face hands out, in one place (page links stay beside their routes). The
+studio returns ids and never writes a URL: the JSON routes fill the URL fields of what they return with
+`fill`, and templates and scripts get links from these functions (the `urls` global of every template)."""
 
 from __future__ import annotations
 

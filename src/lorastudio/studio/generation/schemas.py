@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 
-from lorastudio.engine import GenerateRequest
+from lorastudio.engine import SEED_LIMIT, STRENGTH_LIMIT, GenerateRequest
 from lorastudio.studio.db import Out
 
 
@@ -69,7 +69,11 @@ class LibrarySelection(BaseModel):
     lora_id: int = Field(ge=1, le=2**62, description="Library id")
     version: int | None = Field(default=None, ge=1, le=2**62, description="Version (default: the newest)")
     strength: float | None = Field(
-        default=None, ge=-4, le=4, allow_inf_nan=False, description="Strength (default: the LoRA's recommended one)"
+        default=None,
+        ge=-STRENGTH_LIMIT,
+        le=STRENGTH_LIMIT,
+        allow_inf_nan=False,
+        description="Strength (default: the LoRA's recommended one)",
     )
     region: str | None = Field(default=None, max_length=60, description="left, right, ... or x0,y0,x1,y1")
 
@@ -97,7 +101,7 @@ class RecipeIn(BaseModel):
     prompt_template: str = Field(default="", max_length=2000, description="Prompt; {action} is replaced on apply")
     negative_prompt: str = Field(default="", max_length=2000, description="Negative prompt")
     sampler: str = Field(default="DPM++ 2M Karras", max_length=40, description="Sampler")
-    seed: int | None = Field(default=None, ge=-1, lt=2**64, description="Seed (null: random)")
+    seed: int | None = Field(default=None, ge=-1, lt=SEED_LIMIT, description="Seed (null: random)")
     steps: int = Field(default=20, ge=1, le=150, description="Steps")
     cfg_scale: float = Field(default=7.0, ge=0, le=30, allow_inf_nan=False, description="CFG scale")
 
@@ -118,5 +122,5 @@ class ApplyRecipeIn(BaseModel):
     action: str = Field(
         default="", max_length=1000, description="Replaces {action} in the prompt template", examples=["punch sequence"]
     )
-    seed: int | None = Field(default=None, ge=-1, lt=2**64, description="Seed (default: the recipe's)")
+    seed: int | None = Field(default=None, ge=-1, lt=SEED_LIMIT, description="Seed (default: the recipe's)")
     n: int = Field(default=1, ge=1, le=8, description="Images")

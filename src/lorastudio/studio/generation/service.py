@@ -146,7 +146,9 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
 def engine_request(request: GenerationJob, path_of) -> GenerateRequest:
     """The engine's request for a stored scene: each LoRA's blob key replaced by `path_of(blob)`."""
     loras = [x.model_copy(update={"lora": path_of(x.lora)}) for x in request.loras]
-    return GenerateRequest.model_validate(request.model_dump(exclude={"type", "loras"}) | {"loras": loras})
+    stored = request.model_dump(exclude={"type", "loras"})
+    # Tags were resolved at submit: no text a user typed (nor a style's phrase) is ever opened as a file.
+    return GenerateRequest.model_validate(stored | {"loras": loras, "prompt_tags": False})
 
 
 def submit_generation(

@@ -7,8 +7,10 @@ expired (its worker died) is claimable again and resumes from its last checkpoin
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from pydantic import ValidationError
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +35,7 @@ from lorastudio.studio.jobs.payloads import (
 )
 from lorastudio.studio.jobs.schemas import JobOut
 
+log = logging.getLogger("lorastudio.jobs")
 FINAL = ("succeeded", "failed", "canceled")
 MAX_ATTEMPTS = 5  # a job that kills its worker this often is failed, not retried forever
 
@@ -250,7 +253,11 @@ def _settle(session: Session, job: Job) -> None:
     if job.credit_hold_id is None:
         return
     note, spent = f"{job.type} job {job.id} {job.status}", 0
-    request, result = request_of(job), result_of(job)
+    try:
+        request, result = request_of(job), result_of(job)
+    except ValidationError:  # a row no model reads: its hold is released all the same, never left held
+        log.error("job %s: its request or result cannot be read; its hold is released", job.id)
+        request = result = None
     if job.status == "succeeded" and isinstance(request, TrainingJob) and isinstance(result, TrainingResult):
         rate, seconds = request.credits_per_gpu_minute, result.seconds or 0.0
         spent = min(credits.cost_of(seconds, rate), request.estimate.credits[1])

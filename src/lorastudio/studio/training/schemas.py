@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from lorastudio.engine import TrainConfig
+from lorastudio.engine import SEED_LIMIT, TrainConfig
 
 # The training settings a user may change ("custom configuration"): never paths, devices or the dataset gate.
 TUNABLE = (
@@ -38,7 +38,7 @@ def _tunable(name: str) -> tuple:
     copy = Field(default=None, description=field.description)
     copy.metadata = list(field.metadata)
     if name == "seed":  # -1: pick one and record it, as A1111 and the CLI take it
-        copy = Field(default=None, ge=-1, lt=2**64, description=field.description + "; -1: random")
+        copy = Field(default=None, ge=-1, lt=SEED_LIMIT, description=field.description + "; -1: random")
     annotation = field.annotation if field.annotation is not None else object
     return (annotation | None, copy)
 

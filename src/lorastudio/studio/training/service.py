@@ -175,14 +175,18 @@ def _thin(losses: list[list[float]]) -> list[list[float]]:
     return [losses[int(i * stride)] for i in range(LOSS_POINTS - 1)] + [losses[-1]]
 
 
-def _config(settings: Settings, request: TrainingJob, folder: Path, resume: bool) -> TrainConfig:
+def _config(settings: Settings, request: TrainingJob, dataset: Dataset, folder: Path, resume: bool) -> TrainConfig:
     """The stored plan with this worker's folders."""
     local = {"images": folder / "images", "output": folder / "lora.safetensors", "run_dir": folder / "run"}
-    values = request.plan | local | {"resume": resume}
-    if "steps" not in request.plan:  # queued by a version that stored only what was asked (migration 0005)
-        values["family"] = base_family(values["base"], settings)
-        return TrainConfig.from_preset(**values)
-    return TrainConfig.model_validate(values)
+    if "asked" in request.plan:  # queued before plans were stored (migration 0005): planned now, as a submit does
+        asked = dict(request.plan["asked"])
+        seed = asked.pop("seed", None)
+        overrides = {k: v for k, v in (asked.get("overrides") or {}).items() if v is not None}
+        asked["overrides"] = overrides | ({"seed": seed} if seed is not None else {})
+        stored = stored_plan(plan(settings, dataset, TrainingIn.model_validate(asked)))
+    else:
+        stored = request.plan
+    return TrainConfig.model_validate(stored | local | {"resume": resume})
 
 
 def run_training(run: JobRun) -> None:
@@ -205,7 +209,7 @@ def run_training(run: JobRun) -> None:
         elif dataset.style_id and (s := session.get(FightingStyle, dataset.style_id)):
             name = s.name
         owner = (dataset.character_id, dataset.style_id)
-    cfg = _config(settings, request, folder, resume=resumed_from is not None)
+    cfg = _config(settings, request, dataset, folder, resume=resumed_from is not None)
     losses: list[tuple[int, float]] = []
     state = JobProgress(phase="prepare", total=cfg.steps)
     newest = {"checkpoint": stored}

@@ -17,6 +17,7 @@ from lorastudio.studio import accounts, credits
 from lorastudio.studio.context import StudioContext
 from lorastudio.studio.db import User
 from lorastudio.studio.disk import as_disk_full
+from lorastudio.studio.generation import GenerationIn
 from lorastudio.web import urls
 from lorastudio.web.state import COOKIE, SAFE_METHODS, user_for
 
@@ -25,6 +26,23 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates"
 TEMPLATES.env.globals["urls"] = urls  # links to the JSON API's files: {{ urls.image_file(image.id) }}
 # Every template sees the kinds table (names, words, the guide's checklists): no page types a kind again.
 TEMPLATES.env.globals.update(kinds=KINDS, kind_label=kind_label)
+
+
+def field_limits(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Each field's bounds as HTML attributes (min, max, maxlength), read from the model's own fields: a form
+    offers exactly what the API accepts, with no second copy of a limit."""
+    words = {"ge": "min", "gt": "min", "le": "max", "lt": "max", "max_length": "maxlength"}
+    limits: dict[str, dict[str, Any]] = {}
+    for name, field in model.model_fields.items():
+        attrs = limits.setdefault(name, {})
+        for rule in field.metadata:
+            for attr, html in words.items():
+                if (value := getattr(rule, attr, None)) is not None:
+                    attrs[html] = value - 1 if attr == "lt" and isinstance(value, int) else value
+    return limits
+
+
+TEMPLATES.env.globals["limits"] = {"generation": field_limits(GenerationIn)}  # {{ limits.generation.n.max }}
 
 NAV = [
     (

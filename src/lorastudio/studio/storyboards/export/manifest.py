@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lorastudio.engine import SEED_LIMIT, ImageRejected, open_image
+from lorastudio.engine import SEED_LIMIT, STRENGTH_LIMIT, ImageRejected, open_image
 from lorastudio.errors import Invalid, format_validation_error
 from lorastudio.fileio import check_writable_dir
 
@@ -46,7 +46,7 @@ class ManifestLora(_Strict):
     name: str = Field(max_length=200, description="The LoRA's library name")
     file: str = Field(description="Its file, relative to the manifest (loras/<sha256>.safetensors)")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file")
-    strength: float = Field(ge=-4, le=4, allow_inf_nan=False, description="Strength")
+    strength: float = Field(ge=-STRENGTH_LIMIT, le=STRENGTH_LIMIT, allow_inf_nan=False, description="Strength")
     region: str | None = Field(default=None, max_length=60, description="Region, if confined to one")
 
     @field_validator("file")

@@ -24,7 +24,7 @@ from lorastudio.errors import Conflict, Invalid, NotFound
 from lorastudio.fileio import write_atomic
 from lorastudio.studio import jobs
 from lorastudio.studio.blobs import BlobStore
-from lorastudio.studio.db import Character, Image, Job, Lora, write_transaction, writes
+from lorastudio.studio.db import Character, Image, Job, Lora, write_transaction, writes, writing
 from lorastudio.studio.jobs import ExportJob, ExportResult, JobOut, JobProgress, JobRun
 from lorastudio.studio.storyboards import service
 from lorastudio.studio.storyboards.export.manifest import FORMAT, Manifest, pixel_digest
@@ -72,10 +72,10 @@ def _characters(session: Session, owner_id: int, jobs_used: list[Job], prompts: 
 
 def snapshot(session: Session, store: BlobStore, *, owner_id: int, storyboard_id: int) -> Snapshot:
     """Read the storyboard for export; Invalid when it has no scenes or a scene has no image yet."""
-    board = service.get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
-    scenes = service.scene_rows(session, board.id)
-    if service.fill_images(session, scenes):
-        session.flush()  # the scenes' default images, committed with the caller's transaction
+    with writing(session):  # scenes whose job has made images get their default image: a short write of its own
+        board = service.get_row(session, owner_id=owner_id, storyboard_id=storyboard_id)
+        scenes = service.scene_rows(session, board.id)
+        service.fill_images(session, scenes)
     if not scenes:
         raise Invalid(f"storyboard {board.id} has no scenes yet; add scenes from generation jobs first")
     waiting = [s for s in scenes if s.image_id is None]
@@ -204,7 +204,6 @@ def run_export(run: JobRun) -> None:
     job, store, request = run.job, run.store, run.request
     with run.factory() as session:
         snap = snapshot(session, store, owner_id=job.owner_id, storyboard_id=request.storyboard_id)
-        session.commit()
     run.progress(JobProgress(phase="export", total=len(snap.panels)), True)
 
     def each(done: int, total: int) -> None:

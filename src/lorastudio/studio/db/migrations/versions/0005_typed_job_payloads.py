@@ -22,24 +22,52 @@ _JOBS = sa.table(
     sa.column("checkpoint", sa.JSON),
 )
 _LORA = ("strength", "region", "name", "description", "lora_id", "version")
-_PLAN = ("kind", "trigger", "preset", "base", "description", "seed")
+_ASKED = ("dataset_id", "preset", "base", "description", "overrides")  # what a TrainingIn held
 
 
-def _request(kind: str, old: dict) -> dict:
+def _generation(conn, old: dict) -> dict:
+    """A scene's LoRA entries as the engine's selections, each with its library id, name and version (rows
+    from before those were stored get them from the library), and prompt tags off as the studio runs them."""
+    loras = []
+    for i, x in enumerate(old.get("loras") or []):
+        entry = {"lora": x["blob"]} | {k: x.get(k) for k in _LORA}
+        ids = old.get("lora_ids") or []
+        if entry["lora_id"] is None and i < len(ids):
+            entry["lora_id"] = ids[i]
+        if entry["lora_id"] is not None and entry["name"] is None:
+            entry["name"] = conn.execute(
+                sa.text("SELECT name FROM loras WHERE id = :i"), {"i": entry["lora_id"]}
+            ).scalar()
+        if entry["lora_id"] is not None and entry["version"] is None:
+            entry["version"] = conn.execute(
+                sa.text("SELECT version FROM lora_versions WHERE lora_id = :i AND blob = :b"),
+                {"i": entry["lora_id"], "b": x["blob"]},
+            ).scalar()
+        loras.append(entry)
+    kept = {k: v for k, v in old.items() if k not in ("lora_ids", "loras")}
+    return kept | {"type": "generation", "loras": loras, "prompt_tags": False}
+
+
+def _training(old: dict) -> dict:
+    """What an older training asked for, kept as asked: the worker plans it (as a submit does now) when it
+    runs, with the seed its submit picked."""
+    asked = {k: old.get(k) for k in _ASKED} | {"seed": old.get("seed")}
+    rate = old.get("credits_per_gpu_minute")
+    return {
+        "type": "training",
+        "dataset_id": old["dataset_id"],
+        "plan": {"asked": asked},
+        "estimate": old["estimate"],
+        "credits_per_gpu_minute": 1 if rate is None else rate,
+    }
+
+
+def _request(conn, kind: str, old: dict) -> dict:
     """An older row's request in its typed shape (jobs/payloads.py)."""
-    if kind == "generation" and "lora_ids" in old:
-        loras = [{"lora": x["blob"]} | {k: x.get(k) for k in _LORA} for x in old.get("loras", [])]
-        return {k: v for k, v in old.items() if k != "lora_ids"} | {"type": "generation", "loras": loras}
+    if kind == "generation" and "type" not in old:
+        return _generation(conn, old)
     if kind == "training" and "plan" not in old:
-        # Only what was asked is known here; a pending one is planned from it when it runs.
-        plan = {k: old.get(k) for k in _PLAN if old.get(k) is not None} | (old.get("overrides") or {})
-        return {
-            "type": "training",
-            "dataset_id": old["dataset_id"],
-            "plan": plan,
-            "estimate": old["estimate"],
-            "credits_per_gpu_minute": old.get("credits_per_gpu_minute") or 1,
-        }
+        return _training(old)
     return {"type": kind} | old
 
 
@@ -53,7 +81,7 @@ def upgrade() -> None:
         conn.execute(
             _JOBS.update()
             .where(_JOBS.c.id == row.id)
-            .values(request=_request(row.type, dict(row.request or {})), progress=progress, checkpoint=checkpoint)
+            .values(request=_request(conn, row.type, dict(row.request or {})), progress=progress, checkpoint=checkpoint)
         )
 
 
