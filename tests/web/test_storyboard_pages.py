@@ -108,6 +108,7 @@ def test_storyboard_built_reordered_rerolled_and_exported(live, page):
     # keyboard: Alt+ArrowDown on a focused card moves it, focus stays on it, the move is announced
     faces_id = _cards(page).nth(0).get_attribute("id")
     _cards(page).nth(0).focus()
+    expect(_cards(page).nth(0)).to_be_focused()  # the key goes to the card, not to a control swapped out under it
     page.keyboard.press("Alt+ArrowDown")
     _expect_titles(page, ["attacks", "faces", "blocks"])
     expect(page.locator("#sb-announce")).to_have_text("Scene 'faces' is now 2 of 3")

@@ -76,7 +76,9 @@ def test_the_guides_workflow_in_the_browser(live, page, john_refs, tmp_path):
     done = panel.locator("[data-lora-link]")
     done.wait_for(timeout=TRAINING)
     assert panel.get_attribute("data-status") == "succeeded"
-    assert panel.locator("svg[data-loss-curve] path").count() == 1  # the loss curve was drawn
+    curve = panel.locator("svg[data-loss-curve] path")
+    curve.wait_for(state="attached")  # drawn by app.js once htmx has settled the finished panel
+    assert curve.count() == 1  # the loss curve was drawn, once
     charged = page.locator("#balance").inner_text()
     assert charged != "1000 credits" and charged.endswith("credits")
     shot(page, "training-finished")
