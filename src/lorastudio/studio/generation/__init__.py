@@ -9,6 +9,7 @@ from lorastudio.studio.generation.schemas import (
     RecipeOut,
 )
 from lorastudio.studio.generation.service import (
+    add_generation,
     get_image_row,
     image_out,
     list_images,
@@ -18,6 +19,7 @@ from lorastudio.studio.generation.service import (
 )
 
 __all__ = [
+    "add_generation",
     "ApplyRecipeIn",
     "GenerationIn",
     "ImageOut",

@@ -24,7 +24,7 @@ from lorastudio.engine import (
 from lorastudio.errors import Invalid, NotFound, format_validation_error
 from lorastudio.studio import credits, jobs, library
 from lorastudio.studio.base_models import check_base
-from lorastudio.studio.db import FightingStyle, Image, Lora, write_transaction, writes
+from lorastudio.studio.db import FightingStyle, Image, Job, Lora, write_transaction, writes
 from lorastudio.studio.generation.schemas import GenerationIn, ImageOut, LibrarySelection
 from lorastudio.studio.jobs import (
     GenerationJob,
@@ -123,22 +123,9 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
                 version=version.version,
             )
         )
-    try:
-        return GenerationJob(
-            prompt=prompt,
-            negative_prompt=data.negative_prompt,
-            base=base,
-            seed=data.seed,
-            n=data.n,
-            steps=data.steps,
-            cfg_scale=data.cfg_scale,
-            width=data.width,
-            height=data.height,
-            sampler=data.sampler,
-            add_triggers=data.add_triggers,
-            loras=chosen_loras,
-            prompt_tags=False,  # resolved above: no text a user typed is ever opened as a file
-        )
+    try:  # every setting but the prompt, the base and the LoRAs is the engine's own field, copied as given
+        settings_given = data.model_dump(exclude={"prompt", "base", "loras"})
+        return GenerationJob(**settings_given, prompt=prompt, base=base, loras=chosen_loras, prompt_tags=False)
     except ValidationError as exc:  # a bad request is a 422 at submit, not a failed job later
         raise Invalid(format_validation_error(exc, "generation settings")) from exc
 
@@ -151,23 +138,37 @@ def engine_request(request: GenerationJob, path_of) -> GenerateRequest:
     return GenerateRequest.model_validate(stored | {"loras": loras, "prompt_tags": False})
 
 
+def add_generation(
+    session: Session,
+    *,
+    owner_id: int,
+    request: GenerationJob,
+    family: str | None,
+    memory_mb: int | None,
+    why: str = "",
+) -> Job:
+    """Queue a resolved scene (a submit or a re-roll). It costs nothing (the guide: using trained LoRAs has no
+    extra cost) but is recorded in the ledger as a hold of 0."""
+    job = jobs.add_job(session, owner_id=owner_id, request=request, family=family, memory_mb=memory_mb)
+    session.flush()
+    note = f"generation job {job.id} ({why + ', ' if why else ''}no cost)"
+    job.credit_hold_id = credits.hold(session, user_id=owner_id, amount=0, job_id=job.id, note=note)
+    return job
+
+
 def submit_generation(
     session: Session, settings: Settings, *, owner_id: int, data: GenerationIn, idempotency_key: str | None = None
 ) -> JobOut:
-    """Queue a scene. It costs nothing (the guide: using trained LoRAs has no extra cost) but is recorded in the
-    ledger as a hold of 0."""
+    """Check and queue a scene (free: `add_generation`); a repeated Idempotency-Key answers the first submit."""
     check_key(idempotency_key)
     request = resolve(session, settings, owner_id=owner_id, data=data)
 
     def make() -> JobOut:
         family = base_family(request.base, settings)
         need = generation_memory_mb(family, request.base, width=request.width, height=request.height, batch=request.n)
-        job = jobs.add_job(session, owner_id=owner_id, request=request, family=family, memory_mb=need)
-        session.flush()
-        job.credit_hold_id = credits.hold(
-            session, user_id=owner_id, amount=0, job_id=job.id, note=f"generation job {job.id} (no cost)"
+        return jobs.to_out(
+            session, add_generation(session, owner_id=owner_id, request=request, family=family, memory_mb=need)
         )
-        return jobs.to_out(session, job)
 
     return once(session, user_id=owner_id, key=idempotency_key, scope="generations", body=data, out=JobOut, make=make)
 

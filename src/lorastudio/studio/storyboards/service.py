@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from lorastudio.engine import pick_seed
 from lorastudio.errors import Invalid, NotFound
-from lorastudio.studio import credits, jobs, library
+from lorastudio.studio import generation, jobs, library
 from lorastudio.studio.db import Image, Job, Lora, LoraVersion, Storyboard, StoryboardScene, get_owned, now, writes
 from lorastudio.studio.jobs import JobOut
 from lorastudio.studio.storyboards.schemas import (
@@ -315,17 +315,9 @@ def reroll_scene(session: Session, *, owner_id: int, storyboard_id: int, scene_i
         seed = pick_seed(None)
     # The stored request is the one generation.resolve validated (styles expanded, versions pinned), so the
     # recipe is exactly the old one; only the seed changes.
-    job = jobs.add_job(
-        session,
-        owner_id=owner_id,
-        request=request.model_copy(update={"seed": seed}),
-        family=old.family,
-        memory_mb=old.memory_mb,
-    )
-    session.flush()
-    # Like every generation: free (the guide), but in the ledger as a hold of 0.
-    job.credit_hold_id = credits.hold(
-        session, user_id=owner_id, amount=0, job_id=job.id, note=f"generation job {job.id} (re-roll, no cost)"
+    again = request.model_copy(update={"seed": seed})
+    job = generation.add_generation(
+        session, owner_id=owner_id, request=again, family=old.family, memory_mb=old.memory_mb, why="re-roll"
     )
     scene.job_id, scene.image_id = job.id, None
     board.updated_at = now()
