@@ -103,6 +103,9 @@ def test_storyboard_built_reordered_rerolled_and_exported(live, page):
     first = page.locator(f"#pick-{images[1]['id']}")
     expect(first).to_have_attribute("aria-pressed", "true")
     expect(_cards(page).nth(0).locator("img[data-chosen]")).to_have_attribute("src", images[1]["url"])
+    # storyboard.js puts focus back once htmx has settled the answer (and drops the data-focus it read): wait
+    # for that, or the focus it restores would land after ours
+    page.wait_for_function("!document.querySelector('[data-focus]')")
     assert page.evaluate("document.activeElement.id") == f"pick-{images[1]['id']}"  # focus stays on the choice
 
     # keyboard: Alt+ArrowDown on a focused card moves it, focus stays on it, the move is announced
