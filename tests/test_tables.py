@@ -33,9 +33,6 @@ ALLOWED = {
     ("studio/storyboards/export/pdf.py", "Characters"): "the storyboard's cast heading (its character cards)",
     ("cli/toyworld.py", "character"): "a key of the toy-world check's result",
     ("cli/toyworld.py", "toyworld"): "the command group's name",
-    # The reference GPU's seconds per step, one per family: the credits area's calibration of the guide's
-    # table (to become a Family field if it is taken for a family fact).
-    **{("studio/credits/estimates.py", name): "reference speeds per family" for name in FAMILY_NAMES},
 }
 QUOTED = re.compile(r"\"([^\"\n]*)\"|'([^'\n]*)'")
 

@@ -19,6 +19,7 @@ SETTINGS: dict[str, str] = {
     "add_triggers": "adding missing trigger words",
     "base": "the base model",
     "batch_size": "the batch size",
+    "blocks_to_swap": "block swap",
     "device": "the device",
     "fuse": "fusing",
     "gradient_checkpointing": "gradient checkpointing",
@@ -28,11 +29,14 @@ SETTINGS: dict[str, str] = {
     "optimizer": "the optimizer",
     "output": "the output file",
     "precision": "mixed precision",
+    "quantize_base": "8-bit base (quantize the base)",
     "resolution": "the resolution",
     "resume": "resuming",
     "run_dir": "the run folder",
+    "sampler": "the sampler",
     "seeds": "the seeds",
     "strengths": "the strengths",
+    "train_text_encoder": "training the text encoder",
 }
 _MARK = re.compile(r"\$([a-z][a-z0-9_]*)")
 

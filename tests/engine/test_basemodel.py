@@ -16,7 +16,7 @@ def test_family_of_single_file_checkpoints_from_their_keys():
         family_from_checkpoint_keys(["cond_stage_model.model.transformer.x"])
     with pytest.raises(Invalid, match="is a LoRA"):
         family_from_checkpoint_keys(["lora_unet_down_blocks_0.lora_down.weight"])
-    with pytest.raises(Unsupported, match="not a Stable Diffusion checkpoint"):
+    with pytest.raises(Unsupported, match="not a base-model checkpoint we recognise"):
         family_from_checkpoint_keys(["encoder.weight"])
 
 

@@ -25,7 +25,8 @@ from lorastudio.engine.lora.file import read_lora
 from lorastudio.engine.lora.fit import check_fits, module_table
 from lorastudio.engine.lora.keys import te_kohya_name, te_kohya_prefix, unet_name_table, unet_stem_namer
 from lorastudio.engine.models.base import load_base_model
-from lorastudio.engine.models.families import is_sdxl_like
+from lorastudio.engine.models.denoisers import denoiser_for
+from lorastudio.engine.models.families import get_family
 from lorastudio.errors import FamilyMismatch, Invalid, Unsupported
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # what diffusers' train_text_to_image_lora.py adapts
@@ -161,7 +162,8 @@ def ours(caches, base: str, path: Path | None) -> np.ndarray:
 def diffusers_render(caches, base: str, path: Path, adapter: str, model_level=False) -> np.ndarray:
     """The same call generate() makes, with the LoRA loaded by diffusers itself from the file (by the pipeline,
     or by the UNet for a model-level file)."""
-    pipe = caches("diffusers", base).base.pipe
+    loaded = caches("diffusers", base).base
+    pipe = loaded.pipe
     if adapter not in pipe.get_list_adapters().get("unet", []):
         if model_level:
             # use_safetensors, or this loader reads the file through its .bin path and drops the LoraConfig
@@ -171,12 +173,12 @@ def diffusers_render(caches, base: str, path: Path, adapter: str, model_level=Fa
     pipe.set_adapters([adapter])
     req = request(base, path)
     pipe.scheduler = make_scheduler(req.sampler, pipe.scheduler.config)
-    latents = initial_latents(pipe, [req.seed], 64, 64, req)
+    latents = initial_latents(denoiser_for(loaded), [req.seed], 64, 64, req)
     with torch.inference_mode():
         image = pipe(
             prompt=req.prompt,
             num_inference_steps=req.steps,
-            guidance_scale=req.cfg_scale,
+            guidance_scale=get_family(base).default_cfg if req.cfg_scale is None else req.cfg_scale,
             width=64,
             height=64,
             generator=[torch.Generator().manual_seed(req.seed)],
@@ -191,7 +193,7 @@ def assert_same_pixels(a: np.ndarray, b: np.ndarray) -> None:
 
 def expected_stems(peer: Peer, base) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """kohya stem -> (lora_A, lora_B) from the peft state, named from the base UNet itself (not by convert.py)."""
-    sdxl = is_sdxl_like(base.family)
+    sdxl = get_family(base.family).key_layout == "kohya-sgm"
     namer = unet_stem_namer(base.unet, sdxl)
     out = {}
     for i, state in [("unet", peer.unet), *enumerate(peer.encoders)]:

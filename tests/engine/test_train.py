@@ -12,7 +12,8 @@ from lorastudio.engine.data.dataset import list_images
 from lorastudio.engine.data.images import open_image
 from lorastudio.engine.data.synthetic import write_reference_set
 from lorastudio.engine.training.checkpoint import list_checkpoints
-from lorastudio.engine.training.parts import encode_latents, to_pixels
+from lorastudio.engine.models.denoisers.common import encode_latents
+from lorastudio.engine.training.parts import to_pixels
 from lorastudio.engine.training.train import train_lora
 from lorastudio.errors import Invalid, NaNLoss, OutOfMemory, words
 from lorastudio.web.errors import words_for_web

@@ -32,7 +32,9 @@ LoraOpt = Annotated[
 BaseOpt = Annotated[str | None, typer.Option(help="Base model (default: LORASTUDIO_DEFAULT_BASE_MODEL)")]
 StepsOpt = Annotated[int | None, typer.Option(help="Sampling steps (default 20)")]
 SamplerOpt = Annotated[str | None, typer.Option(help="Euler a, Euler, DPM++ 2M, DPM++ 2M Karras, DDIM, ...")]
-CfgOpt = Annotated[float | None, typer.Option("--cfg", help="CFG scale (default 7)")]
+CfgOpt = Annotated[
+    float | None, typer.Option("--cfg", help="CFG scale (default: the family's, 7 on SD, 3.5 guidance on FLUX.1)")
+]
 NegOpt = Annotated[str | None, typer.Option("--negative", help="Negative prompt")]
 SizeOpt = Annotated[int | None, typer.Option(help="Pixels, a multiple of 8 (default: the model's native size)")]
 

@@ -31,7 +31,9 @@ def train(
         str | None, typer.Option(help="What the subject looks like, e.g. 'red gi, yellow hair, white headband'")
     ] = None,
     preset: Annotated[str | None, typer.Option(help="Preset (see `lorastudio presets`)")] = None,
-    base: Annotated[str | None, typer.Option(help="Base model: tiny-sd15, tiny-sdxl, folder, .safetensors")] = None,
+    base: Annotated[
+        str | None, typer.Option(help="Base model: a name from `lorastudio models list`, a folder or .safetensors")
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps")] = None,
     resolution: Annotated[int | None, typer.Option(help="Training resolution (bucket area)")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Output .safetensors file")] = None,
@@ -50,6 +52,13 @@ def train(
     noise_offset: Annotated[float | None, typer.Option(help="Noise offset, e.g. 0.05")] = None,
     precision: Annotated[str | None, typer.Option(help="auto, no, fp16 or bf16")] = None,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Trade speed for memory")] = False,
+    quantize_base: Annotated[
+        str | None, typer.Option(help="none or int8: hold the frozen base in 8 bits (FLUX.1, Qwen-Image, ...)")
+    ] = None,
+    blocks_to_swap: Annotated[
+        int | None, typer.Option(help="Transformer blocks kept in host memory until they run (small cards)")
+    ] = None,
+    lora_format: Annotated[str | None, typer.Option(help="kohya (ComfyUI/Forge/A1111) or diffusers keys")] = None,
     flip: Annotated[bool, typer.Option("--flip", help="Add mirrored copies (not for asymmetric characters)")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed, 0 to 2**64-1; -1 picks one (recorded)")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps (0: off)")] = None,
@@ -95,6 +104,9 @@ def train(
             noise_offset=noise_offset,
             precision=precision,
             gradient_checkpointing=gradient_checkpointing,
+            quantize_base=quantize_base,
+            blocks_to_swap=blocks_to_swap,
+            lora_format=lora_format,
             flip_augment=flip,
             seed=seed,
             checkpoint_every=checkpoint_every,

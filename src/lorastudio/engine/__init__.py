@@ -34,7 +34,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "recommended_strength",
     ),
     # model families, base models, devices
-    "models.families": ("Family", "FAMILIES", "get_family", "family_label", "is_sdxl_like"),
+    "models.families": ("Family", "FAMILIES", "get_family", "family_label", "full_size_families"),
     "models.base": ("LoadedBase", "BUILT_IN", "TOYWORLD", "base_family", "list_base_models", "load_base_model"),
     "models.device": ("resolve_device", "threads_per_process", "is_out_of_memory"),
     "models.tiny": ("TINY_NAMES",),
@@ -122,7 +122,7 @@ if TYPE_CHECKING:
         load_base_model,
     )
     from lorastudio.engine.models.device import is_out_of_memory, resolve_device, threads_per_process
-    from lorastudio.engine.models.families import FAMILIES, Family, family_label, get_family, is_sdxl_like
+    from lorastudio.engine.models.families import FAMILIES, Family, family_label, full_size_families, get_family
     from lorastudio.engine.models.tiny import TINY_NAMES
     from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop
     from lorastudio.engine.prompts import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from pydantic import BaseModel as Model
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from lorastudio import __version__
+from lorastudio.engine.generation.flow import sample_flow, to_images
 from lorastudio.engine.generation.pipecache import LoadedLora, PipelineCache, resolve_lora
 from lorastudio.engine.generation.pngmeta import save_png
 from lorastudio.engine.generation.regions import (
@@ -25,10 +27,11 @@ from lorastudio.engine.generation.regions import (
     region_masks,
     regional_unet,
 )
-from lorastudio.engine.generation.samplers import DEFAULT_SAMPLER, canonical_sampler, make_scheduler
+from lorastudio.engine.generation.samplers import DEFAULT_SAMPLER, canonical_sampler, flow_sampler, make_scheduler
 from lorastudio.engine.kinds import acts_as_character
+from lorastudio.engine.models.denoisers import Denoiser, denoiser_for
 from lorastudio.engine.models.device import is_out_of_memory
-from lorastudio.engine.models.families import get_family, is_sdxl_like
+from lorastudio.engine.models.families import FAMILIES, Family
 from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop, never_stop, no_progress
 from lorastudio.engine.prompts import add_missing_triggers, parse_lora_tags, prompt_warnings
 from lorastudio.engine.seeds import SEED_LIMIT, offset_seed, pick_seed
@@ -50,7 +53,9 @@ class GenerateRequest(Model):
     seed: int | None = Field(default=None, ge=-1, lt=SEED_LIMIT, description="-1 or None: random (recorded)")
     n: int = Field(default=1, ge=1, le=16, description="Images in the batch")
     steps: int = Field(default=20, ge=1, le=150, description="Sampling steps")
-    cfg_scale: float = Field(default=7.0, ge=0, le=30, allow_inf_nan=False, description="CFG scale")
+    cfg_scale: float | None = Field(
+        default=None, ge=0, le=30, allow_inf_nan=False, description="CFG scale (null: the family's, 7 on SD)"
+    )
     width: int | None = Field(default=None, ge=32, le=2048, description="Width (null: the family's size)")
     height: int | None = Field(default=None, ge=32, le=2048, description="Height (null: the family's size)")
     sampler: str = Field(default=DEFAULT_SAMPLER, max_length=40, description="Sampler (A1111 or ComfyUI name)")
@@ -129,6 +134,9 @@ class Prepared:
     height: int
     seeds: list[int]
     warnings: list[str]
+    family: Family
+    cfg_scale: float  # the request's, or the family's default
+    sampler: str  # what runs: the request's, or Euler on a flow-matching family
 
 
 def prepare(cache: PipelineCache, req: GenerateRequest) -> Prepared:
@@ -157,19 +165,20 @@ def prepare(cache: PipelineCache, req: GenerateRequest) -> Prepared:
         raise Invalid("the same LoRA is selected twice; give it once with the strength (and region) you want")
     if req.add_triggers:
         clean = add_missing_triggers(clean, [t for sel, lora in loras if sel.strength > 0 for t in lora.triggers])
-    family = get_family(base.family)
-    size = family.default_size if family else 512
+    family = FAMILIES[base.family]
+    size = family.default_size
     seed = pick_seed(req.seed)
     seeds = [offset_seed(seed, i) for i in range(req.n)]
     warnings = [w for _, lora in loras for w in lora.warnings] + prompt_warnings(clean, loras)
-    return Prepared(clean, loras, req.width or size, req.height or size, seeds, warnings)
+    cfg = family.default_cfg if req.cfg_scale is None else req.cfg_scale
+    sampler = flow_sampler(req.sampler, family.label) if family.is_flow else req.sampler
+    return Prepared(clean, loras, req.width or size, req.height or size, seeds, warnings, family, cfg, sampler)
 
 
-def initial_latents(pipe, seeds: list[int], width: int, height: int, req: GenerateRequest) -> torch.Tensor:
+def initial_latents(model: Denoiser, seeds: list[int], width: int, height: int, req: GenerateRequest) -> torch.Tensor:
     """Starting noise per image from a CPU generator (same on every device), with an optional
     variation: the same seed's noise blended toward another seed's (A1111's variation seed)."""
-    factor = pipe.vae_scale_factor
-    shape = (1, pipe.unet.config.in_channels, height // factor, width // factor)
+    shape = (1, *model.latent_shape(height, width))
     out = []
     for i, seed in enumerate(seeds):
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
@@ -210,14 +219,12 @@ def generate(
     t0 = time.perf_counter()
     prep = prepare(cache, req)
     base = cache.base
-    pipe = base.pipe
     active = [(sel, lora) for sel, lora in prep.loras if sel.strength != 0]
     regional = any(sel.region for sel, _ in active)
     if regional and req.fuse:
         raise Invalid(
             "LoRAs confined to a region cannot be fused (each region needs its own set); turn off $fuse", setting="fuse"
         )
-    pipe.scheduler = make_scheduler(req.sampler, pipe.scheduler.config)
     # Fusing folds the LoRAs into the weights, where they stay while the set is unchanged (pipecache.fuse):
     # each image then costs what one without LoRAs does (benchmarks/generate_speed.py). Automatic in fp32,
     # where it matches the unfused image to a level; fp16 sums would round differently, so there only
@@ -229,45 +236,18 @@ def generate(
         cache.fuse(weights)
     elif not regional:
         cache.activate(weights)
-    plan = _plan_regions(cache, req, prep) if regional else None
-    copies = len(plan.passes) if plan else 1  # each region's pass keeps its own copy of every image
-    latents = initial_latents(pipe, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)
-    latents = latents.repeat(copies, 1, 1, 1)
-    # ancestral samplers' step noise: the same seeds for every pass's copy
-    generators = [torch.Generator().manual_seed(s) for _ in range(copies) for s in prep.seeds]
-
-    def step_end(pipe_, step: int, _t, kwargs: dict) -> dict:
-        if plan and blend_now(step, pipe_.num_timesteps, pipe_.scheduler, req.region_blend):
-            kwargs["latents"] = blend_latents(kwargs["latents"], plan.masks)
-        done = step + 1
-        preview = None
-        if preview_every and done % preview_every == 0 and done < req.steps:
-            preview = _preview(pipe_, kwargs["latents"][:1])
-        emit(ProgressEvent("generate", done, req.steps, message=prep.prompt, preview_image=preview))
-        if done < req.steps and stop():
-            raise _StopRequested
-        return kwargs
-
-    patch = regional_unet(pipe.unet, plan.passes, cache.activate, plan.text_inputs, req.n) if plan else nullcontext()
+    model = denoiser_for(base)
     try:
-        with torch.inference_mode(), patch:
-            images = pipe(
-                prompt=prep.prompt,
-                negative_prompt=req.negative_prompt or None,
-                num_images_per_prompt=req.n * copies,
-                num_inference_steps=req.steps,
-                guidance_scale=req.cfg_scale,
-                width=prep.width,
-                height=prep.height,
-                generator=generators,
-                latents=latents,
-                callback_on_step_end=step_end,
-            ).images[: req.n]  # after the last blend every pass's copy is the same picture
+        if prep.family.is_flow:
+            images = _flow_images(cache, model, req, prep, regional, emit, stop, preview_every)
+        else:
+            images = _sd_images(cache, model, req, prep, regional, emit, stop, preview_every)
     except _StopRequested:
         return GenerateResult([], [], prep.warnings, time.perf_counter() - t0, stopped=True)
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
         if not is_out_of_memory(exc):
             raise
+        copies = len({sel.region for sel, _ in active if sel.region}) + 1 if regional else 1
         raise OutOfMemory(
             f"the {cache.device.type} device ran out of memory generating {req.n} image(s) at "
             f"{prep.width}x{prep.height}"
@@ -280,21 +260,97 @@ def generate(
     return GenerateResult(images, params, prep.warnings, time.perf_counter() - t0)
 
 
-def _preview(pipe, latents: torch.Tensor) -> Image.Image:
-    """The first image as it stands, decoded by the VAE (costs one decode; only when asked for)."""
-    vae = pipe.vae
-    scaled = latents.to(vae.dtype) / vae.config.scaling_factor
-    pixels = vae.decode(scaled, return_dict=False)[0]
-    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
-
-
-def _plan_regions(cache: PipelineCache, req: GenerateRequest, prep: Prepared) -> RegionPlan:
-    """Passes (one per region, see engine/generation/regions.py), their blend masks at latent size, and each
-    pass's text inputs: its own prompt, encoded with its own LoRAs (a LoRA may change the text encoder)."""
+def _sd_images(cache, model, req, prep, regional, emit, stop, preview_every) -> list[Image.Image]:
+    """The SD families: the diffusers pipeline's own loop, with the regional passes patched into its UNet."""
     pipe = cache.base.pipe
-    passes = plan_passes([(lora.adapter, sel.strength, sel.region) for sel, lora in prep.loras if sel.strength != 0])
+    pipe.scheduler = make_scheduler(prep.sampler, pipe.scheduler.config)
     factor = pipe.vae_scale_factor
-    passes, masks = region_masks(passes, prep.height // factor, prep.width // factor)
+    plan = (
+        _plan_regions(
+            cache, req, prep, (prep.height // factor, prep.width // factor), lambda p: _text_inputs(pipe, p, req, prep)
+        )
+        if regional
+        else None
+    )
+    copies = len(plan.passes) if plan else 1  # each region's pass keeps its own copy of every image
+    latents = initial_latents(model, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)
+    latents = latents.repeat(copies, 1, 1, 1)
+    # ancestral samplers' step noise: the same seeds for every pass's copy
+    generators = [torch.Generator().manual_seed(s) for _ in range(copies) for s in prep.seeds]
+
+    def step_end(pipe_, step: int, _t, kwargs: dict) -> dict:
+        if plan and blend_now(step, pipe_.num_timesteps, pipe_.scheduler, req.region_blend):
+            kwargs["latents"] = blend_latents(kwargs["latents"], plan.masks)
+        _step_done(step, kwargs["latents"], model, req, prep, emit, stop, preview_every)
+        return kwargs
+
+    patch = regional_unet(pipe.unet, plan.passes, cache.activate, plan.text_inputs, req.n) if plan else nullcontext()
+    with torch.inference_mode(), patch:
+        return pipe(
+            prompt=prep.prompt,
+            negative_prompt=req.negative_prompt or None,
+            num_images_per_prompt=req.n * copies,
+            num_inference_steps=req.steps,
+            guidance_scale=prep.cfg_scale,
+            width=prep.width,
+            height=prep.height,
+            generator=generators,
+            latents=latents,
+            callback_on_step_end=step_end,
+        ).images[: req.n]  # after the last blend every pass's copy is the same picture
+
+
+def _flow_images(cache, model, req, prep, regional, emit, stop, preview_every) -> list[Image.Image]:
+    """The flow-matching families: our Euler loop through the family's denoiser adapter (generation/flow.py)."""
+    negative = None
+    if prep.family.guidance == "cfg" and model.uses_cfg(prep.cfg_scale):
+        negative = model.encode([req.negative_prompt]) * req.n
+    _, h, w = model.latent_shape(prep.height, prep.width)
+    grid = (h // model.patch, w // model.patch)
+    plan = _plan_regions(cache, req, prep, grid, lambda p: model.encode([p]) * req.n) if regional else None
+    if plan:
+        passes = [
+            (partial(cache.activate, p.weights), conds, negative)
+            for p, conds in zip(plan.passes, plan.text_inputs, strict=True)
+        ]
+    else:
+        passes = [(lambda: None, model.encode([prep.prompt]) * req.n, negative)]
+    noise = initial_latents(model, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)
+    with torch.inference_mode():
+        latents = sample_flow(
+            model,
+            noise,
+            passes,
+            steps=req.steps,
+            cfg_scale=prep.cfg_scale,
+            height=prep.height,
+            width=prep.width,
+            plan=plan,
+            region_blend=req.region_blend,
+            on_step=lambda i, x: _step_done(i, x, model, req, prep, emit, stop, preview_every),
+        )
+        return to_images(model, latents)
+
+
+def _step_done(step: int, latents, model, req, prep, emit, stop, preview_every) -> None:
+    """Report a finished sampler step (with a preview when due); leave between two steps when asked to."""
+    done = step + 1
+    preview = None
+    if preview_every and done % preview_every == 0 and done < req.steps:
+        preview = to_images(model, latents[:1])[0]
+    emit(ProgressEvent("generate", done, req.steps, message=prep.prompt, preview_image=preview))
+    if done < req.steps and stop():
+        raise _StopRequested
+
+
+def _plan_regions(
+    cache: PipelineCache, req: GenerateRequest, prep: Prepared, grid: tuple[int, int], encode
+) -> RegionPlan:
+    """Passes (one per region, see engine/generation/regions.py), their blend masks on `grid` (the UNet's
+    latent pixels, or a transformer's image tokens), and each pass's text inputs: its own prompt, encoded
+    by `encode` with its own LoRAs (a LoRA may change the text encoder)."""
+    passes = plan_passes([(lora.adapter, sel.strength, sel.region) for sel, lora in prep.loras if sel.strength != 0])
+    passes, masks = region_masks(passes, *grid)
     # Only characters stand in for each other; a style or pose LoRA's trigger word stays as it is.
     confined = [
         (lora.triggers, lora.description, sel.region)
@@ -304,14 +360,14 @@ def _plan_regions(cache: PipelineCache, req: GenerateRequest, prep: Prepared) ->
     inputs = []
     for p in passes:
         cache.activate(p.weights)
-        inputs.append(_text_inputs(pipe, pass_prompt(prep.prompt, p.region, confined), req))
+        inputs.append(encode(pass_prompt(prep.prompt, p.region, confined)))
     return RegionPlan(passes, masks, inputs)
 
 
-def _text_inputs(pipe, prompt: str, req: GenerateRequest) -> dict:
+def _text_inputs(pipe, prompt: str, req: GenerateRequest, prep: Prepared) -> dict:
     """The UNet's text inputs for the current adapters, batched as the pipeline batches them (the
     unconditional half first when CFG is on)."""
-    cfg = req.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+    cfg = prep.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
     device = pipe.unet.device
     negative = req.negative_prompt or None
     if hasattr(pipe, "text_encoder_2"):
@@ -347,8 +403,8 @@ def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:
         "prompt_text": f"{prep.prompt} {tags}".strip(),  # what A1111 needs to reproduce it
         "negative_prompt": req.negative_prompt,
         "steps": req.steps,
-        "sampler": req.sampler,
-        "cfg_scale": req.cfg_scale,
+        "sampler": prep.sampler,
+        "cfg_scale": prep.cfg_scale,
         "seed": prep.seeds[index],
         "width": prep.width,
         "height": prep.height,
@@ -356,7 +412,6 @@ def _params(req: GenerateRequest, prep: Prepared, base, index: int) -> dict:
         "model": base.name,
         "model_hash": base.model_hash,
         "family": base.family,
-        "sdxl": is_sdxl_like(base.family),
         "loras": loras,
         "variation_seed": None if req.variation_seed is None else offset_seed(req.variation_seed, index),
         "variation_strength": req.variation_strength,

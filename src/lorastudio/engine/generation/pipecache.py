@@ -16,6 +16,7 @@ from lorastudio.config import Settings
 from lorastudio.engine.generation.slots import Layout, fits_slot, layout, slot_layers, swap_in
 from lorastudio.engine.lora.file import read_lora
 from lorastudio.engine.lora.fit import check_fits, module_table, spellings, stem_paths
+from lorastudio.engine.lora.layouts import alpha_folded, to_diffusers_state
 from lorastudio.engine.models.base import LoadedBase, load_base_model, weights_hash
 from lorastudio.engine.models.device import resolve_device
 from lorastudio.errors import NotFound
@@ -55,23 +56,6 @@ def resolve_lora(name_or_path: str | Path, search_dirs: list[Path]) -> Path:
     raise NotFound(f"LoRA {text[:80]!r} not found as a file or in {', '.join(map(str, search_dirs))}.{hint}")
 
 
-def alpha_folded(lora) -> dict[str, torch.Tensor]:
-    """The kohya tensors with each module's alpha/rank folded into its up weight and the alphas dropped.
-
-    diffusers' kohya loader (0.42) misnames the alphas of attention modules, so a file whose modules
-    have different alphas would be applied with the most common one everywhere; without alpha keys it
-    scales every module by 1, which the folded up weights make right."""
-    tensors = dict(lora.tensors)
-    for stem in lora.stems:
-        alpha = tensors.pop(f"{stem}.alpha", None)
-        if alpha is None:
-            continue
-        up = tensors[f"{stem}.lora_up.weight"]
-        rank = tensors[f"{stem}.lora_down.weight"].shape[0]
-        tensors[f"{stem}.lora_up.weight"] = (up.float() * (float(alpha) / rank)).to(up.dtype)
-    return tensors
-
-
 class PipelineCache:
     """One warm base model plus an LRU of LoRA adapters loaded into it."""
 
@@ -103,7 +87,7 @@ class PipelineCache:
         base.pipe.to(self.device)
         # kohya stem tables of this base, kept: peft wrappers keep the paths and the base layers
         self._paths = stem_paths(base)
-        self._table = module_table(base, self._paths)
+        self._table = module_table(base)  # every stem, fused ones too
         self._aliases = spellings(base)
         self.base, self.base_spec = base, spec
         self.base_loads += 1
@@ -129,17 +113,18 @@ class PipelineCache:
         lora = read_lora(path)
         check_fits(lora, base, self._table, self._aliases)  # refuse before anything is applied: no partial loads
         megabytes = sum(t.numel() * t.element_size() for t in lora.tensors.values()) / 2**20
-        tensors = alpha_folded(lora)
         self.unfuse()  # adapters are about to change (and a fused one may be the one replaced)
         incoming = layout(lora, self._table, self._aliases)
-        swapped = self._swap(incoming, tensors, megabytes, keep) if incoming else None
+        # The hot swap copies kohya-keyed weights (alpha folded) into an adapter's layers; a fresh load hands the
+        # pipeline what it loads as it is (lora/layouts: peft keys for the transformer families).
+        swapped = self._swap(incoming, alpha_folded(lora), megabytes, keep) if incoming else None
         if swapped:
             adapter, megabytes = swapped  # a swapped-in file keeps the slot's size
         else:
             self._evict(megabytes, keep)
             self._slots += 1
             adapter = f"slot{self._slots}"
-            base.pipe.load_lora_weights(tensors, adapter_name=adapter)
+            base.pipe.load_lora_weights(to_diffusers_state(lora, base), adapter_name=adapter)
             if incoming:
                 self._layouts[adapter] = incoming[0]
         info = lora.info
@@ -250,7 +235,7 @@ def _weights_under(base: LoadedBase, adapters: set[str], offload: bool) -> list[
     """(weight, copy) of every layer wrapped by one of these adapters: fusing them changes only these.
     On a GPU the copies are kept in host memory, which is cheaper than the device's."""
     out = []
-    for part in (base.unet, *base.text_encoders):
+    for part in (base.denoiser, *base.text_encoders):
         for module in part.modules():
             base, lora_a = getattr(module, "base_layer", None), getattr(module, "lora_A", None)
             if base is None or lora_a is None or getattr(base, "weight", None) is None:

@@ -56,3 +56,17 @@ def make_scheduler(name: str, base_config: dict):
     """A fresh scheduler for `name`, configured from the base model's scheduler config."""
     cls, extra = SAMPLERS[canonical_sampler(name)]
     return cls.from_config(base_config, **extra)
+
+
+FLOW_SAMPLER = "Euler"  # flow-matching families sample with their own FlowMatchEulerDiscreteScheduler
+
+
+def flow_sampler(name: str, family_label: str) -> str:
+    """The sampler a flow-matching family runs for a requested one: Euler (the default request means it too)."""
+    canonical = canonical_sampler(name)
+    if canonical not in (FLOW_SAMPLER, DEFAULT_SAMPLER):
+        raise Invalid(
+            f"{family_label} samples by flow matching with Euler; {canonical} is an SD sampler - use $sampler Euler",
+            setting="sampler",
+        )
+    return FLOW_SAMPLER

@@ -6,12 +6,13 @@ adapter anyway and the incoming file targets a subset of its layers at no higher
 weights are copied into the evicted adapter's layers instead: lower ranks are zero-padded and layers the
 new file leaves out are zeroed, which leaves the output what a fresh load gives. This is peft's own
 hot-swap idea (peft.utils.hotswap), done on our kohya stems so that the text encoders swap too, which
-diffusers' `hotswap=True` does not support.
+diffusers' `hotswap=True` does not support. A stem that fuses several layers (FLUX's q/k/v) is loaded as
+one peft adapter per layer, so a file with one is never swapped: it is loaded fresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Mapping
 
 import torch
 
@@ -22,17 +23,17 @@ _SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 Layout = dict[str, int]  # canonical kohya stem -> rank of the LoRA on that layer
 
 
-def layout(lora: LoraFile, known: Container[str], aliases: dict[str, str]) -> tuple[Layout, dict[str, str]] | None:
+def layout(lora: LoraFile, known: Mapping, aliases: dict[str, str]) -> tuple[Layout, dict[str, str]] | None:
     """Each layer the file targets (in the base's own spelling) with its rank, and canonical stem -> the
-    file's stem; None for anything but a plain down/up/alpha LoRA (DoRA, extra tensors), which only a
-    fresh load applies."""
+    file's stem; None for anything but a plain down/up/alpha LoRA on single layers (DoRA, extra tensors,
+    fused layers), which only a fresh load applies. known: the base's module_table (lora/fit.py)."""
     if any(not key.endswith(_SUFFIXES) for key in lora.tensors):
         return None
     out: Layout = {}
     names: dict[str, str] = {}
     for stem in lora.stems:
         canonical = stem if stem in known else aliases.get(stem)
-        if canonical is None or canonical in out:
+        if canonical is None or canonical in out or getattr(known.get(canonical), "parts", 1) != 1:
             return None
         out[canonical] = int(lora.tensors[f"{stem}.lora_down.weight"].shape[0])
         names[canonical] = stem
@@ -73,8 +74,10 @@ def swap_in(
         if stem not in names:
             plan.append((a, None, b, None))
             continue
-        down = tensors[f"{names[stem]}.lora_down.weight"]
-        up = tensors[f"{names[stem]}.lora_up.weight"]
+        down = tensors.get(f"{names[stem]}.lora_down.weight")
+        up = tensors.get(f"{names[stem]}.lora_up.weight")
+        if down is None or up is None:  # not kohya tensors (a transformer family's peft state): load it fresh
+            raise ValueError(f"{stem} has no kohya weights to swap in")
         rank = down.shape[0]
         try:  # a 1x1 conv may be stored as a Linear's 2-D weight
             down = down.reshape(rank, *a.shape[1:])

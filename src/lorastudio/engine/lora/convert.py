@@ -9,6 +9,7 @@ as diffusers' own loader accepts them:
   to_out.0, CLIP's out_proj)
 - `<module path>.alpha`, kohya's alpha for that module
 Refused, with what to do: DoRA, LoRA biases, weights that are no LoRA pair, models that are not SD1.5/SDXL.
+The transformer families' dotted keys are read by lora/layouts/foreign.py.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _PAIR_KEY = re.compile(
 )
 _PEFT_MODEL = "base_model.model."  # what get_peft_model_state_dict of a PeftModel puts before module paths
 _COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+_CONFIG_COMPONENTS = (*_COMPONENTS, "transformer")  # whose LoraConfig lora_adapter_metadata may hold
 _UNET_ROOTS = ("down_blocks", "up_blocks", "mid_block", "conv_in", "conv_out", "time_embedding", "add_embedding")
 _CLIP_ROOTS = ("text_model", "encoder", "embeddings", "final_layer_norm", "text_projection")
 # The old attention processors named their LoRAs after the attention's projection, not the layer.
@@ -52,22 +54,6 @@ def lora_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         for name, p in module.named_parameters()
         if _ADAPTER_SEGMENT.search(name)
     }
-
-
-def peft_to_kohya(state: dict[str, torch.Tensor], stem_of, alpha: float, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """peft state (`<path>.lora_A.weight`/`lora_B`) -> kohya tensors, naming each module by stem_of(path)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in state.items():
-        if ".lora_A." in key:
-            path, part = key.split(".lora_A.")[0], "lora_down"
-        elif ".lora_B." in key:
-            path, part = key.split(".lora_B.")[0], "lora_up"
-        else:
-            continue
-        stem = stem_of(path)
-        out[f"{stem}.{part}.weight"] = tensor.detach().to(dtype)
-        out[f"{stem}.alpha"] = torch.tensor(float(alpha), dtype=dtype)
-    return out
 
 
 def is_diffusers_layout(tensors: dict[str, torch.Tensor]) -> bool:
@@ -186,6 +172,14 @@ def _sdxl_like(modules: dict[tuple[str, str], dict[str, torch.Tensor]]) -> bool:
     return any(_SDXL_DEPTH.search(path) for path in unet)
 
 
+def default_alpha(metadata: dict[str, str]):
+    """(module path, rank) -> kohya alpha of a transformer module a file gives no alpha: from diffusers'
+    lora_adapter_metadata (the transformer's LoraConfig), else the rank (scale 1, as diffusers loads it)."""
+    configs = _peft_configs(metadata)
+    config = configs.get("transformer", configs.get("", {}))
+    return lambda path, rank: _alpha(config, path, rank)
+
+
 def _peft_configs(metadata: dict[str, str]) -> dict[str, dict]:
     """LoraConfig fields per component from diffusers' `lora_adapter_metadata`: flat `unet.lora_alpha` keys
     (pipelines), one dict per component, or one model's own unprefixed config (ModelMixin.save_lora_adapter,
@@ -200,9 +194,9 @@ def _peft_configs(metadata: dict[str, str]) -> dict[str, dict]:
     for key, value in data.items():
         component, _, field = key.rpartition(".")
         nested = key.removesuffix("_lora_adapter_metadata")
-        if component in _COMPONENTS:
+        if component in _CONFIG_COMPONENTS:
             out.setdefault(component, {})[field] = value
-        elif nested in _COMPONENTS and isinstance(value, dict):
+        elif nested in _CONFIG_COMPONENTS and isinstance(value, dict):
             out.setdefault(nested, {}).update(value)
         elif not component:
             out.setdefault("", {})[key] = value

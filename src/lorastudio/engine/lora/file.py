@@ -1,8 +1,9 @@
 """LoRA files: save in kohya format, read and check any file, inspect.
 
 In memory a LoRA is kohya-keyed tensors (`<stem>.lora_down.weight`, `.lora_up.weight`, `.alpha`)
-plus string metadata, because that is what every SD tool reads. What the metadata *means* (kind,
-triggers, description, ...) is the typed record in lora/info.py.
+plus string metadata, because that is what ComfyUI, Forge and kohya's trainers read; a transformer
+family's stems are its standard layout's (lora/layouts/). What the metadata *means* (kind, triggers,
+description, ...) is the typed record in lora/info.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 import torch
 
 from lorastudio.engine.fileio.tensorfile import PICKLE_SUFFIXES, read_safetensors, write_safetensors
-from lorastudio.engine.lora.convert import diffusers_to_kohya, is_diffusers_layout
-from lorastudio.engine.lora.info import LoraInfo, check_description, read_info
+from lorastudio.engine.lora.convert import default_alpha, diffusers_to_kohya, is_diffusers_layout
+from lorastudio.engine.lora.info import KEYS, LoraInfo, check_description, read_info
+from lorastudio.engine.lora.layouts import z_image
+from lorastudio.engine.lora.layouts.foreign import is_transformer_file, transformer_to_kohya
 from lorastudio.engine.models.families import family_label
 from lorastudio.engine.prompts import check_trigger
 from lorastudio.errors import Invalid, NotFound, Unsupported
@@ -43,14 +46,40 @@ class LoraFile:
         alpha = alphas.most_common(1)[0][0] if alphas else None
         info = read_info(self.metadata, rank, alpha)
         if info.family is None:
-            info.family = infer_family(self.tensors)
+            info.family = infer_family(self.tensors, self.metadata)
         return info
 
 
-def infer_family(tensors: dict[str, torch.Tensor]) -> str | None:
-    """Guess the base family from key names and the width of cross-attention key projections (for
-    messages only: whether a LoRA fits is decided from the loaded base model's shapes)."""
+# modelspec.architecture / ss_base_model_version prefixes other trainers write (sd-scripts' and musubi-tuner's
+# sai_model_spec.py, ai-toolkit's base model versions), lowercased -> our family. SD files' claims are not
+# read: toyworld and every SD1.5 fine-tune say sd_v1, so only the keys' widths name an SD family.
+_CLAIMS = (
+    ("flux-1", "flux1"),
+    ("flux.1", "flux1"),
+    ("flux1", "flux1"),
+    ("flux-2", "flux2-klein"),
+    ("flux.2", "flux2-klein"),
+    ("flux2", "flux2-klein"),
+    ("qwen-image", "qwen-image"),
+    ("qwen_image", "qwen-image"),
+    ("z-image", "z-image"),
+    ("zimage", "z-image"),
+    ("z_image", "z-image"),
+)
+
+
+def infer_family(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str | None:
+    """Guess the base family from what the file claims, its key names and widths (for messages only:
+    whether a LoRA fits is decided from the loaded base model's shapes)."""
+    for field_name in ("modelspec.architecture", "ss_base_model_version"):
+        claim = (metadata or {}).get(field_name, "").lower()
+        for prefix, family in _CLAIMS:
+            if claim.startswith(prefix):
+                return family
     keys = list(tensors)
+    transformer = _transformer_family(tensors)
+    if transformer:
+        return transformer
     sdxl = any(k.startswith(("lora_te1_", "lora_te2_")) or "_input_blocks_" in k for k in keys)
     sdxl = sdxl or any("_output_blocks_" in k or "_middle_block_" in k for k in keys)
     widths = {
@@ -65,6 +94,33 @@ def infer_family(tensors: dict[str, torch.Tensor]) -> str | None:
     if 1024 in widths:
         return "sd2"
     return "sdxl" if sdxl and not widths else None
+
+
+def _transformer_family(tensors: dict[str, torch.Tensor]) -> str | None:
+    """A transformer family from its layout's stems; FLUX.1 and FLUX.2 by their MLPs' widths (FLUX.1: 4x
+    the hidden size; FLUX.2's SwiGLU: 2 x 3x, and its single blocks' linear1 9x against FLUX.1's 7x)."""
+    stems = {k.split(".", 1)[0] for k in tensors}
+    if any(s.startswith("lora_unet_transformer_blocks_") for s in stems):
+        return "qwen-image"
+    if any(
+        s.startswith(("lora_unet_layers_", "lora_unet_noise_refiner_", "lora_unet_context_refiner_")) for s in stems
+    ):
+        return "z-image"
+    if not any(s.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for s in stems):
+        return None
+    if any(s.endswith(("_mod_lin", "_modulation_lin")) for s in stems):
+        return "flux1"
+    for stem in stems:
+        down, up = tensors.get(f"{stem}.lora_down.weight"), tensors.get(f"{stem}.lora_up.weight")
+        if down is None or up is None or down.ndim != 2:
+            continue
+        ratio = up.shape[0] / down.shape[1]
+        if stem.endswith(("_img_mlp_0", "_txt_mlp_0")) or stem.endswith("_linear1"):
+            if ratio in (4, 7):
+                return "flux1"
+            if ratio in (6, 9):
+                return "flux2-klein"
+    return None
 
 
 def check_lora_path(path: Path) -> Path:
@@ -111,12 +167,15 @@ def read_lora(path: Path) -> LoraFile:
         raise Invalid(f"{path.name} holds no tensors; it is not a LoRA")
     _check_tensors(tensors, path.name)
     if any(k.startswith(("lora_unet_", "lora_te")) for k in tensors):
-        lora = LoraFile(tensors, metadata, "kohya")
+        lora = LoraFile(z_image.normalize_kohya(tensors), metadata, "kohya")
+    elif is_transformer_file(tensors):
+        family = metadata.get(KEYS["family"]) or infer_family({}, metadata)
+        lora = LoraFile(transformer_to_kohya(tensors, family, default_alpha(metadata)), metadata, "diffusers")
     elif is_diffusers_layout(tensors):
         lora = LoraFile(diffusers_to_kohya(tensors, metadata), metadata, "diffusers")
     else:
         raise Invalid(
-            f"{path.name} has no LoRA weights (no lora_unet_/lora_te keys and no diffusers/peft LoRA keys); "
+            f"{path.name} has no LoRA weights (no lora_unet_/lora_te keys and no diffusers/peft/ai-toolkit LoRA keys); "
             "if it is a base model, pass it as $base",
             setting="base",
         )

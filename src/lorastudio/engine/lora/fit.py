@@ -1,57 +1,68 @@
 """Fit checks between a LoRA file and a loaded base model, done before anything is applied.
 
 Whether a LoRA fits is decided from the base model actually loaded: every module the LoRA names must
-exist there with the shapes its weights expect. A family label in the file is only used to name it in
-the message; a file from another trainer with no (or another) label still fits when its shapes do.
-Modules may be spelled any way diffusers' own kohya loader reads them (the loader applies the file).
+exist there with the shapes its weights expect (a fused stem's: the sum of its layers' output rows).
+A family label in the file is only used to name it in the message; a file from another trainer with no
+(or another) label still fits when its shapes do. On SD bases, modules may be spelled any way diffusers'
+own kohya loader reads them (the loader applies the file).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from lorastudio.config import Settings
 from lorastudio.engine.lora.file import LoraFile, read_lora
 from lorastudio.engine.lora.keys import te_kohya_prefix, te_name_table, unet_name_table
+from lorastudio.engine.lora.layouts import SD_LAYOUTS, Group, layer_of, layout_name, stem_groups
+from lorastudio.engine.lora.layouts import text_encoders_of as _encoders
 from lorastudio.engine.models.base import LoadedBase, load_base_model
-from lorastudio.engine.models.families import family_label, is_sdxl_like
+from lorastudio.engine.models.families import family_label
 from lorastudio.errors import FamilyMismatch
 
 
+class Expected(NamedTuple):
+    """What a stem's LoRA must produce in the loaded base."""
+
+    shape: tuple[int, ...]  # (output rows, input features, *kernel) of the layer, rows summed over a fused group
+    parts: int  # layers the stem covers; more than one: fused along the output rows
+
+
 def stem_paths(base: LoadedBase) -> dict[str, tuple[torch.nn.Module, str]]:
-    """kohya stem -> (UNet or text encoder, path of the layer in it); the path stays valid when peft
-    wraps the layer (the wrapper takes its place)."""
-    sdxl = is_sdxl_like(base.family)
-    paths = {stem: (base.unet, path) for stem, path in unet_name_table(base.unet, sdxl).items()}
-    for i, encoder in enumerate(base.text_encoders):
-        for stem, path in te_name_table(encoder, te_kohya_prefix(i, sdxl)).items():
-            paths[stem] = (encoder, path)
-    return paths
+    """kohya stem -> (denoiser or text encoder, path of the layer in it) for every stem naming ONE layer
+    (the hot swap copies into those); the path stays valid when peft wraps the layer."""
+    return {stem: group[0] for stem, group in stem_groups(base).items() if len(group) == 1}
 
 
-def module_table(
-    base: LoadedBase, paths: dict[str, tuple[torch.nn.Module, str]] | None = None
-) -> dict[str, torch.nn.Module]:
-    """kohya stem -> layer of the base model (UNet and text encoders), seen under any LoRA wrapper."""
+def module_table(base: LoadedBase, groups: dict[str, Group] | dict | None = None) -> dict[str, Expected]:
+    """kohya stem -> the shape its LoRA must produce in this base (UNet/transformer and text encoders).
+    groups: stem_groups (or stem_paths) of this base, when the caller keeps them."""
     table = {}
-    for stem, (owner, path) in (paths or stem_paths(base)).items():
-        module = owner.get_submodule(path)
-        table[stem] = getattr(module, "base_layer", module)
+    for stem, group in (stem_groups(base) if groups is None else groups).items():
+        layers = [layer_of(owner, path) for owner, path in ([group] if isinstance(group, tuple) else group)]
+        first = tuple(layers[0].weight.shape)
+        table[stem] = Expected((sum(int(x.weight.shape[0]) for x in layers), *first[1:]), len(layers))
     return table
 
 
 def spellings(base: LoadedBase) -> dict[str, str]:
-    """Other kohya spellings that diffusers' kohya loader maps to a module of this base -> our stem for it:
+    """Other kohya spellings that diffusers' kohya loader maps to a module of this SD base -> our stem for it:
     what diffusers' own convert_state_dict_to_kohya writes (diffusers UNet names on SDXL, lora_te1_ for a
-    single text encoder) and text-encoder names without transformers 4's text_model level."""
-    sdxl = is_sdxl_like(base.family)
+    single text encoder) and text-encoder names without transformers 4's text_model level. The transformer
+    families' other spellings are converted when the file is read (lora/layouts/foreign.py)."""
+    layout = layout_name(base.family)
+    if layout not in SD_LAYOUTS:
+        return {}
+    sdxl = layout == "kohya-sgm"
+    unet = base.denoiser
     out: dict[str, str] = {}
     if sdxl:
-        sgm = {path: stem for stem, path in unet_name_table(base.unet, True).items()}
-        out |= {stem: sgm[path] for stem, path in unet_name_table(base.unet, False).items() if path in sgm}
-    for i, encoder in enumerate(base.text_encoders):
+        sgm = {path: stem for stem, path in unet_name_table(unet, True).items()}
+        out |= {stem: sgm[path] for stem, path in unet_name_table(unet, False).items() if path in sgm}
+    for i, encoder in enumerate(_encoders(base)):
         prefix = te_kohya_prefix(i, sdxl)
         # diffusers reads lora_te1_ as the first encoder, which for a single-encoder base kohya spells lora_te_
         prefixes = [prefix] if sdxl else [prefix, "lora_te1_"]
@@ -63,24 +74,24 @@ def spellings(base: LoadedBase) -> dict[str, str]:
     return out
 
 
-def misfits(lora: LoraFile, table: dict[str, torch.nn.Module], aliases: dict[str, str] | None = None) -> list[str]:
+def misfits(lora: LoraFile, table: dict[str, Expected], aliases: dict[str, str] | None = None) -> list[str]:
     """Stems of the LoRA that name no module of the base, or whose weights do not fit its shape."""
     bad = []
     for stem in lora.stems:
-        module = table.get(stem)
-        if module is None and aliases:
-            module = table.get(aliases.get(stem, ""))
-        if module is None:
+        expected = table.get(stem)
+        if expected is None and aliases:
+            expected = table.get(aliases.get(stem, ""))
+        if expected is None:
             bad.append(stem)
             continue
         down = lora.tensors[f"{stem}.lora_down.weight"]
         up = lora.tensors[f"{stem}.lora_up.weight"]
-        w = module.weight
+        shape = expected.shape
         if (
-            down.shape[1] != w.shape[1]
-            or up.shape[0] != w.shape[0]
-            or w.ndim != down.ndim
-            and not (w.ndim == 4 and down.ndim == 2)
+            down.shape[1] != shape[1]
+            or up.shape[0] != shape[0]
+            or len(shape) != down.ndim
+            and not (len(shape) == 4 and down.ndim == 2)  # a 1x1 conv stored as a Linear's 2-D weight
         ):
             bad.append(stem)
     return bad
@@ -89,7 +100,7 @@ def misfits(lora: LoraFile, table: dict[str, torch.nn.Module], aliases: dict[str
 def check_fits(
     lora: LoraFile,
     base: LoadedBase,
-    table: dict[str, torch.nn.Module] | None = None,
+    table: dict[str, Expected] | None = None,
     aliases: dict[str, str] | None = None,
 ) -> None:
     """Raise FamilyMismatch, naming both families, unless every module of the LoRA fits the base

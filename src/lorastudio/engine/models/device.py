@@ -9,6 +9,7 @@ from typing import Literal
 
 import torch
 
+from lorastudio.engine.models.families import full_size_families, get_family
 from lorastudio.errors import Invalid
 
 Precision = Literal["no", "fp16", "bf16"]
@@ -35,12 +36,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def resolve_precision(precision: str, device: torch.device, family: str | None = None) -> Precision:
     """Check a mixed-precision request against the device. 'auto' is bf16 (else fp16) on CUDA; on a CPU
-    with bf16 instructions it is bf16 for SD1.5/SDXL models (1.9x faster a step on the SD1.5 UNet,
+    with bf16 instructions it is bf16 for full-size models (1.9x faster a step on the SD1.5 UNet,
     benchmarks/levers.py) and fp32 for the tiny and toy-world ones (bf16 was 0.64x there); else fp32."""
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if device.type == "cpu" and family in ("sd15", "sdxl") and cpu_has_bf16():
+        if device.type == "cpu" and _full_size(family) and cpu_has_bf16():
             return "bf16"
         return "no"
     if precision not in ("no", "fp16", "bf16"):
@@ -50,6 +51,11 @@ def resolve_precision(precision: str, device: torch.device, family: str | None =
             "fp16 training needs a GPU; on CPU use $precision no (or bf16 on recent CPUs)", setting="precision"
         )
     return precision  # type: ignore[return-value]
+
+
+def _full_size(family: str | None) -> bool:
+    """A real family's model (the ones with memory figures), not a test or toy-world one."""
+    return get_family(family) in full_size_families()
 
 
 def cpu_has_bf16() -> bool:

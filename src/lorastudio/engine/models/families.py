@@ -1,18 +1,75 @@
-"""Model families: the one table of what each family is called, how kohya and the model spec name it,
-what size it draws and trains at, whether it is SDXL-shaped, and how much device memory its jobs take.
-Adding a family means a row here.
+"""Model families: the one table of what each family is, from the denoiser class to the LoRA key layout.
 
-sd15 and sdxl are the real ones; toyworld is the built-in toy-world model (SD1.5-shaped at 32 px);
-tiny-sd15 and tiny-sdxl share their structure at a smaller width, so a LoRA for one never fits another.
+Each row says what the engine needs to train, generate and load files for a family: its pipeline and
+denoiser, its text encoders, the training objective (epsilon / v-prediction noise for SD, flow matching
+with its timestep shift for the transformer families), the guidance, the latents, the LoRA layers per
+`--target`, the key layout its files are written in and the layouts they are read from, its sizes, its
+kohya/modelspec names and the device memory its jobs take. Adding a family means a row here plus, where
+its keys differ, one key namer in lora/layouts/. Nothing outside this table asks "is this SDXL?".
+
+sd15 and sdxl are the real SD ones; toyworld is the built-in toy-world model (SD1.5-shaped at 32 px).
+The `tiny-*` families share their real family's structure at a small width (tests and the demo), so a LoRA
+for one never fits another.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-# kohya's modelspec implementations: SD1.5 LoRAs name diffusers; SDXL LoRAs name Stability's SGM code.
+# kohya's modelspec implementations: SD1.5 LoRAs name diffusers; SDXL LoRAs name Stability's SGM code;
+# the transformer families name their makers' reference code (sd-scripts' and musubi-tuner's sai_model_spec).
 IMPL_DIFFUSERS = "diffusers"
 IMPL_SGM = "https://github.com/Stability-AI/generative-models"
+IMPL_FLUX = "https://github.com/black-forest-labs/flux"
+IMPL_FLUX2 = "https://github.com/black-forest-labs/flux2"
+IMPL_QWEN_IMAGE = "https://github.com/QwenLM/Qwen-Image"
+IMPL_Z_IMAGE = "https://github.com/Tongyi-MAI/Z-Image"
+
+Objective = Literal["epsilon", "v_prediction", "flow"]
+# cfg: classifier-free guidance, two denoiser calls a step; distilled: FLUX.1 [dev]'s guidance embedding
+# (one call; the scale is an input), which a model without the embedding ([schnell]) simply ignores.
+Guidance = Literal["cfg", "distilled"]
+
+# LoRA layers per --target, as regexes on the denoiser's module paths (diffusers names).
+UNET_TARGETS = {
+    "attn": (r"transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)$",),
+    "ff": (r"(transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)|attentions\.\d+\.(proj_in|proj_out))$",),
+    "conv": (r"(resnets\.\d+\.(conv1|conv2|conv_shortcut|time_emb_proj)|(down|up)samplers\.0\.conv)$",),
+}
+# FLUX.1/.2: the joint blocks' image and text attention (to_q/k/v/out, add_q/k/v_proj, to_add_out) and the
+# single blocks' fused projections; ff: the feed-forwards; all: the modulations too (kohya's default set).
+FLUX_TARGETS = {
+    "attn": (
+        r"transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)$",
+        r"single_transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_qkv_mlp_proj|to_out)$",
+    ),
+    "ff": (
+        r"transformer_blocks\.\d+\.(ff|ff_context)\.(net\.0\.proj|net\.2|linear_in|linear_out)$",
+        r"single_transformer_blocks\.\d+\.(proj_mlp|proj_out)$",
+    ),
+    "conv": (r"(transformer_blocks|single_transformer_blocks)\.\d+\.(norm1|norm1_context|norm)\.linear$",),
+}
+QWEN_TARGETS = {
+    "attn": (
+        r"transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)$",
+    ),
+    "ff": (r"transformer_blocks\.\d+\.(img_mlp|txt_mlp)\.net\.(0\.proj|2)$",),
+    "conv": (r"transformer_blocks\.\d+\.(img_mod|txt_mod)\.1$",),
+}
+Z_IMAGE_TARGETS = {
+    "attn": (r"layers\.\d+\.attention\.(to_q|to_k|to_v|to_out\.0)$",),
+    "ff": (r"layers\.\d+\.feed_forward\.(w1|w2|w3)$",),
+    "conv": (r"layers\.\d+\.adaLN_modulation\.0$",),
+}
+
+
+def target_patterns(family: Family, target: str) -> tuple[str, ...]:
+    """Module-path regexes of the denoiser layers that get a LoRA for --target attn, attn-ff or all."""
+    groups = {"attn": ("attn",), "attn-ff": ("attn", "ff"), "all": ("attn", "ff", "conv")}
+    if target not in groups:
+        raise ValueError(f"target must be one of {tuple(groups)}")
+    return tuple(p for g in groups[target] for p in family.targets.get(g, ()))
 
 
 @dataclass(frozen=True)
@@ -38,9 +95,21 @@ class Family:
     train_resolution: int  # presets' training resolution on this family
     hires_resolution: int  # the -hires presets' resolution
     bucket_step: int  # bucket sides are multiples of this
-    sdxl_like: bool  # two text encoders, pooled embeddings and size ids; kohya's SGM key names
-    prediction_type: str = "epsilon"
-    # Training values that replace the preset's on this family (the toy world's CPU recipe).
+    pipeline: str  # the diffusers pipeline class that loads a folder of this family
+    denoiser: str  # the diffusers class of its denoiser (the pipeline's `unet` or `transformer`)
+    text_encoders: tuple[str, ...]  # what encodes its prompts, in the pipeline's order
+    key_layout: str  # the LoRA key layout its files are written in (lora/layouts/)
+    objective: Objective = "epsilon"
+    guidance: Guidance = "cfg"
+    # Flow matching: the timestep shift (SD3's `shift`, mu = log(shift)); a dynamic one grows with the image's
+    # token count between base_shift at 256 and max_shift at 4096 tokens, as FLUX's scheduler config says.
+    flow_shift: float | None = None
+    dynamic_shift: tuple[float, float] | None = None  # (base_shift, max_shift)
+    latent_channels: int = 4
+    targets: dict[str, tuple[str, ...]] = field(default_factory=lambda: UNET_TARGETS)
+    reads: tuple[str, ...] = ()  # other trainers' key layouts its files are imported from
+    # Training values that replace the preset's on this family: the toy world's CPU recipe, the transformer
+    # families' learning rates from their trainers' example configs (each row says where a value comes from).
     recipe: dict = field(default_factory=dict)
     # The strength a LoRA trained on this family is recorded with (None: its kind's, the guide's 0.8 / 0.6 / 0.4).
     recommended_strength: float | None = None
@@ -48,12 +117,107 @@ class Family:
     # rounded up from what kohya_ss and diffusers users report; None: small enough for any worker.
     train_memory: Memory | None = None
     generate_memory: Memory | None = None
+    # Seconds a training step takes at batch 1 and train_resolution on the guide's reference GPU (RTX 6000 Ada),
+    # what the studio estimates with until its own devices have measured the family (credits/estimates.py).
+    step_seconds: float = 0.03
+    default_cfg: float = 7.0  # the guidance scale a generation uses when none is asked for
+    # Prompt tokens the text encoder is run with (the pipeline's max_sequence_length; padded to it by FLUX's).
+    # The tiny models use 32: a 512-token text stream would make their every step ten times slower.
+    text_tokens: int = 77
+    tiny_of: str | None = None  # a test model's real family (same structure, smaller width)
+
+    @property
+    def is_flow(self) -> bool:
+        """Trained and sampled by flow matching (the transformer families) rather than SD's noise schedule."""
+        return self.objective == "flow"
+
+
+def _sd(name, label, ss, arch, impl, size, train, hires, step, *, sgm=False, **kw) -> Family:
+    pipeline = "StableDiffusionXLPipeline" if sgm else "StableDiffusionPipeline"
+    encoders = ("clip-l", "clip-g") if sgm else ("clip-l",)
+    layout = "kohya-sgm" if sgm else "kohya-sd"
+    return Family(
+        name, label, ss, arch, impl, size, train, hires, step, pipeline, "UNet2DConditionModel", encoders, layout, **kw
+    )
+
+
+FLUX1 = dict(
+    pipeline="FluxPipeline",
+    denoiser="FluxTransformer2DModel",
+    text_encoders=("clip-l", "t5-xxl"),
+    key_layout="kohya-flux1",
+    reads=("diffusers", "ai-toolkit", "sd-scripts", "musubi-tuner"),
+    objective="flow",
+    guidance="distilled",
+    dynamic_shift=(0.5, 1.15),  # FLUX.1's scheduler_config.json
+    latent_channels=16,
+    targets=FLUX_TARGETS,
+    default_cfg=3.5,  # the guidance BFL's and diffusers' FLUX.1 [dev] examples use
+    text_tokens=512,  # FluxPipeline's default for [dev] (256 for [schnell])
+)
+FLUX2_KLEIN = dict(
+    pipeline="Flux2KleinPipeline",
+    denoiser="Flux2Transformer2DModel",
+    text_encoders=("qwen3",),
+    key_layout="kohya-flux2",
+    reads=("diffusers", "ai-toolkit", "musubi-tuner"),
+    objective="flow",
+    dynamic_shift=(0.5, 1.15),
+    latent_channels=32,
+    targets=FLUX_TARGETS,
+    default_cfg=4.0,
+    text_tokens=512,  # Flux2KleinPipeline's default max_sequence_length
+)
+QWEN_IMAGE = dict(
+    pipeline="QwenImagePipeline",
+    denoiser="QwenImageTransformer2DModel",
+    text_encoders=("qwen2.5-vl",),
+    key_layout="kohya-qwen-image",
+    reads=("diffusers", "ai-toolkit", "musubi-tuner"),
+    objective="flow",
+    dynamic_shift=(0.5, 0.9),  # Qwen-Image's scheduler_config.json (exponential time shift)
+    latent_channels=16,
+    targets=QWEN_TARGETS,
+    default_cfg=4.0,  # true CFG, as QwenImagePipeline's true_cfg_scale
+    text_tokens=1024,  # QwenImagePipeline's cap on prompt tokens after the template
+)
+Z_IMAGE = dict(
+    pipeline="ZImagePipeline",
+    denoiser="ZImageTransformer2DModel",
+    text_encoders=("qwen3",),
+    key_layout="kohya-z-image",
+    reads=("diffusers", "ai-toolkit", "musubi-tuner"),
+    objective="flow",
+    flow_shift=3.0,  # Z-Image's scheduler_config.json (static shift)
+    latent_channels=16,
+    targets=Z_IMAGE_TARGETS,
+    default_cfg=4.0,
+    text_tokens=512,  # ZImagePipeline's default max_sequence_length
+)
+
+
+def _tiny(name: str, label: str, ss: str, arch: str, impl: str, row: dict) -> Family:
+    """A transformer family's test model: its real family's structure at 64 px and a short text stream."""
+    real = name.removeprefix("tiny-")
+    return Family(
+        name,
+        f"tiny {label}-shaped test model",
+        ss,
+        arch,
+        impl,
+        64,
+        64,
+        64,
+        32,
+        **row | {"text_tokens": 32},
+        tiny_of=real,
+    )
 
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family(
+        _sd(
             "sd15",
             "SD1.5",
             "sd_v1",
@@ -63,11 +227,12 @@ FAMILIES: dict[str, Family] = {
             768,
             1024,
             64,
-            False,
             train_memory=Memory(5.0, 2.0),
             generate_memory=Memory(2.5, 0.5),
+            # 0.75 s makes the guide's character 15 + 1 min and its style (batch 2) 31 + 1 min.
+            step_seconds=0.75,
         ),
-        Family(
+        _sd(
             "sdxl",
             "SDXL",
             "sdxl_base_v1-0",
@@ -77,11 +242,12 @@ FAMILIES: dict[str, Family] = {
             1024,
             1024,
             64,
-            True,
+            sgm=True,
             train_memory=Memory(12.0, 6.0),
             generate_memory=Memory(7.0, 1.5),
+            step_seconds=1.9,  # ~2.5x SD1.5 at 768 px: kohya's and OneTrainer's users' figures
         ),
-        Family(
+        _sd(
             "toyworld",
             "toyworld (built-in 32x32 toy-world model, not SD)",
             "sd_v1",
@@ -91,7 +257,6 @@ FAMILIES: dict[str, Family] = {
             32,
             32,
             32,
-            False,
             # Measured on 2 CPU cores: 600 steps (~110 s) give 100% identity hits (benchmarks/consistency.py).
             recipe=dict(
                 steps=600, learning_rate=2e-3, network_dim=16, network_alpha=16, batch_size=4, target="attn-ff"
@@ -99,7 +264,7 @@ FAMILIES: dict[str, Family] = {
             # On 32x32 pictures a 0.8 LoRA loses the 1-pixel headband; 1.2 draws it in 20 of 20 scenes.
             recommended_strength=1.2,
         ),
-        Family(
+        _sd(
             "tiny-sd15",
             "tiny SD1.5-shaped test model",
             "sd_v1",
@@ -109,9 +274,9 @@ FAMILIES: dict[str, Family] = {
             64,
             64,
             64,
-            False,
+            tiny_of="sd15",
         ),
-        Family(
+        _sd(
             "tiny-sdxl",
             "tiny SDXL-shaped test model",
             "sdxl_base_v1-0",
@@ -121,8 +286,73 @@ FAMILIES: dict[str, Family] = {
             64,
             64,
             64,
-            True,
+            sgm=True,
+            tiny_of="sdxl",
         ),
+        Family(
+            "flux1",
+            "FLUX.1",
+            "flux1",  # sd-scripts' MODEL_VERSION_FLUX_V1
+            "flux-1-dev",  # sd-scripts' ARCH_FLUX_1_DEV
+            IMPL_FLUX,
+            1024,
+            1024,
+            1024,
+            64,
+            **FLUX1,
+            train_memory=Memory(26.0, 6.0),
+            generate_memory=Memory(25.0, 2.0),
+            step_seconds=2.5,  # 12B at 1024 px; users report 1.5-3 s/it on 4090-class cards (ai-toolkit, kohya)
+        ),
+        Family(
+            "flux2-klein",
+            "FLUX.2 [klein]",
+            "flux_2_klein_4b",  # musubi-tuner's architecture_full_name (klein 9B: flux_2_klein_9b)
+            "Flux.2-klein-4b",  # musubi-tuner's sai_model_spec ARCH_FLUX_2_KLEIN_4B
+            IMPL_FLUX2,
+            1024,
+            1024,
+            1024,
+            64,
+            **FLUX2_KLEIN,
+            train_memory=Memory(12.0, 5.0),
+            generate_memory=Memory(11.0, 1.5),
+            step_seconds=1.2,  # 4B: about half FLUX.1's work a step
+        ),
+        Family(
+            "qwen-image",
+            "Qwen-Image",
+            "qwen_image",
+            "Qwen-Image",  # musubi-tuner's ARCH_QWEN_IMAGE
+            IMPL_QWEN_IMAGE,
+            1024,
+            1024,
+            1024,
+            64,
+            **QWEN_IMAGE,
+            train_memory=Memory(42.0, 8.0),
+            generate_memory=Memory(41.0, 2.5),
+            step_seconds=6.0,  # 20B: about 1.7x FLUX.1's parameters, and longer text
+        ),
+        Family(
+            "z-image",
+            "Z-Image",
+            "z_image",
+            "Z-Image",  # musubi-tuner's ARCH_Z_IMAGE
+            IMPL_Z_IMAGE,
+            1024,
+            1024,
+            1024,
+            64,
+            **Z_IMAGE,
+            train_memory=Memory(14.0, 5.0),
+            generate_memory=Memory(13.0, 1.5),
+            step_seconds=1.5,  # 6B single-stream
+        ),
+        _tiny("tiny-flux1", "FLUX.1", "flux1", "flux-1-dev", IMPL_FLUX, FLUX1),
+        _tiny("tiny-flux2-klein", "FLUX.2 [klein]", "flux_2_klein_4b", "Flux.2-klein-4b", IMPL_FLUX2, FLUX2_KLEIN),
+        _tiny("tiny-qwen-image", "Qwen-Image", "qwen_image", "Qwen-Image", IMPL_QWEN_IMAGE, QWEN_IMAGE),
+        _tiny("tiny-z-image", "Z-Image", "z_image", "Z-Image", IMPL_Z_IMAGE, Z_IMAGE),
     )
 }
 
@@ -138,7 +368,6 @@ def family_label(name: str | None) -> str:
     return family.label if family else (name or "an unknown model family")
 
 
-def is_sdxl_like(name: str) -> bool:
-    """SDXL-shaped families use kohya's SGM key names and two text encoders."""
-    family = get_family(name)
-    return family.sdxl_like if family else name.endswith("sdxl")
+def full_size_families() -> list[Family]:
+    """The families of real, full-size models (a user adds these; the toy-world and tiny test ones are built in)."""
+    return [f for f in FAMILIES.values() if f.train_memory is not None]

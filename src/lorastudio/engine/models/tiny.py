@@ -1,4 +1,5 @@
-"""Tiny SD1.5-shaped and SDXL-shaped pipelines built from config with a fixed seed (tests, demo).
+"""Tiny test models built from config with a fixed seed (tests, demo): SD1.5- and SDXL-shaped here, the
+transformer families' in tiny_flow.py; `ensure_tiny_model` writes any of them as a diffusers folder.
 
 Shapes follow the real architectures (same block types, cross-attention, SDXL's two text encoders
 and added time embeddings) at a fraction of the width, so every code path runs in seconds on a CPU.
@@ -23,7 +24,10 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from lorastudio.engine.models.tokenizer import build_clip_tokenizer
 
-TINY_NAMES = ("tiny-sd15", "tiny-sdxl")
+TINY_NAMES = ("tiny-sd15", "tiny-sdxl", "tiny-flux1", "tiny-flux2-klein", "tiny-qwen-image", "tiny-z-image")
+# A diffusers folder may name its family in this file; our tiny models do, so they are told from a real model of
+# their family without measuring widths.
+FAMILY_MARKER = "lorastudio_family.txt"
 
 # Words that get whole-word tokens; anything else still tokenizes (byte-level fallback).
 TINY_WORDS = """
@@ -62,7 +66,8 @@ def _vae() -> AutoencoderKL:
     )
 
 
-def _text_config(vocab_size: int, hidden: int, projection: int | None = None) -> CLIPTextConfig:
+def clip_text_config(vocab_size: int, hidden: int, projection: int | None = None) -> CLIPTextConfig:
+    """A tiny CLIP text config: 2 layers, 2 heads, the given width and token table; the special tokens are last."""
     return CLIPTextConfig(
         vocab_size=vocab_size,
         hidden_size=hidden,
@@ -94,7 +99,7 @@ def build_tiny_sd15(seed: int = 0) -> StableDiffusionPipeline:
         attention_head_dim=8,
         norm_num_groups=16,
     )
-    text_encoder = CLIPTextModel(_text_config(len(tokenizer), 32))
+    text_encoder = CLIPTextModel(clip_text_config(len(tokenizer), 32))
     return StableDiffusionPipeline(
         vae=_vae(),
         text_encoder=text_encoder,
@@ -111,10 +116,10 @@ def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
     """An SDXL-shaped pipeline: two text encoders, pooled embeddings and added time ids."""
     torch.manual_seed(seed)
     tokenizer = build_clip_tokenizer(TINY_WORDS)
-    text_encoder = CLIPTextModel(_text_config(len(tokenizer), 16))
+    text_encoder = CLIPTextModel(clip_text_config(len(tokenizer), 16))
     # The second encoder is wider than the first, as in SDXL (1280 vs 768): single-file loaders tell the
     # two apart by width, so equal widths would load one encoder's weights into the other.
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer), 24, projection=24))
+    text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(len(tokenizer), 24, projection=24))
     unet = UNet2DConditionModel(
         sample_size=32,
         in_channels=4,
@@ -151,16 +156,21 @@ def ensure_tiny_model(name: str, models_dir: Path) -> Path:
     target = models_dir / name
     if (target / "model_index.json").exists():
         return target
-    return save_pipeline_once(build_tiny_sd15() if name == "tiny-sd15" else build_tiny_sdxl(), target)
+    from lorastudio.engine.models.tiny_flow import FLOW_BUILDERS
+
+    builders = {"tiny-sd15": build_tiny_sd15, "tiny-sdxl": build_tiny_sdxl, **FLOW_BUILDERS}
+    return save_pipeline_once(builders[name](), target, family=name)
 
 
-def save_pipeline_once(pipe, target: Path) -> Path:
-    """Write a pipeline as a diffusers folder at target, temp-then-rename; a copy another process
-    finished first is kept (it is as good as ours)."""
+def save_pipeline_once(pipe, target: Path, family: str | None = None) -> Path:
+    """Write a pipeline as a diffusers folder at target (naming its family in FAMILY_MARKER when given),
+    temp-then-rename; a copy another process finished first is kept (it is as good as ours)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         pipe.save_pretrained(tmp, safe_serialization=True)
+        if family:
+            (tmp / FAMILY_MARKER).write_text(family + "\n")
         try:
             os.replace(tmp, target)
         except OSError:

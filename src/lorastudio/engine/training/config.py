@@ -55,6 +55,15 @@ class TrainConfig(BaseModel):
     max_grad_norm: float = Field(default=1.0, ge=0, le=1000)
     gradient_checkpointing: bool = Field(default=False, description="Recompute activations: less memory, slower")
     precision: Literal["auto", "no", "fp16", "bf16"] = Field(default="auto", description="Mixed precision")
+    quantize_base: Literal["none", "int8"] = Field(
+        default="none", description="Hold the frozen denoiser in 8 bits (the LoRA trains in full precision on top)"
+    )
+    blocks_to_swap: int = Field(
+        default=0, ge=0, le=200, description="Transformer blocks kept in host memory, moved in as each runs"
+    )
+    lora_format: Literal["kohya", "diffusers"] = Field(
+        default="kohya", description="Key layout of the file: kohya (ComfyUI, Forge, A1111) or diffusers"
+    )
     save_precision: Literal["fp16", "bf16", "fp32"] = "fp16"
     seed: int = Field(default=42, ge=0, lt=SEED_LIMIT, description="0 to 2**64-1; -1 picks one (recorded)")
     flip_augment: bool = Field(default=False, description="Mirror images at random (not for asymmetric subjects)")

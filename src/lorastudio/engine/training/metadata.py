@@ -1,5 +1,6 @@
-"""The finished LoRA as a file: kohya key names and the metadata kohya, A1111 and Civitai read
-(ss_*, sshs_* hashes, modelspec.*) beside our own lorastudio_* record (lora/info.py)."""
+"""The finished LoRA as a file: its family's standard key layout (lora/layouts/; diffusers' peft keys as an
+option) and the metadata kohya, A1111 and Civitai read (ss_*, sshs_* hashes, modelspec.*) beside our own
+lorastudio_* record (lora/info.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,10 @@ from safetensors.torch import save as safetensors_bytes
 from lorastudio import __version__
 from lorastudio.engine.data.buckets import bucket_for
 from lorastudio.engine.kinds import recommended_strength
-from lorastudio.engine.lora.convert import lora_state, peft_to_kohya
 from lorastudio.engine.lora.file import LoraFile
 from lorastudio.engine.lora.info import KEYS, LoraInfo
-from lorastudio.engine.lora.keys import te_kohya_name, te_kohya_prefix, unet_stem_namer
-from lorastudio.engine.models.families import get_family, is_sdxl_like
+from lorastudio.engine.lora.layouts import diffusers_tensors, export_tensors, transformer_layout
+from lorastudio.engine.models.families import get_family
 from lorastudio.engine.training.config import TrainConfig
 from lorastudio.engine.training.parts import tag_frequency
 
@@ -77,7 +77,7 @@ def mean_ar_error(sizes: list[tuple[int, int]], resolution: int, step: int) -> f
 def export_lora(
     base,
     cfg: TrainConfig,
-    unet,
+    denoiser,
     encoders,
     report,
     captions,
@@ -89,18 +89,18 @@ def export_lora(
     buckets: list[tuple[int, int]] | None = None,
     precision: str | None = None,
 ) -> LoraFile:
-    """kohya-keyed tensors of the trained adapters and the file's metadata."""
-    sdxl = is_sdxl_like(base.family)
+    """The trained adapters in the family's standard kohya layout (or diffusers' `transformer.*.lora_A/B`
+    with cfg.lora_format "diffusers") and the file's metadata; the adapters are read from the base's own
+    denoiser and text encoders (denoiser and encoders are those, as the trainer holds them)."""
     family = get_family(base.family)
+    layout = transformer_layout(base.family)
     save_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[cfg.save_precision]
-    tensors = peft_to_kohya(lora_state(unet), unet_stem_namer(unet, sdxl), cfg.network_alpha, save_dtype)
-    if cfg.train_text_encoder:
-        for i, encoder in enumerate(encoders):
-            prefix = te_kohya_prefix(i, sdxl)
-            state = lora_state(encoder)
-            tensors.update(
-                peft_to_kohya(state, lambda p, pre=prefix: te_kohya_name(pre, p), cfg.network_alpha, save_dtype)
-            )
+    tensors = export_tensors(base, save_dtype)
+    if not cfg.train_text_encoder:  # an encoder adapter left from elsewhere is not this training's
+        tensors = {k: v for k, v in tensors.items() if k.startswith("lora_unet_")}
+    lora_format = getattr(cfg, "lora_format", "kohya")
+    if lora_format == "diffusers":
+        tensors = diffusers_tensors(LoraFile(tensors), base)
     # Exactly what write_safetensors writes, so the sshs_* hashes below are those of the file.
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     folder = Path(cfg.images).name if isinstance(cfg.images, Path) else "images"
@@ -110,10 +110,12 @@ def export_lora(
         precision = "no" if cfg.precision == "auto" else cfg.precision
     sizes = [(r.width, r.height) for r in report.valid if r.width and r.height]
     scheduler = getattr(getattr(base.pipe, "scheduler", None), "config", None)
-    prediction = getattr(scheduler, "prediction_type", None) or (family.prediction_type if family else "epsilon")
+    objective = family.objective if family else "epsilon"
+    prediction = getattr(scheduler, "prediction_type", None) or objective
     meta = {
         "ss_session_id": str(random.randint(0, 2**32)),  # kohya's range, both ends included
-        "ss_network_module": "networks.lora",
+        # what the family's trainer names its network: sd-scripts' networks.lora / lora_flux, musubi-tuner's
+        "ss_network_module": layout.network_module if layout else "networks.lora",
         "ss_network_dim": str(cfg.network_dim),
         "ss_network_alpha": str(cfg.network_alpha),
         "ss_network_dropout": "None",
@@ -167,11 +169,12 @@ def export_lora(
         "modelspec.title": cfg.output.stem,
         "modelspec.resolution": f"{cfg.resolution}x{cfg.resolution}",
         "modelspec.date": datetime.fromtimestamp(int(started_at)).isoformat(),
-        "modelspec.prediction_type": "v" if prediction == "v_prediction" else "epsilon",
         "modelspec.trigger_phrase": cfg.trigger,
         "modelspec.description": cfg.description,
     }
-    if cfg.target == "all":  # kohya's own network args; like kohya, no key when there are none
+    if objective != "flow":  # sd-scripts and musubi-tuner write no prediction type for flow-matching models
+        meta["modelspec.prediction_type"] = "v" if prediction == "v_prediction" else "epsilon"
+    if cfg.target == "all" and not layout:  # kohya's own network args; like kohya, no key when there are none
         meta["ss_network_args"] = json.dumps({"conv_dim": str(cfg.network_dim), "conv_alpha": str(cfg.network_alpha)})
     info = LoraInfo(
         kind=cfg.kind,
@@ -185,13 +188,14 @@ def export_lora(
         {
             KEYS["version"]: __version__,
             KEYS["preset"]: cfg.preset,
-            KEYS["layers_per_block"]: str(unet.config.layers_per_block),
             KEYS["target"]: cfg.target,
             KEYS["training_seconds"]: f"{seconds:.1f}",
             KEYS["steps_per_second"]: f"{cfg.steps / max(seconds, 1e-9):.4f}",
             KEYS["final_loss"]: f"{loss_history[-1][1]:.6f}" if loss_history else "",
         }
     )
+    if not layout:  # the SGM names of an SDXL-shaped UNet depend on it (lora/convert.py)
+        meta[KEYS["layers_per_block"]] = str(base.denoiser.config.layers_per_block)
     meta = {k: str(v) for k, v in meta.items()}  # what write_safetensors stores
     meta["sshs_model_hash"], meta["sshs_legacy_hash"] = safetensors_hashes(tensors, meta)
-    return LoraFile(tensors, meta)
+    return LoraFile(tensors, meta, "diffusers" if lora_format == "diffusers" else "kohya")

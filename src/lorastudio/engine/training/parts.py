@@ -1,4 +1,4 @@
-"""Small pure helpers the training loop calls: batches, latents cache, noise, loss weights, optimizer."""
+"""Small pure helpers the training loop calls: batches, pixels, noise, optimizer."""
 
 from __future__ import annotations
 
@@ -44,18 +44,8 @@ def epoch_batches(samples: list[Sample], batch_size: int, seed: int, epoch: int)
     return [batches[j] for j in torch.randperm(len(batches), generator=gen).tolist()]
 
 
-@torch.no_grad()
-def encode_latents(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-    """VAE-encode a pixel batch to scaled latents (distribution mode, so the cache is deterministic)."""
-    vae_dtype = next(vae.parameters()).dtype
-    dist = vae.encode(pixels.to(vae.device, vae_dtype)).latent_dist
-    latents = dist.mode() * vae.config.scaling_factor
-    shift = getattr(vae.config, "shift_factor", None)
-    return (latents - shift * vae.config.scaling_factor if shift else latents).float()
-
-
 def step_noise(
-    shape: torch.Size, seed: int, micro_step: int, offset: float, timesteps: int
+    shape: torch.Size, seed: int, micro_step: int, offset: float, objective
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise and timesteps for one micro-step, drawn from a generator seeded by (seed, step) so a
     resumed run draws exactly what an uninterrupted one would."""
@@ -63,8 +53,7 @@ def step_noise(
     noise = torch.randn(shape, generator=gen)
     if offset:
         noise = noise + offset * torch.randn((shape[0], shape[1], 1, 1), generator=gen)
-    t = torch.randint(0, timesteps, (shape[0],), generator=gen)
-    return noise, t
+    return noise, objective.timesteps(shape[0], gen)
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -83,18 +72,6 @@ def release(modules: tuple[torch.nn.Module, ...], device: torch.device) -> None:
         module.to("meta")
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def snr_weights(
-    alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float | None, v_pred: bool
-) -> torch.Tensor | None:
-    """Min-SNR-gamma loss weights (Hang et al. 2023); None when gamma is off."""
-    if gamma is None:
-        return None
-    ac = alphas_cumprod.to(t.device)[t]
-    snr = ac / (1 - ac)
-    clipped = torch.clamp(snr, max=gamma)
-    return clipped / (snr + 1) if v_pred else clipped / snr
 
 
 def check_optimizer(name: str, device: torch.device) -> None:

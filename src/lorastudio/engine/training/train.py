@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from peft import LoraConfig, inject_adapter_in_model
 
@@ -19,8 +18,10 @@ from lorastudio.config import Settings
 from lorastudio.engine.data.buckets import fit_to_bucket
 from lorastudio.engine.data.dataset import scan_dataset
 from lorastudio.engine.lora.file import check_lora_path, save_lora
-from lorastudio.engine.lora.keys import text_encoder_targets, unet_targets
+from lorastudio.engine.lora.keys import text_encoder_targets
 from lorastudio.engine.models.base import LoadedBase, base_family, load_base_model
+from lorastudio.engine.models.denoisers import Cond, denoiser_for
+from lorastudio.engine.models.denoisers.common import lora_targets
 from lorastudio.engine.models.device import (
     is_out_of_memory,
     peak_memory_mb,
@@ -28,20 +29,19 @@ from lorastudio.engine.models.device import (
     resolve_precision,
     weight_dtype,
 )
-from lorastudio.engine.models.families import is_sdxl_like
-from lorastudio.engine.models.textenc import Conditioning, encode_text, sdxl_time_ids
+from lorastudio.engine.models.families import FAMILIES, get_family
+from lorastudio.engine.models.textenc import sdxl_time_ids
 from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop, never_stop, no_progress
 from lorastudio.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from lorastudio.engine.training.config import TrainConfig, TrainResult
 from lorastudio.engine.training.metadata import export_lora
+from lorastudio.engine.training.objectives import FlowObjective, NoiseObjective
 from lorastudio.engine.training.parts import (
     Sample,
     check_optimizer,
-    encode_latents,
     epoch_batches,
     make_optimizer,
     release,
-    snr_weights,
     step_noise,
     to_device,
     to_pixels,
@@ -80,6 +80,13 @@ def train_lora(
     check_lora_path(cfg.output)
     check_writable_file(cfg.output, "$output", setting="output")
     check_writable_dir(cfg.run_dir, "$run_dir", setting="run_dir")
+    family = get_family(base_family(cfg.base, settings))
+    if family is not None and family.is_flow and cfg.train_text_encoder:
+        raise Invalid(
+            f"{family.label} LoRAs train the transformer only (its text encoders are too big to gain from it, "
+            "and no trainer of the family trains them); turn off $train_text_encoder",
+            setting="train_text_encoder",
+        )
 
     # 1. The dataset, validated before any model is loaded.
     emit(ProgressEvent("prepare", message="checking images"))
@@ -114,22 +121,23 @@ def train_lora(
 
     # 3. Base model, frozen, with LoRA adapters on the target modules.
     emit(ProgressEvent("prepare", message=f"loading base model {cfg.base}"))
-    precision = resolve_precision(cfg.precision, device, base_family(cfg.base, settings))  # 'auto' by model
+    precision = resolve_precision(cfg.precision, device, family.name if family else None)  # 'auto' by model
     wdtype = weight_dtype(precision)
     # Loaded in the training dtype: an fp32 copy first would double the peak (4.0 against 2.0 GB at bf16 on
     # SD1.5, benchmarks/train_speed.py). The VAE is then upcast; diffusers' SD1.5 script runs it in wdtype.
     base = load_base_model(cfg.base, settings, dtype=wdtype)
-    sdxl = is_sdxl_like(base.family)
-    unet, vae = base.unet, base.pipe.vae
-    encoders, tokenizers = base.text_encoders, base.tokenizers
-    for module in (unet, vae, *encoders):
+    family = FAMILIES[base.family]
+    model = denoiser_for(base)  # how this family's denoiser is called, in training and sampling alike
+    denoiser, vae = model.module, base.pipe.vae
+    encoders = base.text_encoders
+    for module in (denoiser, vae, *encoders):
         module.requires_grad_(False)
     torch.manual_seed(cfg.seed)  # LoRA init below draws from the global generator
-    unet.add_adapter(
+    denoiser.add_adapter(
         LoraConfig(
             r=cfg.network_dim,
             lora_alpha=cfg.network_alpha,
-            target_modules=unet_targets(unet, cfg.target),
+            target_modules=lora_targets(denoiser, family, cfg.target),
             init_lora_weights="gaussian",
         )
     )
@@ -143,17 +151,17 @@ def train_lora(
                 init_lora_weights="gaussian",
             )
             inject_adapter_in_model(te_config, encoder)
-    unet.to(device, dtype=wdtype)
+    denoiser.to(device, dtype=wdtype)
     vae.to(device, dtype=torch.float32)  # fp32 VAE: SDXL's VAE overflows in fp16
     for encoder in encoders:
         encoder.to(device, dtype=wdtype)
-    named = {f"unet.{n}": p for n, p in unet.named_parameters() if p.requires_grad}
+    named = {f"unet.{n}": p for n, p in denoiser.named_parameters() if p.requires_grad}
     for i, encoder in enumerate(encoders):
         named.update({f"te{i}.{n}": p for n, p in encoder.named_parameters() if p.requires_grad})
     for p in named.values():
         p.data = p.data.float()  # LoRA weights train in fp32 whatever the base precision
     if cfg.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
+        denoiser.enable_gradient_checkpointing()
         if cfg.train_text_encoder:
             for encoder in encoders:
                 encoder.gradient_checkpointing_enable()
@@ -168,18 +176,17 @@ def train_lora(
             samples.append(Sample(to_pixels(fitted, flip), None, item.caption, time_ids, fitted.bucket))
     if cfg.cache_latents:
         for i, s in enumerate(samples):
-            s.latent = encode_latents(vae, s.pixels[None])[0]  # stays on the device: no copy per step
+            s.latent = model.to_latents(s.pixels[None])[0]  # stays on the device: no copy per step
             s.pixels = None
             emit(ProgressEvent("cache", i + 1, len(samples), message=f"caching latents {i + 1}/{len(samples)}"))
-    text_cache: dict[str, Conditioning] = {}
+    text_cache: dict[str, Cond] = {}
     if not cfg.train_text_encoder:
         captions = sorted({s.caption for s in samples})
         with torch.no_grad(), _autocast(device, precision):
-            cond = encode_text(tokenizers, encoders, captions)
-        text_cache = {c: cond.index([i]) for i, c in enumerate(captions)}
+            text_cache = dict(zip(captions, model.encode(captions), strict=True))
     if not (cfg.sample_every and cfg.sample_prompts):
         # What the caches replaced is freed: up to 2 GB on SDXL, 580 MB on SD1.5 at bf16 (VAE in fp32,
-        # CLIP-L). Sample images would need them.
+        # CLIP-L), 9.5 GB of T5-XXL on FLUX.1, 16 GB of Qwen2.5-VL on Qwen-Image. Sample images would need them.
         release((vae,) * cfg.cache_latents + (tuple(encoders) if text_cache else ()), device)
 
     # 5. Optimizer, schedule, loss settings.
@@ -192,8 +199,10 @@ def train_lora(
     lr_schedule = get_scheduler(
         cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
     )
-    noise_scheduler = DDPMScheduler.from_config(base.pipe.scheduler.config)
-    v_pred = noise_scheduler.config.prediction_type == "v_prediction"
+    if family.is_flow:
+        objective = FlowObjective(model.flow_shift(cfg.resolution, cfg.resolution))
+    else:
+        objective = NoiseObjective(base.pipe.scheduler.config, cfg.min_snr_gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     loss_history: list[tuple[int, float]] = []
     start_step = 0
@@ -221,7 +230,7 @@ def train_lora(
     plans: dict[int, list[list[int]]] = {}
     losses = LossLog()  # read every 0.5 s: an .item() per step would leave the GPU idle while the host waits
     phases = PhaseTimer(device, cfg.profile)
-    unet.train()
+    denoiser.train()
     loop_t0, step, stopped = time.perf_counter(), start_step, False
     try:
         while step < cfg.steps:
@@ -238,28 +247,22 @@ def train_lora(
                 if cfg.cache_latents:
                     latents = torch.stack([s.latent for s in batch])
                 else:
-                    latents = encode_latents(vae, torch.stack([s.pixels for s in batch]))
-                noise, t = step_noise(latents.shape, cfg.seed, k, cfg.noise_offset, len(noise_scheduler))
+                    latents = model.to_latents(torch.stack([s.pixels for s in batch]))
+                noise, t = step_noise(latents.shape, cfg.seed, k, cfg.noise_offset, objective)
                 noise, t = to_device(noise, device), to_device(t, device)
-                noisy = noise_scheduler.add_noise(latents, noise, t)
-                target = noise_scheduler.get_velocity(latents, noise, t) if v_pred else noise
+                noisy = objective.noisy(latents, noise, t)
+                target = objective.target(latents, noise, t)
                 phases.mark("data and VAE")
                 with _autocast(device, precision):
                     if text_cache:
-                        hidden = torch.cat([text_cache[s.caption].hidden for s in batch])
-                        pooled = [text_cache[s.caption].pooled for s in batch]
-                        pooled = torch.cat(pooled) if sdxl else None
+                        conds = [text_cache[s.caption] for s in batch]
                     else:
-                        cond = encode_text(tokenizers, encoders, [s.caption for s in batch])
-                        hidden, pooled = cond.hidden, cond.pooled
+                        conds = model.encode([s.caption for s in batch])
                     phases.mark("text encoder")
-                    extra = {}
-                    if sdxl:
-                        time_ids = to_device(torch.stack([s.time_ids for s in batch]), device)
-                        extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
-                    pred = unet(noisy.to(wdtype), t, hidden.to(wdtype), **extra).sample
+                    time_ids = to_device(torch.stack([s.time_ids for s in batch]), device)  # SDXL's size ids
+                    pred = model.predict(noisy.to(wdtype), t, conds, extra=time_ids)
                 loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-                weights = snr_weights(noise_scheduler.alphas_cumprod, t, cfg.min_snr_gamma, v_pred)
+                weights = objective.weights(t)
                 loss = (loss * weights).mean() if weights is not None else loss.mean()
                 phases.mark("forward")
                 scaler.scale(loss / cfg.gradient_accumulation).backward()
@@ -333,12 +336,12 @@ def train_lora(
 
     # 7. Export: kohya key names and ss_* metadata, written atomically; loss history beside the run.
     emit(ProgressEvent("save", step, cfg.steps, message=f"saving {cfg.output}"))
-    unet.eval()
+    denoiser.eval()
     seconds = time.perf_counter() - t0
     lora = export_lora(
         base,
         cfg,
-        unet,
+        denoiser,
         encoders,
         report,
         [s.caption for s in samples],
@@ -407,7 +410,7 @@ def _checkpoint(cfg: TrainConfig, step, named, optimizer, loss_history, config_d
 @torch.no_grad()
 def _samples(base: LoadedBase, cfg: TrainConfig, step: int, device, precision, emit) -> list[Path]:
     """Render the sample prompts with the LoRA as trained so far (fixed seed, so runs compare)."""
-    base.unet.eval()
+    base.denoiser.eval()
     paths = []
     folder = cfg.run_dir / "samples"
     folder.mkdir(parents=True, exist_ok=True)
@@ -425,5 +428,5 @@ def _samples(base: LoadedBase, cfg: TrainConfig, step: int, device, precision, e
         image.save(path)
         paths.append(path)
         emit(ProgressEvent("sample", step, cfg.steps, message=prompt, preview=path))
-    base.unet.train()
+    base.denoiser.train()
     return paths

@@ -20,10 +20,8 @@ from lorastudio.studio.credits.schemas import Estimate
 from lorastudio.studio.db import DeviceTiming
 
 REFERENCE_DEVICE = "the reference GPU (RTX 6000 Ada)"
-# Seconds per step at batch 1 and the family's training resolution on the reference GPU. SD1.5: 0.75 s makes
-# the guide's character 15 + 1 min and its style (batch 2) 31 + 1 min. SDXL at 1024 px: ~2.5x SD1.5 at 768
-# (kohya and OneTrainer users' figures). The built-in toy and test models are small enough to run anywhere.
-REFERENCE_SECONDS = {"sd15": 0.75, "sdxl": 1.9, "toyworld": 0.02, "tiny-sd15": 0.02, "tiny-sdxl": 0.03}
+# A base whose family is not known before loading (a hub id): an SD1.5-sized model's speed until measured.
+UNKNOWN_STEP_SECONDS = 0.75
 OVERHEAD_MINUTES = 1.0  # loading the base and caching latents, on the reference GPU
 SPREAD = 0.2  # the range shown around a point estimate
 PREVIEW_COST = 2 / 3  # a preview's sampling step (two UNet passes under CFG) against a training step's three
@@ -61,7 +59,7 @@ def estimate(
         overhead = 0.0  # measured seconds already include loading and caching
         breakdown.append(f"{per_step:.3f} s a step at batch {batch_size}, {resolution} px: {where} on {device}")
     else:
-        base = REFERENCE_SECONDS.get(family or "", REFERENCE_SECONDS["sd15"])
+        base = fam.step_seconds if fam else UNKNOWN_STEP_SECONDS  # the family table's reference speed
         per_step, device, overhead = base * pixels * batch_factor(batch_size), REFERENCE_DEVICE, OVERHEAD_MINUTES
         breakdown.append(
             f"{per_step:.3f} s a step at batch {batch_size}, {resolution} px on {device} (nothing like it has run "
