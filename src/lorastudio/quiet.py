@@ -18,7 +18,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     # peft warns whenever a second adapter is loaded; stacking adapters is what generation does.
     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-    for name in ("transformers", "diffusers", "peft", "huggingface_hub"):
+    # peft wraps a torchao-quantized base layer and warns that it cannot merge into it; we never merge in training.
+    warnings.filterwarnings("ignore", message="TorchaoLoraLinear was instantiated without")
+    for name in ("transformers", "diffusers", "peft", "huggingface_hub", "torchao"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # Their own tqdm bars ("Loading weights", "Writing model shards") ignore the log level. transformers
     # reads HF_HUB_DISABLE_PROGRESS_BARS; diffusers is told when it is first imported, not here: importing

@@ -80,6 +80,8 @@ class Memory:
 
     fixed_gb: float
     per_image_gb: float
+    denoiser_gb: float = 0.0  # of fixed_gb, the denoiser's bf16 weights: what 8-bit and block swap shrink
+    blocks: int = 0  # the denoiser's transformer blocks (block swap keeps some of them on the host)
 
 
 @dataclass(frozen=True)
@@ -300,7 +302,9 @@ FAMILIES: dict[str, Family] = {
             1024,
             64,
             **FLUX1,
-            train_memory=Memory(26.0, 6.0),
+            # 11.9B transformer (23.8 GB in bf16) + LoRA and AdamW; T5-XXL is freed once the captions are cached.
+            # SimpleTuner's FLUX quickstart: >30 GB unquantized, >18 GB int8 for a rank-16 LoRA at 1024 px.
+            train_memory=Memory(25.0, 6.0, denoiser_gb=23.8, blocks=57),
             generate_memory=Memory(25.0, 2.0),
             step_seconds=2.5,  # 12B at 1024 px; users report 1.5-3 s/it on 4090-class cards (ai-toolkit, kohya)
         ),
@@ -315,7 +319,8 @@ FAMILIES: dict[str, Family] = {
             1024,
             64,
             **FLUX2_KLEIN,
-            train_memory=Memory(12.0, 5.0),
+            # 3.9B (7.8 GB bf16); SimpleTuner's FLUX.2 notes: klein-4b about 12 GB bf16, 8 GB int8.
+            train_memory=Memory(8.5, 3.5, denoiser_gb=7.8, blocks=25),
             generate_memory=Memory(11.0, 1.5),
             step_seconds=1.2,  # 4B: about half FLUX.1's work a step
         ),
@@ -330,7 +335,8 @@ FAMILIES: dict[str, Family] = {
             1024,
             64,
             **QWEN_IMAGE,
-            train_memory=Memory(42.0, 8.0),
+            # 20.4B (40.9 GB bf16); musubi-tuner's table: 42 GB at 1024 px with gradient checkpointing.
+            train_memory=Memory(41.5, 4.5, denoiser_gb=40.9, blocks=60),
             generate_memory=Memory(41.0, 2.5),
             step_seconds=6.0,  # 20B: about 1.7x FLUX.1's parameters, and longer text
         ),
@@ -345,7 +351,8 @@ FAMILIES: dict[str, Family] = {
             1024,
             64,
             **Z_IMAGE,
-            train_memory=Memory(14.0, 5.0),
+            # 6.2B (12.3 GB bf16); SimpleTuner's Z-Image notes: 16-24 GB int8.
+            train_memory=Memory(13.5, 8.0, denoiser_gb=12.3, blocks=32),
             generate_memory=Memory(13.0, 1.5),
             step_seconds=1.5,  # 6B single-stream
         ),

@@ -29,7 +29,10 @@ from lorastudio.engine.models.device import (
     resolve_precision,
     weight_dtype,
 )
-from lorastudio.engine.models.families import FAMILIES, get_family
+from lorastudio.engine.models.families import FAMILIES, Family, get_family
+from lorastudio.engine.models.memory import check_training_fits
+from lorastudio.engine.models.offload import swap_blocks
+from lorastudio.engine.models.quantize import quantize_frozen
 from lorastudio.engine.models.textenc import sdxl_time_ids
 from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop, never_stop, no_progress
 from lorastudio.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
@@ -81,12 +84,10 @@ def train_lora(
     check_writable_file(cfg.output, "$output", setting="output")
     check_writable_dir(cfg.run_dir, "$run_dir", setting="run_dir")
     family = get_family(base_family(cfg.base, settings))
-    if family is not None and family.is_flow and cfg.train_text_encoder:
-        raise Invalid(
-            f"{family.label} LoRAs train the transformer only (its text encoders are too big to gain from it, "
-            "and no trainer of the family trains them); turn off $train_text_encoder",
-            setting="train_text_encoder",
-        )
+    check_family_settings(cfg, family)
+    if family is not None and device.type == "cuda":  # a run that cannot fit is refused before any work
+        total_gb = torch.cuda.get_device_properties(device).total_memory / 2**30
+        check_training_fits(family, total_gb, torch.cuda.get_device_name(device), **memory_settings(cfg))
 
     # 1. The dataset, validated before any model is loaded.
     emit(ProgressEvent("prepare", message="checking images"))
@@ -132,6 +133,8 @@ def train_lora(
     encoders = base.text_encoders
     for module in (denoiser, vae, *encoders):
         module.requires_grad_(False)
+    if cfg.quantize_base != "none":
+        quantize_frozen(denoiser, cfg.quantize_base)  # before the LoRA: its layers wrap the 8-bit ones
     torch.manual_seed(cfg.seed)  # LoRA init below draws from the global generator
     denoiser.add_adapter(
         LoraConfig(
@@ -151,7 +154,12 @@ def train_lora(
                 init_lora_weights="gaussian",
             )
             inject_adapter_in_model(te_config, encoder)
-    denoiser.to(device, dtype=wdtype)
+    if cfg.blocks_to_swap:
+        swap_blocks(denoiser, cfg.blocks_to_swap, device)  # the rest goes to the device; these when they run
+    elif cfg.quantize_base != "none":
+        denoiser.to(device)  # loaded in wdtype already; a dtype cast would undo the 8-bit weights
+    else:
+        denoiser.to(device, dtype=wdtype)
     vae.to(device, dtype=torch.float32)  # fp32 VAE: SDXL's VAE overflows in fp16
     for encoder in encoders:
         encoder.to(device, dtype=wdtype)
@@ -371,6 +379,40 @@ def train_lora(
         phases.result(),
         lora.info,
     )
+
+
+def check_family_settings(cfg: TrainConfig, family: Family | None) -> None:
+    """Refuse settings the base's family cannot use, before anything is loaded."""
+    if family is None:
+        return
+    if family.is_flow and cfg.train_text_encoder:
+        raise Invalid(
+            f"{family.label} LoRAs train the transformer only (its text encoders are too big to gain from it, "
+            "and no trainer of the family trains them); turn off $train_text_encoder",
+            setting="train_text_encoder",
+        )
+    if not family.is_flow and cfg.quantize_base != "none":
+        raise Invalid(
+            f"$quantize_base is for the big transformer families (FLUX.1, FLUX.2, Qwen-Image, Z-Image); a "
+            f"{family.label} base fits without it: set it to none",
+            setting="quantize_base",
+        )
+    if not family.is_flow and cfg.blocks_to_swap:
+        raise Invalid(
+            f"$blocks_to_swap moves transformer blocks; a {family.label} base has none: set it to 0",
+            setting="blocks_to_swap",
+        )
+
+
+def memory_settings(cfg: TrainConfig) -> dict:
+    """The settings of a run that decide its device memory (models/memory.py)."""
+    return {
+        "resolution": cfg.resolution,
+        "batch_size": cfg.batch_size,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "quantize_base": cfg.quantize_base,
+        "blocks_to_swap": cfg.blocks_to_swap,
+    }
 
 
 def _report(read: list[tuple[int, float]], history: list, cfg: TrainConfig, per_step: float, emit) -> None:
