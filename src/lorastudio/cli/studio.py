@@ -9,12 +9,15 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lorastudio.cli.common import app, err, out, run_command, settings_from_env
 from lorastudio.errors import Invalid
+
+if TYPE_CHECKING:
+    from lorastudio.studio.jobs import Capabilities
 
 db_app = typer.Typer(help="The studio database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -185,6 +188,25 @@ def serve(
     run_command(False, work, lambda r: None)
 
 
+def advertised(caps: Capabilities) -> str:
+    """Which families a worker chose by its memory, and which it left out with what their smallest job needs."""
+    from lorastudio.engine import FAMILIES
+    from lorastudio.studio.jobs import generation_memory_mb
+
+    left = {
+        name: generation_memory_mb(name, "", width=None, height=None, batch=1) or 0
+        for name in FAMILIES
+        if name not in caps.families
+    }
+    if not left:
+        return "families: all of them fit this device's memory"
+    needs = ", ".join(f"{name} (needs {mb / 1024:.1f} GB)" for name, mb in left.items())
+    return (
+        f"families: those whose smallest job fits {caps.memory_mb / 1024:.1f} GB; not {needs}. "
+        "Pass --family to choose them yourself, --memory-gb to state the usable memory"
+    )
+
+
 @app.command()
 def worker(
     name: Annotated[str | None, typer.Option(help="Worker name (default: host-pid@device)")] = None,
@@ -196,7 +218,10 @@ def worker(
     ] = None,
     family: Annotated[
         list[str] | None,
-        typer.Option(help="Model families it loads: sd15, sdxl, ... (repeatable; default all)"),
+        typer.Option(
+            help="Model families it loads: sd15, sdxl, flux1, ... (repeatable; default: every family whose "
+            "smallest job fits the device memory)"
+        ),
     ] = None,
     memory_gb: Annotated[
         float | None,
@@ -237,8 +262,8 @@ def worker(
         from lorastudio.engine import FAMILIES
         from lorastudio.studio.jobs import detect
 
-        families = tuple(family or FAMILIES)
-        unknown = [f for f in families if f not in FAMILIES]
+        families = tuple(family) if family else None  # None: the ones that fit the memory (detect)
+        unknown = [f for f in families or () if f not in FAMILIES]
         if unknown:
             raise Invalid(f"unknown family {unknown[0][:40]!r}; use --family with one of: {', '.join(FAMILIES)}")
         from lorastudio.engine import threads_per_process
@@ -254,9 +279,11 @@ def worker(
         runner.start_presence()
         wake(huey)  # look at the table once at start: jobs left by a restart resume now
         err.print(
-            f"worker {runner.name} ({caps.device}, {caps.memory_mb / 1024:.0f} GB, {', '.join(families)}): "
+            f"worker {runner.name} ({caps.device}, {caps.memory_mb / 1024:.0f} GB, {', '.join(caps.families)}): "
             f"waiting for {' and '.join(types)} jobs"
         )
+        if families is None:
+            err.print(advertised(caps))
         try:
             clean = consume(runner, huey)
         finally:

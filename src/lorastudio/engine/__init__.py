@@ -38,6 +38,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "models.base": ("LoadedBase", "BUILT_IN", "TOYWORLD", "base_family", "list_base_models", "load_base_model"),
     "models.device": ("resolve_device", "threads_per_process", "is_out_of_memory"),
     "models.tiny": ("TINY_NAMES",),
+    "models.memory": ("training_need_gb",),
     # seeds, LoRA selections, prompts, progress
     "seeds": ("SEED_LIMIT", "check_seed", "pick_seed"),
     "selection": ("LoraSelection", "STRENGTH_LIMIT", "parse_region", "parse_strength"),
@@ -46,14 +47,14 @@ _MODULES: dict[str, tuple[str, ...]] = {
     # training
     "training.config": ("TrainConfig", "TrainResult"),
     "training.presets": ("Preset", "PRESETS", "get_preset"),
-    "training.train": ("train_lora",),
+    "training.train": ("train_lora", "check_family_settings"),
     "training.checkpoint": ("list_checkpoints",),
     # generation
     "generation.generate": ("GenerateRequest", "GenerateResult", "generate", "save_result"),
     "generation.pipecache": ("PipelineCache", "resolve_lora"),
     "generation.pngmeta": ("a1111_parameters", "read_png_parameters", "save_png"),
     "generation.reproduce": ("request_from_params", "request_from_png"),
-    "generation.samplers": ("SAMPLERS", "DEFAULT_SAMPLER"),
+    "generation.samplers": ("SAMPLERS", "DEFAULT_SAMPLER", "FLOW_SAMPLER", "flow_sampler"),
     "generation.grid": ("strength_grid", "diagnose", "diagnosis_to_dict"),
     # LoRA files
     "lora.file": ("check_lora_path", "describe_lora", "inspect_lora", "read_lora", "save_lora"),
@@ -94,7 +95,7 @@ if TYPE_CHECKING:
     from lorastudio.engine.generation.pipecache import PipelineCache, resolve_lora
     from lorastudio.engine.generation.pngmeta import a1111_parameters, read_png_parameters, save_png
     from lorastudio.engine.generation.reproduce import request_from_params, request_from_png
-    from lorastudio.engine.generation.samplers import DEFAULT_SAMPLER, SAMPLERS
+    from lorastudio.engine.generation.samplers import DEFAULT_SAMPLER, FLOW_SAMPLER, SAMPLERS, flow_sampler
     from lorastudio.engine.kinds import (
         CHARACTER,
         DEFAULT_KIND,
@@ -123,6 +124,7 @@ if TYPE_CHECKING:
     )
     from lorastudio.engine.models.device import is_out_of_memory, resolve_device, threads_per_process
     from lorastudio.engine.models.families import FAMILIES, Family, family_label, full_size_families, get_family
+    from lorastudio.engine.models.memory import training_need_gb
     from lorastudio.engine.models.tiny import TINY_NAMES
     from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop
     from lorastudio.engine.prompts import (
@@ -143,4 +145,4 @@ if TYPE_CHECKING:
     from lorastudio.engine.training.checkpoint import list_checkpoints
     from lorastudio.engine.training.config import TrainConfig, TrainResult
     from lorastudio.engine.training.presets import PRESETS, Preset, get_preset
-    from lorastudio.engine.training.train import train_lora
+    from lorastudio.engine.training.train import check_family_settings, train_lora

@@ -38,13 +38,17 @@ FIELDS = {
         "add_triggers",
         "base",
         "batch_size",
+        "blocks_to_swap",
         "gradient_checkpointing",
         "learning_rate",
         "loras",
         "n",
         "optimizer",
         "precision",
+        "quantize_base",
         "resolution",
+        "sampler",
+        "train_text_encoder",
     )
 }
 

@@ -40,7 +40,7 @@ from transformers import (
     T5EncoderModel,
 )
 
-from lorastudio.engine.models.tiny import TINY_WORDS, save_pipeline_once, sd_scheduler
+from lorastudio.engine.models.tiny import save_pipeline_once, sd_scheduler
 from lorastudio.engine.models.tiny_flow import (
     FLUX1_SCHEDULER,
     FLUX2_SCHEDULER,
@@ -49,6 +49,7 @@ from lorastudio.engine.models.tiny_flow import (
     Z_IMAGE_SCHEDULER,
     qwen_tokenizer,
 )
+from lorastudio.engine.models.tiny_parts import TINY_WORDS
 from lorastudio.engine.models.tokenizer import build_clip_tokenizer, build_t5_tokenizer
 
 SIZED_NAMES = ("sd15-sized", "sdxl-sized", "flux1-sized", "flux2-klein-sized", "qwen-image-sized", "z-image-sized")

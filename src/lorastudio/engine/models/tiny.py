@@ -20,22 +20,16 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
+from lorastudio.engine.models.tiny_flow import FLOW_BUILDERS
+from lorastudio.engine.models.tiny_parts import TINY_WORDS, clip_text_config
 from lorastudio.engine.models.tokenizer import build_clip_tokenizer
 
 TINY_NAMES = ("tiny-sd15", "tiny-sdxl", "tiny-flux1", "tiny-flux2-klein", "tiny-qwen-image", "tiny-z-image")
 # A diffusers folder may name its family in this file; our tiny models do, so they are told from a real model of
 # their family without measuring widths.
 FAMILY_MARKER = "lorastudio_family.txt"
-
-# Words that get whole-word tokens; anything else still tokenizes (byte-level fallback).
-TINY_WORDS = """
-a an the of in on at with and photo portrait character person man woman hero villain fighter
-fighting style martial arts boxing kungfu mma sword pose action stance punch kick jab block
-background street dojo arena forest night red blue green yellow black white orange purple
-johnhero kanehero boxingstyle kungfustyle mmastyle swordstyle square circle stripe
-""".split()
 
 
 def sd_scheduler() -> EulerDiscreteScheduler:
@@ -63,23 +57,6 @@ def _vae() -> AutoencoderKL:
         layers_per_block=1,
         norm_num_groups=8,
         sample_size=256,
-    )
-
-
-def clip_text_config(vocab_size: int, hidden: int, projection: int | None = None) -> CLIPTextConfig:
-    """A tiny CLIP text config: 2 layers, 2 heads, the given width and token table; the special tokens are last."""
-    return CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        projection_dim=projection or hidden,
-        bos_token_id=vocab_size - 2,
-        eos_token_id=vocab_size - 1,
-        pad_token_id=vocab_size - 1,
-        hidden_act="quick_gelu",
     )
 
 
@@ -156,8 +133,6 @@ def ensure_tiny_model(name: str, models_dir: Path) -> Path:
     target = models_dir / name
     if (target / "model_index.json").exists():
         return target
-    from lorastudio.engine.models.tiny_flow import FLOW_BUILDERS
-
     builders = {"tiny-sd15": build_tiny_sd15, "tiny-sdxl": build_tiny_sdxl, **FLOW_BUILDERS}
     return save_pipeline_once(builders[name](), target, family=name)
 

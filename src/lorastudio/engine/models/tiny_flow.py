@@ -36,7 +36,7 @@ from transformers import (
     T5EncoderModel,
 )
 
-from lorastudio.engine.models.tiny import TINY_WORDS, clip_text_config
+from lorastudio.engine.models.tiny_parts import TINY_WORDS, clip_text_config
 from lorastudio.engine.models.tokenizer import build_clip_tokenizer, build_qwen_tokenizer, build_t5_tokenizer
 
 WIDTH = 32  # every tiny transformer: 2 heads of 16

@@ -44,7 +44,7 @@ class GenerationIn(BaseModel):
     seed: int | None = _engine("seed")
     n: int = _engine("n")
     steps: int = _engine("steps")
-    cfg_scale: float = _engine("cfg_scale")
+    cfg_scale: float | None = _engine("cfg_scale")  # None: the base's family's (7 on SD, 3.5 on FLUX.1)
     width: int | None = _engine("width")
     height: int | None = _engine("height")
     sampler: str = _engine("sampler")
@@ -103,7 +103,9 @@ class RecipeIn(BaseModel):
     sampler: str = Field(default="DPM++ 2M Karras", max_length=40, description="Sampler")
     seed: int | None = Field(default=None, ge=-1, lt=SEED_LIMIT, description="Seed (null: random)")
     steps: int = Field(default=20, ge=1, le=150, description="Steps")
-    cfg_scale: float = Field(default=7.0, ge=0, le=30, allow_inf_nan=False, description="CFG scale")
+    cfg_scale: float | None = Field(
+        default=None, ge=0, le=30, allow_inf_nan=False, description="CFG scale (null: the base's family's)"
+    )
 
 
 class RecipeOut(Out):

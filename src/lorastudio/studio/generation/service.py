@@ -18,10 +18,13 @@ from lorastudio.engine import (
     LoraSelection,
     a1111_parameters,
     base_family,
+    family_label,
+    flow_sampler,
+    get_family,
     has_word,
     parse_lora_tags,
 )
-from lorastudio.errors import Invalid, NotFound, format_validation_error
+from lorastudio.errors import FamilyMismatch, Invalid, NotFound, format_validation_error
 from lorastudio.studio import credits, jobs, library
 from lorastudio.studio.base_models import check_base
 from lorastudio.studio.db import FightingStyle, Image, Job, Lora, write_transaction, writes
@@ -103,6 +106,9 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
         elif style.phrases:
             words = ", ".join([style.trigger, *style.phrases])
             prompt = re.sub(rf"(?<![\w]){re.escape(style.trigger)}(?![\w])", words, prompt, count=1, flags=re.I)
+    fam = get_family(family)
+    if fam is not None and fam.is_flow:
+        flow_sampler(data.sampler, fam.label)  # an SD sampler on a flow-matching base: refused at submit
     chosen_loras: list[LoraSelection] = []
     explicit = len(data.loras) + len(tagged)
     for i, sel in enumerate(selections):
@@ -110,6 +116,11 @@ def resolve(session: Session, settings: Settings, *, owner_id: int, data: Genera
         if i >= explicit and any(x.lora == version.blob for x in chosen_loras):
             continue  # a style's own file, already chosen by hand (an imported copy): once, as chosen
         row = session.get(Lora, sel.lora_id)
+        if family and row.family and row.family != family:  # the worker's fit check would refuse it after the queue
+            raise FamilyMismatch(
+                f"{row.name[:80]!r} was trained for {family_label(row.family)}, but the base model is "
+                f"{family_label(family)}; pick a LoRA of that family or another base model"
+            )
         # The one conversion from the library's selection to the engine's: the file by its blob key (the
         # worker puts its own path there), the library's name, description, id and version beside it.
         chosen_loras.append(

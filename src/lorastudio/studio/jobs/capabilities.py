@@ -5,7 +5,8 @@ The service hands a job only to a worker that can run it: an SDXL training at 10
 family table's (`Family.train_memory` and `generate_memory` in engine/models/families.py): estimates for
 LoRA training and inference with the settings the guide uses, scaled here by batch and pixels;
 `lorastudio worker --memory-gb` states a card's usable memory when the detected total is not what a job
-may take (a card shared with a display, say).
+may take (a card shared with a display, say). A worker started without `--family` advertises only the
+families whose smallest job fits that memory, so a FLUX.1 job is never claimed by a card that cannot hold it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from lorastudio.engine import get_family
+from lorastudio.engine import FAMILIES, get_family, training_need_gb
 
 
 def _memory_mb(fixed_gb: float, activations_gb: float) -> int:
@@ -22,18 +23,30 @@ def _memory_mb(fixed_gb: float, activations_gb: float) -> int:
 
 
 def training_memory_mb(
-    family: str | None, base: str, *, resolution: int, batch_size: int, gradient_checkpointing: bool = False
+    family: str | None,
+    base: str,
+    *,
+    resolution: int,
+    batch_size: int,
+    gradient_checkpointing: bool = False,
+    quantize_base: str = "none",
+    blocks_to_swap: int = 0,
 ) -> int | None:
-    """Device memory a training needs, in MB; None when any worker can run it (a family without memory
-    figures: the built-in small models', an unknown one's). `base` is the job's; its family decides."""
+    """Device memory a training needs, in MB, by the engine's own figure (the one its trainer refuses a card
+    with); None when any worker can run it (a family without memory figures: the built-in small models', an
+    unknown one's). `base` is the job's; its family decides."""
     fam = get_family(family)
-    if fam is None or fam.train_memory is None:
+    if fam is None:
         return None
-    need = fam.train_memory
-    activations = need.per_image_gb * batch_size * (resolution / fam.default_size) ** 2
-    if gradient_checkpointing:
-        activations /= 3  # recomputed in the backward pass instead of kept
-    return _memory_mb(need.fixed_gb, activations)
+    need = training_need_gb(
+        fam,
+        resolution=resolution,
+        batch_size=batch_size,
+        gradient_checkpointing=gradient_checkpointing,
+        quantize_base=quantize_base,
+        blocks_to_swap=blocks_to_swap,
+    )
+    return None if need is None else int(need * 1024)
 
 
 def generation_memory_mb(
@@ -49,6 +62,18 @@ def generation_memory_mb(
     return _memory_mb(need.fixed_gb, need.per_image_gb * batch * pixels)
 
 
+def smallest_job_mb(family: str) -> int | None:
+    """Device memory of the smallest job a family has (one image at its default size), in MB; None when any
+    worker can run it (the built-in small models)."""
+    return generation_memory_mb(family, "", width=None, height=None, batch=1)
+
+
+def families_that_fit(memory_mb: int) -> tuple[str, ...]:
+    """The families a worker with this much device memory can run at all: those whose smallest job fits
+    (a training or a bigger generation of them may still need more; claim() checks each job's own need)."""
+    return tuple(name for name in FAMILIES if (need := smallest_job_mb(name)) is None or need <= memory_mb)
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What one worker can run."""
@@ -59,8 +84,9 @@ class Capabilities:
     host: str
 
 
-def detect(device_setting: str, *, memory_gb: float | None, families: tuple[str, ...]) -> Capabilities:
-    """This machine's worker capabilities: the device the settings pick, its memory (or `memory_gb`)."""
+def detect(device_setting: str, *, memory_gb: float | None, families: tuple[str, ...] | None = None) -> Capabilities:
+    """This machine's worker capabilities: the device the settings pick, its memory (or `memory_gb`), and the
+    families it runs (None: every family whose smallest job fits that memory)."""
     import torch
 
     from lorastudio.engine import resolve_device
@@ -72,4 +98,5 @@ def detect(device_setting: str, *, memory_gb: float | None, families: tuple[str,
     else:
         label, total = device.type, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     memory = int(memory_gb * 1024) if memory_gb else int(total / 2**20)
-    return Capabilities(device=label[:120], memory_mb=memory, families=families, host=socket.gethostname()[:255])
+    chosen = families_that_fit(memory) if families is None else families
+    return Capabilities(device=label[:120], memory_mb=memory, families=chosen, host=socket.gethostname()[:255])

@@ -25,6 +25,11 @@ TUNABLE = (
     "noise_offset",
     "precision",
     "gradient_checkpointing",
+    # Transformer families (FLUX.1, FLUX.2, Qwen-Image, Z-Image): the memory savers a 12-20B base needs, and the
+    # file's key layout; the train page shows them only for those families.
+    "quantize_base",
+    "blocks_to_swap",
+    "lora_format",
     "flip_augment",
     "seed",
     "checkpoint_every",

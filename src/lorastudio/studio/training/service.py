@@ -10,7 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
-from lorastudio.engine import ProgressEvent, TrainConfig, base_family, check_kind, get_preset
+from lorastudio.engine import (
+    ProgressEvent,
+    TrainConfig,
+    base_family,
+    check_family_settings,
+    check_kind,
+    get_family,
+    get_preset,
+)
 from lorastudio.errors import Invalid
 from lorastudio.studio import credits, datasets, jobs, library
 from lorastudio.studio.base_models import check_base
@@ -54,6 +62,7 @@ def plan(settings: Settings, dataset: Dataset, data: TrainingIn) -> TrainConfig:
         run_dir=here / "run",
         **values,
     )
+    check_family_settings(cfg, get_family(cfg.family))  # a setting the base's family cannot use: 422 now, not later
     if "checkpoint_every" not in values:  # a studio run keeps checkpoints often: a worker may die
         cfg = cfg.model_copy(update={"checkpoint_every": 50})
     if "sample_every" in values:
@@ -147,6 +156,8 @@ def submit_training(
             resolution=cfg.resolution,
             batch_size=cfg.batch_size,
             gradient_checkpointing=cfg.gradient_checkpointing,
+            quantize_base=cfg.quantize_base,
+            blocks_to_swap=cfg.blocks_to_swap,
         )
         job = jobs.add_job(session, owner_id=owner_id, request=request, family=cfg.family, memory_mb=need)
         session.flush()

@@ -11,10 +11,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from lorastudio.engine import CHARACTER, FIGHTING_STYLE, KINDS, SAMPLERS, base_family, recommended_strength
+from lorastudio.engine import (
+    CHARACTER,
+    FIGHTING_STYLE,
+    FLOW_SAMPLER,
+    KINDS,
+    SAMPLERS,
+    base_family,
+    family_label,
+    recommended_strength,
+)
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import characters, generation, jobs, library, styles
-from lorastudio.studio.base_models import ADD_A_MODEL, studio_bases
+from lorastudio.studio.base_models import add_a_model, base_groups
 from lorastudio.studio.generation import GenerationIn, RecipeIn, check_generation
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
 from lorastudio.web.pages.jobs import panel_context
@@ -127,7 +136,7 @@ def _prefill(request: Request, session, user: int) -> tuple[dict, dict]:
         "seed_mode": "random",
         "n": "2",
         "steps": "20",
-        "cfg_scale": "7",
+        "cfg_scale": "",  # the base's family's (7 on SD, 3.5 guidance on FLUX.1): the field's placeholder says it
         "add_triggers": "on",
         "sampler": "DPM++ 2M Karras",
         "grid_strengths": "0.4, 0.6, 0.8, 1.0",
@@ -140,7 +149,7 @@ def _prefill(request: Request, session, user: int) -> tuple[dict, dict]:
             "negative_prompt": saved.get("negative_prompt", ""),
             "sampler": saved.get("sampler", form["sampler"]),
             "steps": str(saved.get("steps", 20)),
-            "cfg_scale": str(saved.get("cfg_scale", 7)),
+            "cfg_scale": "" if saved.get("cfg_scale") is None else str(saved["cfg_scale"]),
         }
         if saved.get("seed") is not None:
             form |= {"seed_mode": "fixed", "seed": str(saved["seed"])}
@@ -192,14 +201,23 @@ def _recent_generations(session, user: int) -> list[dict]:
     return [panel_context(session, owner_id=user, job_id=job.id) for job in found]
 
 
+def chosen_base(groups: list[dict], name: str | None) -> dict | None:
+    """The ready base model the scene names (by name only: never a path), else the studio's default one."""
+    models = [m for g in groups for m in g["models"]]
+    return next((m for m in models if m["name"] == name), None) or next((m for m in models if m["default"]), None)
+
+
 @router.get("/studio", response_class=HTMLResponse)
 def studio_page(request: Request, user: PageUser) -> HTMLResponse:
-    """The Studio, with the scene the URL carries and the newest generations under Results."""
+    """The Studio, with the scene the URL carries and the newest generations under Results. The LoRAs, strengths,
+    CFG and samplers offered are those of the scene's base model's family (choosing another base reloads)."""
     studio = studio_of(request)
-    family = base_family(studio.settings.default_base_model, studio.settings)
+    groups = base_groups(studio.settings)
     with studio.factory() as session:
-        loras = library.list_loras(session, owner_id=user, family=family, sort="usage", per_page=100).items
         form, selected = _prefill(request, session, user)
+        base = chosen_base(groups, form.get("base"))
+        family = base["family"] if base else base_family(studio.settings.default_base_model, studio.settings)
+        loras = library.list_loras(session, owner_id=user, family=family, sort="usage", per_page=100).items
         completions = _completions(session, user, loras)
         saved = generation.list_recipes(session, owner_id=user)
         recent = _recent_generations(session, user)
@@ -212,6 +230,9 @@ def studio_page(request: Request, user: PageUser) -> HTMLResponse:
         for lora in loras
     }
     hints = {kind: _strength_hint(kind, family) for kind in KINDS}
+    flow = bool(base and base["flow"])
+    if flow and form.get("sampler") != FLOW_SAMPLER:
+        form["sampler"] = FLOW_SAMPLER  # the one it runs; the others are shown, disabled, with the reason
     return render(
         request,
         "studio.html",
@@ -225,8 +246,10 @@ def studio_page(request: Request, user: PageUser) -> HTMLResponse:
         completions=completions,
         recipes=saved,
         samplers=list(SAMPLERS),
-        bases=studio_bases(studio.settings),
-        add_a_model=ADD_A_MODEL,
+        base_groups=groups,
+        base=base or {"name": "", "label": family_label(family), "cfg": 7.0, "flow": False},
+        flow_sampler=FLOW_SAMPLER if flow else None,
+        add_a_model=add_a_model(),
         recent=recent,
     )
 

@@ -14,10 +14,20 @@ from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
-from lorastudio.engine import DEFAULT_KIND, KINDS, PRESETS, Preset, TrainConfig, base_family, get_preset
+from lorastudio.engine import (
+    DEFAULT_KIND,
+    KINDS,
+    PRESETS,
+    Preset,
+    TrainConfig,
+    base_family,
+    full_size_families,
+    get_family,
+    get_preset,
+)
 from lorastudio.errors import Invalid, LoraStudioError, TooLarge
 from lorastudio.studio import characters, credits, datasets, jobs, styles, training
-from lorastudio.studio.base_models import studio_bases
+from lorastudio.studio.base_models import add_a_model, base_groups
 from lorastudio.studio.datasets import DatasetIn, DatasetOut
 from lorastudio.studio.training import TrainingIn, TrainingSettings
 from lorastudio.web.api.files import read_upload
@@ -49,8 +59,22 @@ LABELS = {
     "precision": "Mixed precision",
     "gradient_checkpointing": "Gradient checkpointing",
     "flip_augment": "Mirror images at random",
+    "quantize_base": "8-bit base",
+    "blocks_to_swap": "Blocks swapped to host memory",
+    "lora_format": "File key layout",
 }
-HINTS = {"seed": "The same seed repeats a run"}
+# Settings for the transformer families only (FLUX.1, FLUX.2 [klein], Qwen-Image, Z-Image): on an SD base they do
+# nothing or are refused (the engine quantizes transformer blocks only), so the page hides them there.
+TRANSFORMER_ONLY = ("quantize_base", "blocks_to_swap", "lora_format")
+_TRANSFORMERS = "/".join(f.label for f in full_size_families() if f.is_flow)
+HINTS = {
+    "seed": "The same seed repeats a run",
+    "quantize_base": f"{_TRANSFORMERS} only: int8 holds the frozen base in 8 bits, about half its memory (the LoRA "
+    "still trains in full precision)",
+    "blocks_to_swap": f"{_TRANSFORMERS} only: this many blocks wait in host memory and move to the GPU as each runs, "
+    "for a card too small (slower)",
+    "lora_format": f"{_TRANSFORMERS} only: kohya keys load in ComfyUI, Forge and kohya; diffusers keys in diffusers",
+}
 MAIN = 9  # the first settings are shown open; the rest under "More settings"
 RECENT_TRAININGS = 100  # how far back the dataset page looks for its own trainings
 
@@ -68,6 +92,7 @@ class Setting:
     high: float | None = None
     low_open: bool = False  # low itself not allowed (a float "greater than")
     high_open: bool = False
+    transformer_only: bool = False  # shown only when the base is of a transformer (flow-matching) family
 
     @property
     def words(self) -> str:
@@ -94,10 +119,12 @@ def _setting(name: str) -> Setting:
     field = TrainingSettings.model_fields[name]
     kind = next(a for a in typing.get_args(field.annotation) if a is not type(None))
     hint = HINTS.get(name) or (field.description or "").split(";")[0]
+    only = name in TRANSFORMER_ONLY
     if typing.get_origin(kind) is typing.Literal:
-        return Setting(name, LABELS.get(name, hint), hint, "choice", choices=tuple(typing.get_args(kind)))
+        choices = tuple(typing.get_args(kind))
+        return Setting(name, LABELS.get(name, hint), hint, "choice", choices=choices, transformer_only=only)
     if kind is bool:
-        return Setting(name, LABELS.get(name, hint), hint, "bool")
+        return Setting(name, LABELS.get(name, hint), hint, "bool", transformer_only=only)
     limits: dict[str, Any] = {}
     for rule in field.metadata:
         if isinstance(rule, at.Gt):
@@ -108,7 +135,9 @@ def _setting(name: str) -> Setting:
             limits |= {"high": rule.lt - (1 if kind is int else 0), "high_open": kind is not int}
         elif isinstance(rule, at.Le):
             limits["high"] = rule.le
-    return Setting(name, LABELS.get(name, hint), hint, "int" if kind is int else "float", **limits)
+    return Setting(
+        name, LABELS.get(name, hint), hint, "int" if kind is int else "float", transformer_only=only, **limits
+    )
 
 
 # Every setting the API takes, the labelled ones first in LABELS' order (a new one shows up by itself).
@@ -157,6 +186,23 @@ def training_request(dataset_id: int, form: dict[str, Any]) -> tuple[TrainingIn 
     if "description" in errors:
         errors["description"] = "description: at most 300 characters, the look of the subject"
     return data, errors
+
+
+def preset_label(preset: Preset) -> str:
+    """A preset as the Preset select says it, with the values it has on the chosen base's family."""
+    return (
+        f"{preset.name}: {preset.steps} steps, lr {preset.learning_rate:g}, dim {preset.network_dim}/"
+        f"{int(preset.network_alpha)}, {preset.resolution} px, batch {preset.batch_size}"
+    )
+
+
+def family_presets(kind: str, families: set[str | None]) -> dict[str, dict[str, dict]]:
+    """Per family, per preset: its label and what each empty Advanced field means (the train page's JS
+    swaps them in when the base changes, so a FLUX.1 base never shows, nor runs, the toy world's 32 px)."""
+    return {
+        family or "": {p.name: {"label": preset_label(p), "values": preset_values(p)} for p in _presets(kind, family)}
+        for family in families
+    }
 
 
 def preset_values(preset: Preset) -> dict[str, str]:
@@ -253,16 +299,21 @@ def dataset_page(request: Request, user: PageUser, dataset_id: Id) -> HTMLRespon
         description = _subject_description(session, user, dataset)
         panels = _dataset_jobs(session, user, dataset_id)
     family = base_family(studio.settings.default_base_model, studio.settings)
-    presets = _presets(dataset.kind, family)
+    groups = base_groups(studio.settings)
+    by_family = family_presets(dataset.kind, {family} | {m["family"] for g in groups for m in g["models"]})
+    fam = get_family(family)
     return render(
         request,
         "train.html",
         dataset=dataset,
-        presets=presets,
+        presets=_presets(dataset.kind, family),
         settings=SETTINGS,
         main=MAIN,
-        defaults={p.name: preset_values(p) for p in presets},
-        bases=studio_bases(studio.settings),
+        family=family or "",
+        flow=bool(fam and fam.is_flow),
+        by_family=by_family,
+        base_groups=groups,
+        add_a_model=add_a_model(),
         form={"description": description[:300]},
         errors={},
         balance_now=balance,

@@ -67,7 +67,8 @@
 })();
 
 // The scene lives in the address bar (the prompt, the chosen LoRAs with their strengths and regions, seed and
-// sampler settings), replaced as the form changes: a reload, or the link sent to someone, opens the same scene.
+// sampler settings, the base model), replaced as the form changes: a reload, or the link sent to someone, opens
+// the same scene.
 (function () {
   function sceneQuery(form) {
     const data = new FormData(form), out = new URLSearchParams();
@@ -85,6 +86,11 @@
     const keep = () => history.replaceState(history.state, "", `${location.pathname}?${sceneQuery(form)}`);
     form.addEventListener("input", keep);
     form.addEventListener("change", keep);
+    // Another base model means another family: its LoRAs, strengths, CFG and samplers. The page is drawn for
+    // one base, so it reloads with the scene (which the address bar carries) on the new one.
+    form.querySelectorAll("[data-reload-on-change]").forEach(el => el.addEventListener("change", () => {
+      location.replace(`${location.pathname}?${sceneQuery(form)}`);
+    }));
     // A locked seed comes back from the server (not the results' own refreshes, outside the form).
     document.addEventListener("htmx:afterSettle", ev => { if (ev.detail.elt && form.contains(ev.detail.elt)) keep(); });
   });

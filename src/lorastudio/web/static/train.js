@@ -91,19 +91,30 @@
       if (el.tagName === "SELECT" && !Array.from(el.options).some(o => o.value === kept[el.name])) return;  // gone since
       el.value = kept[el.name];
     });
-    // Settings typed before the reload are in sight again.
-    form.querySelectorAll("details").forEach(d => { if (Array.from(d.querySelectorAll("input, select")).some(el => el.value)) d.open = true; });
     showDefaults();
+    // Settings typed before the reload are in sight again (not those the chosen base hides).
+    form.querySelectorAll("details").forEach(d => { if (Array.from(d.querySelectorAll("input, select")).some(el => el.value && !el.disabled)) d.open = true; });
   }
   function save() {
     const kept = {};
     fields().forEach(el => { kept[el.name] = el.value; });
     try { localStorage.setItem(key, JSON.stringify(kept)); } catch (e) { /* storage full or off: nothing kept */ }
   }
-  // Empty Advanced fields show what the chosen preset will use.
+  // Empty Advanced fields show what the chosen preset will use on the chosen base's family (resolution, learning
+  // rate, steps... differ per family), and the presets say their values there too. A field the user typed keeps
+  // its value: only the empty ones, which the server fills from the same preset and family, follow the base.
+  // The transformer-only settings show (and are sent) only with a transformer base.
+  const byFamily = JSON.parse(form.dataset.familyPresets || "{}");
   function showDefaults() {
-    const option = form.querySelector("#preset").selectedOptions[0];
-    const values = option ? JSON.parse(option.dataset.defaults || "{}") : {};
+    const base = form.querySelector("#base").selectedOptions[0], presetSelect = form.querySelector("#preset");
+    const presets = byFamily[base ? base.dataset.family : ""] || {};
+    Array.from(presetSelect.options).forEach(o => { if (presets[o.value]) o.textContent = presets[o.value].label; });
+    const option = presetSelect.selectedOptions[0], flow = !!base && base.dataset.flow === "yes";
+    const values = option && presets[option.value] ? presets[option.value].values : {};
+    form.querySelectorAll("[data-transformer-only]").forEach(box => {
+      box.hidden = !flow;
+      box.querySelectorAll("input, select").forEach(el => { el.disabled = !flow; });
+    });
     Object.entries(values).forEach(([name, value]) => {
       const el = form.elements.namedItem(name);
       if (!el) return;
@@ -113,7 +124,7 @@
   }
   apply(read(), null);
   form.addEventListener("input", save);
-  form.addEventListener("change", ev => { save(); if (ev.target.id === "preset") showDefaults(); });
+  form.addEventListener("change", ev => { save(); if (ev.target.id === "preset" || ev.target.id === "base") showDefaults(); });
   window.addEventListener("storage", ev => {
     if (ev.key !== key) return;
     apply(read(), document.activeElement);

@@ -10,6 +10,7 @@ from lorastudio.engine.models.denoisers.flux2 import Flux2Denoiser
 from lorastudio.engine.models.denoisers.qwen_image import QwenImageDenoiser
 from lorastudio.engine.models.denoisers.unet import UNetDenoiser
 from lorastudio.engine.models.denoisers.z_image import ZImageDenoiser
+from lorastudio.engine.models.families import FAMILIES
 
 ADAPTERS: dict[str, type[Denoiser]] = {
     "UNet2DConditionModel": UNetDenoiser,
@@ -22,8 +23,6 @@ ADAPTERS: dict[str, type[Denoiser]] = {
 
 def denoiser_for(base) -> Denoiser:
     """The adapter that calls this loaded base's denoiser the way its family's pipeline does."""
-    from lorastudio.engine.models.families import FAMILIES
-
     family = FAMILIES[base.family]
     if family.denoiser not in ADAPTERS:
         raise NotImplementedError(f"no denoiser adapter for {family.denoiser}")

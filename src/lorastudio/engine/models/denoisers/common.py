@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
+
+from lorastudio.engine.models.families import target_patterns
 
 # One prompt's conditioning: named tensors with a batch dimension of 1 (lengths may differ between prompts).
 Cond = dict[str, torch.Tensor]
@@ -108,10 +111,6 @@ def stack(conds: list[Cond], key: str) -> torch.Tensor:
 
 def lora_targets(module: torch.nn.Module, family, target: str) -> list[str]:
     """Module paths of the denoiser's Linear/Conv2d layers that get a LoRA for --target (the family's patterns)."""
-    import re
-
-    from lorastudio.engine.models.families import target_patterns
-
     patterns = [re.compile(p) for p in target_patterns(family, target)]
     return [
         name
