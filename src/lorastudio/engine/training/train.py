@@ -83,11 +83,6 @@ def train_lora(
     check_lora_path(cfg.output)
     check_writable_file(cfg.output, "$output", setting="output")
     check_writable_dir(cfg.run_dir, "$run_dir", setting="run_dir")
-    family = get_family(base_family(cfg.base, settings))
-    check_family_settings(cfg, family)
-    if family is not None and device.type == "cuda":  # a run that cannot fit is refused before any work
-        total_gb = torch.cuda.get_device_properties(device).total_memory / 2**30
-        check_training_fits(family, total_gb, torch.cuda.get_device_name(device), **memory_settings(cfg))
 
     # 1. The dataset, validated before any model is loaded.
     emit(ProgressEvent("prepare", message="checking images"))
@@ -121,6 +116,11 @@ def train_lora(
             )
 
     # 3. Base model, frozen, with LoRA adapters on the target modules.
+    family = get_family(base_family(cfg.base, settings))  # read from its files: nothing loaded yet
+    check_family_settings(cfg, family)
+    if family is not None and device.type == "cuda":  # a run that cannot fit is refused before the load
+        total_gb = torch.cuda.get_device_properties(device).total_memory / 2**30
+        check_training_fits(family, total_gb, torch.cuda.get_device_name(device), **memory_settings(cfg))
     emit(ProgressEvent("prepare", message=f"loading base model {cfg.base}"))
     precision = resolve_precision(cfg.precision, device, family.name if family else None)  # 'auto' by model
     wdtype = weight_dtype(precision)
