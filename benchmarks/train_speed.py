@@ -13,6 +13,20 @@ once to --models-dir, about 2 GB and 7 GB).
 
     python benchmarks/train_speed.py [--model sd15-sized] [--steps 80] [--resolution 256] [--batch 2]
                                      [--precision no|fp16|bf16] [--device auto] [--json]
+
+The transformer families (flux1-sized, flux2-klein-sized, qwen-image-sized, z-image-sized) are measured
+differently: their whole pipelines are 16-58 GB on disk, and the text encoders are frozen and cached in
+training anyway, so only the denoiser is built (`build_sized_denoiser`, random weights) and given random
+latents and text embeddings of the family's shapes. The step is the engine's own: the family's denoiser
+adapter, FlowObjective at the family's shift, `quantize_frozen`, the LoRA on `--target` layers, gradient
+checkpointing, AdamW. Each variant (plain, gradient checkpointing, 8-bit base, both) runs in its own
+process; printed per variant: steady steps/s (the first step left out), the resident set after the build,
+the peak growth over the steps (PeakMemory) and the process's peak resident set. `--blocks N` keeps N
+blocks of each block list (a machine that cannot hold FLUX.1's 24 GB or Qwen-Image's 41 GB), and says so.
+
+    python benchmarks/train_speed.py --model flux1-sized --blocks 2 --resolution 128 --steps 3
+                                     [--text-tokens 512] [--dtype auto|fp32|bf16]
+                                     [--variants plain,ckpt,int8,int8+ckpt] [--json]
 """
 
 from __future__ import annotations
@@ -187,10 +201,184 @@ def steady_steps_per_s(stamps) -> float:
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
+FLOW_MODELS = {  # sized name -> (family row, scheduler config, block-count keys of its config)
+    "flux1-sized": ("flux1", "FLUX1_SCHEDULER", ("num_layers", "num_single_layers")),
+    "flux2-klein-sized": ("flux2-klein", "FLUX2_SCHEDULER", ("num_layers", "num_single_layers")),
+    "qwen-image-sized": ("qwen-image", "QWEN_IMAGE_SCHEDULER", ("num_layers",)),
+    "z-image-sized": ("z-image", "Z_IMAGE_SCHEDULER", ("n_layers",)),  # its 2 + 2 refiners stay
+}
+FLOW_VARIANTS = ("plain", "ckpt", "int8", "int8+ckpt")
+
+
+def flow_dtype(asked: str) -> torch.dtype:
+    """fp32 on a CPU without bf16 instructions (a bf16 matmul ran at 0.4 GFLOPS against fp32's 85 on this
+    AVX2 CPU), bf16 where the device computes it, as the engine's `auto` precision picks."""
+    from lorastudio.engine.models.device import cpu_has_bf16
+
+    if asked == "auto":
+        asked = "bf16" if torch.cuda.is_available() or cpu_has_bf16() else "fp32"
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[asked]
+
+
+def full_blocks(name: str) -> dict[str, int]:
+    """The released model's block counts, read from its config on the meta device (nothing allocated)."""
+    from accelerate import init_empty_weights
+
+    from lorastudio.engine.models.sized import build_sized_denoiser
+
+    with init_empty_weights():
+        config = build_sized_denoiser(name).config
+    return {key: config[key] for key in FLOW_MODELS[name][2]}
+
+
+def flow_step_child(spec: dict) -> dict:
+    """One variant in this process: build the sized denoiser, quantize, add the LoRA, time the steps."""
+    from types import SimpleNamespace
+
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from peft import LoraConfig
+
+    from lorastudio.engine.models import tiny_flow
+    from lorastudio.engine.models.denoisers import ADAPTERS
+    from lorastudio.engine.models.denoisers.common import lora_targets
+    from lorastudio.engine.models.families import FAMILIES
+    from lorastudio.engine.models.quantize import quantize_frozen
+    from lorastudio.engine.models.sized import build_sized_denoiser
+    from lorastudio.engine.training.objectives import FlowObjective
+    from lorastudio.engine.training.parts import make_optimizer, step_noise
+
+    name, variant = spec["model"], spec["variant"]
+    row, scheduler, _ = FLOW_MODELS[name]
+    family, dtype, device = FAMILIES[row], flow_dtype(spec["dtype"]), torch.device("cpu")
+    t0 = time.perf_counter()
+    denoiser = build_sized_denoiser(name, dtype=dtype, **spec["blocks"]).requires_grad_(False)
+    build_s = time.perf_counter() - t0
+    # The adapter needs of the pipeline only its scheduler config (the training shift) and the VAE's
+    # factor (8 in every one of these families); the text encoders and VAE are cached away in training.
+    pipe = SimpleNamespace(
+        scheduler=FlowMatchEulerDiscreteScheduler(**getattr(tiny_flow, scheduler)), vae_scale_factor=8
+    )
+    model = ADAPTERS[family.denoiser](SimpleNamespace(pipe=pipe, denoiser=denoiser, family=row), family)
+    if "int8" in variant:
+        quantize_frozen(denoiser, "int8")  # before the LoRA, as train_lora does
+    torch.manual_seed(spec["seed"])
+    denoiser.add_adapter(
+        LoraConfig(
+            r=spec["dim"],
+            lora_alpha=spec["dim"],
+            target_modules=lora_targets(denoiser, family, spec["target"]),
+            init_lora_weights="gaussian",
+        )
+    )
+    lora = [p for p in denoiser.parameters() if p.requires_grad]
+    for p in lora:
+        p.data = p.data.float()  # LoRA weights train in fp32 whatever the base precision, as train_lora
+    if "ckpt" in variant:
+        denoiser.enable_gradient_checkpointing()
+    denoiser.train()
+    loaded_mb = PeakMemory._status_mb("VmRSS")
+    build_peak_mb = PeakMemory._status_mb("VmHWM")
+    optimizer = make_optimizer("adamw", [{"params": lora, "lr": 1e-4}], device, 1e-2)
+    objective = FlowObjective(model.flow_shift(spec["resolution"], spec["resolution"]))
+    gen = torch.Generator().manual_seed(spec["seed"])
+    shape = (spec["batch"], *model.latent_shape(spec["resolution"], spec["resolution"]))
+    latents = torch.randn(shape, generator=gen)  # the cached latents' shape; values do not change the cost
+    config = denoiser.config
+    width = config.get("joint_attention_dim") or config.get("cap_feat_dim")
+    conds = []
+    for _ in range(spec["batch"]):  # cached text embeddings of the family's width and length
+        cond = {"hidden": torch.randn(1, spec["text_tokens"], width, generator=gen)}
+        if config.get("pooled_projection_dim"):
+            cond["pooled"] = torch.randn(1, config["pooled_projection_dim"], generator=gen)
+        conds.append(cond)
+    seconds = []
+    with PeakMemory(device) as peak:
+        for k in range(spec["steps"]):
+            start = time.perf_counter()
+            noise, t = step_noise(latents.shape, spec["seed"], k, 0.0, objective)
+            pred = model.predict(objective.noisy(latents, noise, t).to(dtype), t, conds)
+            loss = F.mse_loss(pred.float(), objective.target(latents, noise, t).float())
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss.item()
+            seconds.append(time.perf_counter() - start)
+    params = sum(p.numel() for p in denoiser.parameters() if not p.requires_grad)
+    steady = seconds[1:] or seconds
+    return {
+        "variant": variant,
+        "dtype": str(dtype).removeprefix("torch."),
+        "base_params_b": round(params / 1e9, 3),
+        "lora_params_m": round(sum(p.numel() for p in lora) / 1e6, 2),
+        "build_s": round(build_s, 1),
+        "first_step_s": round(seconds[0], 2),
+        "steps_per_s": round(len(steady) / sum(steady), 4),
+        "loaded_mb": round(loaded_mb),
+        "build_peak_mb": round(build_peak_mb),
+        "step_peak_growth_mb": round(peak.peak_mb),
+        "peak_rss_mb": round(max(build_peak_mb, loaded_mb + peak.peak_mb)),
+    }
+
+
+def flow_main(args) -> None:
+    """Each variant in its own process (a clean resident set), then the table."""
+    import subprocess
+    import sys
+
+    row = FLOW_MODELS[args.model][0]
+    full = full_blocks(args.model)
+    blocks = {k: min(args.blocks, n) for k, n in full.items()} if args.blocks else {}
+    from lorastudio.engine.models.families import FAMILIES
+
+    padded = args.model in ("flux1-sized", "flux2-klein-sized")  # their pipelines pad the prompt to 512
+    text_tokens = args.text_tokens or (FAMILIES[row].text_tokens if padded else 64)
+    spec = {
+        "model": args.model,
+        "dtype": args.dtype,
+        "blocks": blocks,
+        "resolution": args.resolution,
+        "text_tokens": text_tokens,
+        "steps": args.steps,
+        "batch": args.batch,
+        "dim": args.dim,
+        "target": args.target,
+        "seed": args.seed,
+    }
+    cut = ", ".join(f"{k} {blocks.get(k, n)} of {n}" for k, n in full.items())
+    head = (
+        f"cpu ({os.cpu_count()} cores), {args.model} ({'CUT: ' if blocks else 'whole: '}{cut}), "
+        f"{args.resolution}px, {text_tokens} text tokens, batch {args.batch}, rank {args.dim} {args.target} LoRA, "
+        f"{args.steps} steps"
+    )
+    if not args.json:
+        print(head, flush=True)
+    rows = []
+    for variant in args.variants.split(","):
+        if variant not in FLOW_VARIANTS:
+            raise SystemExit(f"--variants: {variant!r} is not one of {', '.join(FLOW_VARIANTS)}")
+        cmd = [sys.executable, __file__, "--flow-child", json.dumps(spec | {"variant": variant})]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        if done.returncode != 0:
+            print(f"{variant} failed (exit {done.returncode}):\n{done.stderr[-2000:]}", flush=True)
+            continue
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        if not args.json:
+            r = rows[-1]
+            print(
+                f"{variant:10s} {r['dtype']}: {r['steps_per_s']:.4f} steps/s ({1 / r['steps_per_s']:.1f} s/step, "
+                f"first {r['first_step_s']} s), after build {r['loaded_mb']} MB, step peak +{r['step_peak_growth_mb']}"
+                f" MB, peak RSS {r['peak_rss_mb']} MB; base {r['base_params_b']}B, LoRA {r['lora_params_m']}M, "
+                f"build {r['build_s']} s",
+                flush=True,
+            )
+    if args.json:
+        print(json.dumps({"setup": head, "spec": spec, "full_blocks": full, "rows": rows}))
+
+
 def main() -> None:
     """Run both loops and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny-sd15", choices=("tiny-sd15", "sd15-sized", "sdxl-sized"))
+    parser.add_argument("--model", default="tiny-sd15", choices=("tiny-sd15", "sd15-sized", "sdxl-sized", *FLOW_MODELS))
     parser.add_argument("--models-dir", type=Path, default=Path.home() / ".cache" / "lorastudio-bench")
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--resolution", type=int, default=256)
@@ -202,8 +390,25 @@ def main() -> None:
     parser.add_argument("--precision", default="no", choices=("no", "fp16", "bf16"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true")
+    flow = parser.add_argument_group("transformer families")
+    flow.add_argument("--blocks", type=int, default=0, help="keep N blocks of each block list (0: all)")
+    flow.add_argument("--text-tokens", type=int, default=0, help="default: 512 on FLUX (padded), 64 otherwise")
+    flow.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"), help="the base's weights")
+    flow.add_argument("--variants", default=",".join(FLOW_VARIANTS))
+    flow.add_argument("--target", default="attn", choices=("attn", "attn-ff", "all"))
+    flow.add_argument("--timeout", type=int, default=900, help="seconds per variant")
+    flow.add_argument("--flow-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     quiet_libraries()
+    if args.flow_child:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        print(json.dumps(flow_step_child(json.loads(args.flow_child))))
+        return
+    if args.model in FLOW_MODELS:
+        flow_main(args)
+        return
     from PIL import Image
 
     from lorastudio.engine.data.synthetic import write_reference_set
