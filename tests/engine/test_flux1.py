@@ -24,6 +24,7 @@ from lorastudio.engine.models.families import FAMILIES
 from lorastudio.engine.models.memory import check_training_fits, training_need_gb
 from lorastudio.engine.models.tiny import ensure_tiny_model
 from lorastudio.engine.selection import LoraSelection
+from lorastudio.engine.training import train as train_module
 from lorastudio.engine.training.train import train_lora
 from lorastudio.errors import FamilyMismatch, Invalid, OutOfMemory, words
 from tests.conftest import tiny_config
@@ -208,3 +209,23 @@ def test_a_training_that_cannot_fit_the_card_says_what_to_turn_on():
     assert "--blocks-to-swap" in message and "RTX 4090" in message
     check_training_fits(flux, 24.0, "an RTX 4090", **fitted)  # fits: no error
     assert training_need_gb(FAMILIES["tiny-flux1"], **plain) is None
+
+
+def test_previews_sample_from_cached_prompts_with_the_text_encoders_freed(
+    flux_settings, figure_dir, tmp_path, monkeypatch
+):
+    """FLUX's T5 is the biggest part of the model a LoRA run does not train: it goes once the captions and the
+    preview prompts are encoded, and the previews still draw (through the sampler generation uses)."""
+    cfg = tiny_config(
+        figure_dir, tmp_path, base=BASE, steps=2, sample_every=2, sample_prompts=["johnhero, a person"], sample_steps=2
+    )
+    seen, freed = [], []
+    real_release = train_module.release
+    monkeypatch.setattr(
+        train_module, "release", lambda modules, device: freed.extend(modules) or real_release(modules, device)
+    )
+    result = train_lora(cfg, settings=flux_settings, on_progress=seen.append)
+    assert {type(m).__name__ for m in freed} == {"CLIPTextModel", "T5EncoderModel"}  # the VAE stays to draw
+    [preview] = result.samples
+    assert Image.open(preview).size == (64, 64)
+    assert [e.phase for e in seen].count("sample") == 1

@@ -17,6 +17,7 @@ from peft import LoraConfig, inject_adapter_in_model
 from lorastudio.config import Settings
 from lorastudio.engine.data.buckets import fit_to_bucket
 from lorastudio.engine.data.dataset import scan_dataset
+from lorastudio.engine.generation.flow import sample_flow, to_images
 from lorastudio.engine.lora.file import check_lora_path, save_lora
 from lorastudio.engine.lora.keys import text_encoder_targets
 from lorastudio.engine.models.base import LoadedBase, base_family, load_base_model
@@ -192,10 +193,21 @@ def train_lora(
         captions = sorted({s.caption for s in samples})
         with torch.no_grad(), _autocast(device, precision):
             text_cache = dict(zip(captions, model.encode(captions), strict=True))
-    if not (cfg.sample_every and cfg.sample_prompts):
-        # What the caches replaced is freed: up to 2 GB on SDXL, 580 MB on SD1.5 at bf16 (VAE in fp32,
-        # CLIP-L), 9.5 GB of T5-XXL on FLUX.1, 16 GB of Qwen2.5-VL on Qwen-Image. Sample images would need them.
-        release((vae,) * cfg.cache_latents + (tuple(encoders) if text_cache else ()), device)
+    sampling = bool(cfg.sample_every and cfg.sample_prompts)
+    sample_conds: list[Cond] = []
+    if sampling and family.is_flow:
+        # The flow families sample with our own loop from cached prompts (_samples), so their big text encoders
+        # go even when previews are on; the VAE stays to draw them.
+        with torch.no_grad(), _autocast(device, precision):
+            sample_conds = model.encode(list(cfg.sample_prompts))
+            if family.guidance == "cfg" and model.uses_cfg(family.default_cfg):
+                sample_conds.append(model.encode([""])[0])  # the unconditional row of their guidance
+    if text_cache and (family.is_flow or not sampling):
+        # What the caches replaced is freed: 580 MB on SD1.5 and up to 2 GB on SDXL at bf16 (CLIP), 9.5 GB of
+        # T5-XXL on FLUX.1, 16 GB of Qwen2.5-VL on Qwen-Image. SD's previews run its pipeline, which needs them.
+        release(tuple(encoders), device)
+    if cfg.cache_latents and not sampling:
+        release((vae,), device)  # the VAE in fp32, unless a preview must decode
 
     # 5. Optimizer, schedule, loss settings.
     unet_params = [p for n, p in named.items() if n.startswith("unet.")]
@@ -300,7 +312,7 @@ def train_lora(
                     )
                 )
             if sample_due:
-                sample_paths += _samples(base, cfg, step, device, precision, emit)
+                sample_paths += _samples(base, model, sample_conds, cfg, step, device, precision, emit)
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
         if not is_out_of_memory(exc):
             raise
@@ -450,8 +462,11 @@ def _checkpoint(cfg: TrainConfig, step, named, optimizer, loss_history, config_d
 
 
 @torch.no_grad()
-def _samples(base: LoadedBase, cfg: TrainConfig, step: int, device, precision, emit) -> list[Path]:
-    """Render the sample prompts with the LoRA as trained so far (fixed seed, so runs compare)."""
+def _samples(
+    base: LoadedBase, model, conds: list[Cond], cfg: TrainConfig, step: int, device, precision, emit
+) -> list[Path]:
+    """Render the sample prompts with the LoRA as trained so far (fixed seed, so runs compare): SD through its
+    pipeline, the flow families through the sampler generation uses, from prompts encoded before the loop."""
     base.denoiser.eval()
     paths = []
     folder = cfg.run_dir / "samples"
@@ -459,13 +474,28 @@ def _samples(base: LoadedBase, cfg: TrainConfig, step: int, device, precision, e
     for i, prompt in enumerate(cfg.sample_prompts):
         gen = torch.Generator().manual_seed(cfg.seed + i)
         with _autocast(device, precision):
-            image = base.pipe(
-                prompt,
-                num_inference_steps=cfg.sample_steps,
-                height=cfg.resolution,
-                width=cfg.resolution,
-                generator=gen,
-            ).images[0]
+            if conds:
+                noise = torch.randn((1, *model.latent_shape(cfg.resolution, cfg.resolution)), generator=gen)
+                noise = noise.to(device, next(model.module.parameters()).dtype)
+                negative = conds[len(cfg.sample_prompts) :] or None
+                latents = sample_flow(
+                    model,
+                    noise,
+                    [(lambda: None, [conds[i]], negative)],
+                    steps=cfg.sample_steps,
+                    cfg_scale=model.family.default_cfg,
+                    height=cfg.resolution,
+                    width=cfg.resolution,
+                )
+                image = to_images(model, latents)[0]
+            else:
+                image = base.pipe(
+                    prompt,
+                    num_inference_steps=cfg.sample_steps,
+                    height=cfg.resolution,
+                    width=cfg.resolution,
+                    generator=gen,
+                ).images[0]
         path = folder / f"step-{step:06d}-{i}.png"
         image.save(path)
         paths.append(path)
