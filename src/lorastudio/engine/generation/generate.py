@@ -170,9 +170,17 @@ def prepare(cache: PipelineCache, req: GenerateRequest) -> Prepared:
     seed = pick_seed(req.seed)
     seeds = [offset_seed(seed, i) for i in range(req.n)]
     warnings = [w for _, lora in loras for w in lora.warnings] + prompt_warnings(clean, loras)
+    width, height = req.width or size, req.height or size
+    if family.is_flow and (width % 16 or height % 16):
+        # 8x smaller latents, packed in 2x2 patches: the transformer families draw in steps of 16 pixels
+        below, above = (
+            f"{width // 16 * 16 or 16}x{height // 16 * 16 or 16}",
+            f"{width // 16 * 16 + 16}x{height // 16 * 16 + 16}",
+        )
+        raise Invalid(f"{family.label} draws sizes that are multiples of 16; use {below} or {above}")
     cfg = family.default_cfg if req.cfg_scale is None else req.cfg_scale
     sampler = flow_sampler(req.sampler, family.label) if family.is_flow else req.sampler
-    return Prepared(clean, loras, req.width or size, req.height or size, seeds, warnings, family, cfg, sampler)
+    return Prepared(clean, loras, width, height, seeds, warnings, family, cfg, sampler)
 
 
 def initial_latents(model: Denoiser, seeds: list[int], width: int, height: int, req: GenerateRequest) -> torch.Tensor:
@@ -302,6 +310,12 @@ def _sd_images(cache, model, req, prep, regional, emit, stop, preview_every) -> 
 
 def _flow_images(cache, model, req, prep, regional, emit, stop, preview_every) -> list[Image.Image]:
     """The flow-matching families: our Euler loop through the family's denoiser adapter (generation/flow.py)."""
+    with torch.inference_mode():  # the text encoders' graphs too: nothing here is trained
+        return _flow_sample(cache, model, req, prep, regional, emit, stop, preview_every)
+
+
+def _flow_sample(cache, model, req, prep, regional, emit, stop, preview_every) -> list[Image.Image]:
+    """Prompts encoded, regions planned on the token grid, noise drawn, then the Euler loop and the VAE."""
     negative = None
     if prep.family.guidance == "cfg" and model.uses_cfg(prep.cfg_scale):
         negative = model.encode([req.negative_prompt]) * req.n
@@ -316,20 +330,19 @@ def _flow_images(cache, model, req, prep, regional, emit, stop, preview_every) -
     else:
         passes = [(lambda: None, model.encode([prep.prompt]) * req.n, negative)]
     noise = initial_latents(model, prep.seeds, prep.width, prep.height, req).to(cache.device, cache.dtype)
-    with torch.inference_mode():
-        latents = sample_flow(
-            model,
-            noise,
-            passes,
-            steps=req.steps,
-            cfg_scale=prep.cfg_scale,
-            height=prep.height,
-            width=prep.width,
-            plan=plan,
-            region_blend=req.region_blend,
-            on_step=lambda i, x: _step_done(i, x, model, req, prep, emit, stop, preview_every),
-        )
-        return to_images(model, latents)
+    latents = sample_flow(
+        model,
+        noise,
+        passes,
+        steps=req.steps,
+        cfg_scale=prep.cfg_scale,
+        height=prep.height,
+        width=prep.width,
+        plan=plan,
+        region_blend=req.region_blend,
+        on_step=lambda i, x: _step_done(i, x, model, req, prep, emit, stop, preview_every),
+    )
+    return to_images(model, latents)
 
 
 def _step_done(step: int, latents, model, req, prep, emit, stop, preview_every) -> None:

@@ -17,8 +17,9 @@ from lorastudio.engine.generation.slots import Layout, fits_slot, layout, slot_l
 from lorastudio.engine.lora.file import read_lora
 from lorastudio.engine.lora.fit import check_fits, module_table, spellings, stem_paths
 from lorastudio.engine.lora.layouts import alpha_folded, to_diffusers_state
-from lorastudio.engine.models.base import LoadedBase, load_base_model, weights_hash
+from lorastudio.engine.models.base import LoadedBase, base_family, load_base_model, weights_hash
 from lorastudio.engine.models.device import resolve_device
+from lorastudio.engine.models.families import get_family
 from lorastudio.errors import NotFound
 
 
@@ -83,6 +84,12 @@ class PipelineCache:
         self._fused, self._pristine = None, []
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        if self.device.type == "cuda":
+            # FLUX, Qwen-Image and Z-Image are published and run in bf16; their text encoders (T5, Qwen) overflow
+            # in fp16. SD keeps fp16, which every card runs.
+            family = get_family(base_family(spec, self.settings))
+            flow = family is not None and family.is_flow and torch.cuda.is_bf16_supported()
+            self.dtype = torch.bfloat16 if flow else torch.float16
         base = load_base_model(spec, self.settings, dtype=self.dtype)
         base.pipe.to(self.device)
         # kohya stem tables of this base, kept: peft wrappers keep the paths and the base layers

@@ -57,9 +57,11 @@ _CLAIMS = (
     ("flux-1", "flux1"),
     ("flux.1", "flux1"),
     ("flux1", "flux1"),
-    ("flux-2", "flux2-klein"),
-    ("flux.2", "flux2-klein"),
-    ("flux2", "flux2-klein"),
+    ("flux-2-klein", "flux2-klein"),  # FLUX.2 [dev] is another model: only klein's claims name our family
+    ("flux.2-klein", "flux2-klein"),
+    ("flux_2_klein", "flux2-klein"),
+    ("flux2_klein", "flux2-klein"),
+    ("flux2-klein", "flux2-klein"),
     ("qwen-image", "qwen-image"),
     ("qwen_image", "qwen-image"),
     ("z-image", "z-image"),
@@ -166,6 +168,17 @@ def read_lora(path: Path) -> LoraFile:
     if not tensors:
         raise Invalid(f"{path.name} holds no tensors; it is not a LoRA")
     _check_tensors(tensors, path.name)
+    try:
+        lora = _to_kohya(tensors, metadata, path.name)
+        _check_pairs(lora, path.name)
+    except (IndexError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        # Shapes a writer never makes (a 0-d weight, a rank of 0, parts of one layer with other widths): a
+        # damaged or hand-made file, said as such rather than as the arithmetic that tripped on it.
+        raise Invalid(f"{path.name} is damaged: its LoRA weights have shapes no trainer writes ({exc})") from exc
+    return lora
+
+
+def _to_kohya(tensors: dict[str, torch.Tensor], metadata: dict[str, str], name: str) -> LoraFile:
     if any(k.startswith(("lora_unet_", "lora_te")) for k in tensors):
         lora = LoraFile(z_image.normalize_kohya(tensors), metadata, "kohya")
     elif is_transformer_file(tensors):
@@ -175,11 +188,10 @@ def read_lora(path: Path) -> LoraFile:
         lora = LoraFile(diffusers_to_kohya(tensors, metadata), metadata, "diffusers")
     else:
         raise Invalid(
-            f"{path.name} has no LoRA weights (no lora_unet_/lora_te keys and no diffusers/peft/ai-toolkit LoRA keys); "
+            f"{name} has no LoRA weights (no lora_unet_/lora_te keys and no diffusers/peft/ai-toolkit LoRA keys); "
             "if it is a base model, pass it as $base",
             setting="base",
         )
-    _check_pairs(lora, path.name)
     return lora
 
 
@@ -197,8 +209,11 @@ def _check_pairs(lora: LoraFile, name: str) -> None:
         if f"{stem}.lora_up.weight" not in lora.tensors:
             raise Invalid(f"{name} is incomplete: {stem[:80]} has a lora_down but no lora_up weight")
         down, up = lora.tensors[f"{stem}.lora_down.weight"], lora.tensors[f"{stem}.lora_up.weight"]
-        if down.ndim < 2 or up.ndim < 2 or down.shape[0] != up.shape[1]:
+        if down.ndim < 2 or up.ndim < 2 or down.shape[0] != up.shape[1] or down.shape[0] == 0:
             raise Invalid(f"{name} is damaged: {stem[:80]} has lora_down/lora_up weights of mismatched rank")
+        alpha = lora.tensors.get(f"{stem}.alpha")
+        if alpha is not None and alpha.numel() != 1:
+            raise Invalid(f"{name} is damaged: the alpha of {stem[:80]} is not one number")
     if not lora.stems:
         raise Invalid(f"{name} has no lora_down/lora_up pairs")
 

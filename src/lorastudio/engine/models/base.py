@@ -47,10 +47,11 @@ def family_from_unet_config(config: dict) -> str:
 def family_from_transformer_config(pipeline: str, config: dict) -> str:
     """Name the family of a transformer pipeline from its class name and its denoiser's config: the real
     family at the released width, its tiny test model at any other."""
-    name = PIPELINE_FAMILIES.get(pipeline)
+    name = PIPELINE_FAMILIES.get(pipeline) if isinstance(pipeline, str) else None
     if name is None:
+        what = str(pipeline)[:60] if pipeline else "this pipeline"
         raise Unsupported(
-            f"{pipeline or 'this pipeline'} models are not supported; give an {SUPPORTED} model "
+            f"{what} models are not supported; give an {SUPPORTED} model "
             "(FLUX.2 [dev], edit and control variants are not supported yet)"
         )
     family = FAMILIES[name]
@@ -58,9 +59,10 @@ def family_from_transformer_config(pipeline: str, config: dict) -> str:
         raise Unsupported(
             f"a {pipeline} folder whose transformer is {config.get('_class_name')}, not {family.denoiser}"
         )
-    width = (
-        config["dim"] if "dim" in config else config.get("num_attention_heads", 0) * config.get("attention_head_dim", 0)
-    )
+    numbers = [config.get(k, 0) for k in ("dim", "num_attention_heads", "attention_head_dim")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+        raise Invalid(f"this {family.label} folder's transformer config has widths that are not whole numbers")
+    width = numbers[0] if "dim" in config else numbers[1] * numbers[2]
     return name if width in REAL_WIDTHS[name] else f"tiny-{name}"
 
 
@@ -238,9 +240,12 @@ def detect_family(source: Path | str) -> str:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise Invalid(f"{path} is not readable JSON ({exc}); re-download or re-save the model") from exc
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise Invalid(f"{path.name} is not readable JSON ({exc}); re-download or re-save the model") from exc
+    if not isinstance(data, dict):
+        raise Invalid(f"{path.name} is not a model config (a JSON object); re-download or re-save the model")
+    return data
 
 
 def base_family(spec: str, settings: Settings) -> str | None:
@@ -365,7 +370,7 @@ def _load_flux1_single_file(path: Path, config: Path, dtype: torch.dtype) -> Dif
         )
     try:
         transformer.load_state_dict(flux1_bfl_to_diffusers(tensors), strict=True, assign=True)
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
         raise Invalid(
             f"{path.name} does not fit the FLUX.1 transformer of {config} (a different size or variant); "
             f"point LORASTUDIO_SINGLE_FILE_CONFIG at a folder of the same model. Detail: {str(exc)[:300]}"

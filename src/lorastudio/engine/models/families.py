@@ -305,7 +305,7 @@ FAMILIES: dict[str, Family] = {
             # 11.9B transformer (23.8 GB in bf16) + LoRA and AdamW; T5-XXL is freed once the captions are cached.
             # SimpleTuner's FLUX quickstart: >30 GB unquantized, >18 GB int8 for a rank-16 LoRA at 1024 px.
             train_memory=Memory(25.0, 6.0, denoiser_gb=23.8, blocks=57),
-            generate_memory=Memory(25.0, 2.0),
+            generate_memory=Memory(35.0, 2.0),  # transformer + T5-XXL (9.5 GB), held while prompts change
             step_seconds=2.5,  # 12B at 1024 px; users report 1.5-3 s/it on 4090-class cards (ai-toolkit, kohya)
         ),
         Family(
@@ -321,7 +321,7 @@ FAMILIES: dict[str, Family] = {
             **FLUX2_KLEIN,
             # 3.9B (7.8 GB bf16); SimpleTuner's FLUX.2 notes: klein-4b about 12 GB bf16, 8 GB int8.
             train_memory=Memory(8.5, 3.5, denoiser_gb=7.8, blocks=25),
-            generate_memory=Memory(11.0, 1.5),
+            generate_memory=Memory(17.0, 1.5),  # transformer + Qwen3-4B (8 GB)
             step_seconds=1.2,  # 4B: about half FLUX.1's work a step
         ),
         Family(
@@ -337,7 +337,7 @@ FAMILIES: dict[str, Family] = {
             **QWEN_IMAGE,
             # 20.4B (40.9 GB bf16); musubi-tuner's table: 42 GB at 1024 px with gradient checkpointing.
             train_memory=Memory(41.5, 4.5, denoiser_gb=40.9, blocks=60),
-            generate_memory=Memory(41.0, 2.5),
+            generate_memory=Memory(58.0, 2.5),  # transformer + Qwen2.5-VL-7B (16.6 GB)
             step_seconds=6.0,  # 20B: about 1.7x FLUX.1's parameters, and longer text
         ),
         Family(
@@ -353,7 +353,7 @@ FAMILIES: dict[str, Family] = {
             **Z_IMAGE,
             # 6.2B (12.3 GB bf16); SimpleTuner's Z-Image notes: 16-24 GB int8.
             train_memory=Memory(13.5, 8.0, denoiser_gb=12.3, blocks=32),
-            generate_memory=Memory(13.0, 1.5),
+            generate_memory=Memory(22.0, 1.5),  # transformer + Qwen3-4B (8 GB)
             step_seconds=1.5,  # 6B single-stream
         ),
         _tiny("tiny-flux1", "FLUX.1", "flux1", "flux-1-dev", IMPL_FLUX, FLUX1),

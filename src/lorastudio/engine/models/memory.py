@@ -15,13 +15,15 @@ def training_need_gb(
     gradient_checkpointing: bool = False,
     quantize_base: str = "none",
     blocks_to_swap: int = 0,
+    full_precision: bool = False,
 ) -> float | None:
-    """Device memory (GB) a LoRA training on this family takes; None for a family without figures."""
+    """Device memory (GB) a LoRA training on this family takes; None for a family without figures. The
+    figures are for bf16/fp16 weights; full precision (fp32) doubles the denoiser's."""
     need = family.train_memory
     if need is None:
         return None
-    weights = need.denoiser_gb
-    fixed = need.fixed_gb
+    weights = need.denoiser_gb * (2 if full_precision else 1)
+    fixed = need.fixed_gb + (weights - need.denoiser_gb)
     if quantize_base != "none":
         fixed -= weights / 2  # 8-bit weights: half of bf16's
         weights /= 2

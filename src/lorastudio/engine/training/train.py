@@ -30,7 +30,7 @@ from lorastudio.engine.models.device import (
     resolve_precision,
     weight_dtype,
 )
-from lorastudio.engine.models.families import FAMILIES, Family, get_family
+from lorastudio.engine.models.families import FAMILIES, Family, full_size_families, get_family
 from lorastudio.engine.models.memory import check_training_fits
 from lorastudio.engine.models.offload import swap_blocks
 from lorastudio.engine.models.quantize import quantize_frozen
@@ -119,11 +119,12 @@ def train_lora(
     # 3. Base model, frozen, with LoRA adapters on the target modules.
     family = get_family(base_family(cfg.base, settings))  # read from its files: nothing loaded yet
     check_family_settings(cfg, family)
+    precision = resolve_precision(cfg.precision, device, family.name if family else None)  # 'auto' by model
     if family is not None and device.type == "cuda":  # a run that cannot fit is refused before the load
         total_gb = torch.cuda.get_device_properties(device).total_memory / 2**30
-        check_training_fits(family, total_gb, torch.cuda.get_device_name(device), **memory_settings(cfg))
+        need = memory_settings(cfg) | {"full_precision": precision == "no"}
+        check_training_fits(family, total_gb, torch.cuda.get_device_name(device), **need)
     emit(ProgressEvent("prepare", message=f"loading base model {cfg.base}"))
-    precision = resolve_precision(cfg.precision, device, family.name if family else None)  # 'auto' by model
     wdtype = weight_dtype(precision)
     # Loaded in the training dtype: an fp32 copy first would double the peak (4.0 against 2.0 GB at bf16 on
     # SD1.5, benchmarks/train_speed.py). The VAE is then upcast; diffusers' SD1.5 script runs it in wdtype.
@@ -317,9 +318,10 @@ def train_lora(
         if not is_out_of_memory(exc):
             raise
         last = list_checkpoints(cfg.run_dir)
+        levers = ", $quantize_base int8, $blocks_to_swap" if family.is_flow else ""
         raise OutOfMemory(
             f"the {device.type} device ran out of memory at step {step + 1}. Lower $batch_size "
-            f"(now {cfg.batch_size}) or $resolution (now {cfg.resolution}), turn on $gradient_checkpointing, "
+            f"(now {cfg.batch_size}) or $resolution (now {cfg.resolution}), turn on $gradient_checkpointing{levers}, "
             "or use $precision fp16 or bf16",
             setting="batch_size",
             aside="$resume continues from the last checkpoint"
@@ -403,10 +405,15 @@ def check_family_settings(cfg: TrainConfig, family: Family | None) -> None:
             "and no trainer of the family trains them); turn off $train_text_encoder",
             setting="train_text_encoder",
         )
+    if family.is_flow and cfg.bucket_step % 16:
+        raise Invalid(
+            f"{family.label} packs latents in 2x2 patches, so its buckets step by multiples of 16 pixels; "
+            f"the bucket step is {cfg.bucket_step}: use {max(16, cfg.bucket_step // 16 * 16)}"
+        )
     if not family.is_flow and cfg.quantize_base != "none":
         raise Invalid(
-            f"$quantize_base is for the big transformer families (FLUX.1, FLUX.2, Qwen-Image, Z-Image); a "
-            f"{family.label} base fits without it: set it to none",
+            f"$quantize_base is for the big transformer families ({_flow_labels()}); a {family.label} base fits "
+            "without it: set it to none",
             setting="quantize_base",
         )
     if not family.is_flow and cfg.blocks_to_swap:
@@ -414,6 +421,10 @@ def check_family_settings(cfg: TrainConfig, family: Family | None) -> None:
             f"$blocks_to_swap moves transformer blocks; a {family.label} base has none: set it to 0",
             setting="blocks_to_swap",
         )
+
+
+def _flow_labels() -> str:
+    return ", ".join(f.label for f in full_size_families() if f.is_flow)
 
 
 def memory_settings(cfg: TrainConfig) -> dict:
