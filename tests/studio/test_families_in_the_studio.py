@@ -33,7 +33,7 @@ def test_the_worker_says_which_families_it_left_out_and_why():
     from lorastudio.cli.studio import advertised
 
     words = advertised(_caps(8))
-    assert "8.0 GB" in words and "flux1 (needs 27.0 GB)" in words and "--family" in words
+    assert "8.0 GB" in words and "flux1 (needs 37.0 GB)" in words and "--family" in words
     assert "sd15" not in words.split("not ")[1]  # only the left-out ones are listed with their need
     assert advertised(_caps(200)) == "families: all of them fit this device's memory"
 
