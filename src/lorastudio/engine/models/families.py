@@ -2,7 +2,9 @@
 
 Each row says what the engine needs to train, generate and load files for a family: its pipeline and
 denoiser, its text encoders, the training objective (epsilon / v-prediction noise for SD, flow matching
-with its timestep shift for the transformer families), the guidance, the latents, the LoRA layers per
+for the transformer families, whose timestep shift is the model's own scheduler config: FLUX.1 and
+FLUX.2's grows with the image's token count, Qwen-Image's too on its own range, Z-Image's is a fixed 3.0;
+training and sampling both read it, engine/models/denoisers), the guidance, the latents, the LoRA layers per
 `--target`, the key layout its files are written in and the layouts they are read from, its sizes, its
 kohya/modelspec names and the device memory its jobs take. Adding a family means a row here plus, where
 its keys differ, one key namer in lora/layouts/. Nothing outside this table asks "is this SDXL?".
@@ -103,10 +105,6 @@ class Family:
     key_layout: str  # the LoRA key layout its files are written in (lora/layouts/)
     objective: Objective = "epsilon"
     guidance: Guidance = "cfg"
-    # Flow matching: the timestep shift (SD3's `shift`, mu = log(shift)); a dynamic one grows with the image's
-    # token count between base_shift at 256 and max_shift at 4096 tokens, as FLUX's scheduler config says.
-    flow_shift: float | None = None
-    dynamic_shift: tuple[float, float] | None = None  # (base_shift, max_shift)
     latent_channels: int = 4
     targets: dict[str, tuple[str, ...]] = field(default_factory=lambda: UNET_TARGETS)
     reads: tuple[str, ...] = ()  # other trainers' key layouts its files are imported from
@@ -151,7 +149,6 @@ FLUX1 = dict(
     reads=("diffusers", "ai-toolkit", "sd-scripts", "musubi-tuner"),
     objective="flow",
     guidance="distilled",
-    dynamic_shift=(0.5, 1.15),  # FLUX.1's scheduler_config.json
     latent_channels=16,
     targets=FLUX_TARGETS,
     default_cfg=3.5,  # the guidance BFL's and diffusers' FLUX.1 [dev] examples use
@@ -164,7 +161,6 @@ FLUX2_KLEIN = dict(
     key_layout="kohya-flux2",
     reads=("diffusers", "ai-toolkit", "musubi-tuner"),
     objective="flow",
-    dynamic_shift=(0.5, 1.15),
     latent_channels=32,
     targets=FLUX_TARGETS,
     default_cfg=4.0,
@@ -177,7 +173,6 @@ QWEN_IMAGE = dict(
     key_layout="kohya-qwen-image",
     reads=("diffusers", "ai-toolkit", "musubi-tuner"),
     objective="flow",
-    dynamic_shift=(0.5, 0.9),  # Qwen-Image's scheduler_config.json (exponential time shift)
     latent_channels=16,
     targets=QWEN_TARGETS,
     default_cfg=4.0,  # true CFG, as QwenImagePipeline's true_cfg_scale
@@ -190,7 +185,6 @@ Z_IMAGE = dict(
     key_layout="kohya-z-image",
     reads=("diffusers", "ai-toolkit", "musubi-tuner"),
     objective="flow",
-    flow_shift=3.0,  # Z-Image's scheduler_config.json (static shift)
     latent_channels=16,
     targets=Z_IMAGE_TARGETS,
     default_cfg=4.0,
