@@ -90,6 +90,7 @@ def test_recipes_save_and_apply(client, trained):
         "prompt_template": "johnhero, kungfustyle, {action}",
         "seed": 42,
         "steps": 4,
+        "base": "tiny-sd15",  # the LoRA's family: another base is refused at submit
     }
     recipe = client.post("/api/v1/recipes", json=body)
     assert recipe.status_code == 201, recipe.text

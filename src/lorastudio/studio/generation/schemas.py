@@ -99,6 +99,9 @@ class RecipeIn(BaseModel):
     name: str = Field(min_length=1, max_length=120, description="Recipe name", examples=["John vs Kane, kung fu"])
     loras: list[LibrarySelection] = Field(default_factory=list, max_length=8, description="LoRAs with strengths")
     prompt_template: str = Field(default="", max_length=2000, description="Prompt; {action} is replaced on apply")
+    base: str | None = Field(
+        default=None, max_length=1000, description="Base model its LoRAs are for (null: the server's default)"
+    )
     negative_prompt: str = Field(default="", max_length=2000, description="Negative prompt")
     sampler: str = Field(default="DPM++ 2M Karras", max_length=40, description="Sampler")
     seed: int | None = Field(default=None, ge=-1, lt=SEED_LIMIT, description="Seed (null: random)")

@@ -151,6 +151,8 @@ def _prefill(request: Request, session, user: int) -> tuple[dict, dict]:
             "steps": str(saved.get("steps", 20)),
             "cfg_scale": "" if saved.get("cfg_scale") is None else str(saved["cfg_scale"]),
         }
+        if saved.get("base"):
+            form["base"] = saved["base"]  # the family its LoRAs are for
         if saved.get("seed") is not None:
             form |= {"seed_mode": "fixed", "seed": str(saved["seed"])}
         selected = {s["lora_id"]: s for s in saved.get("loras", [])}
@@ -365,6 +367,7 @@ async def save_recipe(request: Request, user: PageUser) -> HTMLResponse:
                     "name": form.get("recipe_name", ""),
                     "loras": [s.model_dump() for s in data.loras],
                     "prompt_template": data.prompt,
+                    "base": data.base,
                     "negative_prompt": data.negative_prompt,
                     "sampler": data.sampler,
                     "seed": data.seed if form.get("seed_mode") != "random" else None,
