@@ -11,8 +11,8 @@ from lorastudio.engine.data.buckets import fit_to_bucket
 from lorastudio.engine.data.dataset import list_images
 from lorastudio.engine.data.images import open_image
 from lorastudio.engine.data.synthetic import write_reference_set
-from lorastudio.engine.training.checkpoint import list_checkpoints
 from lorastudio.engine.models.denoisers.common import encode_latents
+from lorastudio.engine.training.checkpoint import list_checkpoints
 from lorastudio.engine.training.parts import to_pixels
 from lorastudio.engine.training.train import train_lora
 from lorastudio.errors import Invalid, NaNLoss, OutOfMemory, words
