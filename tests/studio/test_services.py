@@ -95,6 +95,8 @@ def test_recipes_save_and_apply(client, trained):
     recipe = client.post("/api/v1/recipes", json=body)
     assert recipe.status_code == 201, recipe.text
     assert client.post("/api/v1/recipes", json=body).status_code == 409
+    unknown = client.post("/api/v1/recipes", json=body | {"name": "other", "base": "/etc/passwd"})
+    assert unknown.status_code == 422 and "not one of this studio's models" in unknown.text
     job = client.post(f"/api/v1/recipes/{recipe.json()['id']}/apply", json={"action": "crane kick"}).json()
     assert job["request"]["prompt"].startswith("johnhero, kungfustyle") and "crane kick" in job["request"]["prompt"]
     assert job["request"]["seed"] == 42 and job["request"]["loras"][0]["region"] == "left"

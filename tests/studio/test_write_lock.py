@@ -29,7 +29,7 @@ def world(client, studio_settings):
 CASES = {
     "cancel a job": lambda s, w: jobs.cancel(s, owner_id=w["user"], job_id=w["job"]),
     "rate a LoRA": lambda s, w: library.rate(s, owner_id=w["user"], lora_id=w["lora"], stars=4),
-    "save a recipe": lambda s, w: generation.save_recipe(s, owner_id=w["user"], data=RecipeIn(name="r")),
+    "save a recipe": lambda s, w: generation.save_recipe(s, w["settings"], owner_id=w["user"], data=RecipeIn(name="r")),
     "retitle a storyboard": lambda s, w: storyboards.update_storyboard(
         s, owner_id=w["user"], storyboard_id=w["board"], data=StoryboardUpdate(title="Rooftop")
     ),

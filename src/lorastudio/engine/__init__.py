@@ -47,7 +47,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     # training
     "training.config": ("TrainConfig", "TrainResult"),
     "training.presets": ("Preset", "PRESETS", "get_preset"),
-    "training.train": ("train_lora", "check_family_settings"),
+    "training.train": ("train_lora",),
+    "training.family_checks": ("check_family_settings",),
     "training.checkpoint": ("list_checkpoints",),
     # generation
     "generation.generate": ("GenerateRequest", "GenerateResult", "generate", "save_result"),
@@ -144,5 +145,6 @@ if TYPE_CHECKING:
     from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS, STYLES
     from lorastudio.engine.training.checkpoint import list_checkpoints
     from lorastudio.engine.training.config import TrainConfig, TrainResult
+    from lorastudio.engine.training.family_checks import check_family_settings
     from lorastudio.engine.training.presets import PRESETS, Preset, get_preset
-    from lorastudio.engine.training.train import check_family_settings, train_lora
+    from lorastudio.engine.training.train import train_lora

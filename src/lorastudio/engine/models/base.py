@@ -15,20 +15,17 @@ from diffusers import DiffusionPipeline
 
 from lorastudio.config import Settings
 from lorastudio.engine.fileio.tensorfile import PICKLE_SUFFIXES, read_safetensors_keys
-from lorastudio.engine.models.families import FAMILIES, Family, family_label
+from lorastudio.engine.models.families import FAMILIES, Family, family_label, full_size_families
 from lorastudio.engine.models.tiny import FAMILY_MARKER, TINY_NAMES, ensure_tiny_model
 from lorastudio.errors import Invalid, LoraStudioError, NotFound, Unsupported
 
 TOYWORLD = "toyworld"
 TOYWORLD_DIR = Path(__file__).parents[1] / "toyworld" / "weights"
 BUILT_IN = (TOYWORLD, *TINY_NAMES)
-SUPPORTED = "SD1.5, SDXL, FLUX.1, FLUX.2 [klein], Qwen-Image or Z-Image"
-# Inner widths (heads x head dim) of the released transformers, from their transformer/config.json: FLUX.1
-# [dev]/[schnell] 24 x 128; FLUX.2 [klein] 4B 24 x 128 and 9B 32 x 128; Qwen-Image 24 x 128; Z-Image dim 3840.
-# A folder of the family at another width is one of our tiny test models.
-REAL_WIDTHS = {"flux1": (3072,), "flux2-klein": (3072, 4096), "qwen-image": (3072,), "z-image": (3840,)}
+_LABELS = [f.label for f in full_size_families()]
+SUPPORTED = ", ".join(_LABELS[:-1]) + " or " + _LABELS[-1]  # "SD1.5, SDXL, ... or Z-Image", from the table
 # A transformer pipeline class -> the family whose folders it loads (the real rows of the family table).
-PIPELINE_FAMILIES = {f.pipeline: f.name for f in FAMILIES.values() if f.tiny_of is None and f.name in REAL_WIDTHS}
+PIPELINE_FAMILIES = {f.pipeline: f.name for f in FAMILIES.values() if f.released_widths}
 
 
 def family_from_unet_config(config: dict) -> str:
@@ -63,7 +60,7 @@ def family_from_transformer_config(pipeline: str, config: dict) -> str:
     if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
         raise Invalid(f"this {family.label} folder's transformer config has widths that are not whole numbers")
     width = numbers[0] if "dim" in config else numbers[1] * numbers[2]
-    return name if width in REAL_WIDTHS[name] else f"tiny-{name}"
+    return name if width in family.released_widths else f"tiny-{name}"
 
 
 def _lora_as_base() -> Invalid:

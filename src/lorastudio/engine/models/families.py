@@ -125,6 +125,9 @@ class Family:
     # The tiny models use 32: a 512-token text stream would make their every step ten times slower.
     text_tokens: int = 77
     tiny_of: str | None = None  # a test model's real family (same structure, smaller width)
+    # The released transformers' inner widths (heads x head dim, or Z-Image's dim), from their config.json: a
+    # folder of the family at another width is one of our tiny test models.
+    released_widths: tuple[int, ...] = ()
 
     @property
     def is_flow(self) -> bool:
@@ -296,6 +299,7 @@ FAMILIES: dict[str, Family] = {
             1024,
             64,
             **FLUX1,
+            released_widths=(3072,),
             # 11.9B transformer (23.8 GB in bf16) + LoRA and AdamW; T5-XXL is freed once the captions are cached.
             # SimpleTuner's FLUX quickstart: >30 GB unquantized, >18 GB int8 for a rank-16 LoRA at 1024 px.
             train_memory=Memory(25.0, 6.0, denoiser_gb=23.8, blocks=57),
@@ -313,6 +317,7 @@ FAMILIES: dict[str, Family] = {
             1024,
             64,
             **FLUX2_KLEIN,
+            released_widths=(3072, 4096),
             # 3.9B (7.8 GB bf16); SimpleTuner's FLUX.2 notes: klein-4b about 12 GB bf16, 8 GB int8.
             train_memory=Memory(8.5, 3.5, denoiser_gb=7.8, blocks=25),
             generate_memory=Memory(17.0, 1.5),  # transformer + Qwen3-4B (8 GB)
@@ -329,6 +334,7 @@ FAMILIES: dict[str, Family] = {
             1024,
             64,
             **QWEN_IMAGE,
+            released_widths=(3072,),
             # 20.4B (40.9 GB bf16); musubi-tuner's table: 42 GB at 1024 px with gradient checkpointing.
             train_memory=Memory(41.5, 4.5, denoiser_gb=40.9, blocks=60),
             generate_memory=Memory(58.0, 2.5),  # transformer + Qwen2.5-VL-7B (16.6 GB)
@@ -345,6 +351,7 @@ FAMILIES: dict[str, Family] = {
             1024,
             64,
             **Z_IMAGE,
+            released_widths=(3840,),
             # 6.2B (12.3 GB bf16); SimpleTuner's Z-Image notes: 16-24 GB int8.
             train_memory=Memory(13.5, 8.0, denoiser_gb=12.3, blocks=32),
             generate_memory=Memory(22.0, 1.5),  # transformer + Qwen3-4B (8 GB)

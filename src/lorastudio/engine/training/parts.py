@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from dataclasses import dataclass
 
 import torch
 
 from lorastudio.engine.data.buckets import Fitted
+from lorastudio.engine.models.device import weight_dtype
 from lorastudio.errors import Invalid
 
 
@@ -117,3 +119,10 @@ def tag_frequency(captions: list[str]) -> dict[str, int]:
             if tag:
                 counts[tag] = counts.get(tag, 0) + 1
     return counts
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision at the run's setting; nothing for full precision."""
+    if precision == "no":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=weight_dtype(precision))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -17,10 +16,9 @@ from peft import LoraConfig, inject_adapter_in_model
 from lorastudio.config import Settings
 from lorastudio.engine.data.buckets import fit_to_bucket
 from lorastudio.engine.data.dataset import scan_dataset
-from lorastudio.engine.generation.flow import sample_flow, to_images
 from lorastudio.engine.lora.file import check_lora_path, save_lora
 from lorastudio.engine.lora.keys import text_encoder_targets
-from lorastudio.engine.models.base import LoadedBase, base_family, load_base_model
+from lorastudio.engine.models.base import base_family, load_base_model
 from lorastudio.engine.models.denoisers import Cond, denoiser_for
 from lorastudio.engine.models.denoisers.common import lora_targets
 from lorastudio.engine.models.device import (
@@ -30,7 +28,7 @@ from lorastudio.engine.models.device import (
     resolve_precision,
     weight_dtype,
 )
-from lorastudio.engine.models.families import FAMILIES, Family, full_size_families, get_family
+from lorastudio.engine.models.families import FAMILIES, get_family
 from lorastudio.engine.models.memory import check_training_fits
 from lorastudio.engine.models.offload import swap_blocks
 from lorastudio.engine.models.quantize import quantize_frozen
@@ -38,10 +36,12 @@ from lorastudio.engine.models.textenc import sdxl_time_ids
 from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop, never_stop, no_progress
 from lorastudio.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from lorastudio.engine.training.config import TrainConfig, TrainResult
+from lorastudio.engine.training.family_checks import check_family_settings, memory_settings
 from lorastudio.engine.training.metadata import export_lora
 from lorastudio.engine.training.objectives import FlowObjective, NoiseObjective
 from lorastudio.engine.training.parts import (
     Sample,
+    autocast,
     check_optimizer,
     epoch_batches,
     make_optimizer,
@@ -51,6 +51,7 @@ from lorastudio.engine.training.parts import (
     to_pixels,
 )
 from lorastudio.engine.training.presets import get_preset
+from lorastudio.engine.training.samples import render_samples
 from lorastudio.engine.training.steplog import LossLog, PhaseTimer
 from lorastudio.errors import Invalid, NaNLoss, OutOfMemory
 from lorastudio.fileio import check_writable_dir, check_writable_file, write_bytes_atomic
@@ -192,14 +193,14 @@ def train_lora(
     text_cache: dict[str, Cond] = {}
     if not cfg.train_text_encoder:
         captions = sorted({s.caption for s in samples})
-        with torch.no_grad(), _autocast(device, precision):
+        with torch.no_grad(), autocast(device, precision):
             text_cache = dict(zip(captions, model.encode(captions), strict=True))
     sampling = bool(cfg.sample_every and cfg.sample_prompts)
     sample_conds: list[Cond] = []
     if sampling and family.is_flow:
         # The flow families sample with our own loop from cached prompts (_samples), so their big text encoders
         # go even when previews are on; the VAE stays to draw them.
-        with torch.no_grad(), _autocast(device, precision):
+        with torch.no_grad(), autocast(device, precision):
             sample_conds = model.encode(list(cfg.sample_prompts))
             if family.guidance == "cfg" and model.uses_cfg(family.default_cfg):
                 sample_conds.append(model.encode([""])[0])  # the unconditional row of their guidance
@@ -274,7 +275,7 @@ def train_lora(
                 noisy = objective.noisy(latents, noise, t)
                 target = objective.target(latents, noise, t)
                 phases.mark("data and VAE")
-                with _autocast(device, precision):
+                with autocast(device, precision):
                     if text_cache:
                         conds = [text_cache[s.caption] for s in batch]
                     else:
@@ -313,7 +314,7 @@ def train_lora(
                     )
                 )
             if sample_due:
-                sample_paths += _samples(base, model, sample_conds, cfg, step, device, precision, emit)
+                sample_paths += render_samples(base, model, sample_conds, cfg, step, device, precision, emit)
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
         if not is_out_of_memory(exc):
             raise
@@ -395,49 +396,6 @@ def train_lora(
     )
 
 
-def check_family_settings(cfg: TrainConfig, family: Family | None) -> None:
-    """Refuse settings the base's family cannot use, before anything is loaded."""
-    if family is None:
-        return
-    if family.is_flow and cfg.train_text_encoder:
-        raise Invalid(
-            f"{family.label} LoRAs train the transformer only (its text encoders are too big to gain from it, "
-            "and no trainer of the family trains them); turn off $train_text_encoder",
-            setting="train_text_encoder",
-        )
-    if family.is_flow and cfg.bucket_step % 16:
-        raise Invalid(
-            f"{family.label} packs latents in 2x2 patches, so its buckets step by multiples of 16 pixels; "
-            f"the bucket step is {cfg.bucket_step}: use {max(16, cfg.bucket_step // 16 * 16)}"
-        )
-    if not family.is_flow and cfg.quantize_base != "none":
-        raise Invalid(
-            f"$quantize_base is for the big transformer families ({_flow_labels()}); a {family.label} base fits "
-            "without it: set it to none",
-            setting="quantize_base",
-        )
-    if not family.is_flow and cfg.blocks_to_swap:
-        raise Invalid(
-            f"$blocks_to_swap moves transformer blocks; a {family.label} base has none: set it to 0",
-            setting="blocks_to_swap",
-        )
-
-
-def _flow_labels() -> str:
-    return ", ".join(f.label for f in full_size_families() if f.is_flow)
-
-
-def memory_settings(cfg: TrainConfig) -> dict:
-    """The settings of a run that decide its device memory (models/memory.py)."""
-    return {
-        "resolution": cfg.resolution,
-        "batch_size": cfg.batch_size,
-        "gradient_checkpointing": cfg.gradient_checkpointing,
-        "quantize_base": cfg.quantize_base,
-        "blocks_to_swap": cfg.blocks_to_swap,
-    }
-
-
 def _report(read: list[tuple[int, float]], history: list, cfg: TrainConfig, per_step: float, emit) -> None:
     """Record and announce losses read back from the device; a non-finite one ends the run."""
     for step, loss in read:
@@ -453,12 +411,6 @@ def _report(read: list[tuple[int, float]], history: list, cfg: TrainConfig, per_
         emit(ProgressEvent("train", step, cfg.steps, loss, per_step, per_step * (cfg.steps - step)))
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "no":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=weight_dtype(precision))
-
-
 def _checkpoint(cfg: TrainConfig, step, named, optimizer, loss_history, config_dict) -> Path:
     params = {n: p.detach() for n, p in named.items()}
     return save_checkpoint(
@@ -470,46 +422,3 @@ def _checkpoint(cfg: TrainConfig, step, named, optimizer, loss_history, config_d
         config=config_dict,
         keep=cfg.keep_checkpoints,
     )
-
-
-@torch.no_grad()
-def _samples(
-    base: LoadedBase, model, conds: list[Cond], cfg: TrainConfig, step: int, device, precision, emit
-) -> list[Path]:
-    """Render the sample prompts with the LoRA as trained so far (fixed seed, so runs compare): SD through its
-    pipeline, the flow families through the sampler generation uses, from prompts encoded before the loop."""
-    base.denoiser.eval()
-    paths = []
-    folder = cfg.run_dir / "samples"
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, prompt in enumerate(cfg.sample_prompts):
-        gen = torch.Generator().manual_seed(cfg.seed + i)
-        with _autocast(device, precision):
-            if conds:
-                noise = torch.randn((1, *model.latent_shape(cfg.resolution, cfg.resolution)), generator=gen)
-                noise = noise.to(device, next(model.module.parameters()).dtype)
-                negative = conds[len(cfg.sample_prompts) :] or None
-                latents = sample_flow(
-                    model,
-                    noise,
-                    [(lambda: None, [conds[i]], negative)],
-                    steps=cfg.sample_steps,
-                    cfg_scale=model.family.default_cfg,
-                    height=cfg.resolution,
-                    width=cfg.resolution,
-                )
-                image = to_images(model, latents)[0]
-            else:
-                image = base.pipe(
-                    prompt,
-                    num_inference_steps=cfg.sample_steps,
-                    height=cfg.resolution,
-                    width=cfg.resolution,
-                    generator=gen,
-                ).images[0]
-        path = folder / f"step-{step:06d}-{i}.png"
-        image.save(path)
-        paths.append(path)
-        emit(ProgressEvent("sample", step, cfg.steps, message=prompt, preview=path))
-    base.denoiser.train()
-    return paths

@@ -8,8 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lorastudio.config import Settings
 from lorastudio.errors import Conflict, Invalid, format_validation_error
 from lorastudio.studio import library
+from lorastudio.studio.base_models import check_base
 from lorastudio.studio.db import Recipe, get_owned, writes
 from lorastudio.studio.generation.schemas import ApplyRecipeIn, GenerationIn, RecipeIn, RecipeOut
 
@@ -20,10 +22,12 @@ def get_row(session: Session, *, owner_id: int, recipe_id: int) -> Recipe:
 
 
 @writes
-def save_recipe(session: Session, *, owner_id: int, data: RecipeIn) -> RecipeOut:
-    """Save a recipe; every LoRA in it must be in the user's library."""
+def save_recipe(session: Session, settings: Settings, *, owner_id: int, data: RecipeIn) -> RecipeOut:
+    """Save a recipe; every LoRA in it must be in the user's library, its base one of the studio's models."""
     for sel in data.loras:
         library.get_lora_row(session, owner_id=owner_id, lora_id=sel.lora_id)
+    if data.base is not None:
+        data = data.model_copy(update={"base": check_base(settings, data.base)})  # one of the studio's models
     recipe = Recipe(owner_id=owner_id, name=data.name.strip(), settings=data.model_dump(exclude={"name"}))
     session.add(recipe)
     try:

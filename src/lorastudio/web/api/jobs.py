@@ -163,8 +163,8 @@ def list_recipes(session: SessionDep, user: UserDep) -> list[RecipeOut]:
 
 
 @router.post("/recipes", status_code=201, tags=["Recipes"], summary="Save a LoRA combination")
-def save_recipe(data: RecipeIn, session: SessionDep, user: UserDep) -> RecipeOut:
-    return generation.save_recipe(session, owner_id=user, data=data)
+def save_recipe(data: RecipeIn, studio: StudioDep, session: SessionDep, user: UserDep) -> RecipeOut:
+    return generation.save_recipe(session, studio.settings, owner_id=user, data=data)
 
 
 @router.delete("/recipes/{recipe_id}", status_code=204, tags=["Recipes"], summary="Delete a recipe")

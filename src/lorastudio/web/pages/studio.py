@@ -378,7 +378,7 @@ async def save_recipe(request: Request, user: PageUser) -> HTMLResponse:
             error = more and ("name: " + more["name"] if "name" in more else next(iter(more.values())))
             if recipe is not None:
                 try:
-                    generation.save_recipe(session, owner_id=user, data=recipe)
+                    generation.save_recipe(session, studio_of(request).settings, owner_id=user, data=recipe)
                 except LoraStudioError as exc:
                     error = error_text(exc)
         saved = generation.list_recipes(session, owner_id=user)
