@@ -150,6 +150,30 @@ class Settings(BaseSettings):
             "the local user is the operator."
         ),
     )
+    scorer_clip: str | None = Field(
+        default=None,
+        max_length=500,
+        description="CLIP model that scores checkpoints (CLIP-I, CLIP-T): a local transformers folder, or "
+        "'hf:<org>/<repo>' with allow_downloads (e.g. hf:openai/clip-vit-base-patch32). Unset: no CLIP scores.",
+    )
+    scorer_dino: str | None = Field(
+        default=None,
+        max_length=500,
+        description="DINOv2 model that scores identity/style similarity: a local transformers folder, or "
+        "'hf:<org>/<repo>' with allow_downloads (e.g. hf:facebook/dinov2-small). Unset: no DINO scores.",
+    )
+    captioner: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Captioning model (BLIP or Florence-2 in transformers' classes): a local folder, or "
+        "'hf:<org>/<repo>' with allow_downloads. Unset: the toy world's own captioner only.",
+    )
+    alternatives_days: int = Field(
+        default=14,
+        ge=0,
+        le=3650,
+        description="Days a training's other evaluated checkpoints are kept as alternatives you can switch to.",
+    )
     min_free_mb: int = Field(
         default=500,
         ge=0,

@@ -78,6 +78,11 @@ def studio_settings(request, tmp_path) -> Settings:
 
 
 BOTH_DATABASES = pytest.mark.parametrize("studio_settings", ["sqlite", "postgresql"], indirect=True)
+# The same, with the SQLite run marked slow (`make test-slow`): for the heaviest tests, where PostgreSQL (what a
+# team runs, and the harder case for locks) keeps the check in the suite and the suite keeps under 10 minutes.
+POSTGRESQL_IN_THE_SUITE = pytest.mark.parametrize(
+    "studio_settings", [pytest.param("sqlite", marks=pytest.mark.slow), "postgresql"], indirect=True
+)
 
 
 @pytest.fixture

@@ -81,6 +81,7 @@ def _maya_world(client, settings, h, john_refs) -> dict:
 
 # A valid body for each route that takes one, so that a 404 can only come from the ids.
 BODIES = {
+    ("POST", "/datasets/{dataset_id}/captions"): {"json": {"captioner": "toyworld"}},
     ("PATCH", "/characters/{character_id}"): {"json": {"description": "x"}},
     ("PUT", "/characters/{character_id}/reference"): {"files": {"file": ("r.png", b"")}},
     ("PATCH", "/loras/{lora_id}"): {"json": {"description": "mine now"}},
@@ -102,8 +103,10 @@ BODIES = {
 def _fill(path: str, ids: dict) -> str:
     def value(match: re.Match) -> str:
         name = match.group(1)
-        if name == "index":
+        if name in ("index", "step"):
             return "0"
+        if name == "alternative_id":  # Maya's LoRA is not found for Kane before any alternative is looked up
+            return "1"
         if name == "image_id" and path.startswith("/datasets"):
             return str(ids["dataset_image_id"])
         if name == "job_id" and "/exports/" in path:

@@ -16,7 +16,7 @@ from lorastudio.studio.credits import cost_of
 from lorastudio.studio.db import CreditEntry, LoraVersion, make_engine, session_factory
 from lorastudio.studio.training import TrainingIn
 from lorastudio.studio.workers import Worker
-from tests.studio.conftest import BOTH_DATABASES, john_dataset
+from tests.studio.conftest import POSTGRESQL_IN_THE_SUITE, john_dataset
 
 BODY = {"overrides": {"steps": 8, "checkpoint_every": 4}}
 
@@ -57,7 +57,7 @@ def _in_process(settings, dataset_id: int, n: int, queue) -> None:
     queue.put(results)
 
 
-@BOTH_DATABASES
+@POSTGRESQL_IN_THE_SUITE
 def test_fifty_concurrent_submits_against_three_holds_accept_exactly_three(broke_client, broke_settings, john_refs):
     _, dataset_id = john_dataset(broke_client, john_refs)
     price = broke_client.post("/api/v1/trainings/estimate", json={"dataset_id": dataset_id, **BODY}).json()

@@ -6,7 +6,7 @@ import json
 import threading
 
 from lorastudio.studio.workers import Worker
-from tests.studio.conftest import BOTH_DATABASES, john_dataset, upload_refs
+from tests.studio.conftest import POSTGRESQL_IN_THE_SUITE, john_dataset, upload_refs
 
 
 def _sse(client, job_id: int) -> list[tuple[str, dict]]:
@@ -21,7 +21,7 @@ def _sse(client, job_id: int) -> list[tuple[str, dict]]:
     return events
 
 
-@BOTH_DATABASES
+@POSTGRESQL_IN_THE_SUITE
 def test_the_guides_flow_end_to_end(client, studio_settings, john_refs):
     styles = client.get("/api/v1/styles").json()
     assert [s["trigger"] for s in styles[:4]] == ["boxingstyle", "kungfustyle", "mmastyle", "swordstyle"]

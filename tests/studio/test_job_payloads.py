@@ -24,7 +24,8 @@ def test_progress_is_one_model_and_the_checkpoint_stays_off_it(client):
 
     answer = client.get(f"/api/v1/jobs/{job_id}").json()
     typed = {"phase": "train", "step": 4, "total": 10, "message": None, "eta_seconds": None, "loss": 0.25}
-    assert answer["progress"] | {"losses": None} == typed | {"losses": None, "previews": []}
+    empty = {"previews": [], "scores": [], "eval_renders": []}
+    assert answer["progress"] | {"losses": None} == typed | {"losses": None} | empty
     assert answer["progress"]["losses"] == [[4, 0.25]] and "checkpoint" not in answer["progress"]
     assert answer["checkpoint_step"] == 4 and "c" * 64 not in str(answer)  # where it resumes, not the blob
     assert answer["request"]["type"] == "training" and answer["request"]["estimate"]["credits"] == [0, 0]

@@ -1,4 +1,4 @@
-"""`lorastudio lora ...`: inspect, describe and convert LoRA files."""
+"""`lorastudio lora ...`: inspect, describe, convert and score LoRA files."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lorastudio.cli.common import JsonOpt, app, out, run_command, settings_from_env
+from lorastudio.cli.common import JsonOpt, app, err, out, run_command, settings_from_env
+from lorastudio.engine import kind_list
 from lorastudio.errors import Invalid
 
-lora_app = typer.Typer(help="Inspect, describe and convert LoRA files.", no_args_is_help=True)
+lora_app = typer.Typer(help="Inspect, describe, convert and score LoRA files.", no_args_is_help=True)
 app.add_typer(lora_app, name="lora")
 
 
@@ -111,3 +112,59 @@ def lora_convert(
         return {"from": lora.source_format, "to": "kohya", "file": str(out_file), "modules": len(lora.stems)}
 
     run_command(as_json, work, lambda r: out.print(f"Wrote {r['file']} ({r['modules']} modules, kohya format)"))
+
+
+@lora_app.command("score")
+def lora_score(
+    file: Annotated[Path, typer.Argument(help="A .safetensors LoRA, ours or imported")],
+    refs: Annotated[Path, typer.Option("--refs", help="A folder of the pictures it should look like")],
+    base: Annotated[str | None, typer.Option(help="Base model (default: what the file says, else the default)")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", "-k", help=f"{kind_list()} (default: the file's)")] = None,
+    trigger: Annotated[str | None, typer.Option(help="Its trigger word (default: the file's)")] = None,
+    prompts: Annotated[int, typer.Option(min=1, max=32, help="Evaluation prompts")] = 4,
+    steps: Annotated[int, typer.Option(min=1, max=150, help="Sampling steps per render")] = 20,
+    strength: Annotated[float | None, typer.Option(help="LoRA strength (default: its recommended one)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a LoRA against reference pictures: DINO / CLIP-I similarity, CLIP-T prompt adherence and the change
+    from the base, with and without it (scorer models: LORASTUDIO_SCORER_DINO, LORASTUDIO_SCORER_CLIP)."""
+
+    def work() -> dict:
+        from lorastudio.engine import score_lora, scores_table
+
+        progress = None if as_json else _EvalProgress()
+        try:
+            evaluation = score_lora(
+                file,
+                refs,
+                settings=settings_from_env(),
+                base=base,
+                kind=kind,
+                trigger=trigger,
+                prompts=prompts,
+                steps=steps,
+                strength=strength,
+                on_progress=progress,
+            )
+        finally:
+            if progress:
+                progress.close()
+        return evaluation.model_dump() | {"table": scores_table(evaluation)}
+
+    run_command(as_json, work, lambda r: out.print(r["table"], highlight=False, soft_wrap=True, markup=False))
+
+
+class _EvalProgress:
+    """A line on stderr per rendered evaluation prompt (rendering is what takes the time)."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, event) -> None:
+        if event.phase == "generate":  # the "evaluate" events carry scores the table shows at the end
+            err.print(f"rendering {event.step}/{event.total}", end="\r", highlight=False)
+            self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            err.print()

@@ -64,6 +64,13 @@ def train(
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps (0: off)")] = None,
     sample_every: Annotated[int | None, typer.Option(help="Render sample prompts every N steps")] = None,
     sample_prompt: Annotated[list[str] | None, typer.Option(help="Sample prompt (repeatable)")] = None,
+    evaluate: Annotated[
+        bool, typer.Option("--eval", help="Score every checkpoint and keep the best as the LoRA (table at the end)")
+    ] = False,
+    eval_prompts: Annotated[int | None, typer.Option(help="Evaluation prompts per checkpoint (default 4)")] = None,
+    eval_share: Annotated[
+        float | None, typer.Option(help="Most of the run's time the evaluation may take (default 0.1)")
+    ] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Folder for checkpoints and samples")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps")] = None,
     profile: Annotated[bool, typer.Option(help="Print the time each phase of a step took (slower on a GPU)")] = False,
@@ -112,6 +119,9 @@ def train(
             checkpoint_every=checkpoint_every,
             sample_every=sample_every,
             sample_prompts=sample_prompt,
+            evaluate=evaluate,
+            eval_prompts=eval_prompts,
+            eval_share=eval_share,
             device=device,
             profile=profile,
         )
@@ -138,6 +148,12 @@ def _render_train(result: dict) -> None:
         f"{result['steps']} steps on {result['images_used']} images in {result['seconds']} s, "
         f"final loss {result['final_loss']:.4f}, family {result['family']}"
     )
+    if result.get("evaluation"):
+        from lorastudio.engine import Evaluation, scores_table
+
+        out.print(scores_table(Evaluation.model_validate(result["evaluation"])), highlight=False)
+        if result.get("alternatives"):
+            out.print(f"other scored checkpoints: {', '.join(result['alternatives'].values())}", highlight=False)
     if result.get("phase_seconds"):
         total = sum(result["phase_seconds"].values()) or 1.0
         out.print(

@@ -50,6 +50,14 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "training.train": ("train_lora",),
     "training.family_checks": ("check_family_settings",),
     "training.checkpoint": ("list_checkpoints",),
+    "training.evaluate": ("budget_in_steps", "expected_evaluations", "evaluation_of"),
+    # checkpoint evaluation: scores, the choice, scorer models
+    "evaluation.results": ("CheckpointScore", "Choice", "Evaluation"),
+    "evaluation.evalset": ("EvalPrompt", "eval_prompts"),
+    "evaluation.scorers": ("Scorers", "load_scorers", "build_tiny_scorers"),
+    "evaluation.scoring": ("References", "references", "score_renders", "identity_similarity"),
+    "evaluation.choose": ("IDENTITY_FIELDS", "ADHERENCE_FIELDS", "choose_checkpoint", "scores_table"),
+    "evaluation.score_file": ("score_lora",),
     # generation
     "generation.generate": ("GenerateRequest", "GenerateResult", "generate", "save_result"),
     "generation.pipecache": ("PipelineCache", "resolve_lora"),
@@ -70,6 +78,28 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "toyworld.basetrain": ("train_toyworld_base",),
     "toyworld.consistency": ("character_references", "style_references"),
     "toyworld.detect": ("detect_style", "find_character", "find_figures"),
+    # captions written for you: the toy world's exact captioner, BLIP / Florence-2, the leave-out rule
+    "captioning.captions": (
+        "LEAVE_OUT_REASON",
+        "Captioner",
+        "CaptionReport",
+        "caption_folder",
+        "caption_images",
+        "finish_caption",
+        "identity_of",
+        "leave_out_words",
+    ),
+    "captioning.choose": (
+        "CAPTIONERS",
+        "CAPTIONER_LABELS",
+        "MODEL_CAPTIONER",
+        "TOY_CAPTIONER",
+        "captioner_for",
+        "captioner_problem",
+        "default_captioner",
+    ),
+    "captioning.toy": ("ToyCaptioner",),
+    "captioning.models": ("TransformersCaptioner", "build_tiny_blip"),
 }
 # name -> the module path that defines it
 _PUBLIC: dict[str, str] = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
@@ -89,8 +119,35 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from lorastudio.engine.captioning.captions import (
+        LEAVE_OUT_REASON,
+        Captioner,
+        CaptionReport,
+        caption_folder,
+        caption_images,
+        finish_caption,
+        identity_of,
+        leave_out_words,
+    )
+    from lorastudio.engine.captioning.choose import (
+        CAPTIONER_LABELS,
+        CAPTIONERS,
+        MODEL_CAPTIONER,
+        TOY_CAPTIONER,
+        captioner_for,
+        captioner_problem,
+        default_captioner,
+    )
+    from lorastudio.engine.captioning.models import TransformersCaptioner, build_tiny_blip
+    from lorastudio.engine.captioning.toy import ToyCaptioner
     from lorastudio.engine.data.dataset import make_caption, scan_dataset
     from lorastudio.engine.data.images import IMAGE_SUFFIXES, ImageRejected, open_image
+    from lorastudio.engine.evaluation.choose import ADHERENCE_FIELDS, IDENTITY_FIELDS, choose_checkpoint, scores_table
+    from lorastudio.engine.evaluation.evalset import EvalPrompt, eval_prompts
+    from lorastudio.engine.evaluation.results import CheckpointScore, Choice, Evaluation
+    from lorastudio.engine.evaluation.score_file import score_lora
+    from lorastudio.engine.evaluation.scorers import Scorers, build_tiny_scorers, load_scorers
+    from lorastudio.engine.evaluation.scoring import References, identity_similarity, references, score_renders
     from lorastudio.engine.generation.generate import GenerateRequest, GenerateResult, generate, save_result
     from lorastudio.engine.generation.grid import diagnose, diagnosis_to_dict, strength_grid
     from lorastudio.engine.generation.pipecache import PipelineCache, resolve_lora
@@ -145,6 +202,7 @@ if TYPE_CHECKING:
     from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS, STYLES
     from lorastudio.engine.training.checkpoint import list_checkpoints
     from lorastudio.engine.training.config import TrainConfig, TrainResult
+    from lorastudio.engine.training.evaluate import budget_in_steps, evaluation_of, expected_evaluations
     from lorastudio.engine.training.family_checks import check_family_settings
     from lorastudio.engine.training.presets import PRESETS, Preset, get_preset
     from lorastudio.engine.training.train import train_lora

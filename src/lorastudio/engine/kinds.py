@@ -27,6 +27,9 @@ class Kind:
     character: bool  # a person: regional LoRAs let characters stand in for each other; two in one place bleed
     good_images: tuple[str, ...] = ()  # the guide's checklist for a data set of this kind
     avoid_images: tuple[str, ...] = ()
+    # The evaluation set's scenes (engine/evaluation/evalset.py): "{trigger}" stands for the trigger word. Varied
+    # actions, places and framings, so a LoRA that only reproduces its training pictures scores low on CLIP-T.
+    eval_scenes: tuple[str, ...] = ()
 
 
 # fmt: off
@@ -37,6 +40,11 @@ CHARACTER = Kind(
                  "Varied lighting conditions", "Same character consistently"),
     avoid_images=("Blurry or low-resolution images", "Heavy shadows obscuring features",
                   "Different characters mixed in", "Heavily filtered/stylized images", "Cropped faces or bodies"),
+    eval_scenes=("{trigger}, a person fighting in a dojo, full body",
+                 "{trigger}, a person sitting at a desk in an office", "{trigger}, close-up portrait of a person",
+                 "{trigger}, a person running down a street at night",
+                 "{trigger}, a person reading a book in a library",
+                 "{trigger}, a person standing on a beach at sunset"),
 )
 FIGHTING_STYLE = Kind(
     name="fighting_style", label="fighting style", title="Fighting style", plural="Fighting styles",
@@ -46,6 +54,10 @@ FIGHTING_STYLE = Kind(
                  "Different practitioners OK", "Action shots and stances"),
     avoid_images=("Static poses", "Poor technique examples", "Unclear body positioning", "Single practitioner only",
                   "Non-martial art content"),
+    eval_scenes=("{trigger}, a young woman fighting in a park", "{trigger}, an old man fighting in a dojo",
+                 "{trigger}, two fighters sparring in a boxing ring",
+                 "{trigger}, a knight in armour fighting in a castle",
+                 "{trigger}, a child training on a beach at sunset", "{trigger}, a robot fighting on a city street"),
 )
 POSE = Kind(
     name="pose", label="pose", title="Action pose", plural="Poses", class_words="action pose",
@@ -53,6 +65,8 @@ POSE = Kind(
     good_images=("The same pose from several angles", "Full body visibility", "Different people and outfits",
                  "Clear limb positions"),
     avoid_images=("Other poses mixed in", "Cropped limbs", "Motion blur hiding the pose"),
+    eval_scenes=("{trigger}, a knight in armour in a castle", "{trigger}, a woman in a red dress on a street",
+                 "{trigger}, an astronaut on the moon", "{trigger}, an old man in a forest"),
 )
 VISUAL_STYLE = Kind(
     name="visual_style", label="visual style", title="Visual style", plural="Visual styles",
@@ -60,6 +74,9 @@ VISUAL_STYLE = Kind(
     good_images=("The look across varied subjects", "Consistent lighting and colour grading",
                  "Different scenes and framings"),
     avoid_images=("One subject only", "Mixed looks", "Watermarks and text"),
+    eval_scenes=("{trigger}, a city street at night", "{trigger}, portrait of an old fisherman",
+                 "{trigger}, a bowl of fruit on a table", "{trigger}, a mountain lake at dawn",
+                 "{trigger}, a cat sleeping on a sofa"),
 )
 # fmt: on
 

@@ -9,10 +9,12 @@ from typing import Any
 
 from PIL import Image
 
+from lorastudio.engine.evaluation.results import CheckpointScore
+
 
 @dataclass
 class ProgressEvent:
-    """One report. `phase`: prepare, cache, train, sample, checkpoint, save (training) or generate."""
+    """One report. `phase`: prepare, cache, train, sample, checkpoint, evaluate, save (training) or generate."""
 
     phase: str
     step: int = 0
@@ -24,6 +26,8 @@ class ProgressEvent:
     preview: Path | None = None  # a file written for this event (training samples)
     preview_image: Image.Image | None = None  # an in-memory preview (generation, when asked for)
     checkpoint: Path | None = None  # the checkpoint file this event announces (phase "checkpoint")
+    score: CheckpointScore | None = None  # phase "evaluate": the scores of the checkpoint at `step`
+    renders: list[Path] | None = None  # phase "evaluate": that checkpoint's evaluation renders
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (the preview image is left out: it is not text)."""
@@ -37,6 +41,7 @@ class ProgressEvent:
             "message": self.message,
             "preview": str(self.preview) if self.preview else None,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "score": self.score.model_dump() if self.score else None,
         }
 
 

@@ -55,6 +55,16 @@ def job_previews(job_id: int) -> str:
     return f"{API}/jobs/{job_id}/previews/"
 
 
+def job_render(job_id: int, step: int, index: int) -> str:
+    """A training's evaluation render: checkpoint `step` (0: without the LoRA), prompt `index`."""
+    return f"{API}/jobs/{job_id}/renders/{step}/{index}"
+
+
+def job_renders(job_id: int) -> str:
+    """Where a training's evaluation renders are, by "step/index" appended (for the page's script)."""
+    return f"{API}/jobs/{job_id}/renders/"
+
+
 def job_panel(job_id: int) -> str:
     """A job's live panel (HTML fragment)."""
     return f"/jobs/{job_id}/panel"

@@ -50,6 +50,7 @@ def test_shipped_files_load_fit_the_toyworld_base_and_say_what_they_are(toy_sett
     assert (STYLES_DIR / "training_log.txt").is_file()
 
 
+@pytest.mark.slow  # 8 s: benchmarks/consistency.py measures the same on 20 prompts
 def test_sword_lora_draws_the_held_out_style_the_prompt_alone_does_not(toy_settings):
     style = prebuilt_style(HELD_OUT_STYLE)
     cache = PipelineCache(toy_settings)

@@ -64,6 +64,7 @@ def toy_cache(settings):
     return PipelineCache(settings)
 
 
+@pytest.mark.slow  # 12 s: the shipped weights are checked when they are rebuilt (`make test-slow`)
 def test_shipped_toyworld_model_draws_what_the_words_say(toy_cache):
     base = load_base_model("toyworld", toy_cache.settings)
     assert base.family == "toyworld"

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lorastudio.engine.evaluation.results import Evaluation
 from lorastudio.engine.kinds import KindName, check_kind
 from lorastudio.engine.lora.info import LoraInfo
 from lorastudio.engine.prompts import check_trigger
@@ -72,7 +73,21 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(default=3, ge=1, le=1000)
     sample_every: int = Field(default=0, ge=0, le=100_000, description="Render a sample preview every N steps")
     sample_prompts: list[str] = Field(default_factory=list, max_length=16)
-    sample_steps: int = Field(default=20, ge=1, le=150)
+    sample_steps: int = Field(default=20, ge=1, le=150, description="Sampling steps of each preview")
+    evaluate: bool = Field(
+        default=False,
+        description="Score every checkpoint on a fixed evaluation set and keep the best one as the LoRA",
+    )
+    eval_prompts: int = Field(default=4, ge=1, le=16, description="Evaluation prompts rendered per checkpoint")
+    eval_steps: int = Field(
+        default=12, ge=1, le=150, description="Sampling steps of each evaluation render (few: it runs often)"
+    )
+    eval_share: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="The most of the run's time the evaluation may take (0.1: 10%; 1: every checkpoint, unbounded)",
+    )
     resume: bool = False
     device: str = "auto"
     profile: bool = Field(default=False, description="Time each phase of a step (waits for the GPU at each)")
@@ -138,6 +153,8 @@ class TrainResult:
     report: dict = field(default_factory=dict)
     phase_seconds: dict[str, float] | None = None  # with profile: seconds per phase of the steps
     info: LoraInfo | None = None  # what the written file says about itself (no need to read it back)
+    evaluation: Evaluation | None = None  # with `evaluate`: every checkpoint's scores and the one chosen
+    alternatives: dict[int, Path] = field(default_factory=dict)  # other evaluated checkpoints' LoRA files, by step
 
     def to_dict(self) -> dict:
         """What `train --json` prints and the HTTP API returns."""
@@ -154,4 +171,6 @@ class TrainResult:
             "samples": [str(p) for p in self.samples],
             "peak_memory_mb": self.peak_memory_mb,
             "phase_seconds": self.phase_seconds,
+            "evaluation": self.evaluation.model_dump() if self.evaluation else None,
+            "alternatives": {str(step): str(path) for step, path in sorted(self.alternatives.items())},
         }

@@ -16,7 +16,7 @@ from peft import LoraConfig, inject_adapter_in_model
 from lorastudio.config import Settings
 from lorastudio.engine.data.buckets import fit_to_bucket
 from lorastudio.engine.data.dataset import scan_dataset
-from lorastudio.engine.lora.file import check_lora_path, save_lora
+from lorastudio.engine.lora.file import check_lora_path, read_lora, save_lora
 from lorastudio.engine.lora.keys import text_encoder_targets
 from lorastudio.engine.models.base import base_family, load_base_model
 from lorastudio.engine.models.denoisers import Cond, denoiser_for
@@ -36,6 +36,7 @@ from lorastudio.engine.models.textenc import sdxl_time_ids
 from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop, never_stop, no_progress
 from lorastudio.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from lorastudio.engine.training.config import TrainConfig, TrainResult
+from lorastudio.engine.training.evaluate import RunEvaluation
 from lorastudio.engine.training.family_checks import check_family_settings, memory_settings
 from lorastudio.engine.training.metadata import export_lora
 from lorastudio.engine.training.objectives import FlowObjective, NoiseObjective
@@ -204,12 +205,17 @@ def train_lora(
             sample_conds = model.encode(list(cfg.sample_prompts))
             if family.guidance == "cfg" and model.uses_cfg(family.default_cfg):
                 sample_conds.append(model.encode([""])[0])  # the unconditional row of their guidance
-    if text_cache and (family.is_flow or not sampling):
+    evaluation = None
+    if cfg.evaluate:  # its prompts are encoded now, before the text encoders go
+        emit(ProgressEvent("prepare", message="preparing the evaluation set"))
+        evaluation = RunEvaluation(cfg, base, model, [item.image for item in items], device, precision, settings)
+    drawing = sampling or evaluation is not None
+    if text_cache and (family.is_flow or not drawing):
         # What the caches replaced is freed: 580 MB on SD1.5 and up to 2 GB on SDXL at bf16 (CLIP), 9.5 GB of
         # T5-XXL on FLUX.1, 16 GB of Qwen2.5-VL on Qwen-Image. SD's previews run its pipeline, which needs them.
         release(tuple(encoders), device)
-    if cfg.cache_latents and not sampling:
-        release((vae,), device)  # the VAE in fp32, unless a preview must decode
+    if cfg.cache_latents and not drawing:
+        release((vae,), device)  # the VAE in fp32, unless a preview or the evaluation must decode
 
     # 5. Optimizer, schedule, loss settings.
     unet_params = [p for n, p in named.items() if n.startswith("unet.")]
@@ -244,6 +250,23 @@ def train_lora(
                 lr_schedule.step()
         start_step, loss_history = checkpoint.step, list(checkpoint.loss_history)
         emit(ProgressEvent("prepare", step=start_step, total=cfg.steps, message="resumed from checkpoint"))
+
+    def lora_file(at_step: int):
+        """The adapters as trained so far, as a LoRA file of a run that ended at `at_step`."""
+        return export_lora(
+            base,
+            cfg.model_copy(update={"steps": at_step}),
+            denoiser,
+            encoders,
+            report,
+            [s.caption for s in samples],
+            started_at,
+            time.perf_counter() - t0,
+            loss_history=loss_history,
+            per_epoch=per_epoch,
+            buckets=[s.bucket for s in samples],
+            precision=precision,
+        )
 
     # 6. The loop. Micro-step k always sees the same batch and noise, so resuming is exact.
     config_dict = cfg.model_dump(mode="json")
@@ -315,6 +338,10 @@ def train_lora(
                 )
             if sample_due:
                 sample_paths += render_samples(base, model, sample_conds, cfg, step, device, precision, emit)
+            if evaluation and checkpoint_due:
+                training = time.perf_counter() - loop_t0 - evaluation.seconds_here  # the plan counts training only
+                if evaluation.due(step, training / (step - start_step)):
+                    _evaluate(evaluation, step, lambda path, at=step: save_lora(path, lora_file(at)), emit, device)
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
         if not is_out_of_memory(exc):
             raise
@@ -357,25 +384,24 @@ def train_lora(
             phases.result(),
         )
 
-    # 7. Export: kohya key names and ss_* metadata, written atomically; loss history beside the run.
+    # 7. Export: kohya key names and ss_* metadata, written atomically; loss history beside the run. With the
+    # evaluation, the last checkpoint is scored too and the best scored one becomes the LoRA.
     emit(ProgressEvent("save", step, cfg.steps, message=f"saving {cfg.output}"))
+    alternatives, scored = {}, None
+    if evaluation:
+        training = time.perf_counter() - loop_t0 - evaluation.seconds_here
+        if evaluation.due(step, training / max(1, step - start_step)):
+            _evaluate(evaluation, step, lambda path: save_lora(path, lora_file(step)), emit, device)
     denoiser.eval()
     seconds = time.perf_counter() - t0
-    lora = export_lora(
-        base,
-        cfg,
-        denoiser,
-        encoders,
-        report,
-        [s.caption for s in samples],
-        started_at,
-        seconds,
-        loss_history=loss_history,
-        per_epoch=per_epoch,
-        buckets=[s.bucket for s in samples],
-        precision=precision,
-    )
-    save_lora(cfg.output, lora)
+    if evaluation and evaluation.files:
+        scored, alternatives = evaluation.finish(cfg.output)
+        lora = read_lora(cfg.output)
+    else:
+        lora = lora_file(step)
+        save_lora(cfg.output, lora)
+        if evaluation:
+            scored = evaluation.skipped()
     history = json.dumps({"loss": loss_history, "steps": cfg.steps, "seconds": seconds}).encode()
     write_bytes_atomic(cfg.run_dir / "loss_history.json", history)
     return TrainResult(
@@ -393,7 +419,21 @@ def train_lora(
         report.to_dict(),
         phases.result(),
         lora.info,
+        scored,
+        alternatives,
     )
+
+
+def _evaluate(evaluation: RunEvaluation, step: int, export, emit, device) -> None:
+    """Score the checkpoint at `step`; a failure of the evaluation (out of memory while drawing, a scorer that
+    broke) ends the evaluation, never the training: the run keeps its last step and says why."""
+    try:
+        evaluation.score(step, export, emit)
+    except Exception as exc:  # noqa: BLE001 - the training stands without its scores
+        evaluation.failed(exc)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        emit(ProgressEvent("evaluate", step, 0, message=evaluation.skipped_note or "the evaluation failed"))
 
 
 def _report(read: list[tuple[int, float]], history: list, cfg: TrainConfig, per_step: float, emit) -> None:

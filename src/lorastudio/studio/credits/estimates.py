@@ -44,11 +44,19 @@ def estimate(
     family: str | None,
     previews: int = 0,
     preview_steps: int = 20,
+    evaluation_renders: int = 0,
+    evaluation_steps: int = 12,
+    evaluation_share: float = 0.1,
+    evaluation_cap: float = 1.0,
+    evaluation_skipped: bool = False,
     credits_per_minute: float,
     dollars_per_gpu_hour: float,
     hires_dollars: float = 0.0,
 ) -> Estimate:
-    """Minutes, credits and dollars for a training of `steps` steps at this batch and resolution."""
+    """Minutes, credits and dollars for a training of `steps` steps at this batch and resolution; with
+    `evaluation_renders` (a scored run's renders of `evaluation_steps` each, the baseline's included) their
+    minutes, at most `evaluation_cap` times the training's own (the engine's bound for `evaluation_share` of the
+    run); `evaluation_skipped`: scoring was asked for and this run is too short for its share."""
     fam = get_family(family)
     native = fam.train_resolution if fam else 768
     pixels = (resolution / native) ** 2
@@ -67,7 +75,10 @@ def estimate(
         )
     train_minutes = steps * per_step / 60
     preview_minutes = previews * preview_steps * per_step * PREVIEW_COST / batch_factor(batch_size) / 60
-    minutes = overhead + train_minutes + preview_minutes
+    eval_minutes = evaluation_renders * evaluation_steps * per_step * PREVIEW_COST / batch_factor(batch_size) / 60
+    # The engine scores fewer checkpoints rather than spend more than its share of the run.
+    eval_minutes = min(eval_minutes, train_minutes * evaluation_cap)
+    minutes = overhead + train_minutes + preview_minutes + eval_minutes
     breakdown.append(
         f"{steps} steps: {train_minutes:.1f} min" + (f" + {overhead:g} min to load and cache" if overhead else "")
     )
@@ -77,6 +88,17 @@ def estimate(
             f"{previews} sample previews ({preview_steps} sampling steps each): "
             f"{preview_minutes:.1f} min, {share:.0%} of the run (Advanced: sample every N steps, 0 for "
             "none)"
+        )
+    if evaluation_renders:
+        share = eval_minutes / minutes if minutes else 0
+        breakdown.append(
+            f"scoring the checkpoints ({evaluation_renders} evaluation renders at most): {eval_minutes:.1f} min, "
+            f"{share:.0%} of the run (at most {evaluation_share:.0%} of it; Advanced: evaluate, eval share)"
+        )
+    elif evaluation_skipped:
+        breakdown.append(
+            f"checkpoints not scored: this run is too short for the evaluation's share ({evaluation_share:.0%} of "
+            "the run; Advanced: eval share), so its last step becomes the LoRA"
         )
     low, high = minutes * (1 - SPREAD), minutes * (1 + SPREAD)
     hires = resolution >= 1024 and (fam is None or fam.train_resolution < 1024)  # above what the family trains at

@@ -27,6 +27,11 @@ class DatasetImageOut(Out):
     status: str = Field(description="ok, warning or skipped (skipped files are kept but not trained on)")
     problems: list[dict] = Field(description="What the checks found: code, severity, message")
     caption: str | None = Field(description="Caption used for training")
+    caption_source: str = Field(
+        default="user",
+        description="Who wrote the caption: user (typed, or a .txt uploaded beside the image) or auto (written for "
+        "you; Auto-caption may replace it)",
+    )
     width: int | None = Field(description="Width in pixels")
     height: int | None = Field(description="Height in pixels")
 

@@ -157,7 +157,9 @@ def add_files(
         text = captions.get(Path(upload.name).stem)
         caption = text.decode("utf-8", errors="replace")[:1000] if text else None
         blob = store.put_bytes(upload.data) if upload.data else None
-        session.add(DatasetImage(dataset_id=dataset.id, filename=upload.name, blob=blob, caption=caption))
+        session.add(
+            DatasetImage(dataset_id=dataset.id, filename=upload.name, blob=blob, caption=caption, caption_source="user")
+        )
     session.flush()
     return check_dataset(session, settings, store, dataset=dataset)
 
@@ -210,6 +212,8 @@ def check_dataset(
         ]
         if entry.caption and image.caption is None:
             image.caption = entry.caption
+            # No .txt came with it: "trigger, class words" was made for the user, so Auto-caption may replace it
+            image.caption_source = "auto" if entry.caption_source == "generated" else "user"
     notes = [{"code": p.code, "severity": p.severity, "message": p.message} for p in report.notes]
     return to_out(session, dataset, notes)
 
@@ -221,7 +225,7 @@ def _named(message: str, by_file: dict[str, DatasetImage]) -> str:
 
 @writes
 def set_caption(session: Session, *, owner_id: int, dataset_id: int, image_id: int, caption: str) -> DatasetOut:
-    """Edit one image's caption (the trigger word is put in front if it is missing)."""
+    """Edit one image's caption (the trigger word is put in front if it is missing); it is the user's now."""
     dataset = get_row(session, owner_id=owner_id, dataset_id=dataset_id)
     image = session.scalar(
         select(DatasetImage).where(DatasetImage.id == image_id, DatasetImage.dataset_id == dataset.id)
@@ -229,6 +233,7 @@ def set_caption(session: Session, *, owner_id: int, dataset_id: int, image_id: i
     if image is None:
         raise NotFound(f"image {image_id} not found in dataset {dataset_id}")
     image.caption, _ = make_caption(caption, dataset.trigger, check_kind(dataset.kind).class_words)
+    image.caption_source = "user"  # edited by hand: Auto-caption keeps it unless told to replace it
     return to_out(session, dataset)
 
 

@@ -176,6 +176,24 @@ class LoraVersion(Base):
     rank: Mapped[int | None] = mapped_column(Integer)
     training_seconds: Mapped[float | None] = mapped_column(Float)
     job_id: Mapped[int | None] = mapped_column(Integer)
+    step: Mapped[int | None] = mapped_column(Integer)  # the training step of the checkpoint this file is
+    scores: Mapped[dict | None] = mapped_column(JSON)  # library/schemas.VersionScores: its checkpoint's evaluation
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class LoraAlternative(Base):
+    """Another evaluated checkpoint of the training that made a version, kept for a while so the user can switch
+    to it (a new version from its file) when the chosen one is not what they wanted."""
+
+    __tablename__ = "lora_alternatives"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("lora_versions.id"), index=True)  # the version it stands by
+    step: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    scores: Mapped[dict] = mapped_column(JSON)  # library/schemas.VersionScores
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 
@@ -209,6 +227,9 @@ class DatasetImage(Base):
     status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | warning | skipped
     problems: Mapped[list] = mapped_column(JSON, default=list)
     caption: Mapped[str | None] = mapped_column(Text)
+    # Who wrote the caption: "user" (typed, or a .txt uploaded beside the image) or "auto" (the captioner). A
+    # captioning job replaces only "auto" captions and empty ones unless asked to overwrite.
+    caption_source: Mapped[str] = mapped_column(String(8), default="user")
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
@@ -293,6 +314,9 @@ class Image(Base):
     seed: Mapped[str] = mapped_column(String(24))  # seeds reach 2**64: kept as text
     params: Mapped[dict] = mapped_column(JSON)
     verdict: Mapped[str | None] = mapped_column(String(16))  # kept | rejected | None
+    # Per character LoRA of the scene: how much the image looks like that character's references
+    # (generation/schemas.IdentityScore dumps), scored by the worker that drew it; the storyboard flags drift with it.
+    identity: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
 
 

@@ -3,6 +3,8 @@ from lorastudio.studio.generation.recipes import delete_recipe, get_row, list_re
 from lorastudio.studio.generation.schemas import (
     ApplyRecipeIn,
     GenerationIn,
+    IdentityBy,
+    IdentityScore,
     ImageOut,
     ImageVerdictIn,
     RecipeIn,
@@ -19,6 +21,8 @@ from lorastudio.studio.generation.service import (
 )
 
 __all__ = [
+    "IdentityBy",
+    "IdentityScore",
     "add_generation",
     "ApplyRecipeIn",
     "GenerationIn",

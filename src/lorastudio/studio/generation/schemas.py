@@ -89,6 +89,11 @@ class ImageOut(Out):
     seed: str = Field(description="Its seed (text: seeds reach 2**64)")
     params: dict = Field(description="Everything that reproduces it")
     verdict: str | None = Field(description="kept, rejected or null")
+    identity: list[dict] | None = Field(
+        default=None,
+        description="Per character the scene shows, how much the image looks like its references (lora_id, "
+        "character_id, name, score, by: dino, clip_i, toy detectors or none; note); null: made before scoring",
+    )
     url: str = Field(default="", description="Where to download the PNG")
 
 
@@ -129,3 +134,21 @@ class ApplyRecipeIn(BaseModel):
     )
     seed: int | None = Field(default=None, ge=-1, lt=SEED_LIMIT, description="Seed (default: the recipe's)")
     n: int = Field(default=1, ge=1, le=8, description="Images")
+
+
+IdentityBy = Literal["dino", "clip_i", "toy detectors", "none"]
+
+
+class IdentityScore(BaseModel):
+    """How much one generated image looks like one character's references, as the worker that drew it scored it
+    (stored on the image: `Image.identity` is a list of these)."""
+
+    lora_id: int | None = Field(default=None, description="The character's LoRA the scene used (null: only named)")
+    character_id: int = Field(description="The character scored against")
+    name: str = Field(description="The character's trigger word")
+    score: float | None = Field(
+        description="dino / clip_i: cosine similarity to the references' embeddings (mean over them); toy "
+        "detectors: 1.0 found, 0.0 not found; null: not measured"
+    )
+    by: IdentityBy = Field(description="What measured it: dino, clip_i, toy detectors, or none")
+    note: str | None = Field(default=None, description="Why there is no score, when there is none")

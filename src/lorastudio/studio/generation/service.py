@@ -28,6 +28,7 @@ from lorastudio.errors import FamilyMismatch, Invalid, NotFound, format_validati
 from lorastudio.studio import credits, jobs, library
 from lorastudio.studio.base_models import check_base
 from lorastudio.studio.db import FightingStyle, Image, Job, Lora, write_transaction, writes
+from lorastudio.studio.generation.identity import score_images
 from lorastudio.studio.generation.schemas import GenerationIn, ImageOut, LibrarySelection
 from lorastudio.studio.jobs import (
     GenerationJob,
@@ -202,14 +203,24 @@ def run_generation(run: JobRun) -> None:
         (store.put_bytes(_png_bytes(image, params)), params)
         for image, params in zip(result.images, result.params, strict=True)
     ]
+    identity: list[list[dict] | None] = [None] * len(blobs)
+    if not result.stopped:  # measured before the write lock is taken: embedding takes a while on a big scorer
+        identity = score_images(
+            run.settings, run.factory, store, owner_id=run.job.owner_id, request=request, images=result.images
+        )
     with write_transaction(run.factory) as session:
         if result.stopped:
             run.finish(session, "canceled", None)
             return
         image_ids = []
-        for blob, params in blobs:
+        for (blob, params), scores in zip(blobs, identity, strict=True):
             row = Image(
-                owner_id=run.job.owner_id, job_id=run.job.id, blob=blob, seed=str(params["seed"]), params=params
+                owner_id=run.job.owner_id,
+                job_id=run.job.id,
+                blob=blob,
+                seed=str(params["seed"]),
+                params=params,
+                identity=scores,
             )
             session.add(row)
             session.flush()

@@ -6,6 +6,8 @@ from lorastudio.studio.jobs.idempotency import check_key, once
 from lorastudio.studio.jobs.metrics import Snapshot, snapshot
 from lorastudio.studio.jobs.payloads import (
     JOB_TYPES,
+    CaptionJob,
+    CaptionResult,
     Checkpoint,
     ExportJob,
     ExportResult,
@@ -41,6 +43,8 @@ from lorastudio.studio.jobs.run import JobRun
 from lorastudio.studio.jobs.schemas import JobOut, WorkerOut
 
 __all__ = [
+    "CaptionJob",
+    "CaptionResult",
     "Capabilities",
     "Checkpoint",
     "ExportJob",

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from lorastudio.engine import GenerateRequest
+from lorastudio.engine import CheckpointScore, Evaluation, GenerateRequest
 from lorastudio.studio.credits import Estimate
 
 
@@ -46,9 +46,24 @@ class ExportJob(_Payload):
     format: Literal["pdf", "png", "zip"] = Field(description="pdf, png (contact sheet) or zip")
 
 
-JobRequest = Annotated[TrainingJob | GenerationJob | ExportJob, Field(discriminator="type")]
+class CaptionJob(_Payload):
+    """Auto-captioning a dataset's images."""
+
+    type: Literal["caption"] = Field(default="caption", description="The job type")
+    dataset_id: int = Field(ge=1, description="The dataset whose images it captions")
+    captioner: str = Field(min_length=1, max_length=80, description="The captioner, by name (never a path)")
+    overwrite: bool = Field(default=False, description="Replace captions you wrote too (default: only empty ones)")
+    leave_out_identity: bool = Field(
+        default=True,
+        description="Leave out what the LoRA should learn (a character's look): the trigger word absorbs it",
+    )
+
+
+JobRequest = Annotated[TrainingJob | GenerationJob | ExportJob | CaptionJob, Field(discriminator="type")]
 # The job types, read off the union: the claim, the queues a worker takes (`--queue`) and the metrics use them.
-JOB_TYPES: tuple[str, ...] = tuple(m.model_fields["type"].default for m in (TrainingJob, GenerationJob, ExportJob))
+JOB_TYPES: tuple[str, ...] = tuple(
+    m.model_fields["type"].default for m in (TrainingJob, GenerationJob, ExportJob, CaptionJob)
+)
 JobType = Literal[JOB_TYPES]  # type: ignore[valid-type]  # for the API's filters
 
 
@@ -63,7 +78,7 @@ class JobProgress(BaseModel):
     """How far a job is, as every job type reports it (fields a type does not use stay empty)."""
 
     model_config = ConfigDict(extra="ignore")  # rows written by older versions carried more
-    phase: str = Field(default="", description="prepare, cache, train, save, generate, export")
+    phase: str = Field(default="", description="prepare, cache, train, evaluate, save, generate, export, caption")
     step: int = Field(default=0, ge=0, description="Steps (or panels) done")
     total: int | None = Field(default=None, description="Steps (or panels) in all")
     message: str | None = Field(default=None, description="What it is doing, in words")
@@ -71,6 +86,12 @@ class JobProgress(BaseModel):
     loss: float | None = Field(default=None, description="Training loss of the latest step")
     losses: list[tuple[int, float]] = Field(default_factory=list, description="Loss curve (step, loss), thinned")
     previews: list[str] = Field(default_factory=list, description="Sample previews so far (blob keys), newest last")
+    scores: list[CheckpointScore] = Field(
+        default_factory=list, description="Evaluated checkpoints so far: the no-LoRA baseline (step 0) first"
+    )
+    eval_renders: list[tuple[int, list[str]]] = Field(
+        default_factory=list, description="Each evaluated checkpoint's renders (step, blob keys), in step order"
+    )
 
     def percent(self) -> float:
         """Share done, 0..100."""
@@ -87,6 +108,9 @@ class TrainingResult(_Payload):
     final_loss: float | None = Field(default=None, description="Mean loss of its last steps")
     resumed_from_step: int | None = Field(default=None, description="A worker died and another went on from here")
     steps: int | None = Field(default=None, description="Steps done (a canceled run)")
+    evaluation: Evaluation | None = Field(
+        default=None, description="Every evaluated checkpoint's scores and the one chosen as the version"
+    )
 
 
 class GenerationResult(_Payload):
@@ -110,12 +134,22 @@ class ExportResult(_Payload):
     size: int = Field(ge=0, description="Bytes")
 
 
-JobResult = Annotated[TrainingResult | GenerationResult | ExportResult, Field(discriminator="type")]
+class CaptionResult(_Payload):
+    """What a captioning made."""
+
+    type: Literal["caption"] = Field(default="caption", description="The job type")
+    captioned: int = Field(default=0, ge=0, description="Images given a new caption")
+    kept: int = Field(default=0, ge=0, description="Images whose caption you wrote was kept")
+    failed: int = Field(default=0, ge=0, description="Images the captioner could not read (left as they were)")
+    captioner: str = Field(default="", description="The captioner, by name")
+
+
+JobResult = Annotated[TrainingResult | GenerationResult | ExportResult | CaptionResult, Field(discriminator="type")]
 _REQUEST: TypeAdapter = TypeAdapter(JobRequest)
 _RESULT: TypeAdapter = TypeAdapter(JobResult)
 
 
-def request_of(job) -> TrainingJob | GenerationJob | ExportJob:
+def request_of(job) -> TrainingJob | GenerationJob | ExportJob | CaptionJob:
     """A job row's request, typed."""
     return _REQUEST.validate_python({"type": job.type} | dict(job.request))
 
@@ -125,7 +159,7 @@ def progress_of(job) -> JobProgress:
     return JobProgress.model_validate(job.progress or {})
 
 
-def result_of(job) -> TrainingResult | GenerationResult | ExportResult | None:
+def result_of(job) -> TrainingResult | GenerationResult | ExportResult | CaptionResult | None:
     """A job row's result, typed (None while it has none)."""
     return _RESULT.validate_python({"type": job.type} | dict(job.result)) if job.result else None
 

@@ -14,7 +14,7 @@ class JobOut(Out):
     """A job: its status, progress and result."""
 
     id: int = Field(description="Job id")
-    type: str = Field(description="training, generation or export")
+    type: str = Field(description="training, generation, export or caption")
     status: str = Field(description="pending, running, succeeded, failed or canceled")
     attempts: int = Field(description="How many times a worker started it")
     progress: JobProgress = Field(description="How far it is")

@@ -1,5 +1,7 @@
 from lorastudio.studio.library.catalog import (
     SORTS,
+    add_alternatives,
+    alternatives_of,
     delete_lora,
     find_lora,
     get_lora,
@@ -8,22 +10,39 @@ from lorastudio.studio.library.catalog import (
     list_loras,
     my_ratings,
     own_lora_row,
+    purge_alternatives,
     purge_deleted,
     rate,
     record_usage,
     record_verdict,
     register_file,
     set_public,
+    switch_version,
     tag_name,
     update_lora,
     version_row,
     versions_of,
 )
-from lorastudio.studio.library.schemas import LoraOut, LoraPage, LoraUpdate, LoraVersionOut, PublicIn, RatingIn
+from lorastudio.studio.library.schemas import (
+    LoraAlternativeOut,
+    LoraOut,
+    LoraPage,
+    LoraUpdate,
+    LoraVersionOut,
+    PublicIn,
+    RatingIn,
+    VersionScores,
+)
 from lorastudio.studio.library.triggers import check_new_trigger, suggest_trigger
 
 __all__ = [
+    "LoraAlternativeOut",
     "LoraVersionOut",
+    "VersionScores",
+    "add_alternatives",
+    "alternatives_of",
+    "purge_alternatives",
+    "switch_version",
     "LoraOut",
     "LoraPage",
     "LoraUpdate",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Integer, column, func, or_, select, text
@@ -17,8 +18,25 @@ from sqlalchemy.orm import Session
 from lorastudio.engine import DEFAULT_KIND, LoraInfo, check_description, read_lora
 from lorastudio.errors import Conflict, Forbidden, Invalid, LoraStudioError, NotFound
 from lorastudio.studio.blobs import BlobStore
-from lorastudio.studio.db import Job, JobLora, Lora, LoraVersion, Rating, StoryboardScene, writes
-from lorastudio.studio.library.schemas import LoraOut, LoraPage, LoraUpdate, LoraVersionOut
+from lorastudio.studio.db import (
+    Job,
+    JobLora,
+    Lora,
+    LoraAlternative,
+    LoraVersion,
+    Rating,
+    StoryboardScene,
+    now,
+    writes,
+)
+from lorastudio.studio.library.schemas import (
+    LoraAlternativeOut,
+    LoraOut,
+    LoraPage,
+    LoraUpdate,
+    LoraVersionOut,
+    VersionScores,
+)
 
 SORTS = {
     "created": Lora.created_at,
@@ -46,9 +64,26 @@ def versions_of(session: Session, lora_id: int) -> list[LoraVersionOut]:
     return [LoraVersionOut.model_validate(v) for v in rows]
 
 
+def alternatives_of(session: Session, lora_id: int) -> list[LoraAlternativeOut]:
+    """The newest version's alternatives (its training's other evaluated checkpoints) not yet expired, by step."""
+    newest = select(func.max(LoraVersion.id)).where(LoraVersion.lora_id == lora_id).scalar_subquery()
+    rows = session.scalars(
+        select(LoraAlternative)
+        .where(
+            LoraAlternative.lora_id == lora_id,
+            LoraAlternative.version_id == newest,
+            LoraAlternative.expires_at > now(),
+        )
+        .order_by(LoraAlternative.step)
+    )
+    return [LoraAlternativeOut.model_validate(a) for a in rows]
+
+
 def to_out(session: Session, lora: Lora) -> LoraOut:
-    """The API form of a library row, with its versions."""
-    return LoraOut.model_validate(lora).model_copy(update={"versions": versions_of(session, lora.id)})
+    """The API form of a library row, with its versions and the newest version's alternatives."""
+    return LoraOut.model_validate(lora).model_copy(
+        update={"versions": versions_of(session, lora.id), "alternatives": alternatives_of(session, lora.id)}
+    )
 
 
 def get_lora_row(session: Session, *, owner_id: int, lora_id: int) -> Lora:
@@ -153,11 +188,14 @@ def register_file(
     job_id: int | None = None,
     training_seconds: float | None = None,
     info: LoraInfo | None = None,
+    step: int | None = None,
+    scores: VersionScores | None = None,
 ) -> LoraOut:
     """Check a LoRA file with the engine (the refusals of `lora inspect`), store it, and add it as a new
     version of its character's or style's LoRA (same family), or as a new library entry. The file is checked
     before the write lock is taken; inside a caller's write (a training's end) the new version joins it. A
-    file the engine has just written comes with its `info`, which is then not read back."""
+    file the engine has just written comes with its `info`, which is then not read back. A scored training
+    names the checkpoint's `step` and its `scores`."""
     info = info or read_lora(path).info
     return _add_version(
         session,
@@ -171,6 +209,8 @@ def register_file(
         style_id=style_id,
         job_id=job_id,
         training_seconds=training_seconds,
+        step=step,
+        scores=scores,
     )
 
 
@@ -188,6 +228,8 @@ def _add_version(
     style_id: int | None,
     job_id: int | None,
     training_seconds: float | None,
+    step: int | None = None,
+    scores: VersionScores | None = None,
 ) -> LoraOut:
     # Stored under the write lock: purge_deleted (under it too) removes a blob no live LoRA uses, and this
     # file may be such a blob until its version row is added.
@@ -231,8 +273,102 @@ def _add_version(
             rank=info.rank,
             training_seconds=seconds,
             job_id=job_id,
+            step=step,
+            scores=scores.model_dump(mode="json") if scores else None,
         )
     )
+    session.flush()
+    return to_out(session, lora)
+
+
+@writes
+def add_alternatives(
+    session: Session, store: BlobStore, *, lora_id: int, alternatives: list[tuple[Path, VersionScores]], days: int
+) -> int:
+    """Keep a training's other evaluated checkpoints beside its newest version for `days` (0 keeps none), so the
+    user can switch to one; how many were kept. In the caller's write (a training's end), under its lock."""
+    version = session.scalar(
+        select(LoraVersion).where(LoraVersion.lora_id == lora_id).order_by(LoraVersion.version.desc())
+    )
+    if days <= 0 or version is None:
+        return 0
+    expires = now() + timedelta(days=days)
+    for path, scores in alternatives:
+        session.add(
+            LoraAlternative(
+                lora_id=lora_id,
+                version_id=version.id,
+                step=scores.score.step,
+                blob=store.put_file(path),  # under the write lock: purge cannot take it before the row exists
+                size=path.stat().st_size,
+                scores=scores.model_dump(mode="json"),
+                expires_at=expires,
+            )
+        )
+    session.flush()
+    return len(alternatives)
+
+
+@writes
+def switch_version(session: Session, store: BlobStore, *, owner_id: int, lora_id: int, alternative_id: int) -> LoraOut:
+    """Make a new version of one's LoRA from one of its alternatives' files (with its scores). The alternatives
+    then stand by the new version, the one switched from among them, so the user can switch back."""
+    lora = own_lora_row(session, owner_id=owner_id, lora_id=lora_id)
+    alt = session.get(LoraAlternative, alternative_id)
+    if alt is None or alt.lora_id != lora.id or alt.expires_at <= now():
+        raise NotFound(
+            f"LoRA {lora_id} has no alternative {alternative_id} (alternatives are kept for a while after "
+            "training, then deleted)"
+        )
+    current = session.scalar(
+        select(LoraVersion).where(LoraVersion.lora_id == lora.id).order_by(LoraVersion.version.desc())
+    )
+    if current is None or alt.version_id != current.id:
+        raise Conflict(
+            f"alternative {alternative_id} belongs to an older version of LoRA {lora_id}; a newer version replaced "
+            "it - switch among the newest version's alternatives"
+        )
+    if not store.exists(alt.blob):
+        raise NotFound(f"the file of alternative {alternative_id} is gone; it cannot be switched to")
+    chosen = VersionScores.model_validate(current.scores).score.step if current.scores else current.step
+    scores = VersionScores.model_validate(alt.scores).model_copy(
+        update={
+            "chosen": False,
+            "message": f"switched by you to step {alt.step}"
+            + (f" (the evaluation chose step {chosen})" if chosen is not None else ""),
+        }
+    )
+    new = LoraVersion(
+        lora_id=lora.id,
+        version=current.version + 1,
+        blob=alt.blob,
+        size=alt.size,
+        rank=current.rank,
+        training_seconds=current.training_seconds,
+        job_id=current.job_id,
+        step=alt.step,
+        scores=scores.model_dump(mode="json"),
+    )
+    session.add(new)
+    session.flush()
+    # The version switched from becomes an alternative (its file stays the version's too), the others follow.
+    if current.step is not None and current.scores is not None:
+        session.add(
+            LoraAlternative(
+                lora_id=lora.id,
+                version_id=new.id,
+                step=current.step,
+                blob=current.blob,
+                size=current.size,
+                scores=current.scores,
+                expires_at=alt.expires_at,
+            )
+        )
+    for other in session.scalars(select(LoraAlternative).where(LoraAlternative.version_id == current.id)):
+        if other.id == alt.id:
+            session.delete(other)  # its file is the new version's now
+        else:
+            other.version_id = new.id
     session.flush()
     return to_out(session, lora)
 
@@ -400,9 +536,38 @@ def my_ratings(session: Session, *, owner_id: int, lora_ids: list[int]) -> dict[
     return dict(rows.tuples().all())
 
 
+def _drop_alternatives(session: Session, store: BlobStore, rows: list[LoraAlternative]) -> int:
+    """Delete these alternatives, and each file no version and no other alternative uses."""
+    ids = [a.id for a in rows]
+    for alt in rows:
+        session.delete(alt)
+    session.flush()
+    for blob in {a.blob for a in rows}:
+        shared = session.scalar(select(LoraVersion.id).where(LoraVersion.blob == blob).limit(1)) or session.scalar(
+            select(LoraAlternative.id).where(LoraAlternative.blob == blob, LoraAlternative.id.not_in(ids)).limit(1)
+        )
+        if not shared:
+            store.delete(blob)
+    return len(rows)
+
+
+@writes
+def purge_alternatives(session: Session, store: BlobStore) -> int:
+    """Remove expired alternatives and those of deleted LoRAs, with their files unless a version or another
+    alternative shares them; how many."""
+    rows = session.scalars(
+        select(LoraAlternative).where(
+            (LoraAlternative.expires_at <= now()) | LoraAlternative.lora_id.in_(select(Lora.id).where(Lora.deleted))
+        )
+    ).all()
+    return _drop_alternatives(session, store, list(rows))
+
+
 @writes
 def purge_deleted(session: Session, store: BlobStore) -> int:
-    """Remove the files of deleted LoRAs that no job in flight uses and no live LoRA shares; how many."""
+    """Remove the files of deleted LoRAs that no job in flight uses and no live LoRA shares, and expired
+    alternatives; how many rows went."""
+    dropped = purge_alternatives(session, store)  # first: an alternative points at its version
     # A storyboard's panels are re-rolled and exported from their jobs' LoRA files: those stay too.
     storyboarded = select(StoryboardScene.job_id)
     busy = (
@@ -411,12 +576,13 @@ def purge_deleted(session: Session, store: BlobStore) -> int:
         .where(Job.status.in_(IN_FLIGHT) | Job.id.in_(storyboarded))
     )
     live = select(LoraVersion.blob).join(Lora).where(~Lora.deleted)
+    kept = select(LoraAlternative.blob)  # a live LoRA's alternative may be the same file
     rows = session.execute(
         select(LoraVersion.id, LoraVersion.blob)
         .join(Lora)
-        .where(Lora.deleted, Lora.id.not_in(busy), LoraVersion.blob.not_in(live))
+        .where(Lora.deleted, Lora.id.not_in(busy), LoraVersion.blob.not_in(live), LoraVersion.blob.not_in(kept))
     ).all()
     for version_id, blob in rows:
         store.delete(blob)
         session.delete(session.get(LoraVersion, version_id))
-    return len(rows)
+    return dropped + len(rows)

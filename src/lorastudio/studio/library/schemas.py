@@ -6,8 +6,23 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorastudio.engine import kind_list
+from lorastudio.engine import CheckpointScore, kind_list
 from lorastudio.studio.db import Out
+
+
+class VersionScores(BaseModel):
+    """How a version's file (or an alternative) scored in its training's evaluation, and why it was chosen."""
+
+    model_config = ConfigDict(extra="ignore")
+    score: CheckpointScore = Field(description="This checkpoint's scores")
+    chosen: bool = Field(description="True: the evaluation chose this checkpoint; False: another one (or you did)")
+    by: str = Field(description="What ranked the checkpoints: dino, clip_i, toy detectors, or none")
+    overtrained_after: int | None = Field(
+        default=None, description="The run's over-training step: identity kept rising while prompt adherence fell"
+    )
+    message: str = Field(default="", description="Why this checkpoint, in words")
+    scorers: list[str] = Field(default_factory=list, description="Scoring models used, by name")
+    note: str | None = Field(default=None, description="What was missing (no scorer configured), in words")
 
 
 class LoraVersionOut(Out):
@@ -19,7 +34,19 @@ class LoraVersionOut(Out):
     rank: int | None = Field(description="Network dim (rank)")
     training_seconds: float | None = Field(description="How long training took")
     job_id: int | None = Field(description="The training job that made it")
+    step: int | None = Field(default=None, description="The training step of the checkpoint this file is")
+    scores: VersionScores | None = Field(default=None, description="Its checkpoint's evaluation (scored runs)")
     created_at: datetime = Field(description="When it was registered (UTC)")
+
+
+class LoraAlternativeOut(Out):
+    """Another evaluated checkpoint of the training that made the newest version: switch to it for a new version."""
+
+    id: int = Field(description="Alternative id")
+    step: int = Field(description="The training step of this checkpoint")
+    size: int = Field(description="File size in bytes")
+    scores: VersionScores = Field(description="Its scores in the training's evaluation")
+    expires_at: datetime = Field(description="When it is deleted unless you switch to it (UTC)")
 
 
 class LoraOut(Out):
@@ -44,6 +71,10 @@ class LoraOut(Out):
     rating_count: int = Field(description="How many users rated it")
     training_seconds: float | None = Field(description="Training time of the newest version")
     versions: list[LoraVersionOut] = Field(default_factory=list, description="Files, newest last")
+    alternatives: list[LoraAlternativeOut] = Field(
+        default_factory=list,
+        description="The newest version's training's other evaluated checkpoints, by step, kept for a while",
+    )
     created_at: datetime = Field(description="When it entered the library (UTC)")
 
 

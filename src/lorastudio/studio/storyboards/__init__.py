@@ -7,10 +7,13 @@ from lorastudio.studio.storyboards.export.writer import (
     submit_export,
     write_export,
 )
+from lorastudio.studio.storyboards.identity import DRIFT_MARGIN, judge
 from lorastudio.studio.storyboards.schemas import (
+    CharacterConsistency,
     ExportFormat,
     ExportIn,
     MoveIn,
+    PanelIdentity,
     ReorderIn,
     RerollOut,
     SceneIn,
@@ -37,6 +40,10 @@ from lorastudio.studio.storyboards.service import (
 
 __all__ = [
     "CONTENT",
+    "DRIFT_MARGIN",
+    "CharacterConsistency",
+    "PanelIdentity",
+    "judge",
     "ExportFormat",
     "ExportIn",
     "Manifest",

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lorastudio.studio.db import Out
+from lorastudio.studio.generation import IdentityScore
 from lorastudio.studio.jobs import JobOut
 
 MAX_SCENES = 100  # a fight sequence, not a film: keeps exports and reorders small
@@ -85,6 +86,24 @@ class SceneLora(BaseModel):
     version: int | None = Field(default=None, description="The library version used")
 
 
+class PanelIdentity(IdentityScore):
+    """A panel's identity score for one character, judged against that character's other panels on the board."""
+
+    text: str = Field(description="The score in words, e.g. 'johnhero 0.74 (DINO)'")
+    drifted: bool = Field(description="Clearly less like the character than its other panels (see `reason`)")
+    reason: str | None = Field(default=None, description="Why it is flagged as drifted")
+
+
+class CharacterConsistency(BaseModel):
+    """One character across the storyboard: how many panels were scored for it and which drifted."""
+
+    character_id: int = Field(description="The character")
+    name: str = Field(description="Its trigger word")
+    panels: int = Field(description="Panels scored against its references")
+    drifted: list[int] = Field(description="Scene numbers (from 1) flagged as drifted")
+    text: str = Field(description="In words, e.g. 'johnhero: 5 panels, 1 drifted (scene 3)'")
+
+
 class SceneOut(Out):
     """One panel of a storyboard."""
 
@@ -99,6 +118,11 @@ class SceneOut(Out):
     prompt: str = Field(description="The scene's prompt")
     seed: str | None = Field(description="Seed of the chosen image (text: seeds reach 2**64)")
     loras: list[SceneLora] = Field(description="LoRAs with strengths and regions")
+    identity: list[PanelIdentity] | None = Field(
+        default=None,
+        description="The chosen image's identity score per character it shows (null: not scored, an image made "
+        "before scoring or none yet; empty: no character in the scene)",
+    )
     created_at: datetime = Field(description="Added (UTC)")
 
 
@@ -109,6 +133,10 @@ class StoryboardOut(Out):
     title: str = Field(description="Title")
     description: str = Field(description="What happens")
     scenes: list[SceneOut] = Field(description="Scenes in order")
+    consistency: list[CharacterConsistency] = Field(
+        default_factory=list, description="Each scored character across the panels: how many, which drifted"
+    )
+    not_scored: int = Field(default=0, description="Panels whose image has no identity score (made before scoring)")
     created_at: datetime = Field(description="Created (UTC)")
     updated_at: datetime = Field(description="Last changed (UTC)")
 

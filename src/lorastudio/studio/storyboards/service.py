@@ -14,6 +14,7 @@ from lorastudio.errors import Invalid, NotFound
 from lorastudio.studio import generation, jobs, library
 from lorastudio.studio.db import Image, Job, Lora, LoraVersion, Storyboard, StoryboardScene, get_owned, now, writes
 from lorastudio.studio.jobs import JobOut
+from lorastudio.studio.storyboards.identity import judge
 from lorastudio.studio.storyboards.schemas import (
     MAX_SCENES,
     SceneIn,
@@ -122,16 +123,29 @@ def _scene_out(session: Session, scene: StoryboardScene) -> SceneOut:
     )
 
 
+def _identity_of(session: Session, scene: StoryboardScene) -> list | None:
+    """The chosen image's stored identity scores (None: no image yet, or one made before scoring)."""
+    image = session.get(Image, scene.image_id) if scene.image_id else None
+    return image.identity if image is not None else None
+
+
 def to_out(session: Session, board: Storyboard) -> StoryboardOut:
-    """The API form, scenes in order; scenes whose job has made images get their default image now (the
-    caller's write commits it)."""
+    """The API form, scenes in order, each chosen image's identity scores judged across the board; scenes whose
+    job has made images get their default image now (the caller's write commits it)."""
     scenes = scene_rows(session, board.id)
     fill_images(session, scenes)
+    out = [_scene_out(session, s) for s in scenes]
+    stored = [(s.position + 1, _identity_of(session, s)) for s in scenes]
+    judged, consistency = judge(stored)
+    for scene, identity in zip(out, judged, strict=True):
+        scene.identity = identity
     return StoryboardOut(
         id=board.id,
         title=board.title,
         description=board.description,
-        scenes=[_scene_out(session, s) for s in scenes],
+        scenes=out,
+        consistency=consistency,
+        not_scored=sum(1 for s, (_, raw) in zip(scenes, stored, strict=True) if s.image_id and raw is None),
         created_at=board.created_at,
         updated_at=board.updated_at,
     )

@@ -1,5 +1,6 @@
 from lorastudio.studio.training.schemas import TrainingIn, TrainingSettings
 from lorastudio.studio.training.service import (
+    EVALUATE,
     PREVIEWS,
     estimate_training,
     run_training,
@@ -8,6 +9,7 @@ from lorastudio.studio.training.service import (
 )
 
 __all__ = [
+    "EVALUATE",
     "PREVIEWS",
     "TrainingIn",
     "TrainingSettings",

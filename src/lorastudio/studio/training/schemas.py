@@ -34,6 +34,12 @@ TUNABLE = (
     "seed",
     "checkpoint_every",
     "sample_every",
+    # Score every checkpoint and keep the best as the version (on by default in the studio): the most of the run's
+    # time that may take, how many prompts each checkpoint renders, and the sampling steps of each render.
+    "evaluate",
+    "eval_share",
+    "eval_prompts",
+    "eval_steps",
 )
 
 

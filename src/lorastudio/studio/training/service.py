@@ -11,11 +11,14 @@ from sqlalchemy.orm import Session
 
 from lorastudio.config import Settings
 from lorastudio.engine import (
+    Evaluation,
     ProgressEvent,
     TrainConfig,
     base_family,
+    budget_in_steps,
     check_family_settings,
     check_kind,
+    expected_evaluations,
     get_family,
     get_preset,
 )
@@ -36,12 +39,15 @@ from lorastudio.studio.jobs import (
     once,
     training_memory_mb,
 )
+from lorastudio.studio.library import VersionScores
 from lorastudio.studio.training import checkpoints
 from lorastudio.studio.training.schemas import TrainingIn
 
 LOSS_POINTS = 200  # how much of the loss curve the job row keeps (evenly thinned)
+EVAL_STRIP = 16  # evaluated checkpoints whose renders the job's progress names (the baseline's and the newest)
 PREVIEWS = 4  # sample previews a run renders by default (Advanced: sample_every; 0 turns them off)
 PREVIEW_SHARE = 0.1  # the most of a run's time the default previews may take
+EVALUATE = True  # a studio run scores its checkpoints and keeps the best unless the user turns it off
 
 
 def plan(settings: Settings, dataset: Dataset, data: TrainingIn) -> TrainConfig:
@@ -65,6 +71,8 @@ def plan(settings: Settings, dataset: Dataset, data: TrainingIn) -> TrainConfig:
     check_family_settings(cfg, get_family(cfg.family))  # a setting the base's family cannot use: 422 now, not later
     if "checkpoint_every" not in values:  # a studio run keeps checkpoints often: a worker may die
         cfg = cfg.model_copy(update={"checkpoint_every": 50})
+    if "evaluate" not in values:  # the library gets the best checkpoint, not merely the last
+        cfg = cfg.model_copy(update={"evaluate": EVALUATE})
     if "sample_every" in values:
         return cfg.model_copy(update={"sample_prompts": preview_prompts(cfg)} if cfg.sample_every else {})
     # A few previews by default, so the job page shows the LoRA taking shape: at most PREVIEWS and at most
@@ -112,10 +120,21 @@ def _estimate(session: Session, settings: Settings, dataset: Dataset, cfg: Train
         family=cfg.family,
         previews=len(cfg.sample_prompts) * (cfg.steps // cfg.sample_every) if cfg.sample_every else 0,
         preview_steps=cfg.sample_steps,
+        evaluation_renders=evaluation_renders(cfg),
+        evaluation_steps=cfg.eval_steps,
+        evaluation_share=cfg.eval_share,
+        evaluation_cap=budget_in_steps(cfg) / cfg.steps,
+        evaluation_skipped=cfg.evaluate and not evaluation_renders(cfg),
         credits_per_minute=settings.credits_per_gpu_minute,
         dollars_per_gpu_hour=settings.dollars_per_gpu_hour,
         hires_dollars=settings.hires_surcharge_dollars,
     )
+
+
+def evaluation_renders(cfg: TrainConfig) -> int:
+    """The renders a scored run is expected to make: its prompts at each evaluation the engine plans for it
+    (the baseline included); 0 when it will not be scored."""
+    return cfg.eval_prompts * expected_evaluations(cfg)
 
 
 def estimate_training(session: Session, settings: Settings, *, owner_id: int, data: TrainingIn) -> Estimate:
@@ -223,6 +242,9 @@ def run_training(run: JobRun) -> None:
     cfg = _config(settings, request, dataset, folder, resume=resumed_from is not None)
     losses: list[tuple[int, float]] = []
     state = JobProgress(phase="prepare", total=cfg.steps)
+    if resumed_from is not None:  # the checkpoints scored before the restart stay on the job page
+        before = jobs.progress_of(job)
+        state = state.model_copy(update={"scores": before.scores, "eval_renders": before.eval_renders})
     newest = {"checkpoint": stored}
 
     def on_progress(event: ProgressEvent) -> None:
@@ -240,6 +262,8 @@ def run_training(run: JobRun) -> None:
             update["loss"] = event.loss
         if event.preview is not None:
             update["previews"] = [*state.previews, store.put_file(event.preview)][-8:]
+        if event.phase == "evaluate" and event.score is not None:
+            update |= _scored(state, event, [store.put_file(p) for p in event.renders or []])
         state = state.model_copy(update=update | {"losses": _thin(losses)})
         superseded = None
         if event.checkpoint is not None:
@@ -260,16 +284,56 @@ def run_training(run: JobRun) -> None:
     shutil.rmtree(folder, ignore_errors=True)  # what it made is in the blob store; a worker's disk stays small
 
 
+def _scored(state: JobProgress, event: ProgressEvent, renders: list[str]) -> dict:
+    """The progress fields an evaluated checkpoint changes: its scores and renders, in step order (one entry a
+    step: a resumed run that scores a checkpoint again replaces it)."""
+    step = event.score.step
+    scores = sorted([s for s in state.scores if s.step != step] + [event.score], key=lambda s: s.step)
+    shown = sorted([r for r in state.eval_renders if r[0] != step] + [(step, renders)], key=lambda r: r[0])
+    if len(shown) > EVAL_STRIP:  # the baseline and the newest: the progress row is rewritten at every report
+        shown = shown[:1] + shown[-(EVAL_STRIP - 1) :]
+    return {"scores": scores, "eval_renders": shown}
+
+
+def chosen_step(evaluation: Evaluation, last: int) -> int:
+    """The step of the file a scored run made its LoRA (the engine says which), else the run's last step."""
+    return evaluation.chosen_step if evaluation.chosen_step is not None else last
+
+
+def version_scores(evaluation: Evaluation, step: int, *, chosen: bool) -> VersionScores | None:
+    """What the library keeps of a run's evaluation for the checkpoint at `step` (None: it was not scored)."""
+    score = next((s for s in evaluation.scores if s.step == step), None)
+    if score is None:
+        return None
+    choice = evaluation.choice
+    return VersionScores(
+        score=score,
+        chosen=chosen,
+        by=choice.by,
+        overtrained_after=choice.overtrained_after,
+        message=choice.message,  # the run's reason for its choice, beside every checkpoint it weighed
+        scorers=evaluation.scorers,
+        note=evaluation.note,
+    )
+
+
 def _register(
     session: Session, run: JobRun, cfg: TrainConfig, result, name: str, owner: tuple, resumed_from: int | None
 ) -> None:
-    """The new LoRA version, the measured speed and the job's end, in the caller's transaction."""
+    """The new LoRA version (a scored run's chosen checkpoint, the others kept beside it as alternatives), the
+    measured speed and the job's end, in the caller's transaction."""
     job = run.job
+    evaluation: Evaluation | None = result.evaluation
+    step = scores = None
+    if evaluation is not None:
+        step = chosen_step(evaluation, result.steps_done)
+        # The run's own pick (ranked, or the last step when nothing ranked them): not a switch by the user.
+        scores = version_scores(evaluation, step, chosen=True)
     lora = library.register_file(
         session,
         run.store,
         owner_id=job.owner_id,
-        path=cfg.output,
+        path=result.lora_path or cfg.output,
         name=name,
         source="trained",
         character_id=owner[0],
@@ -277,16 +341,29 @@ def _register(
         job_id=job.id,
         training_seconds=result.seconds,
         info=result.info,
+        step=step,
+        scores=scores,
     )
+    if evaluation is not None:
+        others = [
+            (path, kept)
+            for at, path in sorted(result.alternatives.items())
+            if at != step and (kept := version_scores(evaluation, at, chosen=False)) is not None
+        ]
+        library.add_alternatives(
+            session, run.store, lora_id=lora.id, alternatives=others, days=run.settings.alternatives_days
+        )
     trained = result.steps_done - (result.loss_history[0][0] - 1 if result.loss_history else 0)
-    if trained > 0:
+    # The speed of training alone, the evaluation's time left out (a resumed run's scores span processes: as is).
+    seconds = evaluation.train_seconds if evaluation is not None and resumed_from is None else result.seconds
+    if trained > 0 and seconds > 0:
         record_timing(
             session,
             device=run.worker.split("@")[-1],
             family=result.family,
             resolution=cfg.resolution,
             batch_size=cfg.batch_size,
-            seconds_per_step=result.seconds / trained,
+            seconds_per_step=seconds / trained,
         )
     run.finish(
         session,
@@ -297,5 +374,6 @@ def _register(
             seconds=round(result.seconds, 2),
             final_loss=result.to_dict()["final_loss"],
             resumed_from_step=resumed_from,  # a worker died and another went on from its checkpoint
+            evaluation=evaluation,
         ),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lorastudio.studio.captioning import run_captioning
 from lorastudio.studio.generation import run_generation
 from lorastudio.studio.jobs import JobRun
 from lorastudio.studio.storyboards import run_export
@@ -13,4 +14,5 @@ RUNNERS: dict[str, Callable[[JobRun], None]] = {
     "training": run_training,
     "generation": run_generation,
     "export": run_export,
+    "caption": run_captioning,
 }

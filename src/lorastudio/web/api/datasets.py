@@ -1,4 +1,5 @@
-"""Dataset routes: create, upload many files (and zips) at once, see verdicts, edit captions."""
+"""Dataset routes: create, upload many files (and zips) at once, see verdicts, edit captions, have them
+written for you (Auto-caption, a job)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from fastapi import APIRouter, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from lorastudio.errors import TooLarge
-from lorastudio.studio import datasets
+from lorastudio.studio import captioning, datasets
+from lorastudio.studio.captioning import AutoCaptionIn
 from lorastudio.studio.datasets import CaptionIn, DatasetIn, DatasetOut
+from lorastudio.studio.jobs import JobOut
 from lorastudio.web.api.files import file_response, read_upload
+from lorastudio.web.api.jobs import IdempotencyKey
 from lorastudio.web.state import Id, SessionDep, StudioDep, UserDep
 
 router = APIRouter(prefix="/datasets", tags=["Datasets"])
@@ -54,6 +58,35 @@ async def upload(
 @router.put("/{dataset_id}/images/{image_id}/caption", summary="Edit one image's caption")
 def set_caption(dataset_id: Id, image_id: Id, data: CaptionIn, session: SessionDep, user: UserDep) -> DatasetOut:
     return datasets.set_caption(session, owner_id=user, dataset_id=dataset_id, image_id=image_id, caption=data.caption)
+
+
+@router.post(
+    "/{dataset_id}/captions",
+    status_code=201,
+    summary="Caption the images for you (a job on a worker; no credits held)",
+    description="Writes a caption, marked `auto`, for every image whose caption is empty or was written for you "
+    "before; a caption you wrote is replaced only with `overwrite`. For a character, `leave_out_identity` leaves "
+    "out what makes it who it is: the trigger word learns what the captions leave out. 422: unknown captioner, "
+    "no captioning model configured (LORASTUDIO_CAPTIONER), or no images; 409: one is running already.",
+)
+def auto_caption(
+    dataset_id: Id,
+    data: AutoCaptionIn,
+    session: SessionDep,
+    studio: StudioDep,
+    user: UserDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    return captioning.submit_captioning(
+        session,
+        studio.settings,
+        owner_id=user,
+        dataset_id=dataset_id,
+        captioner=data.captioner,
+        overwrite=data.overwrite,
+        leave_out_identity=data.leave_out_identity,
+        idempotency_key=idempotency_key,
+    )
 
 
 @router.delete("/{dataset_id}/images/{image_id}", summary="Remove one image")

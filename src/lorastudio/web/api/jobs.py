@@ -105,7 +105,7 @@ def events(job_id: Id, studio: StudioDep, user: UserDep) -> EventSourceResponse:
             with studio.factory() as session:
                 job = jobs.get_job(session, owner_id=user, job_id=job_id)
             progress = job.progress
-            snapshot = (job.status, progress.step, progress.phase, len(progress.previews))
+            snapshot = (job.status, progress.step, progress.phase, len(progress.previews), len(progress.scores))
             if snapshot != last:
                 last = snapshot
                 data = {"status": job.status} | progress.model_dump(mode="json")  # losses thinned by the trainer
@@ -134,6 +134,27 @@ def preview(
     if index >= len(previews):
         raise NotFound(f"job {job_id} has {len(previews)} preview(s)")
     return file_response(studio.store, previews[index], "image/png", f"job-{job_id}-preview-{index}.png")
+
+
+@router.get(
+    "/jobs/{job_id}/renders/{step}/{index}",
+    summary="A training's evaluation render: checkpoint `step` (0: without the LoRA), prompt `index`",
+    response_class=FileResponse,
+)
+def eval_render(
+    job_id: Id,
+    step: Annotated[int, Path(ge=0, le=1_000_000, description="The checkpoint's step"), Digits],
+    index: Annotated[int, Path(ge=0, le=63, description="Which evaluation prompt"), Digits],
+    session: SessionDep,
+    studio: StudioDep,
+    user: UserDep,
+):
+    renders = dict(jobs.progress_of(jobs.get_row(session, owner_id=user, job_id=job_id)).eval_renders)
+    if step not in renders:
+        raise NotFound(f"job {job_id} has no evaluated checkpoint at step {step}")
+    if index >= len(renders[step]):
+        raise NotFound(f"the checkpoint at step {step} of job {job_id} has {len(renders[step])} render(s)")
+    return file_response(studio.store, renders[step][index], "image/png", f"job-{job_id}-step-{step}-{index}.png")
 
 
 @router.get("/jobs/{job_id}/images", summary="The images a generation job made")

@@ -78,3 +78,11 @@ def delete(lora_id: Id, session: SessionDep, studio: StudioDep, user: UserDep) -
 @router.put("/{lora_id}/public", summary="Share a LoRA with every user (read-only for them) or take it back")
 def set_public(lora_id: Id, data: PublicIn, session: SessionDep, user: UserDep) -> LoraOut:
     return library.set_public(session, owner_id=user, lora_id=lora_id, public=data.public)
+
+
+@router.post(
+    "/{lora_id}/alternatives/{alternative_id}/switch",
+    summary="Make a new version from another checkpoint of the newest version's training (your own LoRA)",
+)
+def switch(lora_id: Id, alternative_id: Id, session: SessionDep, studio: StudioDep, user: UserDep) -> LoraOut:
+    return library.switch_version(session, studio.store, owner_id=user, lora_id=lora_id, alternative_id=alternative_id)

@@ -8,13 +8,101 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
-from lorastudio.errors import LoraStudioError
+from lorastudio.engine import ADHERENCE_FIELDS, IDENTITY_FIELDS, CheckpointScore
+from lorastudio.errors import LoraStudioError, words
 from lorastudio.studio import generation, jobs, storyboards
+from lorastudio.studio.jobs import JobOut
 from lorastudio.studio.storyboards import SceneIn, StoryboardIn
-from lorastudio.web.pages.common import PageUser, error_text, render, studio_of
+from lorastudio.web.errors import FIELDS
+from lorastudio.web.pages.common import TEMPLATES, PageUser, error_text, render, studio_of
 from lorastudio.web.state import Id, as_id
 
 router = APIRouter(include_in_schema=False)
+
+# The score curves: which measure stands for identity and for prompt adherence (the first one scored, in the
+# order the engine ranks by), and their words; app.js picks the same ones for the live curves.
+IDENTITY, ADHERENCE = IDENTITY_FIELDS, ADHERENCE_FIELDS
+MEASURES = {
+    "dino": "identity (DINO)",
+    "clip_i": "identity (CLIP-I)",
+    "hit_rate": "identity (toy detectors)",
+    "clip_t": "prompt adherence (CLIP-T)",
+    "adherence_hits": "prompt adherence (toy detectors)",
+    "change": "change from the base",
+}
+
+
+def _first_scored(scores: list[CheckpointScore], names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if any(getattr(s, n) is not None for s in scores)), None)
+
+
+def scores_view(job: JobOut) -> dict | None:
+    """What the job panel shows of a training's checkpoint evaluation (None: the run does not score them): the
+    scores so far, the measures drawn, and once it succeeded the checkpoint chosen, why, and what it cost."""
+    if job.type != "training" or not job.request.plan.get("evaluate"):
+        return None
+    result = job.result if job.status == "succeeded" else None
+    evaluation = getattr(result, "evaluation", None)
+    scores = evaluation.scores if evaluation else job.progress.scores
+    measures = [m for m in (_first_scored(scores, IDENTITY), _first_scored(scores, ADHERENCE), "change") if m]
+    view = {
+        "scores": scores,
+        "data": [s.model_dump(mode="json") for s in scores],
+        "measures": [(m, MEASURES[m]) for m in measures if any(getattr(s, m) is not None for s in scores)],
+        "renders": job.progress.eval_renders,
+        "chosen": None,
+        "overtrained": None,
+        "summary": None,
+        "why": None,
+        "cost": None,
+        "note": None,
+    }
+    if evaluation is None:
+        return view
+    choice = evaluation.choice
+    step = choice.step if choice.step is not None else max((s.step for s in scores if s.step), default=None)
+    total = evaluation.eval_seconds + evaluation.train_seconds
+    if choice.step is not None:
+        summary = f"Step {step} became version {result.version}."
+    elif not scores:
+        summary = f"Checkpoints not scored: the run's last step became version {result.version}."
+    else:
+        last = f" (step {step})" if step is not None else ""
+        summary = f"Not ranked: the last checkpoint{last} became version {result.version}."
+    view |= {
+        "chosen": step,
+        "overtrained": choice.overtrained_after,
+        "summary": summary,
+        "why": _sentence(choice.message),
+        "cost": f"Scoring the checkpoints took {evaluation.share:.0%} of the run "
+        f"({evaluation.eval_seconds:.1f} s of {total:.1f} s)."
+        if scores
+        else "",
+    }
+    if choice.by == "none":
+        view["note"] = _sentence(evaluation.note) if evaluation.note and evaluation.note != choice.message else None
+    elif evaluation.note:  # no scorer model configured: the toy world's detectors ranked them
+        view["note"] = "Ranked by the toy world's detectors. " + _sentence(evaluation.note)
+    elif evaluation.scorers:
+        view["note"] = "Scored with " + ", ".join(evaluation.scorers) + "."
+    return view
+
+
+def _sentence(text: str) -> str:
+    """The engine's words as a sentence of their own, settings named as the web names them ("raise $eval_share"
+    reads "raise eval_share", the Advanced field's name): a capital first, a full stop last."""
+    text = words(text, FIELDS | {"eval_share": "eval_share"}).strip()
+    return (text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")) if text else ""
+
+
+def score_cell(score: CheckpointScore, measure: str) -> str:
+    """One score as the table shows it: two decimals, or a dash when the measure was not taken."""
+    value = getattr(score, measure)
+    return "—" if value is None else f"{value:.2f}"
+
+
+# Every page that embeds a job panel includes _job.html with the job alone: the panel asks for its scores itself.
+TEMPLATES.env.globals.update(scores_view=scores_view, score_cell=score_cell)
 
 
 def panel_context(session, *, owner_id: int, job_id: int, stale_seconds: float | None = None) -> dict:

@@ -14,12 +14,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from lorastudio.engine import FAMILIES, KINDS
+from lorastudio.engine import ADHERENCE_FIELDS, FAMILIES, IDENTITY_FIELDS, KINDS
 from lorastudio.errors import LoraStudioError
 from lorastudio.studio import library
 from lorastudio.studio.context import StudioContext
 from lorastudio.studio.datasets import Upload
-from lorastudio.studio.library import LoraOut, LoraPage, LoraUpdate, RatingIn
+from lorastudio.studio.library import LoraOut, LoraPage, LoraUpdate, RatingIn, VersionScores
 from lorastudio.web.api.files import read_upload
 from lorastudio.web.pages.common import PageUser, error_text, parse_form, render, studio_of
 from lorastudio.web.state import Id, as_id
@@ -130,7 +130,39 @@ def family_text(family: str | None) -> str:
     return label if len(label) <= 12 else family
 
 
+# A checkpoint's scores in words: the measure standing for identity and for prompt adherence (the first one
+# scored, as the evaluation ranks by them), then the change from the base.
+SCORE_WORDS = (
+    ("identity", IDENTITY_FIELDS),
+    ("prompt adherence", ADHERENCE_FIELDS),
+    ("change", ("change",)),
+)
+MEASURE_NAMES = {
+    "dino": "DINO",
+    "clip_i": "CLIP-I",
+    "hit_rate": "toy detectors",
+    "clip_t": "CLIP-T",
+    "adherence_hits": "toy detectors",
+    "change": "",
+}
+
+
+def scores_text(scores: VersionScores | None) -> str:
+    """A checkpoint's scores, e.g. "identity 0.82 (DINO) · prompt adherence 0.31 (CLIP-T) · change 0.12";
+    "—" for a file no evaluation scored."""
+    if scores is None:
+        return "—"
+    words = []
+    for label, names in SCORE_WORDS:
+        name = next((n for n in names if getattr(scores.score, n) is not None), None)
+        if name is not None:
+            source = MEASURE_NAMES[name]
+            words.append(f"{label} {getattr(scores.score, name):.2f}" + (f" ({source})" if source else ""))
+    return " · ".join(words) or "not scored"
+
+
 HELPERS = {
+    "scores_text": scores_text,
     "duration": human_duration,
     "size": human_size,
     "success": success_text,
@@ -160,9 +192,15 @@ def _may_change(session: Session, user: int, lora_id: int) -> bool:
 
 
 def row_context(session: Session, user: int, lora: LoraOut, stars: dict[int, int], **state: Any) -> dict:
-    """What _library_row.html needs for one LoRA: it with its versions, the user's stars, whether it is theirs."""
-    if not lora.versions:  # list_loras leaves versions out
-        lora = lora.model_copy(update={"versions": library.versions_of(session, lora.id)})
+    """What _library_row.html needs for one LoRA: it with its versions and alternatives, the user's stars, whether
+    it is theirs."""
+    if not lora.versions:  # list_loras leaves versions (and the newest one's alternatives) out
+        lora = lora.model_copy(
+            update={
+                "versions": library.versions_of(session, lora.id),
+                "alternatives": library.alternatives_of(session, lora.id),
+            }
+        )
     facts = {"lora": lora, "mine": stars.get(lora.id), "may_change": _may_change(session, user, lora.id)}
     return (
         {"open": False, "highlight": False, "error": None, "status": None, "desc_error": None, "desc_typed": None}
@@ -321,6 +359,22 @@ def delete(request: Request, user: PageUser, lora_id: Id, expanded: Expanded = "
             return _row(request, session, user, lora_id, open=expanded == "1", error=error_text(exc))
     message = answer["message"] if answer.get("files_kept") else "deleted"
     return _render(request, "_library_gone.html", lora_id=lora_id, name=name, message=message, failed=False)
+
+
+@router.post("/library/{lora_id}/alternatives/{alternative_id}/switch", response_class=HTMLResponse)
+def switch(request: Request, user: PageUser, lora_id: Id, alternative_id: Id) -> HTMLResponse:
+    """Make a new version of one's LoRA from another checkpoint of its training; the row says which."""
+    studio = studio_of(request)
+    with studio.factory() as session:
+        try:
+            lora = library.switch_version(
+                session, studio.store, owner_id=user, lora_id=lora_id, alternative_id=alternative_id
+            )
+        except LoraStudioError as exc:
+            return _row(request, session, user, lora_id, open=True, error=error_text(exc))
+        newest = lora.versions[-1]
+        status = f"Switched: version {newest.version} is the checkpoint at step {newest.step}."
+        return _row(request, session, user, lora_id, open=True, status=status)
 
 
 def _import(studio: StudioContext, user: int, upload: Upload) -> LoraOut:

@@ -15,6 +15,7 @@ from lorastudio.errors import Invalid, LoraStudioError, NotFound
 from lorastudio.studio import generation, jobs, storyboards
 from lorastudio.studio.jobs import JobOut
 from lorastudio.studio.storyboards import (
+    DRIFT_MARGIN,
     ExportFormat,
     ExportIn,
     MoveIn,
@@ -77,7 +78,12 @@ def _running(session: Session, user: int, board: StoryboardOut) -> dict[int, Job
 
 
 def _board_context(session: Session, user: int, board: StoryboardOut) -> dict[str, Any]:
-    return {"board": board, "pickers": _pickers(session, user, board), "running": _running(session, user, board)}
+    return {
+        "board": board,
+        "pickers": _pickers(session, user, board),
+        "running": _running(session, user, board),
+        "drift_margin": DRIFT_MARGIN,
+    }
 
 
 def _scenes_fragment(request: Request, session: Session, user: int, board: StoryboardOut, **extra: Any) -> HTMLResponse:
@@ -89,7 +95,9 @@ def _card(request: Request, session: Session, user: int, board: StoryboardOut, s
     if scene is None:
         raise NotFound(f"scene {scene_id} not found in storyboard {board.id}")
     ctx = _board_context(session, user, board)
-    return render(request, "_storyboard_scene.html", scene=scene, **ctx, **extra)
+    # The board's consistency lines come along out of band: a panel's new image changes them (and may change
+    # which of the other panels drifted, shown when the list is next answered).
+    return render(request, "_storyboard_scene.html", scene=scene, identity_oob=True, **ctx, **extra)
 
 
 def _board(session: Session, user: int, board_id: int) -> StoryboardOut:

@@ -1,6 +1,7 @@
 """Train New LoRA pages: start a dataset (kind, name, trigger), upload many files (and zips) with each
-file's verdict, edit captions, pick a preset (and the Advanced values), see the estimate and the balance,
-submit, then watch the job's panel (progress, loss curve, previews, ETA, cancel, link to the LoRA)."""
+file's verdict, edit captions (or have them written: Auto-caption, a job whose panel brings them back), pick
+a preset (and the Advanced values), see the estimate and the balance, submit, then watch the job's panel
+(progress, loss curve, previews, ETA, cancel, link to the LoRA)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,18 @@ from pydantic import ValidationError
 from lorastudio.engine import (
     DEFAULT_KIND,
     KINDS,
+    LEAVE_OUT_REASON,
     PRESETS,
     Preset,
     TrainConfig,
     base_family,
+    default_captioner,
     full_size_families,
     get_family,
     get_preset,
 )
-from lorastudio.errors import Invalid, LoraStudioError, TooLarge
-from lorastudio.studio import characters, credits, datasets, jobs, styles, training
+from lorastudio.errors import Invalid, LoraStudioError, NotFound, TooLarge
+from lorastudio.studio import captioning, characters, credits, datasets, jobs, styles, training
 from lorastudio.studio.base_models import add_a_model, base_groups
 from lorastudio.studio.datasets import DatasetIn, DatasetOut
 from lorastudio.studio.training import TrainingIn, TrainingSettings
@@ -47,6 +50,10 @@ LABELS = {
     "seed": "Seed (-1: random)",
     "checkpoint_every": "Checkpoint every N steps",
     "sample_every": "Sample preview every N steps (0: none)",
+    "evaluate": "Score checkpoints, keep the best",
+    "eval_share": "Most of the run scoring may take (0.1: 10%)",
+    "eval_prompts": "Evaluation prompts per checkpoint",
+    "eval_steps": "Sampling steps of the evaluation renders",
     "text_encoder_lr": "Text encoder learning rate",
     "train_text_encoder": "Train the text encoder",
     "gradient_accumulation": "Gradient accumulation steps",
@@ -217,6 +224,7 @@ def preset_values(preset: Preset) -> dict[str, str]:
         "target": preset.target,
         "warmup_steps": "auto",  # the engine's, from the steps
         "sample_every": f"auto (up to {training.PREVIEWS} a run)",  # the service fits them to the run's length
+        "evaluate": training.EVALUATE,  # the studio scores checkpoints unless told not to
     }
     for setting in SETTINGS:
         if setting.name not in shown:
@@ -298,6 +306,7 @@ def dataset_page(request: Request, user: PageUser, dataset_id: Id) -> HTMLRespon
         balance = credits.balance(session, user)
         description = _subject_description(session, user, dataset)
         panels = _dataset_jobs(session, user, dataset_id)
+        caption_job = captioning.active_captioning(session, owner_id=user, dataset_id=dataset_id)
     family = base_family(studio.settings.default_base_model, studio.settings)
     groups = base_groups(studio.settings)
     by_family = family_presets(dataset.kind, {family} | {m["family"] for g in groups for m in g["models"]})
@@ -319,6 +328,10 @@ def dataset_page(request: Request, user: PageUser, dataset_id: Id) -> HTMLRespon
         balance_now=balance,
         idem=uuid4().hex,
         panels=panels,
+        captioners=captioning.captioner_choices(studio.settings),
+        caption_job=caption_job,
+        caption_idem=uuid4().hex,
+        leave_out_reason=LEAVE_OUT_REASON,
     )
 
 
@@ -354,6 +367,43 @@ def _caption(text: str) -> str:
     if not text or len(text) > 1000:
         raise Invalid("a caption is 1-1000 characters; to train without this image, remove it")
     return text
+
+
+@router.post("/train/{dataset_id}/captions", response_class=HTMLResponse)
+async def auto_caption(request: Request, user: PageUser, dataset_id: Id) -> HTMLResponse:
+    """Auto-caption: the caption job's live panel, or what stops it (in words, where the panel would go)."""
+    studio = studio_of(request)
+    form = await _form(request)
+    with studio.factory() as session:
+        try:
+            job = captioning.submit_captioning(
+                session,
+                studio.settings,
+                owner_id=user,
+                dataset_id=dataset_id,
+                captioner=form.get("captioner", "") or default_captioner(studio.settings),
+                overwrite=form.get("overwrite") == "yes",
+                leave_out_identity=form.get("leave_out_identity") == "yes",
+                idempotency_key=form.get("idempotency_key") or None,
+            )
+        except LoraStudioError as exc:
+            return render(request, "_caption_refused.html", status_code=422, problem=error_text(exc))
+    # A fresh key for the next Auto-caption click: the one just used answers this job only.
+    return render(request, "_caption_job.html", job=job, dataset=None, caption_idem=uuid4().hex)
+
+
+@router.get("/train/{dataset_id}/captions/{job_id}", response_class=HTMLResponse)
+def caption_panel(request: Request, user: PageUser, dataset_id: Id, job_id: Id) -> HTMLResponse:
+    """A caption job's panel; once it has ended, the dataset's images come with it (the captions it wrote)."""
+    studio = studio_of(request)
+    with studio.factory() as session:
+        job = jobs.get_job(session, owner_id=user, job_id=job_id, stale_seconds=studio.settings.lease_seconds)
+        if job.type != "caption" or job.request.dataset_id != dataset_id:
+            raise NotFound(f"caption job {job_id} of dataset {dataset_id} not found")
+        dataset = None
+        if job.status in jobs.FINAL:
+            dataset = datasets.get_dataset(session, studio.settings, studio.store, owner_id=user, dataset_id=dataset_id)
+    return render(request, "_caption_job.html", job=job, dataset=dataset)
 
 
 @router.post("/train/{dataset_id}/images/{image_id}/delete", response_class=HTMLResponse)

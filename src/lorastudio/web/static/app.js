@@ -2,6 +2,7 @@
 // A job panel <section data-job-events="ID"> with [data-job-status], [data-progress-bar],
 // [data-progress-text], [data-eta], [data-loss-curve] (an <svg>) and [data-previews] children is kept up to
 // date; when the job ends it fires "job-ended" and htmx fetches the finished panel (hx-trigger="job-ended").
+// A scored training also has [data-score-curves] (an <svg>) and [data-eval-renders] (the renders' strip).
 (function () {
   // A browser opens at most 6 connections to a site: past this many streams a panel polls instead, so
   // a page full of running jobs still leaves connections for the forms.
@@ -15,6 +16,66 @@
     const d = losses.map((p, i) => (i ? "L" : "M") + sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1)).join(" ");
     svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
     svg.innerHTML = `<path d="${d}" fill="none" stroke="#ff7a45" stroke-width="2"/>`;
+  }
+  // The measures drawn, as web/pages/jobs.py picks them: the first one scored stands for identity, the first for
+  // prompt adherence, and the change from the base.
+  const CURVES = [
+    ["identity", ["dino", "clip_i", "hit_rate"], "#4f8cff"],
+    ["adherence", ["clip_t", "adherence_hits"], "#2fb380"],
+    ["change", ["change"], "#b36ad9"],
+  ];
+  const MEASURE_WORDS = {
+    dino: "identity (DINO)", clip_i: "identity (CLIP-I)", hit_rate: "identity (toy detectors)",
+    clip_t: "prompt adherence (CLIP-T)", adherence_hits: "prompt adherence (toy detectors)", change: "change from the base",
+  };
+  function scorePaths(svg, scores) {
+    if (!scores || !scores.length) return;
+    const w = 300, h = 80, pad = 4;
+    const curves = CURVES.map(([role, names, colour]) => {
+      const name = names.find(n => scores.some(s => s[n] != null));
+      return name && { role, name, colour, points: scores.filter(s => s[name] != null).map(s => [s.step, s[name]]) };
+    }).filter(Boolean);
+    const values = curves.flatMap(c => c.points.map(p => p[1])), steps = scores.map(s => s.step);
+    if (!values.length) return;
+    const x0 = Math.min(...steps), x1 = Math.max(...steps), y0 = Math.min(...values), y1 = Math.max(...values);
+    const sx = x => pad + (x1 === x0 ? (w - 2 * pad) / 2 : (x - x0) / (x1 - x0) * (w - 2 * pad));
+    const sy = y => (y1 === y0 ? h / 2 : h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad));
+    const parts = [];
+    const marker = (step, colour, dash, attr, words) => {
+      if (step === "" || step == null || isNaN(Number(step))) return;
+      const x = sx(Number(step)).toFixed(1);
+      parts.push(`<line ${attr} x1="${x}" x2="${x}" y1="0" y2="${h}" stroke="${colour}" stroke-width="2" stroke-dasharray="${dash}"><title>${words} ${Number(step)}</title></line>`);
+    };
+    marker(svg.dataset.overtrained, "#e5484d", "2 3", "data-overtrained-marker", "over-training after step");
+    marker(svg.dataset.chosen, "#f5a524", "5 3", "data-chosen-marker", "chosen checkpoint: step");
+    curves.forEach(c => {
+      const d = c.points.map((p, i) => (i ? "L" : "M") + sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1)).join(" ");
+      parts.push(`<path data-curve="${c.role}" d="${d}" fill="none" stroke="${c.colour}" stroke-width="2"/>`);
+      c.points.forEach(p => parts.push(`<circle cx="${sx(p[0]).toFixed(1)}" cy="${sy(p[1]).toFixed(1)}" r="2.5" fill="${c.colour}"><title>${MEASURE_WORDS[c.name]} at step ${p[0]}: ${Number(p[1]).toFixed(3)}</title></circle>`));
+      const legend = svg.closest("figure") && svg.closest("figure").querySelector(`[data-legend="${c.role}"]`);
+      if (legend) legend.textContent = MEASURE_WORDS[c.name];
+    });
+    svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    svg.innerHTML = parts.join("");
+  }
+  function renderStrip(strip, shown) {
+    // One figure per evaluated checkpoint, its renders side by side; only what is new is added.
+    const have = new Set(Array.from(strip.querySelectorAll("[data-step]")).map(f => f.dataset.step));
+    shown.forEach(([step, blobs]) => {
+      if (have.has(String(step))) return;
+      const fig = document.createElement("figure"), cap = document.createElement("figcaption"), row = document.createElement("div");
+      fig.className = "eval-checkpoint"; fig.dataset.step = step; row.className = "eval-renders";
+      cap.textContent = step === 0 ? "base (no LoRA)" : `step ${step}`;
+      blobs.forEach((_, i) => {
+        const img = document.createElement("img");
+        img.className = "thumb"; img.loading = "lazy"; img.src = `${strip.dataset.rendersUrl}${step}/${i}`;
+        img.alt = `${step === 0 ? "base" : "step " + step}, evaluation prompt ${i + 1}`;
+        row.appendChild(img);
+      });
+      fig.append(cap, row);
+      const after = Array.from(strip.children).find(f => Number(f.dataset.step) > step);
+      strip.insertBefore(fig, after || null);
+    });
   }
   function showStatus(el, status) {
     // A cancel asked for stays said until the job ends: the worker stops at its next step.
@@ -39,6 +100,10 @@
     if (eta && p.eta_seconds != null) eta.textContent = `about ${Math.ceil(p.eta_seconds)} s left`;
     const svg = q("[data-loss-curve]");
     if (svg && p.losses) lossPath(svg, p.losses);
+    const curves = q("[data-score-curves]");
+    if (curves && p.scores && p.scores.length) scorePaths(curves, p.scores);
+    const strip = q("[data-eval-renders]");
+    if (strip && p.eval_renders) renderStrip(strip, p.eval_renders);
     const previews = q("[data-previews]");
     if (previews && p.previews && previews.childElementCount !== p.previews.length) {
       previews.innerHTML = "";
@@ -77,6 +142,7 @@
     if (!root.querySelectorAll) return;
     const all = sel => (root.matches && root.matches(sel) ? [root] : []).concat(Array.from(root.querySelectorAll(sel)));
     all("svg[data-losses]").forEach(svg => lossPath(svg, JSON.parse(svg.dataset.losses)));
+    all("svg[data-scores]").forEach(svg => scorePaths(svg, JSON.parse(svg.dataset.scores)));
     all("[data-job-events]").forEach(el => { if (!el.dataset.watching) { el.dataset.watching = "1"; watch(el); } });
   }
   // htmx.onLoad runs for the first page and for every element htmx puts in, an outerHTML swap's included

@@ -55,6 +55,18 @@ class ManifestLora(_Strict):
         return safe_relative(v)
 
 
+class ManifestIdentity(_Strict):
+    """How much a panel looks like one character's references when it was exported (informative only:
+    `regenerate` checks pixels, not these)."""
+
+    name: str = Field(max_length=200, description="The character's trigger word")
+    score: float | None = Field(allow_inf_nan=False, description="The score (null: not measured)")
+    by: str = Field(max_length=40, description="dino, clip_i, toy detectors or none")
+    text: str = Field(max_length=400, description="The score in words")
+    drifted: bool = Field(description="Flagged as drifted against the character's other panels")
+    reason: str | None = Field(default=None, max_length=400, description="Why it is flagged")
+
+
 class ManifestPanel(_Strict):
     """One panel and the request that renders it (the whole batch is re-run; the panel is one image of it)."""
 
@@ -82,6 +94,9 @@ class ManifestPanel(_Strict):
     variation_strength: float = Field(default=0.0, ge=0, le=1, description="Variation strength")
     region_blend: float = Field(ge=0, le=1, description="Share of the steps regions are blended over")
     loras: list[ManifestLora] = Field(max_length=16, description="LoRAs with strengths and regions")
+    identity: list[ManifestIdentity] = Field(
+        default_factory=list, max_length=16, description="Identity per character, as scored (empty: not scored)"
+    )
 
     @field_validator("file")
     @classmethod

@@ -61,6 +61,9 @@ def _panel_flowables(panel: Panel, total: int, styles) -> list:
     if p.get("negative_prompt"):
         out.append(Paragraph(f"<b>Negative prompt:</b> {_text(p['negative_prompt'])}", body))
     out.append(Paragraph(f"<b>LoRAs:</b> {_text(lora_line(p.get('loras', [])))}", body))
+    if panel.identity:
+        said = "; ".join(x["text"] + (f" (drifted: {x['reason']})" if x["drifted"] else "") for x in panel.identity)
+        out.append(Paragraph(f"<b>Identity:</b> {_text(said)}", body))
     settings = (
         f"Seed: {p.get('seed')}; steps {p.get('steps')}, {p.get('sampler')}, CFG {p.get('cfg_scale')}, "
         f"{p.get('width')}x{p.get('height')}, base {p.get('model') or p.get('base')}"
@@ -96,6 +99,8 @@ def write_pdf(snap: Snapshot, dest: Path, progress: Callable[[int], None]) -> Pa
     else:
         story.append(Paragraph("No character of yours appears in these scenes.", styles["BodyText"]))
     story.append(Paragraph(f"{len(snap.panels)} panel(s)", styles["BodyText"]))
+    for line in snap.consistency:  # identity across the board: a line per character
+        story.append(Paragraph(_text(line), styles["BodyText"]))
     for panel in snap.panels:
         story += [PageBreak(), _one_page(_panel_flowables(panel, len(snap.panels), styles), *FRAME)]
         progress(panel.number)

@@ -18,6 +18,9 @@ class Panel:
     png_blob: str
     params: dict  # the image's PNG record, LoRA names replaced by their library names
     image: PILImage.Image
+    # Its identity score per character, judged across the board (storyboards/identity.py): PanelIdentity dumps
+    # (name, score, by, text, drifted, reason); empty when the image was not scored.
+    identity: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -29,3 +32,4 @@ class Snapshot:
     description: str
     characters: list[dict] = field(default_factory=list)
     panels: list[Panel] = field(default_factory=list)
+    consistency: list[str] = field(default_factory=list)  # a line per character: panels scored, which drifted

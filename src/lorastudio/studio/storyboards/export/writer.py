@@ -30,9 +30,11 @@ from lorastudio.studio.storyboards import service
 from lorastudio.studio.storyboards.export.manifest import FORMAT, Manifest, pixel_digest
 from lorastudio.studio.storyboards.export.pdf import write_pdf
 from lorastudio.studio.storyboards.export.snapshot import Panel, Snapshot
+from lorastudio.studio.storyboards.identity import judge
 
 CONTENT = {"pdf": ("application/pdf", "pdf"), "png": ("image/png", "png"), "zip": ("application/zip", "zip")}
 Progress = Callable[[int, int], None]  # (panels done, panels in all)
+IDENTITY_FIELDS = {"name", "score", "by", "text", "drifted", "reason"}  # what an export says of a panel's identity
 # What of an image's PNG record the manifest keeps: all that decides its pixels, and the base's identity.
 RECORD = (
     "base",
@@ -97,6 +99,10 @@ def snapshot(session: Session, store: BlobStore, *, owner_id: int, storyboard_id
         with PILImage.open(store.path(image.blob)) as png:
             picture = png.convert("RGB")
         snap.panels.append(Panel(number, scene.title, scene.notes, image.blob, params, picture))
+    judged, lines = judge([(p.number, i.identity) for p, i in zip(snap.panels, images, strict=True)])
+    for panel, identity in zip(snap.panels, judged, strict=True):
+        panel.identity = [x.model_dump(include=IDENTITY_FIELDS) for x in identity or []]
+    snap.consistency = [line.text for line in lines]
     used = [session.get(Job, s.job_id) for s in scenes]
     snap.characters = _characters(session, owner_id, used, [p.params.get("prompt", "") for p in snap.panels])
     return snap
@@ -162,6 +168,7 @@ def _write_zip(snap: Snapshot, dest: Path, store: BlobStore, report: Callable[[i
                 "title": panel.title,
                 "notes": panel.notes,
                 "loras": loras,
+                "identity": panel.identity,
                 "file": f"panels/{panel.number:02d}.png",
                 "png_sha256": hashlib.sha256(png).hexdigest(),
                 "pixels_sha256": pixel_digest(panel.image),
