@@ -1,20 +1,14 @@
+from lorastudio.studio.library.alternatives import add_alternatives, alternatives_of, purge_alternatives
 from lorastudio.studio.library.catalog import (
     SORTS,
-    add_alternatives,
-    alternatives_of,
     delete_lora,
     find_lora,
     get_lora,
     get_lora_row,
     import_lora,
     list_loras,
-    my_ratings,
     own_lora_row,
-    purge_alternatives,
     purge_deleted,
-    rate,
-    record_usage,
-    record_verdict,
     register_file,
     set_public,
     switch_version,
@@ -23,6 +17,7 @@ from lorastudio.studio.library.catalog import (
     version_row,
     versions_of,
 )
+from lorastudio.studio.library.metrics import my_ratings, rate, record_usage, record_verdict
 from lorastudio.studio.library.schemas import (
     LoraAlternativeOut,
     LoraOut,

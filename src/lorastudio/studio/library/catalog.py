@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Integer, column, func, or_, select, text
@@ -24,13 +23,12 @@ from lorastudio.studio.db import (
     Lora,
     LoraAlternative,
     LoraVersion,
-    Rating,
     StoryboardScene,
     now,
     writes,
 )
+from lorastudio.studio.library.alternatives import alternatives_of, purge_alternatives
 from lorastudio.studio.library.schemas import (
-    LoraAlternativeOut,
     LoraOut,
     LoraPage,
     LoraUpdate,
@@ -62,21 +60,6 @@ def versions_of(session: Session, lora_id: int) -> list[LoraVersionOut]:
     """A LoRA's versions, oldest first."""
     rows = session.scalars(select(LoraVersion).where(LoraVersion.lora_id == lora_id).order_by(LoraVersion.version))
     return [LoraVersionOut.model_validate(v) for v in rows]
-
-
-def alternatives_of(session: Session, lora_id: int) -> list[LoraAlternativeOut]:
-    """The newest version's alternatives (its training's other evaluated checkpoints) not yet expired, by step."""
-    newest = select(func.max(LoraVersion.id)).where(LoraVersion.lora_id == lora_id).scalar_subquery()
-    rows = session.scalars(
-        select(LoraAlternative)
-        .where(
-            LoraAlternative.lora_id == lora_id,
-            LoraAlternative.version_id == newest,
-            LoraAlternative.expires_at > now(),
-        )
-        .order_by(LoraAlternative.step)
-    )
-    return [LoraAlternativeOut.model_validate(a) for a in rows]
 
 
 def to_out(session: Session, lora: Lora) -> LoraOut:
@@ -282,34 +265,6 @@ def _add_version(
 
 
 @writes
-def add_alternatives(
-    session: Session, store: BlobStore, *, lora_id: int, alternatives: list[tuple[Path, VersionScores]], days: int
-) -> int:
-    """Keep a training's other evaluated checkpoints beside its newest version for `days` (0 keeps none), so the
-    user can switch to one; how many were kept. In the caller's write (a training's end), under its lock."""
-    version = session.scalar(
-        select(LoraVersion).where(LoraVersion.lora_id == lora_id).order_by(LoraVersion.version.desc())
-    )
-    if days <= 0 or version is None:
-        return 0
-    expires = now() + timedelta(days=days)
-    for path, scores in alternatives:
-        session.add(
-            LoraAlternative(
-                lora_id=lora_id,
-                version_id=version.id,
-                step=scores.score.step,
-                blob=store.put_file(path),  # under the write lock: purge cannot take it before the row exists
-                size=path.stat().st_size,
-                scores=scores.model_dump(mode="json"),
-                expires_at=expires,
-            )
-        )
-    session.flush()
-    return len(alternatives)
-
-
-@writes
 def switch_version(session: Session, store: BlobStore, *, owner_id: int, lora_id: int, alternative_id: int) -> LoraOut:
     """Make a new version of one's LoRA from one of its alternatives' files (with its scores). The alternatives
     then stand by the new version, the one switched from among them, so the user can switch back."""
@@ -462,44 +417,6 @@ def list_loras(
 
 
 @writes
-def rate(session: Session, *, owner_id: int, lora_id: int, stars: int) -> LoraOut:
-    """One rating per user (a new one replaces the old); the average and count follow."""
-    lora = get_lora_row(session, owner_id=owner_id, lora_id=lora_id)
-    old = session.scalar(select(Rating).where(Rating.lora_id == lora_id, Rating.user_id == owner_id))
-    if old is None:
-        session.add(Rating(lora_id=lora_id, user_id=owner_id, stars=stars))
-        lora.rating_count += 1
-        lora.rating_sum += stars
-    else:
-        lora.rating_sum += stars - old.stars
-        old.stars = stars
-    lora.rating_avg = lora.rating_sum / lora.rating_count
-    return to_out(session, lora)
-
-
-def record_usage(session: Session, *, job_id: int, lora_ids: list[int]) -> None:
-    """Count one use per LoRA for a generation job (a retried job does not count twice)."""
-    for lora_id in dict.fromkeys(lora_ids):
-        if session.scalar(select(JobLora.id).where(JobLora.job_id == job_id, JobLora.lora_id == lora_id)):
-            continue
-        session.add(JobLora(job_id=job_id, lora_id=lora_id))
-        lora = session.get(Lora, lora_id)
-        if lora is not None:
-            lora.usage_count += 1
-
-
-def record_verdict(session: Session, *, job_id: int, old: str | None, new: str | None) -> None:
-    """Move the kept/judged counters of every LoRA the image's job used from verdict old to new."""
-    judged = (new is not None) - (old is not None)
-    kept = (new == "kept") - (old == "kept")
-    for lora_id in session.scalars(select(JobLora.lora_id).where(JobLora.job_id == job_id)):
-        lora = session.get(Lora, lora_id)
-        lora.judged_count += judged
-        lora.kept_count += kept
-        lora.success_rate = lora.kept_count / lora.judged_count if lora.judged_count else None
-
-
-@writes
 def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: int) -> dict:
     """Delete a LoRA of one's own. One that a job in flight uses is hidden from the library at once and
     its files are kept until nothing references it (the answer says so)."""
@@ -526,41 +443,6 @@ def delete_lora(session: Session, store: BlobStore, *, owner_id: int, lora_id: i
         }
     purge_deleted(session, store)
     return {"deleted": True, "files_kept": False, "message": "deleted"}
-
-
-def my_ratings(session: Session, *, owner_id: int, lora_ids: list[int]) -> dict[int, int]:
-    """The stars this user gave each of these LoRAs (those they rated)."""
-    rows = session.execute(
-        select(Rating.lora_id, Rating.stars).where(Rating.user_id == owner_id, Rating.lora_id.in_(lora_ids))
-    )
-    return dict(rows.tuples().all())
-
-
-def _drop_alternatives(session: Session, store: BlobStore, rows: list[LoraAlternative]) -> int:
-    """Delete these alternatives, and each file no version and no other alternative uses."""
-    ids = [a.id for a in rows]
-    for alt in rows:
-        session.delete(alt)
-    session.flush()
-    for blob in {a.blob for a in rows}:
-        shared = session.scalar(select(LoraVersion.id).where(LoraVersion.blob == blob).limit(1)) or session.scalar(
-            select(LoraAlternative.id).where(LoraAlternative.blob == blob, LoraAlternative.id.not_in(ids)).limit(1)
-        )
-        if not shared:
-            store.delete(blob)
-    return len(rows)
-
-
-@writes
-def purge_alternatives(session: Session, store: BlobStore) -> int:
-    """Remove expired alternatives and those of deleted LoRAs, with their files unless a version or another
-    alternative shares them; how many."""
-    rows = session.scalars(
-        select(LoraAlternative).where(
-            (LoraAlternative.expires_at <= now()) | LoraAlternative.lora_id.in_(select(Lora.id).where(Lora.deleted))
-        )
-    ).all()
-    return _drop_alternatives(session, store, list(rows))
 
 
 @writes
