@@ -90,7 +90,7 @@ class PeakMemory:
             self._thread.join()
 
 
-PHASES = ("data and VAE", "text encoder", "forward", "backward", "optimizer", "loss read")
+PHASES = ("data and VAE", "text encoder", "forward", "backward", "all-reduce", "optimizer", "loss read")
 
 
 def baseline_loop(model_dir: Path, images: list, caption: str, args, device: torch.device, profile: bool) -> dict:
@@ -155,7 +155,7 @@ def baseline_loop(model_dir: Path, images: list, caption: str, args, device: tor
     return {"stamps": stamps, "phases": phases.result()}
 
 
-def ours(folder: Path, out: Path, model_dir: Path, args, settings: Settings, profile: bool) -> dict:
+def ours(folder: Path, out: Path, model_dir: Path, args, settings: Settings, profile: bool, devices: int = 1) -> dict:
     """Our trainer with the same settings (min-SNR and warm-up off to match the baseline's work)."""
     from lorastudio.engine.training.config import TrainConfig
     from lorastudio.engine.training.train import train_lora
@@ -181,6 +181,7 @@ def ours(folder: Path, out: Path, model_dir: Path, args, settings: Settings, pro
         device=args.device,
         precision=args.precision,
         profile=profile,
+        devices=devices,
     )
     stamps: dict[int, float] = {}
 
@@ -389,6 +390,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="no", choices=("no", "fp16", "bf16"))
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--devices", type=int, default=1, help="N > 1: our trainer on N processes against 1")
     parser.add_argument("--json", action="store_true")
     flow = parser.add_argument_group("transformer families")
     flow.add_argument("--blocks", type=int, default=0, help="keep N blocks of each block list (0: all)")
@@ -408,6 +410,9 @@ def main() -> None:
         return
     if args.model in FLOW_MODELS:
         flow_main(args)
+        return
+    if args.devices > 1:
+        devices_main(args)
         return
     from PIL import Image
 
@@ -465,6 +470,58 @@ def main() -> None:
     print(f"ratio    {result['ratio']:.2f}x (target >= 2x at 768 px on SD1.5, peak memory not above the baseline's)")
     for who in ("ours", "baseline"):
         print(f"{who:8s} phases: " + ", ".join(f"{k} {v}" for k, v in result[f"{who}_phases"].items()))
+
+
+def devices_main(args) -> None:
+    """Our trainer on N data-parallel processes (torchrun) against one process, on the same device kind and
+    cores, each process at --batch: images/s of each, and rank 0's share of a step spent in the all-reduce
+    (its communication, plus any wait for a slower rank)."""
+    from lorastudio.engine.data.synthetic import write_reference_set
+    from lorastudio.engine.models.sized import ensure_sized_model
+    from lorastudio.engine.models.tiny import ensure_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        settings = Settings(home=tmp / "home", device=args.device)
+        if args.model == "tiny-sd15":
+            model_dir = ensure_tiny_model("tiny-sd15", settings.models_dir)
+        else:
+            model_dir = ensure_sized_model(args.model, args.models_dir)
+        write_reference_set(tmp / "imgs", args.images, size=args.image_size, caption="johnhero, a person")
+        warm = argparse.Namespace(**{**vars(args), "steps": 2})
+        ours(tmp / "imgs", tmp / "warm", model_dir, warm, settings, False)
+        runs = {}
+        for n in (1, args.devices):
+            t0 = time.perf_counter()
+            got = ours(tmp / "imgs", tmp / f"n{n}", model_dir, args, settings, True, devices=n)
+            images_per_s = steady_steps_per_s(got["stamps"]) * args.batch * n
+            phases = got["phases"] or {}
+            runs[n] = {
+                "images_per_s": round(images_per_s, 3),
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "all_reduce_share": round(phases.get("all-reduce", 0.0) / (sum(phases.values()) or 1.0), 3),
+                "phases": _share(phases),
+            }
+    result = {
+        "device": f"cpu ({os.cpu_count()} cores)" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
+        "model": args.model,
+        "precision": args.precision,
+        "steps": args.steps,
+        "resolution": args.resolution,
+        "batch_per_process": args.batch,
+        "devices": args.devices,
+        "one": runs[1],
+        "many": runs[args.devices],
+        "scaling": round(runs[args.devices]["images_per_s"] / max(runs[1]["images_per_s"], 1e-9), 3),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{result['device']}, {args.model}, {args.precision}, {args.steps} steps, batch {args.batch} a process")
+    for n, r in ((1, runs[1]), (args.devices, runs[args.devices])):
+        print(f"{n} process(es): {r['images_per_s']:8.3f} images/s, all-reduce {r['all_reduce_share']:.1%} of a step")
+        print("   phases: " + ", ".join(f"{k} {v}" for k, v in r["phases"].items()))
+    print(f"scaling {result['scaling']:.2f}x images/s on {args.devices} processes against 1 (linear: {args.devices}x)")
 
 
 def _share(phases: dict[str, float] | None) -> dict[str, str]:

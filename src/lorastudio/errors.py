@@ -21,6 +21,7 @@ SETTINGS: dict[str, str] = {
     "batch_size": "the batch size",
     "blocks_to_swap": "block swap",
     "device": "the device",
+    "devices": "the number of devices",
     "fuse": "fusing",
     "gradient_checkpointing": "gradient checkpointing",
     "learning_rate": "the learning rate",

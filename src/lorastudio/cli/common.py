@@ -23,6 +23,7 @@ FLAGS = {
     "batch_size": "--batch-size",
     "blocks_to_swap": "--blocks-to-swap",
     "device": "--device",
+    "devices": "--devices",
     "fuse": "--fuse",
     "gradient_checkpointing": "--gradient-checkpointing",
     "learning_rate": "--lr",

@@ -73,6 +73,13 @@ def train(
     ] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Folder for checkpoints and samples")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps")] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Train on N GPUs at once (data parallel, started by torchrun): each step takes N x --batch-size "
+            "images; the learning rate is used as given"
+        ),
+    ] = None,
     profile: Annotated[bool, typer.Option(help="Print the time each phase of a step took (slower on a GPU)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -123,6 +130,7 @@ def train(
             eval_prompts=eval_prompts,
             eval_share=eval_share,
             device=device,
+            devices=devices,
             profile=profile,
         )
         warn_if_builtin(cfg.base)
@@ -134,7 +142,13 @@ def train(
                 result = train_lora(cfg, settings=settings, on_progress=progress.update, should_stop=stop.is_set)
         finally:
             signal.signal(signal.SIGINT, previous)
-        return result.to_dict() | {"run_dir": str(cfg.run_dir), "seed": cfg.seed, "resolution": cfg.resolution}
+        return result.to_dict() | {
+            "run_dir": str(cfg.run_dir),
+            "seed": cfg.seed,
+            "resolution": cfg.resolution,
+            "devices": cfg.devices,
+            "global_batch": cfg.devices * cfg.batch_size * cfg.gradient_accumulation,
+        }
 
     run_command(as_json, work, _render_train)
 
@@ -147,6 +161,7 @@ def _render_train(result: dict) -> None:
     out.print(
         f"{result['steps']} steps on {result['images_used']} images in {result['seconds']} s, "
         f"final loss {result['final_loss']:.4f}, family {result['family']}"
+        + (f", on {result['devices']} devices (global batch {result['global_batch']})" if result["devices"] > 1 else "")
     )
     if result.get("evaluation"):
         from lorastudio.engine import Evaluation, scores_table

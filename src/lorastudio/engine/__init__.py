@@ -36,7 +36,14 @@ _MODULES: dict[str, tuple[str, ...]] = {
     # model families, base models, devices
     "models.families": ("Family", "FAMILIES", "get_family", "family_label", "full_size_families"),
     "models.base": ("LoadedBase", "BUILT_IN", "TOYWORLD", "base_family", "list_base_models", "load_base_model"),
-    "models.device": ("resolve_device", "threads_per_process", "is_out_of_memory"),
+    "models.device": (
+        "resolve_device",
+        "threads_per_process",
+        "is_out_of_memory",
+        "DeviceInfo",
+        "detect_devices",
+        "DATA_PARALLEL_EFFICIENCY",
+    ),
     "models.tiny": ("TINY_NAMES",),
     "models.memory": ("training_need_gb",),
     # seeds, LoRA selections, prompts, progress
@@ -180,7 +187,14 @@ if TYPE_CHECKING:
         list_base_models,
         load_base_model,
     )
-    from lorastudio.engine.models.device import is_out_of_memory, resolve_device, threads_per_process
+    from lorastudio.engine.models.device import (
+        DATA_PARALLEL_EFFICIENCY,
+        DeviceInfo,
+        detect_devices,
+        is_out_of_memory,
+        resolve_device,
+        threads_per_process,
+    )
     from lorastudio.engine.models.families import FAMILIES, Family, family_label, full_size_families, get_family
     from lorastudio.engine.models.memory import training_need_gb
     from lorastudio.engine.models.tiny import TINY_NAMES

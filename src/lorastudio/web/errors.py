@@ -39,6 +39,7 @@ FIELDS = {
         "base",
         "batch_size",
         "blocks_to_swap",
+        "devices",
         "gradient_checkpointing",
         "learning_rate",
         "loras",

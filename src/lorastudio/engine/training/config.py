@@ -90,6 +90,18 @@ class TrainConfig(BaseModel):
     )
     resume: bool = False
     device: str = "auto"
+    devices: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Data-parallel processes, one per device: the global batch is devices x batch_size "
+        "(the learning rate is used as given)",
+    )
+    device_ids: list[int] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Which CUDA devices to train on, by index (empty: the first `devices`); ignored on a CPU",
+    )
     profile: bool = Field(default=False, description="Time each phase of a step (waits for the GPU at each)")
     min_images: int | None = Field(default=None, ge=1, le=10_000, description="Override the kind's hard minimum")
 

@@ -24,7 +24,6 @@ from lorastudio.engine.models.denoisers.common import lora_targets
 from lorastudio.engine.models.device import (
     is_out_of_memory,
     peak_memory_mb,
-    resolve_device,
     resolve_precision,
     weight_dtype,
 )
@@ -36,8 +35,10 @@ from lorastudio.engine.models.textenc import sdxl_time_ids
 from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop, never_stop, no_progress
 from lorastudio.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from lorastudio.engine.training.config import TrainConfig, TrainResult
+from lorastudio.engine.training.distributed import Ranks, training_device
 from lorastudio.engine.training.evaluate import RunEvaluation
 from lorastudio.engine.training.family_checks import check_family_settings, memory_settings
+from lorastudio.engine.training.launch import train_on_devices
 from lorastudio.engine.training.metadata import export_lora
 from lorastudio.engine.training.objectives import FlowObjective, NoiseObjective
 from lorastudio.engine.training.parts import (
@@ -79,7 +80,10 @@ def train_lora(
     """Train one LoRA. Checks everything it can before loading a model; checkpoints as it goes."""
     emit, stop = on_progress or no_progress, should_stop or never_stop
     started_at, t0 = time.time(), time.perf_counter()
-    device = resolve_device(settings.device if cfg.device == "auto" else cfg.device)
+    ranks = Ranks.joined()  # one process, or one rank of a data-parallel run (distributed.py)
+    device = training_device(cfg, settings, ranks.local_rank)
+    if not ranks.main:
+        emit = no_progress  # progress, samples, scores and files are rank 0's
     resolve_precision(cfg.precision, device)  # refuse fp16 on a CPU before any work
     preset = get_preset(cfg.preset, cfg.kind)
     check_optimizer(cfg.optimizer, device)
@@ -117,6 +121,8 @@ def train_lora(
             raise Invalid(
                 f"$resume: these settings differ from the checkpoint's run: {', '.join(changed)}", setting="resume"
             )
+    if cfg.devices > 1 and ranks.world == 1:  # asked for N devices: N ranks run this function (launch.py)
+        return train_on_devices(cfg, settings, emit, stop)
 
     # 3. Base model, frozen, with LoRA adapters on the target modules.
     family = get_family(base_family(cfg.base, settings))  # read from its files: nothing loaded yet
@@ -186,17 +192,24 @@ def train_lora(
         time_ids = sdxl_time_ids(fitted.original_size, fitted.crop_top_left, fitted.bucket[::-1])
         for flip in (False, True) if cfg.flip_augment else (False,):
             samples.append(Sample(to_pixels(fitted, flip), None, item.caption, time_ids, fitted.bucket))
-    if cfg.cache_latents:
-        for i, s in enumerate(samples):
-            s.latent = model.to_latents(s.pixels[None])[0]  # stays on the device: no copy per step
-            s.pixels = None
-            emit(ProgressEvent("cache", i + 1, len(samples), message=f"caching latents {i + 1}/{len(samples)}"))
+    if cfg.cache_latents:  # on N ranks each encodes its share and all get every latent (distributed.py)
+
+        def encode(indices: list[int]) -> list[torch.Tensor]:
+            made = []
+            for n, i in enumerate(indices):
+                made.append(model.to_latents(samples[i].pixels[None])[0])  # stays on the device: no copy per step
+                emit(ProgressEvent("cache", n + 1, len(indices), message=f"caching latents {n + 1}/{len(indices)}"))
+            return made
+
+        for s, latent in zip(samples, ranks.share(len(samples), encode, device), strict=True):
+            s.latent, s.pixels = latent, None
     text_cache: dict[str, Cond] = {}
     if not cfg.train_text_encoder:
         captions = sorted({s.caption for s in samples})
         with torch.no_grad(), autocast(device, precision):
-            text_cache = dict(zip(captions, model.encode(captions), strict=True))
-    sampling = bool(cfg.sample_every and cfg.sample_prompts)
+            conds = ranks.share(len(captions), lambda indices: model.encode([captions[i] for i in indices]), device)
+        text_cache = dict(zip(captions, conds, strict=True))
+    sampling = bool(cfg.sample_every and cfg.sample_prompts) and ranks.main
     sample_conds: list[Cond] = []
     if sampling and family.is_flow:
         # The flow families sample with our own loop from cached prompts (_samples), so their big text encoders
@@ -206,7 +219,7 @@ def train_lora(
             if family.guidance == "cfg" and model.uses_cfg(family.default_cfg):
                 sample_conds.append(model.encode([""])[0])  # the unconditional row of their guidance
     evaluation = None
-    if cfg.evaluate:  # its prompts are encoded now, before the text encoders go
+    if cfg.evaluate and ranks.main:  # its prompts are encoded now, before the text encoders go
         emit(ProgressEvent("prepare", message="preparing the evaluation set"))
         evaluation = RunEvaluation(cfg, base, model, [item.image for item in items], device, precision, settings)
     drawing = sampling or evaluation is not None
@@ -268,18 +281,20 @@ def train_lora(
             precision=precision,
         )
 
-    # 6. The loop. Micro-step k always sees the same batch and noise, so resuming is exact.
+    # 6. The loop. Micro-step k always sees the same batch and noise, so resuming is exact. On N ranks each
+    # takes its slice of the global batch (N x batch_size) and of its noise, and the gradients are summed.
     config_dict = cfg.model_dump(mode="json")
     checkpoints, sample_paths = [], []
-    per_epoch = len(epoch_batches(samples, cfg.batch_size, cfg.seed, 0))
+    global_batch = cfg.batch_size * ranks.world
+    per_epoch = len(epoch_batches(samples, global_batch, cfg.seed, 0))
     plans: dict[int, list[list[int]]] = {}
     losses = LossLog()  # read every 0.5 s: an .item() per step would leave the GPU idle while the host waits
     phases = PhaseTimer(device, cfg.profile)
     denoiser.train()
-    loop_t0, step, stopped = time.perf_counter(), start_step, False
+    loop_t0, step, stopped, stop_agreed = time.perf_counter(), start_step, False, False
     try:
         while step < cfg.steps:
-            if stop():
+            if stop() if ranks.world == 1 else stop_agreed:
                 stopped = True
                 break
             step_loss = torch.zeros((), device=device)
@@ -287,14 +302,19 @@ def train_lora(
                 k = step * cfg.gradient_accumulation + micro
                 epoch = k // per_epoch
                 if epoch not in plans:
-                    plans = {epoch: epoch_batches(samples, cfg.batch_size, cfg.seed, epoch)}
-                batch = [samples[i] for i in plans[epoch][k % per_epoch]]
+                    plans = {epoch: epoch_batches(samples, global_batch, cfg.seed, epoch)}
+                indices = plans[epoch][k % per_epoch]
+                start, end = ranks.shard(indices)
+                if start == end:
+                    continue  # the end of a bucket left this rank nothing: it adds zeros to the sum
+                batch = [samples[i] for i in indices[start:end]]
                 if cfg.cache_latents:
                     latents = torch.stack([s.latent for s in batch])
                 else:
                     latents = model.to_latents(torch.stack([s.pixels for s in batch]))
-                noise, t = step_noise(latents.shape, cfg.seed, k, cfg.noise_offset, objective)
-                noise, t = to_device(noise, device), to_device(t, device)
+                shape = (len(indices), *latents.shape[1:])  # the global batch's noise, so N ranks draw as one
+                noise, t = step_noise(torch.Size(shape), cfg.seed, k, cfg.noise_offset, objective)
+                noise, t = to_device(noise[start:end], device), to_device(t[start:end], device)
                 noisy = objective.noisy(latents, noise, t)
                 target = objective.target(latents, noise, t)
                 phases.mark("data and VAE")
@@ -308,11 +328,18 @@ def train_lora(
                     pred = model.predict(noisy.to(wdtype), t, conds, extra=time_ids)
                 loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
                 weights = objective.weights(t)
-                loss = (loss * weights).mean() if weights is not None else loss.mean()
+                # This rank's share of the global batch's mean: the sum over ranks is that mean.
+                loss = (loss * weights if weights is not None else loss).sum() / len(indices)
                 phases.mark("forward")
                 scaler.scale(loss / cfg.gradient_accumulation).backward()
                 step_loss += loss.detach().float() / cfg.gradient_accumulation
                 phases.mark("backward")
+            if ranks.world > 1:  # one all-reduce: gradients, the loss, and rank 0's stop request
+                asked = torch.tensor(float(ranks.main and stop()), device=device)
+                summed = ranks.sum_gradients(list(named.values()), torch.stack([step_loss, asked]))
+                # Read on every rank at the same step, so all stop together (a host sync: one per step).
+                step_loss, stop_agreed = summed[0], bool(summed[1] > 0)
+                phases.mark("all-reduce")
             if cfg.max_grad_norm:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(list(named.values()), cfg.max_grad_norm)
@@ -323,8 +350,10 @@ def train_lora(
             step += 1
             losses.add(step, step_loss)
             phases.mark("optimizer")
+            if not ranks.main:
+                continue  # rank 0 reports, checkpoints, samples and scores; the others go on to the next step
             checkpoint_due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps
-            sample_due = cfg.sample_every and cfg.sample_prompts and step % cfg.sample_every == 0
+            sample_due = sampling and step % cfg.sample_every == 0
             if losses.due() or checkpoint_due or sample_due or step == cfg.steps:  # never checkpoint a NaN
                 per_step = (time.perf_counter() - loop_t0) / (step - start_step)
                 _report(losses.read(), loss_history, cfg, per_step, emit)
@@ -355,6 +384,8 @@ def train_lora(
             aside="$resume continues from the last checkpoint"
             + (f" ({last[-1].name})" if last else " (none was written yet)"),
         ) from exc
+    if not ranks.main:
+        return TrainResult(None, step, cfg.steps, stopped, time.perf_counter() - t0, [], len(items), base.family)
     if stopped:
         _report(losses.read(), loss_history, cfg, (time.perf_counter() - loop_t0) / max(1, step - start_step), emit)
         if step > start_step:
