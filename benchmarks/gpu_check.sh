@@ -46,7 +46,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 
 B=benchmarks
 check cuda_tests 170 $PY -m pytest tests/engine/test_cuda.py -q -s -p no:cacheprovider -o addopts=-ra
-check train_sd15_bf16 160 $PY $B/train_speed.py --model sd15-sized --resolution 768 --batch 1 --steps 60 --precision bf16 --json
+check train_sd15_bf16 160 $PY $B/train_speed.py --model sd15-sized --resolution 768 --batch 1 --steps 60 --precision bf16 --mfu --json
+# FLUX.1-sized at 1024 px, 6 of its 57 blocks (building all 12B random weights on the host takes minutes),
+# bf16 base against the int8 one; MFU per step (issue 25).
+check train_flux1_1024 200 $PY $B/train_speed.py --model flux1-sized --blocks 6 --resolution 1024 --batch 1 --steps 8 \
+  --device cuda --variants plain,int8 --mfu --json
+GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
+if [ "$GPUS" -gt 1 ]; then  # one LoRA on every GPU of the machine against one (issue 25)
+  check train_sd15_devices 200 $PY $B/train_speed.py --model sd15-sized --resolution 768 --batch 1 --steps 30 \
+    --precision bf16 --devices "$GPUS" --json
+fi
 check generate_sd15 150 $PY $B/generate_speed.py --model sd15-sized --size 768 --steps 20 --json
 check levers_sd15 90 $PY $B/levers.py --latent 96 --steps 10 --json
 check toyworld_base 75 $PY $B/toyworld_base_speed.py --profile --steps 30 --json

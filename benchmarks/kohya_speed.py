@@ -1,23 +1,35 @@
 """Training speed against kohya sd-scripts' train_network.py: same SD1.5-sized model, pictures, captions,
-LoRA modules, rank, optimizer and precision; each trainer in its own process, timed the same way.
+LoRA modules, rank, optimizer, precision, min-SNR, latent caching and thread count; each trainer in its own
+process, timed the same way.
 
 kohya's LoRA (networks.lora) covers the Linear and 1x1-conv layers of the UNet's transformer blocks and the
 text encoder's attention and MLP, and trains the text encoder unless told not to; ours gets the same with
 `target="attn-ff"` and `train_text_encoder=True`. Both read the same folder (`1_johnhero`, .txt captions).
-kohya runs with its defaults (no latent cache, its own attention) unless --kohya-args adds to them, e.g.
-"--sdpa --cache_latents". Steady steps/s leaves out the model load and the first step: it counts from the
-time each trainer's progress first reports step 2 (kohya's tqdm line, our progress events) to its last step;
-the median over --repeats runs of each, which alternate who goes first.
+kohya runs as its users run it: `--cache_latents --sdpa` (our loop caches latents by default; `--no-cache`
+turns caching off on both sides). Min-SNR is the same on both: `--min-snr 5` (the default) passes
+`--min_snr_gamma 5` to kohya and 5.0 to ours; `--min-snr off` leaves it off on both (our preset's 5.0 is
+overridden, not left to fill a None). Both get `--threads` threads (OMP_NUM_THREADS and torch's own count).
+Steady steps/s leaves out the model load, the latent cache and the first step: it counts from the time each
+trainer's progress first reports step 2 (kohya's tqdm line, our progress events) to its last step; the
+median over --repeats runs of each, which alternate who goes first, with every run's figure kept.
 Peak memory is each process's largest resident set (from wait4), model load included.
 
-sd-scripts needs its own environment (its pinned diffusers and transformers differ from ours):
+sd-scripts needs its own environment (its pinned diffusers and transformers differ from ours). On a CPU the
+same torch as ours keeps the comparison to the two trainers' code (a second torch build is a second
+variable): the venv below links our torch in instead of installing its own.
 
-    python -m venv /tmp/kohya-venv && /tmp/kohya-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 \\
-        accelerate==1.6.0 transformers==4.54.1 diffusers==0.32.1 ftfy einops safetensors toml voluptuous \\
-        huggingface-hub==0.34.3 imagesize opencv-python-headless rich sentencepiece tensorboard "numpy<2.1"
+    python -m venv /tmp/kohya-venv && /tmp/kohya-venv/bin/pip install accelerate==1.6.0 transformers==4.54.1 \\
+        diffusers==0.32.1 ftfy einops safetensors toml voluptuous huggingface-hub==0.34.3 imagesize \\
+        opencv-python-headless rich sentencepiece "numpy<2.1"
+    # then, for our torch: pip uninstall torch (and the nvidia-* wheels it pulled), symlink .venv's torch,
+    # torchgen and torch-*.dist-info into the kohya venv's site-packages, and install the matching
+    # torchvision with --no-deps (kohya imports only its transforms)
     python benchmarks/kohya_speed.py --sd-scripts /path/to/sd-scripts --kohya-python /tmp/kohya-venv/bin/python \\
-        [--resolution 256] [--steps 8] [--precision no|bf16] [--repeats 2] [--kohya-args "--sdpa"] [--json]
+        [--resolution 256] [--steps 8] [--precision no|bf16] [--repeats 3] [--threads 1] [--min-snr 5|off] \\
+        [--no-cache] [--kohya-args "..."] [--json]
 
+--sd-scripts is a checkout, or a bare git directory (a mirror): then its Python and config files at HEAD are
+written to a temporary folder (large binaries such as the Windows DLLs are not needed).
 kohya loads its CLIP tokenizer by hub id; the script gives it ours through --tokenizer_cache_dir (nothing is
 downloaded).
 """
@@ -40,9 +52,9 @@ KOHYA_STEP = re.compile(rb"steps:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 OUR_STEP = re.compile(rb"^step (\d+)/(\d+)$")
 
 
-def watch(cmd: list[str], pattern: re.Pattern, cwd: Path | None = None) -> dict:
+def watch(cmd: list[str], pattern: re.Pattern, cwd: Path | None = None, env: dict | None = None) -> dict:
     """Run cmd; the time each new step number first appears on its stderr, its peak RSS, its exit code."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stamps: dict[int, float] = {}
     tail, buf = [], b""
     for chunk in iter(lambda: proc.stderr.read1(4096), b""):
@@ -68,6 +80,26 @@ def steady(stamps: dict[int, float]) -> float:
     return (steps[-1] - steps[0]) / (stamps[steps[-1]] - stamps[steps[0]])
 
 
+def sd_scripts_tree(source: Path, into: Path) -> Path:
+    """A checkout as it is; a bare git directory (a mirror) as its text files at HEAD written under into."""
+    if (source / "train_network.py").is_file():
+        return source
+    if not (source / "HEAD").is_file() or not (source / "objects").is_dir():
+        raise SystemExit(f"--sd-scripts: {source} is neither a checkout with train_network.py nor a git directory")
+    git = ["git", "--git-dir", str(source)]
+    names = subprocess.run([*git, "ls-tree", "-r", "--name-only", "HEAD"], capture_output=True, check=True, text=True)
+    # only the code and its configs: a mirror may lack the large binaries (Windows DLLs), which no CPU run needs
+    wanted = [n for n in names.stdout.splitlines() if n.endswith((".py", ".toml", ".json", ".txt", ".cfg"))]
+    for name in wanted:
+        blob = subprocess.run([*git, "show", f"HEAD:{name}"], capture_output=True)
+        if blob.returncode == 0:
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            (into / name).write_bytes(blob.stdout)
+    if not (into / "train_network.py").is_file():
+        raise SystemExit(f"--sd-scripts: no train_network.py at HEAD of {source}")
+    return into
+
+
 def kohya_tokenizer(model_dir: Path, cache: Path) -> None:
     """Our model's CLIP tokenizer as the vocab.json + merges.txt pair kohya's slow CLIPTokenizer reads."""
     spec = json.loads((model_dir / "tokenizer" / "tokenizer.json").read_text())["model"]
@@ -89,6 +121,8 @@ def kohya_tokenizer(model_dir: Path, cache: Path) -> None:
 
 def ours_child(spec: str) -> None:
     """Run our trainer with the settings in spec (JSON) and print each progress step to stderr."""
+    import torch
+
     from lorastudio.config import Settings
     from lorastudio.engine.training.config import TrainConfig
     from lorastudio.engine.training.train import train_lora
@@ -96,6 +130,7 @@ def ours_child(spec: str) -> None:
 
     quiet_libraries()
     a = json.loads(spec)
+    torch.set_num_threads(a["threads"])  # the same count kohya's torch takes from OMP_NUM_THREADS
     out = Path(a["out"])
     cfg = TrainConfig.from_preset(
         kind="character",
@@ -111,7 +146,6 @@ def ours_child(spec: str) -> None:
         learning_rate=1e-4,
         batch_size=a["batch"],
         checkpoint_every=0,
-        min_snr_gamma=None,
         warmup_steps=0,
         min_images=4,
         seed=0,
@@ -121,7 +155,10 @@ def ours_child(spec: str) -> None:
         train_text_encoder=True,
         weight_decay=1e-2,
         lr_scheduler="constant",
+        cache_latents=a["cache"],
     )
+    # from_preset drops None overrides (the preset's 5.0 would come back): set off-or-value after it
+    cfg.min_snr_gamma = a["min_snr"]
 
     def on_progress(event) -> None:
         if event.phase == "train":
@@ -130,47 +167,58 @@ def ours_child(spec: str) -> None:
     train_lora(cfg, settings=Settings(home=out / "home", device=a["device"]), on_progress=on_progress)
 
 
+def spread(values: list[float]) -> dict:
+    """Median, lowest and highest of a list of figures, rounded."""
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
+
+
 def main() -> None:
-    """Run kohya's trainer, then ours, on the same inputs and print the comparison."""
+    """Run kohya's trainer and ours alternately on the same inputs and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sd-scripts", type=Path, required=True, help="a checkout of kohya-ss/sd-scripts")
+    parser.add_argument(
+        "--sd-scripts", type=Path, required=True, help="a checkout of kohya-ss/sd-scripts, or its bare git directory"
+    )
     parser.add_argument("--kohya-python", default=sys.executable, help="the Python of sd-scripts' environment")
-    parser.add_argument("--kohya-args", default="", help="extra train_network.py arguments, e.g. '--sdpa'")
+    parser.add_argument("--kohya-args", default="", help="extra train_network.py arguments")
     parser.add_argument("--models-dir", type=Path, default=Path.home() / ".cache" / "lorastudio-bench")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--dim", type=int, default=8)
     parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--precision", default="no", choices=("no", "bf16"))
-    parser.add_argument(
-        "--ours-precision",
-        choices=("auto", "no", "bf16"),
-        help="ours at another precision (default: --precision); auto: a user's default",
-    )
+    parser.add_argument("--precision", default="bf16", choices=("no", "bf16"))
+    parser.add_argument("--min-snr", default="5", help="min-SNR gamma for both trainers, or 'off' for neither")
+    parser.add_argument("--no-cache", action="store_true", help="no latent cache on either side")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each trainer (the same for both)")
     parser.add_argument("--device", default="auto", help="ours; kohya's accelerate picks the GPU when there is one")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each, alternating which goes first")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each, alternating which goes first")
     parser.add_argument("--child-ours", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.child_ours:
         ours_child(args.child_ours)
         return
-    script = args.sd_scripts / "train_network.py"
-    if not script.is_file():
-        parser.error(f"--sd-scripts: no train_network.py in {args.sd_scripts}")
+    try:
+        min_snr = None if args.min_snr == "off" else float(args.min_snr)
+    except ValueError:
+        parser.error(f"--min-snr: a number or 'off', not {args.min_snr!r}")
     from lorastudio.engine.data.synthetic import write_reference_set
     from lorastudio.engine.models.sized import ensure_sized_model
 
     model_dir = ensure_sized_model("sd15-sized", args.models_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        sd_scripts = sd_scripts_tree(args.sd_scripts, tmp / "sd-scripts")
         images = tmp / "data" / "1_johnhero"
         write_reference_set(images, args.images, size=max(args.resolution, 256), caption="johnhero, a person")
         kohya_tokenizer(model_dir, tmp / "tok")
+        # like for like: kohya as its users run it, with our loop's latent cache and SDPA attention
+        like_ours = [] if args.no_cache else ["--cache_latents"]
+        like_ours += ["--sdpa"] + ([] if min_snr is None else ["--min_snr_gamma", str(min_snr)])
         kohya_cmd = [
             args.kohya_python,
-            str(script),
+            str(sd_scripts / "train_network.py"),
             "--pretrained_model_name_or_path",
             str(model_dir),
             "--train_data_dir",
@@ -209,6 +257,7 @@ def main() -> None:
             "0",
             "--save_model_as",
             "safetensors",
+            *like_ours,
             *shlex.split(args.kohya_args),
         ]
         spec = {
@@ -220,31 +269,51 @@ def main() -> None:
             "dim": args.dim,
             "batch": args.batch,
             "device": args.device,
-            "precision": args.ours_precision or args.precision,
+            "precision": args.precision,
+            "min_snr": min_snr,
+            "cache": not args.no_cache,
+            "threads": args.threads,
         }
-        child = [sys.executable, __file__, "--sd-scripts", str(args.sd_scripts), "--child-ours", json.dumps(spec)]
+        child = [sys.executable, __file__, "--sd-scripts", str(sd_scripts), "--child-ours", json.dumps(spec)]
         runs: dict[str, list[dict]] = {"kohya": [], "ours": []}
         for i in range(args.repeats):  # alternate who goes first: on a shared machine order matters
             for name in ("kohya", "ours") if i % 2 == 0 else ("ours", "kohya"):
-                run = watch(kohya_cmd, KOHYA_STEP, args.sd_scripts) if name == "kohya" else watch(child, OUR_STEP)
+                if name == "kohya":
+                    run = watch(kohya_cmd, KOHYA_STEP, sd_scripts, env)
+                else:
+                    run = watch(child, OUR_STEP, env=env)
                 if run["rc"] != 0:
                     sys.exit(f"{name}'s trainer failed (exit {run['rc']}):\n" + "\n".join(run["tail"]))
+                run["steps_per_s"] = steady(run["stamps"])
+                line = f"run {i + 1} {name}: {run['steps_per_s']:.4f} steps/s, peak {run['peak_mb']:.0f} MB"
+                print(line, file=sys.stderr, flush=True)
                 runs[name].append(run)
-    k = statistics.median(steady(r["stamps"]) for r in runs["kohya"])
-    o = statistics.median(steady(r["stamps"]) for r in runs["ours"])
+    k = [r["steps_per_s"] for r in runs["kohya"]]
+    o = [r["steps_per_s"] for r in runs["ours"]]
+    # each repeat's pair ran back to back, so its ratio is less exposed to the shared machine's drift
+    pairs = [ours / kohya for ours, kohya in zip(o, k, strict=True) if kohya]
     result = {
         "model": "sd15-sized",
         "cpu_cores": os.cpu_count(),
+        "threads": args.threads,
         "precision": args.precision,
-        "ours_precision": args.ours_precision or args.precision,
         "resolution": args.resolution,
         "batch": args.batch,
         "steps": args.steps,
-        "kohya_args": args.kohya_args,
-        "ours_steps_per_s": round(o, 4),
-        "kohya_steps_per_s": round(k, 4),
-        "ratio": round(o / k, 3) if k else None,
+        "dim": args.dim,
+        "min_snr_gamma": min_snr,
+        "cache_latents": not args.no_cache,
+        "kohya_args": shlex.join(like_ours + shlex.split(args.kohya_args)),
         "repeats": args.repeats,
+        "ours_steps_per_s": spread(o),
+        "kohya_steps_per_s": spread(k),
+        "ours_s_per_step": round(1 / statistics.median(o), 3),
+        "kohya_s_per_step": round(1 / statistics.median(k), 3),
+        # kohya's seconds a step over ours: > 1 means ours is faster
+        "ratio_of_medians": round(statistics.median(o) / statistics.median(k), 3),
+        "ratio_per_pair": spread(pairs) if pairs else None,
+        "ours_runs_steps_per_s": [round(v, 4) for v in o],
+        "kohya_runs_steps_per_s": [round(v, 4) for v in k],
         "ours_peak_rss_mb": round(max(r["peak_mb"] for r in runs["ours"])),
         "kohya_peak_rss_mb": round(max(r["peak_mb"] for r in runs["kohya"])),
     }
@@ -252,7 +321,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     for key, value in result.items():
-        print(f"{key:20s} {value}")
+        print(f"{key:24s} {value}")
 
 
 if __name__ == "__main__":

@@ -250,7 +250,8 @@ def flow_step_child(spec: dict) -> dict:
 
     name, variant = spec["model"], spec["variant"]
     row, scheduler, _ = FLOW_MODELS[name]
-    family, dtype, device = FAMILIES[row], flow_dtype(spec["dtype"]), torch.device("cpu")
+    family, dtype = FAMILIES[row], flow_dtype(spec["dtype"])
+    device = torch.device(spec.get("device", "cpu"))
     t0 = time.perf_counter()
     denoiser = build_sized_denoiser(name, dtype=dtype, **spec["blocks"]).requires_grad_(False)
     build_s = time.perf_counter() - t0
@@ -276,6 +277,7 @@ def flow_step_child(spec: dict) -> dict:
         p.data = p.data.float()  # LoRA weights train in fp32 whatever the base precision, as train_lora
     if "ckpt" in variant:
         denoiser.enable_gradient_checkpointing()
+    denoiser.to(device)
     denoiser.train()
     loaded_mb = PeakMemory._status_mb("VmRSS")
     build_peak_mb = PeakMemory._status_mb("VmHWM")
@@ -283,26 +285,33 @@ def flow_step_child(spec: dict) -> dict:
     objective = FlowObjective(model.flow_shift(spec["resolution"], spec["resolution"]))
     gen = torch.Generator().manual_seed(spec["seed"])
     shape = (spec["batch"], *model.latent_shape(spec["resolution"], spec["resolution"]))
-    latents = torch.randn(shape, generator=gen)  # the cached latents' shape; values do not change the cost
+    latents = torch.randn(shape, generator=gen).to(device)  # the cached latents' shape; values do not change the cost
     config = denoiser.config
     width = config.get("joint_attention_dim") or config.get("cap_feat_dim")
     conds = []
     for _ in range(spec["batch"]):  # cached text embeddings of the family's width and length
-        cond = {"hidden": torch.randn(1, spec["text_tokens"], width, generator=gen)}
+        cond = {"hidden": torch.randn(1, spec["text_tokens"], width, generator=gen).to(device, dtype)}
         if config.get("pooled_projection_dim"):
-            cond["pooled"] = torch.randn(1, config["pooled_projection_dim"], generator=gen)
+            cond["pooled"] = torch.randn(1, config["pooled_projection_dim"], generator=gen).to(device, dtype)
         conds.append(cond)
+
+    def step(k: int) -> None:
+        noise, t = step_noise(latents.shape, spec["seed"], k, 0.0, objective)
+        noise, t = noise.to(device), t.to(device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            pred = model.predict(objective.noisy(latents, noise, t).to(dtype), t, conds)
+        loss = F.mse_loss(pred.float(), objective.target(latents, noise, t).float())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+
+    flops = step_flops(lambda: step(0)) if spec.get("mfu") else None
     seconds = []
     with PeakMemory(device) as peak:
         for k in range(spec["steps"]):
             start = time.perf_counter()
-            noise, t = step_noise(latents.shape, spec["seed"], k, 0.0, objective)
-            pred = model.predict(objective.noisy(latents, noise, t).to(dtype), t, conds)
-            loss = F.mse_loss(pred.float(), objective.target(latents, noise, t).float())
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss.item()
+            step(k)
             seconds.append(time.perf_counter() - start)
     params = sum(p.numel() for p in denoiser.parameters() if not p.requires_grad)
     steady = seconds[1:] or seconds
@@ -318,13 +327,84 @@ def flow_step_child(spec: dict) -> dict:
         "build_peak_mb": round(build_peak_mb),
         "step_peak_growth_mb": round(peak.peak_mb),
         "peak_rss_mb": round(max(build_peak_mb, loaded_mb + peak.peak_mb)),
-    }
+    } | utilisation(flops, len(steady) / sum(steady), device)
+
+
+# Dense bf16 peak of each chip, in TFLOP/s, from its maker's data sheet (without sparsity): the denominator of
+# model FLOP utilisation (MFU). A chip not listed gets no MFU, only its achieved TFLOP/s.
+PEAK_BF16_TFLOPS = {
+    "H100 80GB HBM3": 989.0,  # SXM
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "H200": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "RTX 4090": 165.0,
+    "RTX 6000 Ada": 364.0,
+}
+
+
+def step_flops(run_step) -> int:
+    """The FLOPs of one training step (forward, loss, backward), counted once by torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        run_step()
+    return counter.get_total_flops()
+
+
+def unet_step_flops(model_dir: Path, args, device: torch.device) -> int:
+    """FLOPs of one of our steps on an SD UNet: the LoRA'd UNet's forward, the loss and the backward at the
+    run's batch, resolution and precision (the cached latents and text make the rest of a step negligible)."""
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+
+    from lorastudio.engine.models.denoisers.common import lora_targets
+    from lorastudio.engine.models.families import FAMILIES
+
+    dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
+    unet = UNet2DConditionModel.from_pretrained(model_dir / "unet", torch_dtype=dtype).requires_grad_(False)
+    family = FAMILIES["sdxl" if unet.config.addition_embed_type == "text_time" else "sd15"]
+    unet.add_adapter(LoraConfig(r=args.dim, lora_alpha=args.dim, target_modules=lora_targets(unet, family, "attn")))
+    unet.to(device).train()
+    b, side = args.batch, args.resolution // 8
+    latents = torch.randn(b, unet.config.in_channels, side, side, device=device)
+    text = torch.randn(b, 77, unet.config.cross_attention_dim, device=device, dtype=dtype)
+    extra = None
+    if unet.config.addition_embed_type == "text_time":
+        extra = {"text_embeds": torch.randn(b, 1280, device=device), "time_ids": torch.randn(b, 6, device=device)}
+    t = torch.randint(0, 1000, (b,), device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            pred = unet(latents.to(dtype), t, text, added_cond_kwargs=extra).sample
+        F.mse_loss(pred.float(), latents).backward()
+
+    return step_flops(step)
+
+
+def utilisation(flops: int | None, steps_per_s: float, device: torch.device) -> dict:
+    """Achieved TFLOP/s and, on a chip with a known peak, model FLOP utilisation; nothing without a count."""
+    if flops is None:
+        return {}
+    achieved = flops * steps_per_s / 1e12
+    out = {"step_tflop": round(flops / 1e12, 3), "achieved_tflops": round(achieved, 2)}
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+        if peak:
+            out |= {"peak_bf16_tflops": peak, "mfu": round(achieved / peak, 3)}
+    return out
 
 
 def flow_main(args) -> None:
     """Each variant in its own process (a clean resident set), then the table."""
     import subprocess
     import sys
+
+    from lorastudio.engine.models.device import resolve_device
 
     row = FLOW_MODELS[args.model][0]
     full = full_blocks(args.model)
@@ -344,6 +424,8 @@ def flow_main(args) -> None:
         "dim": args.dim,
         "target": args.target,
         "seed": args.seed,
+        "device": str(resolve_device(args.device)),
+        "mfu": args.mfu,
     }
     cut = ", ".join(f"{k} {blocks.get(k, n)} of {n}" for k, n in full.items())
     head = (
@@ -392,6 +474,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--devices", type=int, default=1, help="N > 1: our trainer on N processes against 1")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--mfu", action="store_true", help="count one step's FLOPs: achieved TFLOP/s and MFU")
     flow = parser.add_argument_group("transformer families")
     flow.add_argument("--blocks", type=int, default=0, help="keep N blocks of each block list (0: all)")
     flow.add_argument("--text-tokens", type=int, default=0, help="default: 512 on FLUX (padded), 64 otherwise")
@@ -441,6 +524,7 @@ def main() -> None:
         if not profile:
             base["phases"] = baseline_loop(model_dir, images, "johnhero, a person", short, device, True)["phases"]
             mine["phases"] = ours(tmp / "imgs", tmp / "prof", model_dir, short, settings, True)["phases"]
+        flops = unet_step_flops(model_dir, args, device) if args.mfu else None
     ours_sps, base_sps = steady_steps_per_s(mine["stamps"]), steady_steps_per_s(base["stamps"])
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
@@ -457,7 +541,7 @@ def main() -> None:
         "baseline_peak_mb": round(base_mem.peak_mb, 1),
         "ours_phases": _share(mine["phases"]),
         "baseline_phases": _share(base["phases"]),
-    }
+    } | utilisation(flops, ours_sps, device)
     if args.json:
         print(json.dumps(result))
         return

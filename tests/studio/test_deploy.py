@@ -1,8 +1,10 @@
-"""docs/deploy.md, run: PostgreSQL, Redis and an S3-compatible server on loopback, one API server and three
-workers, each with its own LORASTUDIO_HOME (no shared disk), all started with the document's own commands.
-Three users submit 6 trainings and 12 generations at once; a worker is SIGKILLed mid-training and another
-goes on from the checkpoint in the store; Redis is down for 10 s; the API server restarts. Every job ends,
-once, with the same LoRA as an uninterrupted run, and every result is readable from the server."""
+"""docs/deploy.md, run: PostgreSQL, Redis and an S3-compatible server on loopback, one API server, two
+one-device workers and a multi-GPU worker with 2 CPU "devices", each with its own LORASTUDIO_HOME (no shared
+disk), all started with the document's own commands. Three users submit 6 trainings (one on 2 devices, run as
+two torch.distributed processes on the multi-GPU worker) and 12 generations at once; a worker is SIGKILLed
+mid-training and another goes on from the checkpoint in the store; Redis is down for 10 s; the API server
+restarts. Every job ends, once, with the same LoRA as an uninterrupted run, and every result is readable from
+the server."""
 
 from __future__ import annotations
 
@@ -26,9 +28,11 @@ from tests.servers import free_port, redis_missing, wait_port
 
 DOC = Path(__file__).parents[2] / "docs" / "deploy.md"
 BLOCK = re.compile(r"<!-- test: (?P<role>[\w-]+) -->\n```sh\n(?P<body>.*?)```", re.S)
-SERVERS = {"redis", "files", "serve", "worker"}  # long-running: started, not waited for
+SERVERS = {"redis", "files", "serve", "worker", "multi-gpu-worker"}  # long-running: started, not waited for
 ROLES = SERVERS | {"settings", "database", "schema", "bucket", "users", "workers", "backup", "restore"}
 USERS = ("alice", "bob", "carol")
+MULTI = "gpu-box"  # the multi-GPU worker's name in the document
+SINGLE = 2  # one-device workers beside it (2 cores: more processes would only share them)
 # Test-only settings on top of the document's: a CPU, short leases so a dead worker is noticed in seconds,
 # one torch thread a process (2 cores, 6 processes; and the same arithmetic in every process).
 FAST = {
@@ -140,6 +144,17 @@ class Deployment:
     def worker(self, n: int, home: str | None = None) -> subprocess.Popen:
         return self.start("worker", ("gpu-a-0", f"gpu-a-{n}"), ("gpu0", home or f"gpu{n}"), log=f"worker-{n}")
 
+    def multi_worker(self, home: str = "gpu-box") -> subprocess.Popen:
+        return self.start("multi-gpu-worker", ("/gpu-box", f"/{home}"), log="gpu-box")
+
+    def restart(self, name: str) -> None:
+        """Start the worker `name` again on a machine that came back with a new, empty disk."""
+        if name == MULTI:
+            self.multi_worker(home="gpu-box-replaced")
+        else:
+            n = int(name.removeprefix("gpu-a-"))
+            self.worker(n, home=f"gpu{n}-replaced")
+
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -219,18 +234,29 @@ def test_a_team_on_many_machines(deployment, john_refs):
     for user in USERS:
         tokens[user] = d.run("users", ("alice", user))[-1].strip().splitlines()[-1]
     api_proc = d.start("serve")
-    for n in range(3):
+    for n in range(SINGLE):
         d.worker(n)
+    d.multi_worker()
     apis = {user: Api(d.ports["api"], token) for user, token in tokens.items()}
     apis["alice"].ok("GET", "/api/v1/auth/me")  # the server answers (and the token works)
     with ThreadPoolExecutor(3) as pool:
         sets = dict(zip(USERS, pool.map(lambda u: _dataset(apis[u], john_refs, u), USERS), strict=True))
+
+    # A training on 2 devices, submitted first: only the multi-GPU worker can take it (a submit is refused
+    # while no live worker has 2 devices, so wait for it to register), and it takes it before anything else.
+    deadline = time.monotonic() + 60
+    while not any(w["name"] == MULTI and w["state"] == "alive" for w in apis["carol"].ok("GET", "/api/v1/workers")):
+        assert time.monotonic() < deadline, "the multi-GPU worker did not register"
+        time.sleep(0.2)
+    wide = {"steps": 8, "checkpoint_every": 4, "seed": 5, "devices": 2}
+    two = apis["carol"].ok("POST", "/api/v1/trainings", json={"dataset_id": sets["carol"], "overrides": wide})["id"]
 
     pair = {"steps": 20, "checkpoint_every": 4, "seed": 11}  # alice's two identical runs: one gets killed
 
     def submit(user: str, generations: int) -> list[tuple[str, int]]:
         api, made = apis[user], []
         bodies = [pair, pair] if user == "alice" else [dict(pair, steps=8, seed=len(user) + i) for i in range(2)]
+        bodies = bodies[1:] if user == "carol" else bodies  # carol's other training is the 2-device one
         for body in bodies:
             job = api.ok("POST", "/api/v1/trainings", json={"dataset_id": sets[user], "overrides": body})
             made.append((user, job["id"]))
@@ -240,7 +266,12 @@ def test_a_team_on_many_machines(deployment, john_refs):
         return made
 
     with ThreadPoolExecutor(3) as pool:
-        submitted = [job for jobs in pool.map(lambda u: submit(u, 3), USERS) for job in jobs]
+        submitted = [("carol", two)] + [job for jobs in pool.map(lambda u: submit(u, 3), USERS) for job in jobs]
+    # Its two ranks are two processes of the multi-GPU worker's machine (torchrun's ranks leave their pids).
+    ranks = [d.tmp / MULTI / "jobs" / f"job-{two}" / "run" / "launch" / f"rank-{r}.pid" for r in (0, 1)]
+    while not all(p.exists() for p in ranks):
+        assert apis["carol"].ok("GET", f"/api/v1/jobs/{two}")["status"] in ("pending", "running"), "no 2 ranks ran"
+        time.sleep(0.1)
     alice = apis["alice"]
     pair_ids = [job_id for user, job_id in submitted if user == "alice"][:2]
 
@@ -257,9 +288,9 @@ def test_a_team_on_many_machines(deployment, john_refs):
         assert time.monotonic() < deadline, "no training of the pair reached its second checkpoint"
         time.sleep(0.2)
     reference = next(i for i in pair_ids if i != doomed)
-    victim = next(int(w["name"][-1]) for w in _workers_running(alice, doomed))
-    d.procs[d.procs.index(_proc_of(d, victim))].send_signal(signal.SIGKILL)
-    d.worker(victim, home=f"gpu{victim}-replaced")  # the machine comes back with a new, empty disk
+    victim = _lease_owner(d, doomed)
+    _proc_of(d, victim).send_signal(signal.SIGKILL)
+    d.restart(victim)  # the machine comes back with a new, empty disk
 
     # Redis down for 10 s: the wake-ups of what is submitted meanwhile are lost.
     redis.kill()
@@ -307,9 +338,10 @@ def test_a_team_on_many_machines(deployment, john_refs):
             images = apis[user].ok("GET", f"/api/v1/jobs/{job_id}/images")
             assert images and all(apis[user].ok("GET", i["url"]).content[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     done_by = {w["name"]: w["jobs_done"] for w in alice.ok("GET", "/api/v1/workers")}
-    assert all(done_by.get(f"gpu-a-{n}", 0) >= 1 for n in range(3)), done_by
+    assert all(done_by.get(name, 0) >= 1 for name in (*(f"gpu-a-{n}" for n in range(SINGLE)), MULTI)), done_by
+    assert finished[two]["request"]["plan"]["devices"] == 2
     shown = d.run("workers")[0]
-    assert all(f"gpu-a-{n}" in shown for n in range(3)), shown
+    assert all(name in shown for name in (*(f"gpu-a-{n}" for n in range(SINGLE)), MULTI)), shown
 
     # The backup and restore of the document, then the schema upgrade of the restored copy.
     d.run("backup")
@@ -326,18 +358,20 @@ def _generation(api: Api, user: str) -> list[tuple[str, int]]:
     return [(user, api.ok("POST", "/api/v1/generations", json=body)["id"])]
 
 
-def _workers_running(api: Api, job_id: int) -> list[dict]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        found = [w for w in api.ok("GET", "/api/v1/workers") if w["current_job_id"] == job_id]
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no worker says it runs job {job_id}: {api.ok('GET', '/api/v1/workers')}")
+def _lease_owner(d: Deployment, job_id: int) -> str:
+    """The worker that runs a job, from its row (a worker with several devices runs several jobs at once)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(d.env["LORASTUDIO_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT lease_owner FROM jobs WHERE id = :id"), {"id": job_id}).scalar()
+    finally:
+        engine.dispose()
 
 
-def _proc_of(d: Deployment, n: int) -> subprocess.Popen:
-    return [p for p in d.procs if f"gpu-a-{n}" in p.args][-1]
+def _proc_of(d: Deployment, name: str) -> subprocess.Popen:
+    return [p for p in d.procs if name in p.args][-1]
 
 
 def _lora_tensors(api: Api, result: dict) -> dict:

@@ -15,7 +15,7 @@ app.add_typer(storage_app, name="storage")
 
 @app.command("workers")
 def workers_list(as_json: JsonOpt = False) -> None:
-    """List the studio's workers: device, memory, families, queues, state and current job."""
+    """List the studio's workers: devices, memory, families, queues, state and current jobs."""
 
     def work() -> list[dict]:
         from lorastudio.studio import jobs
@@ -31,18 +31,19 @@ def workers_list(as_json: JsonOpt = False) -> None:
             out.print("No worker has registered yet: start one with `lorastudio worker`.")
             return
         table = Table(title="Workers")
-        for col in ("name", "state", "device", "memory", "families", "queues", "job", "done", "last seen"):
+        for col in ("name", "state", "device", "memory", "families", "queues", "jobs", "done", "last seen"):
             table.add_column(col)
         for w in rows:
-            job = str(w["current_job_id"] or "")
+            running = w.get("current_job_ids") or ([w["current_job_id"]] if w["current_job_id"] else [])
+            count = len(w.get("devices") or ()) or 1
             table.add_row(
                 w["name"],
                 w["state"],
-                w["device"],
-                f"{w['memory_mb'] / 1024:.0f} GB",
+                f"{count} x {w['device']}" if count > 1 else w["device"],
+                f"{w['memory_mb'] / 1024:.0f} GB" + (" each" if count > 1 else ""),
                 ", ".join(w["families"]),
                 ", ".join(w["queues"]),
-                job,
+                ", ".join(str(j) for j in running),
                 str(w["jobs_done"]),
                 w["seen_at"][:19],
             )

@@ -32,6 +32,22 @@ def _raise_stop(signum, frame) -> None:
     raise _Stop
 
 
+def _device_shares(env: dict, count: int) -> list[dict]:
+    """Each spawned worker's environment: on a machine with at least as many CUDA devices as workers, each
+    worker sees its own share of them (a worker takes every device it sees), so no two claim one card."""
+    if count < 2 or env.get("LORASTUDIO_DEVICE", "auto") == "cpu":
+        return [env] * count
+    import torch
+
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found < count:
+        return [env] * count
+    visible = [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",")] if env.get("CUDA_VISIBLE_DEVICES") else None
+    ids = visible[:found] if visible else [str(i) for i in range(found)]
+    share = found // count
+    return [env | {"CUDA_VISIBLE_DEVICES": ",".join(ids[i * share : (i + 1) * share])} for i in range(count)]
+
+
 class _WorkerPool:
     """The worker processes `serve` starts: each told to end with serve (`--parent-pid`), one that dies (a
     SIGKILL, the OOM killer) replaced after a backoff, and all stopped cleanly when serve stops."""
@@ -41,7 +57,7 @@ class _WorkerPool:
 
     def __init__(self, command: list[str], env: dict, count: int):
         self.command = [*command, "--parent-pid", str(os.getpid())]
-        self.env = env
+        self.envs = _device_shares(env, count)
         self.procs: list[subprocess.Popen | None] = [None] * count
         self._stopping = threading.Event()
         self._hurry = threading.Event()
@@ -58,7 +74,7 @@ class _WorkerPool:
     def _spawn(self, slot: int) -> None:
         with self._lock:
             if not self._stopping.is_set():
-                self.procs[slot] = subprocess.Popen(self.command, env=self.env)
+                self.procs[slot] = subprocess.Popen(self.command, env=self.envs[slot])
 
     def _supervise(self) -> None:
         count = len(self.procs)
@@ -227,17 +243,27 @@ def worker(
         float | None,
         typer.Option(help="Device memory jobs may use, GB (default: the GPU's total, or the RAM on CPU)", min=0.5),
     ] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Devices it hands jobs (default: every CUDA device this process sees; 1 on a CPU, where N > 1 "
+            "means N CPU devices sharing the cores)",
+            min=1,
+            max=64,
+        ),
+    ] = None,
     parent_pid: Annotated[
         int | None,
         typer.Option(
-            help="Stop (giving the job in hand back) when the process with this id ends; serve passes its own"
+            help="Stop (giving the jobs in hand back) when the process with this id ends; serve passes its own"
         ),
     ] = None,
 ) -> None:
-    """Run jobs from the studio's table, one at a time (one worker per GPU: CUDA_VISIBLE_DEVICES=N each).
+    """Run jobs from the studio's table on this machine's devices: as many jobs at once as it has devices,
+    each on the devices it asks for (a 4-device training takes all four of a 4-GPU worker).
 
-    SIGTERM, SIGINT or SIGHUP stop it cleanly: the running job stops at its next step and goes back to the
-    queue, where another worker resumes it from its checkpoint."""
+    SIGTERM, SIGINT or SIGHUP stop it cleanly: the running jobs stop at their next step and go back to the
+    queue, where another worker resumes them from their checkpoints."""
 
     def work() -> None:
         if parent_pid is not None:  # first: serve may be gone before the imports below are done
@@ -271,15 +297,19 @@ def worker(
         torch.set_num_threads(threads or threads_per_process(1))  # torch's default ignores a container's quota
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         studio = open_studio(settings)  # migrates the schema first
-        caps = detect(settings.device, memory_gb=memory_gb, families=families)
+        caps = detect(settings.device, memory_gb=memory_gb, families=families, devices=devices)
         runner = Worker(settings, name=name, types=types, caps=caps, studio=studio)
         runner.store.check()  # a wrong bucket or credentials: say so now, not at the first job
         huey = make_queue(settings, runner)
         stop_on_signals(runner)  # before the first claim: from here on a stop gives the job in hand back
         runner.start_presence()
         wake(huey)  # look at the table once at start: jobs left by a restart resume now
+        count = len(caps.device_ids)
         err.print(
-            f"worker {runner.name} ({caps.device}, {caps.memory_mb / 1024:.0f} GB, {', '.join(caps.families)}): "
+            f"worker {runner.name} ({count} x {caps.device}, {caps.memory_mb / 1024:.0f} GB each, "
+            f"{', '.join(caps.families)}): waiting for {' and '.join(types)} jobs"
+            if count > 1
+            else f"worker {runner.name} ({caps.device}, {caps.memory_mb / 1024:.0f} GB, {', '.join(caps.families)}): "
             f"waiting for {' and '.join(types)} jobs"
         )
         if families is None:
@@ -288,7 +318,7 @@ def worker(
             clean = consume(runner, huey)
         finally:
             runner.stop_presence()
-        err.print(f"worker {runner.name} stopped" + ("" if clean else " (its job was given back mid-step)"))
+        err.print(f"worker {runner.name} stopped" + ("" if clean else " (its jobs were given back mid-step)"))
         if not clean:
             raise typer.Exit(1)
 

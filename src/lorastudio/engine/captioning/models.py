@@ -15,6 +15,7 @@ from PIL import Image
 
 from lorastudio.config import Settings
 from lorastudio.engine.models.device import resolve_device
+from lorastudio.engine.models.loading import loads_alone
 from lorastudio.errors import Invalid
 
 SETTING = "captioner"  # the setting every error here names (LORASTUDIO_CAPTIONER)
@@ -106,6 +107,7 @@ def _family_of(folder: Path, label: str) -> str:
     return model_type
 
 
+@loads_alone
 def _load(spec: str, device: torch.device) -> tuple:
     from transformers import AutoConfig, AutoProcessor, BlipForConditionalGeneration, BlipProcessor
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from lorastudio.config import Settings
 from lorastudio.engine.models.device import resolve_device
+from lorastudio.engine.models.loading import loads_alone
 from lorastudio.errors import Invalid
 
 HUB = "hf:"
@@ -171,6 +172,7 @@ def _load_model(setting: str, value: str, allow_downloads: bool, device: torch.d
     return _Model(name=name, model=model, processor=processor, device=device)
 
 
+@loads_alone
 def _from_pretrained(model_type: str, source: str, local: bool) -> tuple[Any, Any]:
     # safetensors only: a pickled checkpoint can run code when opened
     opts = dict(local_files_only=local, use_safetensors=True)

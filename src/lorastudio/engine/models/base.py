@@ -16,6 +16,7 @@ from diffusers import DiffusionPipeline
 from lorastudio.config import Settings
 from lorastudio.engine.fileio.tensorfile import PICKLE_SUFFIXES, read_safetensors_keys
 from lorastudio.engine.models.families import FAMILIES, Family, family_label, full_size_families
+from lorastudio.engine.models.loading import loads_alone
 from lorastudio.engine.models.tiny import FAMILY_MARKER, TINY_NAMES, ensure_tiny_model
 from lorastudio.errors import Invalid, LoraStudioError, NotFound, Unsupported
 
@@ -289,6 +290,7 @@ def _model_row(
     }
 
 
+@loads_alone
 def load_base_model(spec: str, settings: Settings, *, dtype: torch.dtype = torch.float32) -> LoadedBase:
     """Load a base model on CPU in `dtype` with its family's pipeline (where to look and what may be downloaded
     come from settings); the caller moves parts to its device."""

@@ -1,10 +1,10 @@
 """Credits: an append-only ledger. The balance is the sum of the entries, never a stored number.
 
 A training holds its estimate's upper credits in the transaction that creates its job; when the job ends
-the hold is settled once: on success the minutes it ran are charged at the per-minute rate (never more than
-the hold) and the rest released, on failure or cancel everything is released. `charge_rule` says so in the
-one sentence the estimate, the ledger and the README use. Generation with trained
-LoRAs costs nothing (the guide). A hold is one conditional INSERT: it writes only if the balance
+the hold is settled once: on success the minutes it ran, times its GPUs, are charged at the per-minute rate
+(never more than the hold) and the rest released, on failure or cancel everything is released. `charge_rule`
+says so in the one sentence the estimate, the ledger and the README use. Generation with trained LoRAs costs
+nothing (the guide). A hold is one conditional INSERT: it writes only if the balance
 covers it, so concurrent submits can never take a balance below zero.
 """
 
@@ -86,17 +86,21 @@ def settle(session: Session, *, hold_id: int, spent: int, note: str = "") -> Non
     session.flush()
 
 
-def charge_rule(credits_per_minute: float) -> str:
-    """How a training is charged, in the one sentence every place that states it uses."""
+def charge_rule(credits_per_minute: float, devices: int = 1) -> str:
+    """How a training is charged, in the one sentence every place that states it uses (a run on several GPUs
+    pays each GPU's minutes)."""
+    many = (
+        f" on each of its GPUs (on {devices} GPUs, {credits_per_minute * devices:.2f} a minute)" if devices > 1 else ""
+    )
     return (
-        f"A training costs {credits_per_minute:.2f} credits per minute it runs, rounded up to a whole credit and "
-        "never more than the estimate's upper figure, which is held when you submit; a failed or canceled "
+        f"A training costs {credits_per_minute:.2f} credits per minute it runs{many}, rounded up to a whole credit"
+        " and never more than the estimate's upper figure, which is held when you submit; a failed or canceled "
         "training costs nothing."
     )
 
 
 def cost_of(seconds: float, credits_per_minute: float) -> int:
-    """Credits for a training that ran `seconds` (the rule above, before the cap)."""
+    """Credits for `seconds` of GPU time (the rule above, before the cap): a run on N GPUs passes N x its seconds."""
     return max(0, math.ceil(round(seconds / 60 * credits_per_minute, 6)))
 
 

@@ -24,6 +24,10 @@ class Estimate(BaseModel):
     )
     measured_minutes: float | None = Field(default=None, description="From training speeds measured here")
     rule: str = Field(default="", description="How the training is charged")
+    devices: int = Field(
+        default=1,
+        description="GPUs it trains on at once: the minutes are the run's, the credits and dollars every GPU's",
+    )
 
 
 class CreditEntryOut(Out):

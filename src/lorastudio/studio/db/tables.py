@@ -268,7 +268,9 @@ class Job(Base):
     credit_hold_id: Mapped[int | None] = mapped_column(Integer)  # the credits issue fills it
     # What a worker must have to run it (None: any worker): the base model's family, device memory in MB.
     family: Mapped[str | None] = mapped_column(String(16))
-    memory_mb: Mapped[int | None] = mapped_column(Integer)
+    memory_mb: Mapped[int | None] = mapped_column(Integer)  # on each device it runs on
+    # How many devices it runs on at once (a data-parallel training); a worker claims it only with that many free.
+    devices: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -282,11 +284,14 @@ class WorkerRow(Base):
     name: Mapped[str] = mapped_column(String(120), unique=True)
     host: Mapped[str] = mapped_column(String(255))
     device: Mapped[str] = mapped_column(String(120))  # e.g. "cuda: NVIDIA RTX 6000 Ada Generation"
-    memory_mb: Mapped[int] = mapped_column(Integer)  # device memory (RAM on a CPU worker)
+    memory_mb: Mapped[int] = mapped_column(Integer)  # memory of each device (RAM / devices on a CPU worker)
+    # Its devices as [{index, name, memory_mb}] (None: registered before workers reported them, so one device).
+    devices: Mapped[list | None] = mapped_column(JSON)
     families: Mapped[list] = mapped_column(JSON)
     queues: Mapped[list] = mapped_column(JSON)
     version: Mapped[str] = mapped_column(String(40))
-    current_job_id: Mapped[int | None] = mapped_column(Integer)
+    current_job_id: Mapped[int | None] = mapped_column(Integer)  # the oldest of the jobs it runs now
+    current_job_ids: Mapped[list | None] = mapped_column(JSON)  # every job it runs now (one a device at most)
     jobs_done: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=now)
     seen_at: Mapped[datetime] = mapped_column(DateTime, default=now, index=True)

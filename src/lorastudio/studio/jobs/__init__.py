@@ -22,12 +22,22 @@ from lorastudio.studio.jobs.payloads import (
     result_of,
 )
 from lorastudio.studio.jobs.queue import make_queue, wake
-from lorastudio.studio.jobs.registry import OPERATOR, WorkerRow, beat, list_workers, register, stopped, viewer_for
+from lorastudio.studio.jobs.registry import (
+    OPERATOR,
+    WorkerRow,
+    beat,
+    list_workers,
+    most_devices,
+    register,
+    stopped,
+    viewer_for,
+)
 from lorastudio.studio.jobs.rows import (
     FINAL,
     add_job,
     cancel,
     claim,
+    claim_devices,
     finish,
     get_job,
     get_row,
@@ -68,6 +78,7 @@ __all__ = [
     "cancel",
     "check_key",
     "claim",
+    "claim_devices",
     "detect",
     "finish",
     "generation_memory_mb",
@@ -77,6 +88,7 @@ __all__ = [
     "list_jobs",
     "list_workers",
     "make_queue",
+    "most_devices",
     "once",
     "progress_of",
     "reap",

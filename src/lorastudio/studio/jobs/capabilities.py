@@ -5,17 +5,17 @@ The service hands a job only to a worker that can run it: an SDXL training at 10
 family table's (`Family.train_memory` and `generate_memory` in engine/models/families.py): estimates for
 LoRA training and inference with the settings the guide uses, scaled here by batch and pixels;
 `lorastudio worker --memory-gb` states a card's usable memory when the detected total is not what a job
-may take (a card shared with a display, say). A worker started without `--family` advertises only the
+may take (a card shared with a display, say); a worker with several devices offers that much on each, and a
+job's figure is what it needs on each device it runs on. A worker started without `--family` advertises only the
 families whose smallest job fits that memory, so a FLUX.1 job is never claimed by a card that cannot hold it.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 
-from lorastudio.engine import FAMILIES, get_family, training_need_gb
+from lorastudio.engine import FAMILIES, DeviceInfo, detect_devices, get_family, training_need_gb
 
 
 def _memory_mb(fixed_gb: float, activations_gb: float) -> int:
@@ -79,24 +79,30 @@ class Capabilities:
     """What one worker can run."""
 
     device: str  # "cuda: <card name>" or "cpu"
-    memory_mb: int
+    memory_mb: int  # usable memory of each of its devices
     families: tuple[str, ...]
     host: str
+    devices: tuple[DeviceInfo, ...] = ()  # the devices it hands jobs (empty: one, index 0)
+
+    @property
+    def device_ids(self) -> tuple[int, ...]:
+        """The indices of its devices (one job holds each at a time)."""
+        return tuple(d.index for d in self.devices) or (0,)
 
 
-def detect(device_setting: str, *, memory_gb: float | None, families: tuple[str, ...] | None = None) -> Capabilities:
-    """This machine's worker capabilities: the device the settings pick, its memory (or `memory_gb`), and the
-    families it runs (None: every family whose smallest job fits that memory)."""
-    import torch
-
-    from lorastudio.engine import resolve_device
-
-    device = resolve_device(device_setting)
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        label, total = f"cuda: {props.name}", props.total_memory
-    else:
-        label, total = device.type, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    memory = int(memory_gb * 1024) if memory_gb else int(total / 2**20)
+def detect(
+    device_setting: str,
+    *,
+    memory_gb: float | None,
+    families: tuple[str, ...] | None = None,
+    devices: int | None = None,
+) -> Capabilities:
+    """This machine's worker capabilities: the devices the settings pick (`devices` of them; None: every CUDA
+    device, or one on a CPU), the memory of each (the smallest, or `memory_gb`), and the families it runs
+    (None: every family whose smallest job fits that memory)."""
+    found = tuple(detect_devices(device_setting, devices))
+    memory = int(memory_gb * 1024) if memory_gb else min(d.memory_mb for d in found)
     chosen = families_that_fit(memory) if families is None else families
-    return Capabilities(device=label[:120], memory_mb=memory, families=chosen, host=socket.gethostname()[:255])
+    return Capabilities(
+        device=found[0].name[:120], memory_mb=memory, families=chosen, host=socket.gethostname()[:255], devices=found
+    )

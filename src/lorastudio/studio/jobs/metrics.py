@@ -22,7 +22,7 @@ class Snapshot:
     seconds: dict[str, tuple[int, float]] = field(default_factory=dict)  # type -> (finished jobs, seconds run)
     workers_busy: int = 0  # workers holding a live lease
     workers: int = 0  # registered workers heard from within a lease's time
-    gpu_minutes: float = 0.0  # minutes training jobs ran, whatever their end
+    gpu_minutes: float = 0.0  # GPU minutes training jobs held (minutes x devices), whatever their end
 
 
 def snapshot(session: Session, *, stale_seconds: float) -> Snapshot:
@@ -38,14 +38,18 @@ def snapshot(session: Session, *, stale_seconds: float) -> Snapshot:
         Job.status == "running", Job.lease_expires_at > now()
     )
     snap.workers_busy = session.scalar(live) or 0
-    ran = select(Job.type, Job.started_at, Job.finished_at).where(
+    ran = select(Job.type, Job.started_at, Job.finished_at, Job.devices).where(
         Job.started_at.is_not(None), Job.finished_at.is_not(None)
     )
     totals = {kind: [0, 0.0] for kind in JOB_TYPES}
-    for kind, started, finished in session.execute(ran):
+    gpu_seconds = 0.0
+    for kind, started, finished, devices in session.execute(ran):
         entry = totals.setdefault(kind, [0, 0.0])
         entry[0] += 1
-        entry[1] += max(0.0, (finished - started).total_seconds())
+        seconds = max(0.0, (finished - started).total_seconds())
+        entry[1] += seconds
+        if kind == "training":
+            gpu_seconds += seconds * (devices or 1)  # a training on N GPUs holds all N
     snap.seconds = {kind: (n, s) for kind, (n, s) in totals.items()}
-    snap.gpu_minutes = totals["training"][1] / 60
+    snap.gpu_minutes = gpu_seconds / 60
     return snap

@@ -49,18 +49,28 @@ def register(factory: sessionmaker[Session], *, name: str, caps: Capabilities, q
             row = WorkerRow(name=name, jobs_done=0)
             session.add(row)
         row.host, row.device, row.memory_mb = caps.host, caps.device, caps.memory_mb
+        row.devices = [{"index": d.index, "name": d.name, "memory_mb": d.memory_mb} for d in caps.devices] or None
         row.families, row.queues, row.version = list(caps.families), list(queues), __version__
         row.started_at = row.seen_at = now()
-        row.stopped_at = row.current_job_id = None
+        row.stopped_at = row.current_job_id = row.current_job_ids = None
 
 
-def beat(factory: sessionmaker[Session], *, name: str, job_id: int | None, finished: bool = False) -> None:
-    """Record that the worker is alive and what it is running; `finished` counts a job it ended."""
+def beat(
+    factory: sessionmaker[Session],
+    *,
+    name: str,
+    job_id: int | None = None,
+    finished: bool = False,
+    job_ids: tuple[int, ...] | None = None,
+) -> None:
+    """Record that the worker is alive and what it is running (`job_ids`, or the one `job_id`); `finished`
+    counts a job it ended."""
+    running = sorted(job_ids) if job_ids is not None else ([job_id] if job_id is not None else [])
     with write_transaction(factory) as session:
         row = session.scalar(select(WorkerRow).where(WorkerRow.name == name))
         if row is None:
             return  # deleted by hand while running: it re-registers at its next start
-        row.seen_at, row.current_job_id = now(), job_id
+        row.seen_at, row.current_job_id, row.current_job_ids = now(), running[0] if running else None, running
         if finished:
             row.jobs_done += 1
 
@@ -70,7 +80,7 @@ def stopped(factory: sessionmaker[Session], *, name: str) -> None:
     with write_transaction(factory) as session:
         row = session.scalar(select(WorkerRow).where(WorkerRow.name == name))
         if row is not None:
-            row.stopped_at, row.current_job_id = now(), None
+            row.stopped_at, row.current_job_id, row.current_job_ids = now(), None, []
 
 
 def alive_filter(stale_seconds: float):
@@ -88,7 +98,7 @@ def list_workers(session: Session, *, stale_seconds: float, viewer: Viewer) -> l
     is no operator sees only their own jobs and no host names."""
     cutoff = now() - timedelta(seconds=stale_seconds)
     rows = session.scalars(select(WorkerRow).order_by(WorkerRow.name)).all()
-    running = [row.current_job_id for row in rows if row.current_job_id is not None]
+    running = [j for row in rows for j in (row.current_job_ids or [row.current_job_id]) if j is not None]
     own = set()
     if running and not viewer.operator:
         own = set(session.scalars(select(Job.id).where(Job.id.in_(running), Job.owner_id == viewer.user_id)))
@@ -99,7 +109,9 @@ def list_workers(session: Session, *, stale_seconds: float, viewer: Viewer) -> l
         if not viewer.operator:
             # Host names map the studio's machines for an attacker; another user's job id says what they do.
             update |= {"host": HIDDEN_HOST, "name": _without_host(row.name, row.host)}
-            update["current_job_id"] = row.current_job_id if row.current_job_id in own else None
+            mine = [j for j in row.current_job_ids or [row.current_job_id] if j is not None and j in own]
+            update["current_job_id"] = mine[0] if mine else None
+            update["current_job_ids"] = mine
         out.append(WorkerOut.model_validate(row).model_copy(update=update))
     return sorted(out, key=lambda w: (w.state != "alive", w.name))
 
@@ -118,10 +130,22 @@ def who_can_run(session: Session, job: Job, *, stale_seconds: float) -> tuple[in
     return len(alive), len(able)
 
 
+def device_count(worker: WorkerRow) -> int:
+    """How many devices a worker hands jobs (one for a row from before workers reported them)."""
+    return len(worker.devices or ()) or 1
+
+
+def most_devices(session: Session, *, stale_seconds: float) -> int:
+    """The most devices any live worker has (0: no worker is alive): the largest job the studio can run now."""
+    alive = session.scalars(select(WorkerRow).where(alive_filter(stale_seconds))).all()
+    return max((device_count(w) for w in alive), default=0)
+
+
 def can_run(worker: WorkerRow, job: Job) -> bool:
-    """The same rule the claim applies in SQL: queue, family and memory."""
+    """The same rule the claim applies in SQL: queue, family, memory (on each device) and device count."""
     return (
         job.type in worker.queues
         and (job.family is None or job.family in worker.families)
         and (job.memory_mb is None or job.memory_mb <= worker.memory_mb)
+        and (job.devices or 1) <= device_count(worker)
     )

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from lorastudio.errors import Conflict
+from lorastudio.errors import Conflict, Invalid
 from lorastudio.studio import credits
 from lorastudio.studio.db import Job, get_owned, now, write_transaction, writes
 from lorastudio.studio.jobs import registry
@@ -59,9 +59,13 @@ def add_job(
     request: TrainingJob | GenerationJob | ExportJob,
     family: str | None = None,
     memory_mb: int | None = None,
+    devices: int = 1,
 ) -> Job:
-    """A new pending job; `family` and `memory_mb` say which workers can run it (None: any). The workers are
-    woken once the session commits (the studio's session factory does that), never before."""
+    """A new pending job; `family`, `memory_mb` (on each device) and `devices` (how many it runs on at once)
+    say which workers can run it (None: any). The workers are woken once the session commits (the studio's
+    session factory does that), never before."""
+    if devices < 1:
+        raise Invalid(f"a job runs on at least 1 device, not {devices}", setting="devices")
     job = Job(
         owner_id=owner_id,
         type=request.type,
@@ -70,6 +74,7 @@ def add_job(
         progress={},
         family=family,
         memory_mb=memory_mb,
+        devices=devices,
     )
     session.add(job)
     session.info.setdefault("wake", set()).add(request.type)
@@ -98,8 +103,10 @@ def waiting_reason(session: Session, job: Job, *, stale_seconds: float) -> str |
     if not alive:
         return "no worker is running: start one with `lorastudio worker` (or `lorastudio serve` with workers)"
     need = [f"the {job.type} queue"] + ([f"{job.family} models"] if job.family else [])
+    if (job.devices or 1) > 1:
+        need.append(f"{job.devices} devices")
     if job.memory_mb:
-        need.append(f"{job.memory_mb / 1024:.0f} GB of device memory")
+        need.append(f"{job.memory_mb / 1024:.0f} GB of device memory" + (" on each" if (job.devices or 1) > 1 else ""))
     return (
         f"none of the {alive} running worker(s) can run it: it needs {', '.join(need)}; start a worker "
         "that has them, or lower the resolution or batch size"
@@ -140,15 +147,56 @@ def claim(
     types: tuple[str, ...],
     families: tuple[str, ...] | None = None,
     memory_mb: int | None = None,
+    free_devices: int = 1,
+    total_devices: int | None = None,
 ) -> int | None:
+    """Atomically take the oldest job this worker can run; its id or None (see `claim_devices`)."""
+    claimed = claim_devices(
+        factory,
+        worker=worker,
+        lease_seconds=lease_seconds,
+        types=types,
+        families=families,
+        memory_mb=memory_mb,
+        free_devices=free_devices,
+        total_devices=total_devices,
+    )
+    return claimed[0] if claimed else None
+
+
+def claim_devices(
+    factory: sessionmaker[Session],
+    *,
+    worker: str,
+    lease_seconds: int,
+    types: tuple[str, ...],
+    families: tuple[str, ...] | None = None,
+    memory_mb: int | None = None,
+    free_devices: int = 1,
+    total_devices: int | None = None,
+) -> tuple[int, int] | None:
     """Atomically take the oldest job this worker can run (pending, or running with an expired lease): of
-    its types, of a family it loads (None: any) and needing no more memory than it has; its id or None."""
+    its types, of a family it loads (None: any), needing no more memory than each device has and no more
+    devices than are free; (its id, its devices) or None.
+
+    A worker with `total_devices` (default: `free_devices`) takes jobs in order: when the oldest job it could
+    run needs more devices than are free now, it takes none until they are, so a stream of 1-device jobs
+    never starves a 4-device one on a 4-device worker (its devices empty out for it instead)."""
+    total = max(free_devices, total_devices or 0)
+    if free_devices < 1:
+        return None
     with write_transaction(factory) as session:
         t = now()
         lock = " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
         kinds = ", ".join(f"'{k}'" for k in types if k in JOB_TYPES) or "''"
         can = ""
-        params = {"worker": worker, "expires": t + timedelta(seconds=lease_seconds), "now": t}
+        params = {
+            "worker": worker,
+            "expires": t + timedelta(seconds=lease_seconds),
+            "now": t,
+            "free": free_devices,
+            "total": total,
+        }
         if families is not None:
             names = {f"f{i}": f for i, f in enumerate(families)}
             listed = ", ".join(f":{k}" for k in names) or "''"
@@ -161,16 +209,17 @@ def claim(
             text(
                 "UPDATE jobs SET status = 'running', lease_owner = :worker, lease_expires_at = :expires, "
                 "attempts = attempts + 1, started_at = COALESCE(started_at, :now) "
-                "WHERE id = (SELECT id FROM jobs WHERE cancel_requested = false AND type IN ("
+                "WHERE devices <= :free AND id = (SELECT id FROM jobs WHERE cancel_requested = false AND type IN ("
                 + kinds
                 + ")"
                 + can
-                + " AND (status = 'pending' OR (status = 'running' AND lease_expires_at < :now)) "
-                "ORDER BY id LIMIT 1" + lock + ") RETURNING id"
+                + " AND devices <= :total"
+                " AND (status = 'pending' OR (status = 'running' AND lease_expires_at < :now)) "
+                "ORDER BY id LIMIT 1" + lock + ") RETURNING id, devices"
             ),
             params,
         ).first()
-        return row[0] if row else None
+        return (row[0], row[1]) if row else None
 
 
 def renew(factory: sessionmaker[Session], *, job_id: int, worker: str, lease_seconds: int) -> bool:
@@ -259,9 +308,10 @@ def _settle(session: Session, job: Job) -> None:
         log.error("job %s: its request or result cannot be read; its hold is released", job.id)
         request = result = None
     if job.status == "succeeded" and isinstance(request, TrainingJob) and isinstance(result, TrainingResult):
-        rate, seconds = request.credits_per_gpu_minute, result.seconds or 0.0
-        spent = min(credits.cost_of(seconds, rate), request.estimate.credits[1])
-        note += f": ran {seconds / 60:.2f} min x {rate:.2f} credits/min = {spent} credits"
+        rate, seconds, gpus = request.credits_per_gpu_minute, result.seconds or 0.0, job.devices or 1
+        spent = min(credits.cost_of(seconds * gpus, rate), request.estimate.credits[1])  # each GPU's minutes
+        on = f" x {gpus} GPUs" if gpus > 1 else ""
+        note += f": ran {seconds / 60:.2f} min{on} x {rate:.2f} credits/min = {spent} credits"
     credits.settle(session, hold_id=job.credit_hold_id, spent=spent, note=note)
 
 

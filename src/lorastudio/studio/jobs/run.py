@@ -39,4 +39,7 @@ class JobRun:
     should_stop: Callable[[], bool]  # cancel asked, lease lost, or the worker stopping
     keep_checkpoint: Callable[[Checkpoint], None]  # the newest stored checkpoint, for a worker taking over
     finish: Callable[[Session, str, Result | None], None]  # inside the transaction that registers what it made
-    cache: object | None = None  # the worker's warm pipeline (generation)
+    cache: object | None = None  # the worker's warm pipeline (generation), the one of this job's device
+    # The indices of the devices this job holds (as many as its row's `devices`). On CUDA the job's thread has
+    # the first as its current device, so "cuda" means it; a training passes them all on (TrainConfig.device_ids).
+    device_ids: tuple[int, ...] = (0,)

@@ -44,11 +44,15 @@ class WorkerOut(Out):
     name: str = Field(description="Its name (lorastudio worker --name)")
     host: str = Field(description="The machine it runs on")
     device: str = Field(description="cuda: <card>, mps or cpu")
-    memory_mb: int = Field(description="Device memory it offers (MB)")
+    memory_mb: int = Field(description="Device memory it offers (MB), on each of its devices")
+    devices: list[dict] | None = Field(
+        default=None, description="Its devices: index, name and memory_mb of each (null: one, before devices were told)"
+    )
     families: list[str] = Field(description="Model families it loads")
     queues: list[str] = Field(description="Job types it runs")
     version: str = Field(description="LoRA Studio version it runs")
-    current_job_id: int | None = Field(description="The job it runs now")
+    current_job_id: int | None = Field(description="The job it runs now (the first, when it runs several)")
+    current_job_ids: list[int] | None = Field(default=None, description="Every job of yours it runs now")
     jobs_done: int = Field(description="Jobs it has ended since it first registered")
     started_at: datetime = Field(description="Last start (UTC)")
     seen_at: datetime = Field(description="Last heartbeat (UTC)")

@@ -6,7 +6,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from lorastudio.engine import SEED_LIMIT, TrainConfig
 
-# The training settings a user may change ("custom configuration"): never paths, devices or the dataset gate.
+# The training settings a user may change ("custom configuration"): never paths, the device setting or the
+# dataset gate. `devices` asks for that many devices (data parallel); which ones is the worker's business.
 TUNABLE = (
     "steps",
     "learning_rate",
@@ -32,6 +33,7 @@ TUNABLE = (
     "lora_format",
     "flip_augment",
     "seed",
+    "devices",
     "checkpoint_every",
     "sample_every",
     # Score every checkpoint and keep the best as the version (on by default in the studio): the most of the run's
@@ -43,6 +45,14 @@ TUNABLE = (
 )
 
 
+DEVICES_WORDS = (
+    "GPUs (devices) to train on at once, data parallel: each takes a batch of batch_size, so a step sees devices x "
+    "batch_size images; the plan keeps the images seen equal (steps / devices, rounded up) and multiplies the "
+    "learning rate by the square root of devices (Adam's rule), unless you set steps or learning_rate yourself; "
+    "a worker with that many devices runs it"
+)
+
+
 def _tunable(name: str) -> tuple:
     """A TrainConfig field as an optional override with the same type and limits (one copy of each limit)."""
     field = TrainConfig.model_fields[name]
@@ -50,6 +60,8 @@ def _tunable(name: str) -> tuple:
     copy.metadata = list(field.metadata)
     if name == "seed":  # -1: pick one and record it, as A1111 and the CLI take it
         copy = Field(default=None, ge=-1, lt=SEED_LIMIT, description=field.description + "; -1: random")
+    if name == "devices":  # the studio plans for them (the engine takes steps and learning rate as given)
+        copy.description = DEVICES_WORDS
     annotation = field.annotation if field.annotation is not None else object
     return (annotation | None, copy)
 

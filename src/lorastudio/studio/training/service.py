@@ -3,6 +3,7 @@ engine's train_lora, resumed from the run's checkpoint after a restart, register
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from lorastudio.config import Settings
 from lorastudio.engine import (
     Evaluation,
+    Preset,
     ProgressEvent,
     TrainConfig,
     base_family,
@@ -53,13 +55,21 @@ EVALUATE = True  # a studio run scores its checkpoints and keeps the best unless
 def plan(settings: Settings, dataset: Dataset, data: TrainingIn) -> TrainConfig:
     """The run a request asks for, validated: the preset fitted to the base's family, the overrides on top, a
     seed picked for -1, and a few previews. Built once at submit and stored; the worker runs it as stored."""
+    return planned(settings, dataset, data)[0]
+
+
+def planned(settings: Settings, dataset: Dataset, data: TrainingIn) -> tuple[TrainConfig, list[str]]:
+    """The plan (see `plan`) and its notes: what it changed from the preset for the devices asked for."""
     base = check_base(settings, data.base)
-    values = data.overrides.model_dump(exclude_none=True)
+    family = base_family(base, settings)
+    values, notes = data_parallel(
+        get_preset(data.preset, dataset.kind, family), data.overrides.model_dump(exclude_none=True)
+    )
     here = Path("plan")  # the worker's own folders replace these (LOCAL below)
     cfg = TrainConfig.from_preset(
         kind=dataset.kind,
         preset=data.preset,
-        family=base_family(base, settings),
+        family=family,
         images=here / "images",
         trigger=dataset.trigger,
         description=data.description or "",
@@ -74,15 +84,43 @@ def plan(settings: Settings, dataset: Dataset, data: TrainingIn) -> TrainConfig:
     if "evaluate" not in values:  # the library gets the best checkpoint, not merely the last
         cfg = cfg.model_copy(update={"evaluate": EVALUATE})
     if "sample_every" in values:
-        return cfg.model_copy(update={"sample_prompts": preview_prompts(cfg)} if cfg.sample_every else {})
+        return cfg.model_copy(update={"sample_prompts": preview_prompts(cfg)} if cfg.sample_every else {}), notes
     # A few previews by default, so the job page shows the LoRA taking shape: at most PREVIEWS and at most
     # PREVIEW_SHARE of the run (a preview's sampling step runs the UNet twice, a training step about 3x its batch).
     affordable = int(PREVIEW_SHARE * cfg.steps * 3 * cfg.batch_size / (2 * cfg.sample_steps))
     previews = min(PREVIEWS, affordable)
     if previews == 0:
-        return cfg
+        return cfg, notes
     every = max(1, cfg.steps // previews)
-    return cfg.model_copy(update={"sample_every": every, "sample_prompts": preview_prompts(cfg)})
+    return cfg.model_copy(update={"sample_every": every, "sample_prompts": preview_prompts(cfg)}), notes
+
+
+def data_parallel(preset: Preset, values: dict) -> tuple[dict, list[str]]:
+    """The overrides for a run on `devices` devices, and notes saying what changed. Each step takes a batch on
+    every device (N x the images), so the preset's steps are divided by N (rounded up: the same images seen) and
+    its learning rate multiplied by sqrt(N) (Adam's square-root rule for an N x larger batch), each only where
+    the user did not set it; the engine itself uses both as given."""
+    n = values.get("devices", 1)
+    if n <= 1:
+        return values, []
+    notes = []
+    if "steps" in values:
+        notes.append(f"{values['steps']} steps as you set them: {n} times the images one GPU would see")
+    else:
+        values = values | {"steps": math.ceil(preset.steps / n)}
+        notes.append(
+            f"{values['steps']} steps: the preset's {preset.steps} over {n} GPUs, the same images seen "
+            "(set the steps to choose them)"
+        )
+    if "learning_rate" in values:
+        notes.append(f"learning rate {values['learning_rate']:g} as you set it (not scaled for the larger batch)")
+    else:
+        values = values | {"learning_rate": float(f"{preset.learning_rate * math.sqrt(n):.4g}")}
+        notes.append(
+            f"learning rate {values['learning_rate']:g}: the preset's {preset.learning_rate:g} x sqrt({n}) for the "
+            f"{n} x larger batch (Adam's square-root rule; set the learning rate to choose it)"
+        )
+    return values, notes
 
 
 LOCAL = {"images", "output", "run_dir", "resume"}  # where a run's files go is the worker's business
@@ -108,9 +146,10 @@ def _with_description(session: Session, dataset: Dataset, data: TrainingIn) -> T
     return data.model_copy(update={"description": owner.description[:300] if owner and owner.description else None})
 
 
-def _estimate(session: Session, settings: Settings, dataset: Dataset, cfg: TrainConfig) -> Estimate:
+def _estimate(session: Session, settings: Settings, dataset: Dataset, cfg: TrainConfig, notes: list[str]) -> Estimate:
+    """The quote for a plan, with the plan's notes first among the lines that say how it was reached."""
     usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
-    return estimate(
+    quote = estimate(
         session,
         kind=cfg.kind,
         images=usable,
@@ -128,7 +167,24 @@ def _estimate(session: Session, settings: Settings, dataset: Dataset, cfg: Train
         credits_per_minute=settings.credits_per_gpu_minute,
         dollars_per_gpu_hour=settings.dollars_per_gpu_hour,
         hires_dollars=settings.hires_surcharge_dollars,
+        devices=cfg.devices,
     )
+    return quote.model_copy(update={"breakdown": notes + quote.breakdown}) if notes else quote
+
+
+def check_devices(session: Session, settings: Settings, devices: int) -> None:
+    """Refuse a run on more devices than any live worker reports (it would wait for ever). With no worker
+    running at all the run is queued, as every job is: the one that starts may have them, and the job's page
+    says it waits for a worker."""
+    if devices <= 1:
+        return
+    largest = jobs.most_devices(session, stale_seconds=settings.lease_seconds)
+    if 0 < largest < devices:
+        raise Invalid(
+            f"no worker has {devices} devices; the largest has {largest} - set $devices to {largest} or fewer, or "
+            f"start a worker on a machine with {devices} (`lorastudio worker --devices {devices}`)",
+            setting="devices",
+        )
 
 
 def evaluation_renders(cfg: TrainConfig) -> int:
@@ -140,7 +196,9 @@ def evaluation_renders(cfg: TrainConfig) -> int:
 def estimate_training(session: Session, settings: Settings, *, owner_id: int, data: TrainingIn) -> Estimate:
     """The estimate a submit would show (minutes, credits, dollars), without submitting."""
     dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
-    return _estimate(session, settings, dataset, plan(settings, dataset, data))
+    cfg, notes = planned(settings, dataset, data)
+    check_devices(session, settings, cfg.devices)  # said beside the quote, before the user submits
+    return _estimate(session, settings, dataset, cfg, notes)
 
 
 def submit_training(
@@ -152,7 +210,8 @@ def submit_training(
     check_room(settings)  # a run that would fill the disk is refused now, in words, not failed later
     dataset = datasets.get_row(session, owner_id=owner_id, dataset_id=data.dataset_id)
     data = _with_description(session, dataset, data)
-    cfg = plan(settings, dataset, data)
+    cfg, notes = planned(settings, dataset, data)
+    check_devices(session, settings, cfg.devices)
     usable = sum(1 for i in datasets.images_of(session, dataset.id) if i.status != "skipped")
     minimum = cfg.min_images or get_preset(cfg.preset, cfg.kind).min_images
     if usable < minimum:
@@ -160,7 +219,7 @@ def submit_training(
             f"dataset {dataset.id} has {usable} usable image(s); a {cfg.kind.replace('_', ' ')} LoRA needs "
             f"at least {minimum} - upload more or fix the skipped ones"
         )
-    est = _estimate(session, settings, dataset, cfg)
+    est = _estimate(session, settings, dataset, cfg, notes)
     request = TrainingJob(
         dataset_id=dataset.id,
         plan=stored_plan(cfg),
@@ -178,7 +237,9 @@ def submit_training(
             quantize_base=cfg.quantize_base,
             blocks_to_swap=cfg.blocks_to_swap,
         )
-        job = jobs.add_job(session, owner_id=owner_id, request=request, family=cfg.family, memory_mb=need)
+        job = jobs.add_job(
+            session, owner_id=owner_id, request=request, family=cfg.family, memory_mb=need, devices=cfg.devices
+        )
         session.flush()
         job.credit_hold_id = credits.hold(
             session, user_id=owner_id, amount=est.credits[1], job_id=job.id, note=f"training job {job.id}"
@@ -205,8 +266,16 @@ def _thin(losses: list[list[float]]) -> list[list[float]]:
     return [losses[int(i * stride)] for i in range(LOSS_POINTS - 1)] + [losses[-1]]
 
 
-def _config(settings: Settings, request: TrainingJob, dataset: Dataset, folder: Path, resume: bool) -> TrainConfig:
-    """The stored plan with this worker's folders."""
+def _config(
+    settings: Settings,
+    request: TrainingJob,
+    dataset: Dataset,
+    folder: Path,
+    resume: bool,
+    device_ids: tuple[int, ...] = (),
+) -> TrainConfig:
+    """The stored plan with this worker's folders and the devices it was given (a job resumed on another
+    worker trains on what that one hands it; the plan's steps and learning rate stay as planned)."""
     local = {"images": folder / "images", "output": folder / "lora.safetensors", "run_dir": folder / "run"}
     if "asked" in request.plan:  # queued before plans were stored (migration 0005): planned now, as a submit does
         asked = dict(request.plan["asked"])
@@ -216,7 +285,9 @@ def _config(settings: Settings, request: TrainingJob, dataset: Dataset, folder: 
         stored = stored_plan(plan(settings, dataset, TrainingIn.model_validate(asked)))
     else:
         stored = request.plan
-    return TrainConfig.model_validate(stored | local | {"resume": resume})
+    # The ids matter on CUDA only (the engine ignores them on a CPU, where N processes share the cores).
+    given = {"devices": len(device_ids), "device_ids": list(device_ids)} if device_ids else {}
+    return TrainConfig.model_validate(stored | local | {"resume": resume} | given)
 
 
 def run_training(run: JobRun) -> None:
@@ -239,7 +310,7 @@ def run_training(run: JobRun) -> None:
         elif dataset.style_id and (s := session.get(FightingStyle, dataset.style_id)):
             name = s.name
         owner = (dataset.character_id, dataset.style_id)
-    cfg = _config(settings, request, dataset, folder, resume=resumed_from is not None)
+    cfg = _config(settings, request, dataset, folder, resume=resumed_from is not None, device_ids=run.device_ids)
     losses: list[tuple[int, float]] = []
     state = JobProgress(phase="prepare", total=cfg.steps)
     if resumed_from is not None:  # the checkpoints scored before the restart stay on the job page
@@ -364,6 +435,7 @@ def _register(
             resolution=cfg.resolution,
             batch_size=cfg.batch_size,
             seconds_per_step=seconds / trained,
+            devices=cfg.devices,
         )
     run.finish(
         session,

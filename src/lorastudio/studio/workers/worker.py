@@ -1,6 +1,8 @@
 """A worker: claims jobs from the table, runs them through the engine, and maps the engine's two callbacks
 onto the job row (progress written as it goes; should_stop answers cancel, a lost lease and the worker's own
-stop). A heartbeat thread renews the lease. One job at a time: one GPU, one worker process.
+stop). A heartbeat thread renews each job's lease. One worker process serves a machine's devices: each job
+runs in a thread of its own holding as many device indices as its row asks for, so a 4-GPU worker runs four
+1-device jobs or one 4-device job at once, never more than it has.
 
 A worker process stops cleanly on SIGTERM, SIGINT, SIGHUP or the end of the process that started it: the
 running job stops at its next step boundary and goes back to the queue (released, not canceled), so another
@@ -49,10 +51,11 @@ PARENT_CHECK_SECONDS = 0.5
 
 
 class Worker:
-    """Runs jobs for one device. Built from settings; `drain()` works until nothing is claimable.
+    """Runs jobs on its devices (`caps.devices`; one without caps). Built from settings; `drain()` works
+    until nothing is claimable.
 
-    `caps` (None: any job) is what the claim filters on; `start_presence()` registers the worker and keeps
-    it announced and polling the table, which is what a worker on its own machine needs."""
+    `caps` (None: any job, one device) is what the claim filters on; `start_presence()` registers the worker
+    and keeps it announced and polling the table, which is what a worker on its own machine needs."""
 
     def __init__(
         self,
@@ -71,10 +74,17 @@ class Worker:
         self.studio = studio or open_studio(settings, migrate=False)
         self.factory: sessionmaker[Session] = self.studio.factory
         self.store = self.studio.store
-        self._cache = None
+        self._caches: dict[int, object] = {}  # device index -> its warm pipeline (one job uses a device at a time)
         self._draining = threading.Lock()
         self._wanted = threading.Event()
-        self._current: int | None = None
+        self.device_ids: tuple[int, ...] = caps.device_ids if caps is not None else (0,)
+        self._cuda = caps is not None and caps.device.startswith("cuda")
+        # Guards the free device indices and the running jobs; notified when a job ends (its devices are free)
+        # and on a wake-up, either of which may let a waiting job in.
+        self._slots = threading.Condition()
+        self._free: list[int] = list(self.device_ids)
+        self._running: dict[int, tuple[int, ...]] = {}  # job id -> the device indices it holds
+        self._freed = 0  # how many jobs have ended here: a drain that saw no job to take waits for it to change
         self._stop = threading.Event()
         self._stopping = threading.Event()
         self._busy = threading.Condition()
@@ -87,22 +97,27 @@ class Worker:
         return self._stopping.is_set()
 
     def shutdown(self) -> None:
-        """Take no more jobs and stop the running one at its next step boundary; it is then given back.
+        """Take no more jobs and stop the running ones at their next step boundary; they are then given back.
 
         Only sets an event, so a signal handler may call it."""
         self._stopping.set()
 
     def wait_stopped(self, timeout: float = STOP_SECONDS) -> bool:
-        """After `shutdown()`: wait until no job runs here; False when one was still running after `timeout`
-        (loading a model, say), which is then given back anyway so that nobody waits for its lease."""
+        """After `shutdown()`: wait until no job runs here; False when some were still running after `timeout`
+        (loading a model, say), which are then given back anyway so that nobody waits for their leases."""
         with self._busy:
             if self._busy.wait_for(lambda: self._draining_threads == 0, timeout):
                 return True
-        job_id = self._current
-        if job_id is not None and jobs.release(self.factory, job_id=job_id, worker=self.name):
-            self.given_back += 1
-            log.warning("job %s did not reach a step boundary in %.0f s; given back as it is", job_id, timeout)
+        for job_id in self.running():
+            if jobs.release(self.factory, job_id=job_id, worker=self.name):
+                self.given_back += 1
+                log.warning("job %s did not reach a step boundary in %.0f s; given back as it is", job_id, timeout)
         return False
+
+    def running(self) -> dict[int, tuple[int, ...]]:
+        """The jobs running here now, each with the device indices it holds."""
+        with self._slots:
+            return dict(self._running)
 
     def start_presence(self) -> None:
         """Register, then beat and poll the table in a background thread until `stop_presence()`."""
@@ -122,7 +137,7 @@ class Worker:
         while not self._stop.wait(beat):
             try:
                 if self.caps is not None:
-                    jobs.beat(self.factory, name=self.name, job_id=self._current)
+                    jobs.beat(self.factory, name=self.name, job_ids=tuple(self.running()))
                 if time.monotonic() - last_poll >= self.settings.poll_seconds:
                     last_poll = time.monotonic()
                     jobs.reap(self.factory)
@@ -136,6 +151,8 @@ class Worker:
         """Drain unless another thread of this worker is draining; a request that arrives meanwhile makes
         that thread look again before it stops, so no wake-up is lost between the two."""
         self._wanted.set()
+        with self._slots:  # a drain waiting for its jobs looks again now: the new job may fit the free devices
+            self._slots.notify_all()
         while True:
             if not self._draining.acquire(blocking=False):
                 return
@@ -150,15 +167,21 @@ class Worker:
 
     @property
     def cache(self):
-        """The warm pipeline, kept between generation jobs (base model and LoRAs stay loaded)."""
-        if self._cache is None:
+        """The warm pipeline of the first device, kept between generation jobs (base model and LoRAs stay loaded)."""
+        return self.cache_for(self.device_ids[0])
+
+    def cache_for(self, index: int):
+        """The warm pipeline of device `index`: only the job holding that device uses it, so no two threads
+        share one (and its models stay on that device)."""
+        if index not in self._caches:
             from lorastudio.engine import PipelineCache
 
-            self._cache = PipelineCache(self.settings)
-        return self._cache
+            self._caches[index] = PipelineCache(self.settings)
+        return self._caches[index]
 
     def drain(self, limit: int | None = None) -> int:
-        """Claim and run jobs until none is claimable (or `limit` ran, or the worker is stopping); how many ran."""
+        """Claim and run jobs until none is claimable (or `limit` started, or the worker is stopping), as many
+        at once as the devices allow; returns once they have all ended, with how many ran."""
         with self._busy:
             self._draining_threads += 1
         try:
@@ -169,31 +192,85 @@ class Worker:
                 self._busy.notify_all()
 
     def _drain(self, limit: int | None) -> int:
-        done = 0
-        while (limit is None or done < limit) and not self.stopping:
-            job_id = jobs.claim(
-                self.factory,
-                worker=self.name,
-                lease_seconds=self.settings.lease_seconds,
-                types=self.types,
-                families=self.caps.families if self.caps else None,
-                memory_mb=self.caps.memory_mb if self.caps else None,
-            )
-            if job_id is None:
-                return done
-            self._current = job_id
-            try:
-                ended = self.run(job_id)
-            finally:
-                self._current = None
-            done += 1
-            if self.caps is not None:
-                jobs.beat(self.factory, name=self.name, job_id=None, finished=ended)
-        return done
+        started, threads = 0, []
+        while (limit is None or started < limit) and not self.stopping:
+            with self._slots:
+                seen = self._freed
+                self._wanted.clear()  # a wake-up from here on makes this loop look again
+                claimed = self._claim()
+            if claimed is not None:
+                job_id, ids = claimed
+                thread = threading.Thread(target=self._run_held, args=(job_id, ids), daemon=True, name=f"job-{job_id}")
+                thread.start()
+                threads.append(thread)
+                started += 1
+                continue
+            with self._slots:
+                # Nothing to take with the devices free now. Once this drain's jobs have all ended (and nothing
+                # ended or woke us since the claim) there is nothing left to wait for; until then a job that
+                # ends frees devices a waiting bigger job may need, and a wake-up may bring one that fits.
+                if self._freed == seen and not self._wanted.is_set() and not any(t.is_alive() for t in threads):
+                    break
+                # A job's thread frees its devices, then beats: it may still be alive at the check above, so the
+                # wait also ends once every thread has (and the check above is made again).
+                while (
+                    self._freed == seen
+                    and not self._wanted.is_set()
+                    and not self.stopping
+                    and any(t.is_alive() for t in threads)
+                ):
+                    self._slots.wait(0.5)  # shutdown() only sets an event (a signal handler calls it): look again
+        for thread in threads:
+            thread.join()
+        return started
 
-    def run(self, job_id: int) -> bool:
-        """Run one claimed job to its end, whatever happens inside it; False when it was given back instead
-        (the worker is stopping)."""
+    def _claim(self) -> tuple[int, tuple[int, ...]] | None:
+        """Claim a job that fits the free devices and hold its device indices (the caller holds `_slots`)."""
+        if not self._free:
+            return None
+        got = jobs.claim_devices(
+            self.factory,
+            worker=self.name,
+            lease_seconds=self.settings.lease_seconds,
+            types=self.types,
+            families=self.caps.families if self.caps else None,
+            memory_mb=self.caps.memory_mb if self.caps else None,
+            free_devices=len(self._free),
+            total_devices=len(self.device_ids),
+        )
+        if got is None:
+            return None
+        job_id, count = got
+        ids = tuple(self._free[: max(1, count)])
+        del self._free[: len(ids)]
+        self._running[job_id] = ids
+        return job_id, ids
+
+    def _run_held(self, job_id: int, ids: tuple[int, ...]) -> None:
+        """Run a claimed job on the devices it holds (its own thread), then free them."""
+        ended = True
+        try:
+            if self._cuda:  # per thread: "cuda" in this job's runner means its first device
+                import torch
+
+                torch.cuda.set_device(ids[0])
+            ended = self.run(job_id, device_ids=ids)
+        finally:
+            with self._slots:
+                del self._running[job_id]
+                self._free = sorted(self._free + list(ids))
+                self._freed += 1
+                self._slots.notify_all()
+                running = tuple(self._running)
+            if self.caps is not None:
+                try:
+                    jobs.beat(self.factory, name=self.name, job_ids=running, finished=ended)
+                except Exception:  # the database away for a moment: the next beat says it
+                    log.warning("worker %s: heartbeat failed:\n%s", self.name, traceback.format_exc())
+
+    def run(self, job_id: int, device_ids: tuple[int, ...] = (0,)) -> bool:
+        """Run one claimed job on `device_ids` to its end, whatever happens inside it; False when it was given
+        back instead (the worker is stopping)."""
         if self.stopping:  # claimed just as the stop came: loading its model would only delay the exit
             self._give_back(job_id)
             return False
@@ -201,6 +278,7 @@ class Worker:
         beat = threading.Thread(target=self._heartbeat, args=(job_id, lost), daemon=True)
         beat.start()
         state = {"last": 0.0, "cancel": False}
+        # Jobs side by side take turns loading models: the engine's loaders hold one lock (models/loading.py).
 
         def progress(values: JobProgress, force: bool) -> None:
             t = time.monotonic()
@@ -242,7 +320,8 @@ class Worker:
                 should_stop=should_stop,
                 keep_checkpoint=keep_checkpoint,
                 finish=finish,
-                cache=self.cache if job.type == "generation" else None,
+                cache=self.cache_for(device_ids[0]) if job.type == "generation" else None,
+                device_ids=device_ids,
             )
             RUNNERS[job.type](run)
         except _GiveBack:
@@ -346,7 +425,7 @@ def watch_parent(pid: int) -> None:
 
 def consume(worker: Worker, huey) -> bool:
     """Run the queue's consumer in this (main) thread until `worker.shutdown()`; then wait for the running
-    job to stop and be given back. True when it stopped within STOP_SECONDS."""
+    jobs to stop and be given back. True when it stopped within STOP_SECONDS."""
     from huey.consumer import Consumer
 
     from lorastudio.studio.jobs import wake
@@ -362,8 +441,16 @@ def consume(worker: Worker, huey) -> bool:
                 self.stop_flag.set()
             return super().loop(health_check_ts)
 
+    # A wake-up runs the drain, which holds its thread while jobs run; with several devices a second thread
+    # takes the next wake-up at once, so a job that fits the free devices starts now, not at the next poll.
     consumer = _Consumer(
-        huey, workers=1, worker_type="thread", periodic=True, initial_delay=0.1, backoff=1.15, max_delay=1.0
+        huey,
+        workers=2 if len(worker.device_ids) > 1 else 1,
+        worker_type="thread",
+        periodic=True,
+        initial_delay=0.1,
+        backoff=1.15,
+        max_delay=1.0,
     )
     try:
         consumer.run()

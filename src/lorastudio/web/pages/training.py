@@ -47,6 +47,7 @@ LABELS = {
     "network_alpha": "Network alpha",
     "resolution": "Resolution",
     "batch_size": "Batch size",
+    "devices": "GPUs",
     "seed": "Seed (-1: random)",
     "checkpoint_every": "Checkpoint every N steps",
     "sample_every": "Sample preview every N steps (0: none)",
@@ -81,8 +82,10 @@ HINTS = {
     "blocks_to_swap": f"{_TRANSFORMERS} only: this many blocks wait in host memory and move to the GPU as each runs, "
     "for a card too small (slower)",
     "lora_format": f"{_TRANSFORMERS} only: kohya keys load in ComfyUI, Forge and kohya; diffusers keys in diffusers",
+    "devices": "Train on this many GPUs at once (a worker must have them); empty steps and learning rate follow: "
+    "steps / GPUs, learning rate x sqrt(GPUs)",
 }
-MAIN = 9  # the first settings are shown open; the rest under "More settings"
+MAIN = 10  # the first settings are shown open; the rest under "More settings"
 RECENT_TRAININGS = 100  # how far back the dataset page looks for its own trainings
 
 
