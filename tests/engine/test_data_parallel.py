@@ -24,7 +24,7 @@ from lorastudio.engine.toyworld.consistency import character_references
 from lorastudio.engine.toyworld.world import HELD_OUT_CHARACTERS
 from lorastudio.engine.training.checkpoint import list_checkpoints, load_checkpoint
 from lorastudio.engine.training.config import TrainConfig
-from lorastudio.engine.training.distributed import Ranks
+from lorastudio.engine.training.distributed import PeerLost, Ranks
 from lorastudio.engine.training.launch import _outcome, error_to_json, launch_folder
 from lorastudio.engine.training.train import train_lora
 from lorastudio.errors import NaNLoss, TrainingFailed
@@ -193,10 +193,12 @@ def test_a_ranks_domain_error_comes_back_as_itself(tmp_path):
     with pytest.raises(NaNLoss) as err:
         _outcome(folder, cfg, 1)
     assert err.value.setting == "learning_rate" and "the learning rate" in str(err.value)
-    (folder / "error-1.json").write_bytes(error_to_json(RuntimeError("boom\n at /some/build/path")))
-    with pytest.raises(TrainingFailed, match="ended without a result"):  # rank 0 left no word: it was killed
+    # rank 1's collective broke and rank 0 left no word: rank 0 was killed
+    (folder / "error-1.json").write_bytes(error_to_json(PeerLost("gloo: connection closed by peer")))
+    with pytest.raises(TrainingFailed, match="ended without a result"):
         _outcome(folder, cfg, 1)
-    (folder / "error-0.json").write_bytes(error_to_json(RuntimeError("boom")))
+    # rank 0 failed of itself (a bug): that is what is said, in one line without the paths after it
+    (folder / "error-0.json").write_bytes(error_to_json(RuntimeError("boom\n at /some/build/path")))
     with pytest.raises(TrainingFailed, match=r"unexpectedly \(RuntimeError: boom\)") as err:
         _outcome(folder, cfg, 1)
     assert "/some/build" not in str(err.value)
@@ -207,6 +209,12 @@ def test_devices_on_a_machine_that_cannot_is_refused_before_anything_starts(sett
     from lorastudio.errors import Invalid
 
     assert [d.index for d in detect_devices("cpu", 2)] == [0, 1]
+    with pytest.raises(Invalid, match="give one per device"):
+        train_lora(tiny_config(figure_dir, tmp_path, devices=2, device_ids=[0]), settings=settings)
     if not torch.cuda.is_available():
         with pytest.raises(Invalid, match="no CUDA GPU"):
             train_lora(tiny_config(figure_dir, tmp_path, devices=2, device="cuda"), settings=settings)
+    else:
+        many = torch.cuda.device_count() + 1
+        with pytest.raises(Invalid, match=f"this machine has {many - 1}"):
+            train_lora(tiny_config(figure_dir, tmp_path, devices=many, device="cuda"), settings=settings)

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load
 
 from lorastudio.config import Settings
+from lorastudio.studio.credits import cost_of
 from tests.servers import free_port, redis_missing, wait_port
 
 DOC = Path(__file__).parents[2] / "docs" / "deploy.md"
@@ -339,7 +340,11 @@ def test_a_team_on_many_machines(deployment, john_refs):
             assert images and all(apis[user].ok("GET", i["url"]).content[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     done_by = {w["name"]: w["jobs_done"] for w in alice.ok("GET", "/api/v1/workers")}
     assert all(done_by.get(name, 0) >= 1 for name in (*(f"gpu-a-{n}" for n in range(SINGLE)), MULTI)), done_by
-    assert finished[two]["request"]["plan"]["devices"] == 2
+    wide_job = finished[two]
+    assert wide_job["request"]["plan"]["devices"] == 2
+    # Both GPUs' minutes are billed, within the hold.
+    rate, high = wide_job["request"]["credits_per_gpu_minute"], wide_job["request"]["estimate"]["credits"][1]
+    assert wide_job["credits"]["charged"] == min(cost_of(wide_job["result"]["seconds"] * 2, rate), high)
     shown = d.run("workers")[0]
     assert all(name in shown for name in (*(f"gpu-a-{n}" for n in range(SINGLE)), MULTI)), shown
 

@@ -5,8 +5,10 @@ kungfustyle -> images judged -> usage and success rate."""
 import json
 import threading
 
+import pytest
+
 from lorastudio.studio.workers import Worker
-from tests.studio.conftest import POSTGRESQL_IN_THE_SUITE, john_dataset, upload_refs
+from tests.studio.conftest import john_dataset, upload_refs
 
 
 def _sse(client, job_id: int) -> list[tuple[str, dict]]:
@@ -21,7 +23,9 @@ def _sse(client, job_id: int) -> list[tuple[str, dict]]:
     return events
 
 
-@POSTGRESQL_IN_THE_SUITE
+# Slow on both databases (12 s each): the browser runs the guide's workflow, and the deploy test runs PostgreSQL.
+@pytest.mark.slow
+@pytest.mark.parametrize("studio_settings", ["sqlite", "postgresql"], indirect=True)
 def test_the_guides_flow_end_to_end(client, studio_settings, john_refs):
     styles = client.get("/api/v1/styles").json()
     assert [s["trigger"] for s in styles[:4]] == ["boxingstyle", "kungfustyle", "mmastyle", "swordstyle"]
@@ -94,6 +98,8 @@ def test_the_guides_flow_end_to_end(client, studio_settings, john_refs):
     assert [x["id"] for x in found["items"]] == [lora_id] and found["total"] == 1
 
 
+# Slow (12 s): the browser test of the Train page cancels a running training and checks the same.
+@pytest.mark.slow
 def test_cancel_mid_training_registers_no_version(client, studio_settings, john_refs, workers):
     character_id, dataset_id = john_dataset(client, john_refs)
     job = client.post("/api/v1/trainings", json={"dataset_id": dataset_id, "overrides": {"steps": 400}}).json()

@@ -125,6 +125,8 @@ def studio(tmp_path):
     s.close()
 
 
+# Slow (19 s): a SIGKILLed serve's worker exits by itself (below, in the suite), the harder case of the two.
+@pytest.mark.slow
 def test_serve_s_worker_stops_with_a_sigterm_of_serve(studio):
     serve = studio.serve()
     worker = studio.worker_of(serve)

@@ -3,6 +3,7 @@ same LoRA as an uninterrupted run; of two workers woken for one job exactly one 
 
 import threading
 
+import pytest
 import torch
 
 from lorastudio.engine.fileio.tensorfile import read_safetensors
@@ -23,6 +24,8 @@ def _version_tensors(client, studio_settings, lora_id: int, version: int) -> dic
         return read_safetensors(make_store(studio_settings).path(row.blob))[0]
 
 
+# Slow (30 s): the deploy test kills a worker mid-training too, and checks the same LoRA and one charge.
+@pytest.mark.slow
 def test_a_killed_worker_s_job_resumes_from_its_checkpoint_matches_and_is_charged_once(
     client, studio_settings, john_refs, workers
 ):

@@ -34,6 +34,8 @@ def _pixels(api, job_id: int) -> tuple[np.ndarray, dict]:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16), image["params"]
 
 
+# Slow (12 s): the pages test below trains a FLUX.1 LoRA through the same API and generates with it.
+@pytest.mark.slow
 def test_a_flux1_lora_is_trained_listed_and_generated_with_through_the_api(client, studio_settings, john_refs, workers):  # noqa: F811
     ensure_tiny_model("tiny-flux1", studio_settings.models_dir)
     _, dataset = john_dataset(client, john_refs)

@@ -44,8 +44,9 @@ def _device_shares(env: dict, count: int) -> list[dict]:
         return [env] * count
     visible = [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",")] if env.get("CUDA_VISIBLE_DEVICES") else None
     ids = visible[:found] if visible else [str(i) for i in range(found)]
-    share = found // count
-    return [env | {"CUDA_VISIBLE_DEVICES": ",".join(ids[i * share : (i + 1) * share])} for i in range(count)]
+    # As even as it goes: with 3 GPUs and 2 workers the first worker gets two.
+    shares = [ids[i::count] for i in range(count)]
+    return [env | {"CUDA_VISIBLE_DEVICES": ",".join(share)} for share in shares]
 
 
 class _WorkerPool:

@@ -20,6 +20,7 @@ from lorastudio.engine.lora.layouts import alpha_folded, to_diffusers_state
 from lorastudio.engine.models.base import LoadedBase, base_family, load_base_model, weights_hash
 from lorastudio.engine.models.device import resolve_device
 from lorastudio.engine.models.families import get_family
+from lorastudio.engine.models.loading import LOADING
 from lorastudio.errors import NotFound
 
 
@@ -131,7 +132,8 @@ class PipelineCache:
             self._evict(megabytes, keep)
             self._slots += 1
             adapter = f"slot{self._slots}"
-            base.pipe.load_lora_weights(to_diffusers_state(lora, base), adapter_name=adapter)
+            with LOADING:  # peft patches torch for the whole process while it builds the adapter
+                base.pipe.load_lora_weights(to_diffusers_state(lora, base), adapter_name=adapter)
             if incoming:
                 self._layouts[adapter] = incoming[0]
         info = lora.info

@@ -14,6 +14,7 @@ Each rank's loss is its samples' share of the global batch's mean, so the sum ov
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +28,10 @@ from lorastudio.errors import Invalid
 # A rank waits at the next all-reduce while rank 0 renders previews or scores a checkpoint, which may take
 # minutes on a big model; a rank that died is noticed by torchrun in well under a second, not by this timeout.
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
+
+
+class PeerLost(RuntimeError):
+    """A collective broke: another rank of the run died (torchrun stops this one next)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,8 @@ class Ranks:
             return extra
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1).float() for g in grads] + [extra.float().reshape(-1)])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        with _peers():
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         offset = 0
         for p, g in zip(params, grads, strict=True):
             n = g.numel()
@@ -89,14 +95,25 @@ class Ranks:
         mine = dict(zip(mine_idx, (_to(x, torch.device("cpu")) for x in made), strict=True))
         gathered: list[dict | None] = [None] * self.world
         # Objects travel pickled between our own ranks (a loopback group torchrun made), never from a user file.
-        dist.all_gather_object(gathered, mine)
+        with _peers():
+            dist.all_gather_object(gathered, mine)
         merged = {k: v for part in gathered for k, v in (part or {}).items()}
         return [_to(merged[i], device) for i in range(count)]
 
     def barrier(self) -> None:
         """Wait for every rank (nothing for one process)."""
         if self.world > 1:
-            dist.barrier()
+            with _peers():
+                dist.barrier()
+
+
+@contextlib.contextmanager
+def _peers():
+    """A collective's failure (gloo and NCCL raise plain RuntimeErrors) as PeerLost."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise PeerLost(f"a collective with the other ranks failed: {exc}") from exc
 
 
 def join(cfg, settings) -> Ranks:
@@ -121,9 +138,20 @@ def training_device(cfg, settings, local_rank: int = 0) -> torch.device:
             "process: use $devices 1",
             setting="devices",
         )
+    if cfg.device_ids and len(cfg.device_ids) != cfg.devices:
+        raise Invalid(
+            f"{len(cfg.device_ids)} device ids were given for a run of $devices {cfg.devices}; give one per device",
+            setting="devices",
+        )
     if device.type != "cuda":
         return device
     if cfg.devices > 1:
+        found = torch.cuda.device_count()  # in a rank: the launcher's CUDA_VISIBLE_DEVICES, the run's own
+        if cfg.devices > found and not cfg.device_ids:
+            raise Invalid(
+                f"training on {cfg.devices} GPUs was asked for but this machine has {found}; use $devices {found}",
+                setting="devices",
+            )
         return torch.device("cuda", local_rank)
     if cfg.device_ids:
         if cfg.device_ids[0] >= torch.cuda.device_count():

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from lorastudio import errors
 from lorastudio.config import Settings
 from lorastudio.engine.evaluation.results import CheckpointScore, Evaluation
@@ -25,6 +27,7 @@ from lorastudio.engine.lora.file import read_lora
 from lorastudio.engine.models.device import threads_per_process
 from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop
 from lorastudio.engine.training.config import TrainConfig, TrainResult
+from lorastudio.engine.training.distributed import PeerLost
 from lorastudio.errors import Invalid, LoraStudioError, TrainingFailed
 from lorastudio.fileio import write_bytes_atomic
 
@@ -32,8 +35,19 @@ POLL_SECONDS = 0.1
 # torchrun's agent looks at its ranks this often: a rank that dies ends the others within about this long.
 MONITOR_SECONDS = 0.5
 STOP_GRACE_SECONDS = 10.0  # after a SIGTERM, how long the ranks get before a SIGKILL
-# Studio-only settings the ranks never read; left out of the file they get (a database URL may hold a password).
-PRIVATE_SETTINGS = {"database_url", "queue_url", "blob_url", "metrics_token", "s3_endpoint_url"}
+# The settings a training reads; only these reach the ranks' file (a database URL may hold a password, and a
+# setting added later stays out until it is named here).
+RANK_SETTINGS = {
+    "home",
+    "device",
+    "default_base_model",
+    "single_file_config",
+    "allow_downloads",
+    "max_image_pixels",
+    "scorer_clip",
+    "scorer_dino",
+    "captioner",
+}
 
 
 def launch_folder(run_dir: Path) -> Path:
@@ -41,25 +55,32 @@ def launch_folder(run_dir: Path) -> Path:
     return run_dir / "launch"
 
 
-def train_on_devices(cfg: TrainConfig, settings: Settings, emit: OnProgress, stop: ShouldStop) -> TrainResult:
+def train_on_devices(
+    cfg: TrainConfig, settings: Settings, device: torch.device, emit: OnProgress, stop: ShouldStop
+) -> TrainResult:
     """Run `cfg` as `cfg.devices` data-parallel processes started by torchrun; block until they end."""
     folder = launch_folder(cfg.run_dir)
     shutil.rmtree(folder, ignore_errors=True)  # what a previous launch left: its events are not this run's
     folder.mkdir(parents=True)
     write_bytes_atomic(folder / "config.json", cfg.model_dump_json().encode())
-    private = settings.model_dump(mode="json", exclude=PRIVATE_SETTINGS)
-    write_bytes_atomic(folder / "settings.json", json.dumps(private).encode())
-    (folder / "settings.json").chmod(0o600)
+    # Created private (0600), not narrowed after: no moment at which another user could read it.
+    fd = os.open(folder / "settings.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(settings.model_dump(mode="json", include=RANK_SETTINGS), f)
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    if cfg.device_ids:
+    if cfg.device_ids and device.type == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = _visible(cfg.device_ids, env.get("CUDA_VISIBLE_DEVICES"))
     env["OMP_NUM_THREADS"] = str(threads_per_process(cfg.devices))  # torchrun's own default is 1
+    # One machine: the ranks talk over loopback only, whatever interface the host name resolves to.
+    env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    env.setdefault("NCCL_SOCKET_IFNAME", "lo")
     command = [
         sys.executable,
         "-m",
         "lorastudio.engine.training.torchrun",  # torchrun itself, tied to this process's life
         "--standalone",
+        "--rdzv-endpoint=127.0.0.1:0",
         f"--nproc-per-node={cfg.devices}",
         f"--monitor-interval={MONITOR_SECONDS}",
         "--max-restarts=0",
@@ -75,31 +96,48 @@ def train_on_devices(cfg: TrainConfig, settings: Settings, emit: OnProgress, sto
         stop_asked = False
         while proc.poll() is None:
             for event in events.read():
-                emit(event)
+                _emit_held(event, folder, emit)
             if not stop_asked and stop():
                 stop_asked = True
                 (folder / "stop").touch()
             time.sleep(POLL_SECONDS)
         for event in events.read():
-            emit(event)
+            _emit_held(event, folder, emit)
     finally:
         _end(proc)
         (folder / "settings.json").unlink(missing_ok=True)
     return _outcome(folder, cfg, proc.returncode)
 
 
+def _emit_held(event: ProgressEvent, folder: Path, emit: OnProgress) -> None:
+    """Hand the caller an event; a checkpoint it names is held (hard-linked) while the caller reads it, since
+    rank 0 trains on and may prune it meanwhile (the studio uploads each one)."""
+    if event.checkpoint is None:
+        emit(event)
+        return
+    held = folder / "held" / event.checkpoint.name
+    held.parent.mkdir(exist_ok=True)
+    try:
+        os.link(event.checkpoint, held)
+    except FileNotFoundError:  # pruned already: newer ones exist, and their events follow
+        event.checkpoint = None
+        emit(event)
+        return
+    try:
+        event.checkpoint = held
+        emit(event)
+    finally:
+        held.unlink(missing_ok=True)
+
+
 def _visible(ids: list[int], current: str | None) -> str:
     """CUDA_VISIBLE_DEVICES for the ranks: `ids` index the devices this process sees, which a
     CUDA_VISIBLE_DEVICES of its own may already have narrowed."""
-    seen = [d.strip() for d in current.split(",")] if current else None
-    if seen is not None:
-        missing = [i for i in ids if i >= len(seen)]
-        if missing:
-            raise Invalid(
-                f"$device {missing[0]} is not one of the {len(seen)} CUDA devices visible here", setting="device"
-            )
-        return ",".join(seen[i] for i in ids)
-    return ",".join(str(i) for i in ids)
+    seen = [d.strip() for d in current.split(",")] if current else [str(i) for i in range(torch.cuda.device_count())]
+    missing = [i for i in ids if i >= len(seen)]
+    if missing:
+        raise Invalid(f"$device {missing[0]} is not one of the {len(seen)} CUDA devices visible here", setting="device")
+    return ",".join(seen[i] for i in ids)
 
 
 def _end(proc: subprocess.Popen) -> None:
@@ -213,7 +251,9 @@ def error_to_json(exc: BaseException) -> bytes:
             {"class": type(exc).__name__, "message": template, "setting": exc.setting, "aside": exc.aside}
         ).encode()
     first = (str(exc).splitlines() or [""])[0][:200]
-    return json.dumps({"class": None, "message": f"{type(exc).__name__}: {first}"}).encode()
+    # A collective that broke (gloo, NCCL) says another rank died first; anything else is this rank's own fault.
+    peer = isinstance(exc, PeerLost | getattr(torch.distributed, "DistError", PeerLost))
+    return json.dumps({"class": "peer" if peer else None, "message": f"{type(exc).__name__}: {first}"}).encode()
 
 
 def _outcome(folder: Path, cfg: TrainConfig, code: int | None) -> TrainResult:
@@ -233,9 +273,10 @@ def _outcome(folder: Path, cfg: TrainConfig, code: int | None) -> TrainResult:
     aside = "$resume continues from the last checkpoint" + (
         f" ({last[-1].name})" if last else " (none was written yet)"
     )
-    if failures and len(failures) >= cfg.devices:
+    own = [d for d in failures if d["class"] != "peer"]
+    if own:  # a rank failed of itself (a bug, a library error); the others were stopped
         raise TrainingFailed(
-            f"the training failed unexpectedly ({failures[0]['message']}); its output is in launch/torchrun.log in "
+            f"the training failed unexpectedly ({own[0]['message']}); its output is in launch/torchrun.log in "
             "the run folder",
             aside=aside,
         )

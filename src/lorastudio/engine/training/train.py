@@ -28,6 +28,7 @@ from lorastudio.engine.models.device import (
     weight_dtype,
 )
 from lorastudio.engine.models.families import FAMILIES, get_family
+from lorastudio.engine.models.loading import LOADING
 from lorastudio.engine.models.memory import check_training_fits
 from lorastudio.engine.models.offload import swap_blocks
 from lorastudio.engine.models.quantize import quantize_frozen
@@ -122,7 +123,7 @@ def train_lora(
                 f"$resume: these settings differ from the checkpoint's run: {', '.join(changed)}", setting="resume"
             )
     if cfg.devices > 1 and ranks.world == 1:  # asked for N devices: N ranks run this function (launch.py)
-        return train_on_devices(cfg, settings, emit, stop)
+        return train_on_devices(cfg, settings, device, emit, stop)
 
     # 3. Base model, frozen, with LoRA adapters on the target modules.
     family = get_family(base_family(cfg.base, settings))  # read from its files: nothing loaded yet
@@ -145,25 +146,10 @@ def train_lora(
         module.requires_grad_(False)
     if cfg.quantize_base != "none":
         quantize_frozen(denoiser, cfg.quantize_base)  # before the LoRA: its layers wrap the 8-bit ones
-    torch.manual_seed(cfg.seed)  # LoRA init below draws from the global generator
-    denoiser.add_adapter(
-        LoraConfig(
-            r=cfg.network_dim,
-            lora_alpha=cfg.network_alpha,
-            target_modules=lora_targets(denoiser, family, cfg.target),
-            init_lora_weights="gaussian",
-        )
-    )
-    if cfg.train_text_encoder:
-        for encoder in encoders:
-            # peft directly: transformers' own add_adapter demands a newer peft than diffusers does.
-            te_config = LoraConfig(
-                r=cfg.network_dim,
-                lora_alpha=cfg.network_alpha,
-                target_modules=text_encoder_targets(encoder, cfg.target),
-                init_lora_weights="gaussian",
-            )
-            inject_adapter_in_model(te_config, encoder)
+    # The LoRA's init draws from the global generator, and peft swaps torch's parameter registration for the
+    # whole process while another thread loads an adapter: both under the process's loading lock.
+    with LOADING:
+        _add_adapters(cfg, denoiser, encoders, family)
     if cfg.blocks_to_swap:
         swap_blocks(denoiser, cfg.blocks_to_swap, device)  # the rest goes to the device; these when they run
     elif cfg.quantize_base != "none":
@@ -245,6 +231,7 @@ def train_lora(
     else:
         objective = NoiseObjective(base.pipe.scheduler.config, cfg.min_snr_gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler.scale(torch.zeros((), device=device))  # its scale exists even on a rank whose first step is empty
     loss_history: list[tuple[int, float]] = []
     start_step = 0
     if checkpoint is not None:
@@ -453,6 +440,29 @@ def train_lora(
         scored,
         alternatives,
     )
+
+
+def _add_adapters(cfg: TrainConfig, denoiser, encoders, family) -> None:
+    """LoRA adapters on the denoiser's target layers (and the text encoders' when they train), drawn from the seed."""
+    torch.manual_seed(cfg.seed)
+    denoiser.add_adapter(
+        LoraConfig(
+            r=cfg.network_dim,
+            lora_alpha=cfg.network_alpha,
+            target_modules=lora_targets(denoiser, family, cfg.target),
+            init_lora_weights="gaussian",
+        )
+    )
+    if cfg.train_text_encoder:
+        for encoder in encoders:
+            # peft directly: transformers' own add_adapter demands a newer peft than diffusers does.
+            te_config = LoraConfig(
+                r=cfg.network_dim,
+                lora_alpha=cfg.network_alpha,
+                target_modules=text_encoder_targets(encoder, cfg.target),
+                init_lora_weights="gaussian",
+            )
+            inject_adapter_in_model(te_config, encoder)
 
 
 def _evaluate(evaluation: RunEvaluation, step: int, export, emit, device) -> None:

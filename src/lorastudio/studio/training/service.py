@@ -112,7 +112,9 @@ def data_parallel(preset: Preset, values: dict) -> tuple[dict, list[str]]:
             f"{values['steps']} steps: the preset's {preset.steps} over {n} GPUs, the same images seen "
             "(set the steps to choose them)"
         )
-    if "learning_rate" in values:
+    if values.get("optimizer") == "prodigy":  # it finds its own step size; its learning rate stays a multiplier
+        notes.append("learning rate as set: Prodigy adapts its own step size to the batch")
+    elif "learning_rate" in values:
         notes.append(f"learning rate {values['learning_rate']:g} as you set it (not scaled for the larger batch)")
     else:
         values = values | {"learning_rate": float(f"{preset.learning_rate * math.sqrt(n):.4g}")}
