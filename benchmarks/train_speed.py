@@ -501,18 +501,13 @@ def main() -> None:
 
     from lorastudio.engine.data.synthetic import write_reference_set
     from lorastudio.engine.models.device import resolve_device
-    from lorastudio.engine.models.sized import ensure_sized_model
-    from lorastudio.engine.models.tiny import ensure_tiny_model
 
     device = resolve_device(args.device)
     profile = device.type != "cuda"  # phase marks wait for the GPU: time those in a separate run there
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         settings = Settings(home=tmp / "home", device=args.device)
-        if args.model == "tiny-sd15":
-            model_dir = ensure_tiny_model("tiny-sd15", settings.models_dir)
-        else:
-            model_dir = ensure_sized_model(args.model, args.models_dir)
+        model_dir = sd_model(args, settings)
         paths = write_reference_set(tmp / "imgs", args.images, size=args.image_size, caption="johnhero, a person")
         images = [Image.open(p).convert("RGB") for p in paths]
         short = argparse.Namespace(**{**vars(args), "steps": min(args.steps, 5)})
@@ -556,21 +551,26 @@ def main() -> None:
         print(f"{who:8s} phases: " + ", ".join(f"{k} {v}" for k, v in result[f"{who}_phases"].items()))
 
 
+def sd_model(args, settings: Settings) -> Path:
+    """The SD model folder --model names: the tiny test model, or a sized one written once to --models-dir."""
+    from lorastudio.engine.models.sized import ensure_sized_model
+    from lorastudio.engine.models.tiny import ensure_tiny_model
+
+    if args.model == "tiny-sd15":
+        return ensure_tiny_model("tiny-sd15", settings.models_dir)
+    return ensure_sized_model(args.model, args.models_dir)
+
+
 def devices_main(args) -> None:
     """Our trainer on N data-parallel processes (torchrun) against one process, on the same device kind and
     cores, each process at --batch: images/s of each, and rank 0's share of a step spent in the all-reduce
     (its communication, plus any wait for a slower rank)."""
     from lorastudio.engine.data.synthetic import write_reference_set
-    from lorastudio.engine.models.sized import ensure_sized_model
-    from lorastudio.engine.models.tiny import ensure_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         settings = Settings(home=tmp / "home", device=args.device)
-        if args.model == "tiny-sd15":
-            model_dir = ensure_tiny_model("tiny-sd15", settings.models_dir)
-        else:
-            model_dir = ensure_sized_model(args.model, args.models_dir)
+        model_dir = sd_model(args, settings)
         write_reference_set(tmp / "imgs", args.images, size=args.image_size, caption="johnhero, a person")
         warm = argparse.Namespace(**{**vars(args), "steps": 2})
         ours(tmp / "imgs", tmp / "warm", model_dir, warm, settings, False)

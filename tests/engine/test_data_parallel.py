@@ -157,6 +157,8 @@ def test_a_flow_family_stops_and_resumes_on_two_processes(settings, figure_dir, 
         cfg, settings=settings, on_progress=seen.append, should_stop=lambda: any(e.phase == "train" for e in seen)
     )
     assert stopped.stopped and 1 <= stopped.steps_done < 10_000 and stopped.checkpoints
+    # The latent cache was built once: rank 0 encoded its half of the 8 pictures, the other rank the rest.
+    assert {e.total for e in seen if e.phase == "cache" and e.total} == {4}
     at = stopped.steps_done
     resumed = cfg.model_copy(update={"resume": True, "steps": at + 2, "devices": 1, "batch_size": 2})
     finished = train_lora(resumed, settings=settings)

@@ -123,6 +123,9 @@ def _emit_held(event: ProgressEvent, folder: Path, emit: OnProgress) -> None:
         event.checkpoint = None
         emit(event)
         return
+    except OSError:  # a file system without hard links: handed over as it is
+        emit(event)
+        return
     try:
         event.checkpoint = held
         emit(event)

@@ -139,28 +139,9 @@ def cancel(session: Session, *, owner_id: int, job_id: int) -> JobOut:
     return to_out(session, job)
 
 
-def claim(
-    factory: sessionmaker[Session],
-    *,
-    worker: str,
-    lease_seconds: int,
-    types: tuple[str, ...],
-    families: tuple[str, ...] | None = None,
-    memory_mb: int | None = None,
-    free_devices: int = 1,
-    total_devices: int | None = None,
-) -> int | None:
-    """Atomically take the oldest job this worker can run; its id or None (see `claim_devices`)."""
-    claimed = claim_devices(
-        factory,
-        worker=worker,
-        lease_seconds=lease_seconds,
-        types=types,
-        families=families,
-        memory_mb=memory_mb,
-        free_devices=free_devices,
-        total_devices=total_devices,
-    )
+def claim(factory: sessionmaker[Session], **can) -> int | None:
+    """Atomically take the oldest job this worker can run; its id or None (`claim_devices`'s arguments)."""
+    claimed = claim_devices(factory, **can)
     return claimed[0] if claimed else None
 
 
