@@ -153,6 +153,9 @@ def test_serve_replaces_a_worker_that_dies(studio):
     assert f"(pid {first}) exited with code -9" in studio.log.read_text()
 
 
+# Slow (32 s): the give-back on a stop is tested in-process (tests/studio/test_worker_devices.py, two jobs at
+# once) and a worker process's signals by the serve tests here.
+@pytest.mark.slow
 def test_a_sigtermed_worker_gives_its_training_back_to_be_resumed_at_once(client, studio_settings, john_refs, workers):
     from tests.studio.test_credits import _ledger
 
