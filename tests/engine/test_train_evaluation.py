@@ -89,6 +89,8 @@ def test_the_plan_spreads_what_fits_and_always_scores_the_last_step():
     }
 
 
+# Slow (11 s): the suite keeps every other evaluation test; `make test-slow` runs this one.
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_scores_it_had(settings, john_refs, tmp_path):
     cfg = _toy(john_refs, tmp_path)
     seen = []

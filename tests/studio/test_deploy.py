@@ -2,7 +2,7 @@
 one-device workers and a multi-GPU worker with 2 CPU "devices", each with its own LORASTUDIO_HOME (no shared
 disk), all started with the document's own commands. Three users submit 6 trainings (one on 2 devices, run as
 two torch.distributed processes on the multi-GPU worker) and 12 generations at once; a worker is SIGKILLed
-mid-training and another goes on from the checkpoint in the store; Redis is down for 10 s; the API server
+mid-training and another goes on from the checkpoint in the store; Redis is down for 5 s; the API server
 restarts. Every job ends, once, with the same LoRA as an uninterrupted run, and every result is readable from
 the server."""
 
@@ -293,12 +293,12 @@ def test_a_team_on_many_machines(deployment, john_refs):
     _proc_of(d, victim).send_signal(signal.SIGKILL)
     d.restart(victim)  # the machine comes back with a new, empty disk
 
-    # Redis down for 10 s: the wake-ups of what is submitted meanwhile are lost.
+    # Redis down for 5 s: the wake-ups of what is submitted meanwhile are lost.
     redis.kill()
     redis.wait(timeout=10)
     with ThreadPoolExecutor(3) as pool:
         submitted += [job for jobs in pool.map(lambda u: _generation(apis[u], u), USERS) for job in jobs]
-    time.sleep(10)
+    time.sleep(5)
     redis = d.start("redis")
     wait_port(d.ports["redis"])
 
