@@ -11,16 +11,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers.optimization import get_scheduler
-from peft import LoraConfig, inject_adapter_in_model
 
 from lorastudio.config import Settings
 from lorastudio.engine.data.buckets import fit_to_bucket
 from lorastudio.engine.data.dataset import scan_dataset
 from lorastudio.engine.lora.file import check_lora_path, read_lora, save_lora
-from lorastudio.engine.lora.keys import text_encoder_targets
 from lorastudio.engine.models.base import base_family, load_base_model
 from lorastudio.engine.models.denoisers import Cond, denoiser_for
-from lorastudio.engine.models.denoisers.common import lora_targets
 from lorastudio.engine.models.device import (
     is_out_of_memory,
     peak_memory_mb,
@@ -34,6 +31,7 @@ from lorastudio.engine.models.offload import swap_blocks
 from lorastudio.engine.models.quantize import quantize_frozen
 from lorastudio.engine.models.textenc import sdxl_time_ids
 from lorastudio.engine.progress import OnProgress, ProgressEvent, ShouldStop, never_stop, no_progress
+from lorastudio.engine.training.adapters import add_adapters
 from lorastudio.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from lorastudio.engine.training.config import TrainConfig, TrainResult
 from lorastudio.engine.training.distributed import Ranks, training_device
@@ -149,7 +147,7 @@ def train_lora(
     # The LoRA's init draws from the global generator, and peft swaps torch's parameter registration for the
     # whole process while another thread loads an adapter: both under the process's loading lock.
     with LOADING:
-        _add_adapters(cfg, denoiser, encoders, family)
+        add_adapters(cfg, denoiser, encoders, family)
     if cfg.blocks_to_swap:
         swap_blocks(denoiser, cfg.blocks_to_swap, device)  # the rest goes to the device; these when they run
     elif cfg.quantize_base != "none":
@@ -440,29 +438,6 @@ def train_lora(
         scored,
         alternatives,
     )
-
-
-def _add_adapters(cfg: TrainConfig, denoiser, encoders, family) -> None:
-    """LoRA adapters on the denoiser's target layers (and the text encoders' when they train), drawn from the seed."""
-    torch.manual_seed(cfg.seed)
-    denoiser.add_adapter(
-        LoraConfig(
-            r=cfg.network_dim,
-            lora_alpha=cfg.network_alpha,
-            target_modules=lora_targets(denoiser, family, cfg.target),
-            init_lora_weights="gaussian",
-        )
-    )
-    if cfg.train_text_encoder:
-        for encoder in encoders:
-            # peft directly: transformers' own add_adapter demands a newer peft than diffusers does.
-            te_config = LoraConfig(
-                r=cfg.network_dim,
-                lora_alpha=cfg.network_alpha,
-                target_modules=text_encoder_targets(encoder, cfg.target),
-                init_lora_weights="gaussian",
-            )
-            inject_adapter_in_model(te_config, encoder)
 
 
 def _evaluate(evaluation: RunEvaluation, step: int, export, emit, device) -> None:
